@@ -1,0 +1,63 @@
+//! `salve`: the one binary. Thin: argument parsing and output; the work is in library crates.
+
+mod demo;
+mod pipeline_cmd;
+mod when_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "salve", version, about = "A self-hosted CI server whose pipelines heal themselves")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check pipeline files; exit 0 when valid, 1 when any error, 2 on usage or IO errors.
+    Lint(pipeline_cmd::LintArgs),
+    /// Print the compiled plan of a pipeline as JSON: blocks, expanded jobs, commands, env vars.
+    Compile(pipeline_cmd::CompileArgs),
+    /// The `when` condition language: evaluate, list inputs, reduce.
+    When {
+        #[command(subcommand)]
+        command: when_cmd::WhenCommand,
+    },
+    /// Show Salve's main job on a sample project (what exists today; see the README).
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Lint(args) => pipeline_cmd::lint(&args),
+        Command::Compile(args) => pipeline_cmd::compile(&args),
+        Command::When { command } => when_cmd::run(command),
+        Command::Demo(args) => demo::run(&args),
+    };
+    ExitCode::from(code)
+}
+
+/// Writes to stdout, ending quietly (exit 0) if the reader went away.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// Writes to stderr.
+#[macro_export]
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}

@@ -1,0 +1,131 @@
+//! Every git operation Salve performs, through the `git` CLI (DESIGN.md §3: gix cannot push, git2
+//! brings C libgit2 and OpenSSL). Arguments are always passed as separate argv entries, never
+//! through a shell, and a ref given by a user is checked with `git check-ref-format` first.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub mod files;
+
+use salve_pipeline::when::change_in::ChangedFiles;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("could not run git: {0}; install git (Debian: apt-get install git)")]
+    Spawn(#[source] std::io::Error),
+    #[error("git {args} failed: {stderr}")]
+    Failed { args: String, stderr: String },
+}
+
+/// A repository checkout (or bare repository) on disk.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+}
+
+impl Repo {
+    pub fn new(dir: impl Into<PathBuf>) -> Repo {
+        Repo { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs git with `args` in the repository and returns its trimmed standard output.
+    pub fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .map_err(GitError::Spawn)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+        } else {
+            Err(GitError::Failed {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    /// The commit a revision names, if it names one.
+    pub fn resolve(&self, rev: &str) -> Option<String> {
+        if rev.starts_with('-') {
+            return None;
+        }
+        self.run(&["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")]).ok()
+    }
+
+    /// The current branch, or `None` on a detached HEAD.
+    pub fn current_branch(&self) -> Option<String> {
+        self.run(&["symbolic-ref", "--quiet", "--short", "HEAD"]).ok()
+    }
+
+    /// Reads a file at a revision (`git show REV:PATH`).
+    pub fn show_file(&self, rev: &str, path: &str) -> Result<Vec<u8>, GitError> {
+        let spec = format!("{rev}:{path}");
+        let out =
+            Command::new("git").arg("-C").arg(&self.dir).args(["show", &spec]).output().map_err(GitError::Spawn)?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(GitError::Failed {
+                args: format!("show {spec}"),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+
+    fn is_shallow(&self) -> bool {
+        self.run(&["rev-parse", "--is-shallow-repository"]).is_ok_and(|s| s == "true")
+    }
+
+    fn has_remote(&self) -> bool {
+        self.run(&["remote"]).is_ok_and(|s| s.lines().any(|l| l == "origin"))
+    }
+}
+
+/// Branch names must be valid refs before they get anywhere near git.
+fn valid_branch_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && Command::new("git").args(["check-ref-format", "--branch", name]).output().is_ok_and(|o| o.status.success())
+}
+
+impl ChangedFiles for Repo {
+    /// spc's algorithm: fetch the branches the range needs, deepen a shallow clone (100, 200,
+    /// 400, ... up to ten times) until the range resolves, then `git diff --name-only RANGE`.
+    fn changed_files(&self, range: &str, refs: &[String]) -> Result<Vec<String>, String> {
+        for r in refs {
+            if r.is_empty() || self.resolve(r).is_some() {
+                continue;
+            }
+            if valid_branch_name(r) && self.has_remote() {
+                let spec = format!("+refs/heads/{r}:refs/heads/{r}");
+                let _ = self.run(&["fetch", "--quiet", "origin", &spec]);
+            }
+            if self.resolve(r).is_none() {
+                return Err(format!("Unknown git reference '{r}'."));
+            }
+        }
+        if range.starts_with('-') {
+            return Err(format!("invalid commit range '{range}'"));
+        }
+        let mut depth = 100;
+        for _ in 0..=10 {
+            match self.run(&["diff", "--name-only", range, "--"]) {
+                Ok(out) => return Ok(out.lines().map(str::to_owned).collect()),
+                Err(e) if self.is_shallow() && self.has_remote() => {
+                    let _ = e;
+                    let _ = self.run(&["fetch", "--quiet", &format!("--deepen={depth}"), "origin"]);
+                    depth *= 2;
+                }
+                Err(e) => return Err(format!("could not compute the changes in '{range}': {e}")),
+            }
+        }
+        Err(format!("could not compute the changes in '{range}' even after deepening the clone"))
+    }
+}

@@ -1,0 +1,3 @@
+mod common;
+mod pipelines;
+mod when_cases;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs every test dependency (idempotently) and runs every test. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# The conformance data lives beside the checkout (../shared), as in CI.
+if [ -z "${SALVE_CONFORMANCE:-}" ] && [ ! -d ../shared/conformance ]; then
+  echo "scripts/test.sh: ../shared/conformance not found; check out shared/ beside the repository or set SALVE_CONFORMANCE" >&2
+  exit 2
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace
