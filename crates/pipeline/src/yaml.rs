@@ -183,6 +183,14 @@ pub fn load(bytes: &[u8], sink: &mut Sink) -> Option<Node> {
 
 fn report_scan_error(e: &ScanError, sink: &mut Sink) {
     let m = e.marker();
+    if e.info().contains("recursion limit") {
+        sink.error(
+            Pos { line: m.line(), column: m.col() + 1 },
+            &YPath::root(),
+            format!("the YAML is nested deeper than the parser allows ({}); a pipeline never needs that", e.info()),
+        );
+        return;
+    }
     sink.error(
         Pos { line: m.line(), column: m.col() + 1 },
         &YPath::root(),
