@@ -190,11 +190,34 @@ fn regex_match(op: Op, subject: &Value, pattern: &Value) -> Result<bool, WhenErr
             pattern.to_expr()
         )));
     };
-    let re = fancy_regex::Regex::new(pattern).map_err(|e| {
+    let re = compiled(pattern).map_err(|e| {
         WhenError::Message(format!("Invalid regular expression '{pattern}' on the right of '{op}': {e}."))
     })?;
     re.is_match(subject)
         .map_err(|e| WhenError::Message(format!("Regular expression '{pattern}' could not be run: {e}.")))
+}
+
+/// Compiling a pattern costs far more than matching it, and pipelines repeat the same few
+/// patterns, so compiled ones are kept per thread (bounded; cleared when full).
+fn compiled(pattern: &str) -> Result<std::rc::Rc<fancy_regex::Regex>, fancy_regex::Error> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::rc::Rc;
+    thread_local! {
+        static CACHE: RefCell<HashMap<String, Rc<fancy_regex::Regex>>> = RefCell::new(HashMap::new());
+    }
+    if let Some(re) = CACHE.with(|c| c.borrow().get(pattern).cloned()) {
+        return Ok(re);
+    }
+    let re = Rc::new(fancy_regex::Regex::new(pattern)?);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(pattern.to_owned(), Rc::clone(&re));
+    });
+    Ok(re)
 }
 
 /// Evaluates a condition to a boolean (`When.evaluate/3`). In a dry run functions are checked
