@@ -149,7 +149,8 @@ pub fn load(bytes: &[u8], sink: &mut Sink) -> Option<Node> {
     // Semaphore's YAML parser accepts unknown escapes in double-quoted strings ("\." is ".")
     // with a warning; real pipelines rely on it. Drop such backslashes and parse again.
     let mut src: Cow<'_, str> = Cow::Borrowed(text);
-    for _ in 0..1000 {
+    // Each retry parses the whole file again, so the number of fixes is kept small.
+    for _ in 0..50 {
         match build(&src, sink) {
             Ok(node) => return node,
             Err(BuildError::Scan(e)) if e.info().contains("unknown escape") => {
@@ -178,6 +179,7 @@ pub fn load(bytes: &[u8], sink: &mut Sink) -> Option<Node> {
             }
         }
     }
+    sink.error(start, &root, "the file has more than 50 unknown escape sequences in double-quoted strings; use single quotes for text with backslashes");
     None
 }
 
