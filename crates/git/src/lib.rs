@@ -32,8 +32,8 @@ impl Repo {
         &self.dir
     }
 
-    /// Runs git with `args` in the repository and returns its trimmed standard output.
-    pub fn run(&self, args: &[&str]) -> Result<String, GitError> {
+    /// Runs git with `args` in the repository and returns its standard output.
+    fn output(&self, args: &[&str]) -> Result<Vec<u8>, GitError> {
         let out = Command::new("git")
             .arg("-C")
             .arg(&self.dir)
@@ -42,13 +42,18 @@ impl Repo {
             .output()
             .map_err(GitError::Spawn)?;
         if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+            Ok(out.stdout)
         } else {
             Err(GitError::Failed {
                 args: args.join(" "),
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
             })
         }
+    }
+
+    /// Runs git with `args` in the repository and returns its trimmed standard output as text.
+    pub fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        Ok(String::from_utf8_lossy(&self.output(args)?).trim_end().to_owned())
     }
 
     /// The commit a revision names, if it names one.
@@ -66,17 +71,7 @@ impl Repo {
 
     /// Reads a file at a revision (`git show REV:PATH`).
     pub fn show_file(&self, rev: &str, path: &str) -> Result<Vec<u8>, GitError> {
-        let spec = format!("{rev}:{path}");
-        let out =
-            Command::new("git").arg("-C").arg(&self.dir).args(["show", &spec]).output().map_err(GitError::Spawn)?;
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(GitError::Failed {
-                args: format!("show {spec}"),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        self.output(&["show", &format!("{rev}:{path}")])
     }
 
     fn is_shallow(&self) -> bool {
@@ -118,8 +113,7 @@ impl ChangedFiles for Repo {
         for _ in 0..=10 {
             match self.run(&["diff", "--name-only", range, "--"]) {
                 Ok(out) => return Ok(out.lines().map(str::to_owned).collect()),
-                Err(e) if self.is_shallow() && self.has_remote() => {
-                    let _ = e;
+                Err(_) if self.is_shallow() && self.has_remote() => {
                     let _ = self.run(&["fetch", "--quiet", &format!("--deepen={depth}"), "origin"]);
                     depth *= 2;
                 }

@@ -794,18 +794,13 @@ fn check_whens(p: &Pipeline, strict: bool, sink: &mut Sink) {
 
 fn check_change_in_args(expr: &Expr, promotion: bool) -> Result<(), when::WhenError> {
     match expr {
-        Expr::Call { name, params } if name == "change_in" => {
-            let bad = |m: String| when::WhenError::Message(format!("Function 'change_in' returned error: {m}"));
-            match params.first() {
-                Some(Value::Str(_)) => (),
-                Some(Value::List(items)) if items.iter().all(|v| matches!(v, Value::Str(_))) => (),
-                Some(_) => return Err(bad("uprocessable path parameter in change in expression".into())),
-                None => (),
-            }
-            when::change_in::parse_options(params.get(1), promotion).map_err(|e| match e {
-                FunctionError::Message(m) | FunctionError::Typed { message: m, .. } => bad(m),
-            })?;
-            Ok(())
+        // With no arguments the arity check reports the problem.
+        Expr::Call { name, params } if name == "change_in" && !params.is_empty() => {
+            when::change_in::parse_args(params, promotion).map(|_| ()).map_err(|e| match e {
+                FunctionError::Message(m) | FunctionError::Typed { message: m, .. } => {
+                    when::WhenError::Message(format!("Function 'change_in' returned error: {m}"))
+                }
+            })
         }
         Expr::Binary { left, right, .. } => {
             check_change_in_args(left, promotion)?;

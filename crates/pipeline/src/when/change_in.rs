@@ -56,25 +56,34 @@ impl Functions for ChangeIn<'_> {
         if name != "change_in" {
             return Err(FunctionError::Message(format!("Function with name '{name}' is not found.")));
         }
-        let paths = paths_arg(args.first())?;
-        let options = parse_options(args.get(1), self.build.in_promotion)?;
+        let (paths, options) = parse_args(args, self.build.in_promotion)?;
         if self.build.ref_type == "tag" {
             return Ok(Value::Bool(options.on_tags));
         }
+        // Patterns are compiled once, before any git work, so a bad glob is reported at once.
+        let workdir = parent_dir(&self.build.pipeline_file);
+        let compile_all =
+            |list: &[String]| list.iter().map(|p| Pattern::new(p, &workdir)).collect::<Result<Vec<_>, _>>();
+        let mut include = compile_all(&paths).map_err(FunctionError::Message)?;
+        let exclude = compile_all(&options.exclude).map_err(FunctionError::Message)?;
+        if options.track_pipeline_file {
+            include.push(
+                Pattern::new(&format!("/{}", self.build.pipeline_file), &workdir).map_err(FunctionError::Message)?,
+            );
+        }
         let (range, refs) = commit_range(&self.build, &options);
         let changed = self.git.changed_files(&range, &refs).map_err(FunctionError::Message)?;
-        let workdir = parent_dir(&self.build.pipeline_file);
         let hit = changed
             .iter()
-            .any(|file| file_matches(file, &paths, &options, &workdir, &self.build.pipeline_file).unwrap_or(false));
-        // A bad glob is reported rather than silently never matching.
-        for p in paths.iter().chain(&options.exclude) {
-            if let Err(e) = pattern_matches(&normalize(p, &workdir), "x") {
-                return Err(FunctionError::Message(e));
-            }
-        }
+            .any(|file| !exclude.iter().any(|p| p.matches(file)) && include.iter().any(|p| p.matches(file)));
         Ok(Value::Bool(hit))
     }
+}
+
+/// Checks `change_in`'s arguments and reads them: the paths and the options with their
+/// defaults. The pipeline validator calls this too, so both report the same errors.
+pub fn parse_args(args: &[Value], in_promotion: bool) -> Result<(Vec<String>, Options), FunctionError> {
+    Ok((paths_arg(args.first())?, parse_options(args.get(1), in_promotion)?))
 }
 
 fn paths_arg(arg: Option<&Value>) -> Result<Vec<String>, FunctionError> {
@@ -93,7 +102,7 @@ fn paths_arg(arg: Option<&Value>) -> Result<Vec<String>, FunctionError> {
 }
 
 /// Reads the options map, with spc's defaults.
-pub fn parse_options(arg: Option<&Value>, in_promotion: bool) -> Result<Options, FunctionError> {
+fn parse_options(arg: Option<&Value>, in_promotion: bool) -> Result<Options, FunctionError> {
     let mut o = Options {
         default_branch: "master".into(),
         default_range: None,
@@ -172,39 +181,39 @@ pub fn commit_range(build: &Build, o: &Options) -> (String, Vec<String>) {
     (range, vec![o.default_branch.clone()])
 }
 
-fn file_matches(file: &str, paths: &[String], o: &Options, workdir: &str, pipeline_file: &str) -> Result<bool, String> {
-    for ex in &o.exclude {
-        if pattern_matches(&normalize(ex, workdir), file)? {
-            return Ok(false);
+/// A normalised `change_in` pattern: a plain prefix, or a doublestar glob when it has a `*`.
+enum Pattern {
+    Prefix(String),
+    Glob(globset::GlobMatcher),
+}
+
+impl Pattern {
+    fn new(pattern: &str, workdir: &str) -> Result<Pattern, String> {
+        let normalized = normalize(pattern, workdir);
+        if !normalized.contains('*') {
+            return Ok(Pattern::Prefix(normalized));
+        }
+        let glob = globset::GlobBuilder::new(&normalized)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| format!("invalid change_in pattern '{normalized}': {e}"))?;
+        Ok(Pattern::Glob(glob.compile_matcher()))
+    }
+
+    /// `changed_file` is repository-relative, with or without a leading `/`.
+    fn matches(&self, changed_file: &str) -> bool {
+        let file = format!("/{}", changed_file.trim_start_matches('/'));
+        match self {
+            Pattern::Prefix(prefix) => file.starts_with(prefix.as_str()),
+            Pattern::Glob(glob) => glob.is_match(&file),
         }
     }
-    if o.track_pipeline_file && pattern_matches(&normalize(&format!("/{pipeline_file}"), workdir), file)? {
-        return Ok(true);
-    }
-    for p in paths {
-        if pattern_matches(&normalize(p, workdir), file)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Does a changed file (repository-relative, no leading `/`) match a pattern given in a
 /// pipeline whose file sits in `workdir`? (The data-driven tests call this directly.)
 pub fn matches(pattern: &str, changed_file: &str, workdir: &str) -> Result<bool, String> {
-    pattern_matches(&normalize(pattern, workdir), changed_file)
-}
-
-fn pattern_matches(normalized: &str, changed_file: &str) -> Result<bool, String> {
-    let file = format!("/{}", changed_file.trim_start_matches('/'));
-    if !normalized.contains('*') {
-        return Ok(file.starts_with(normalized));
-    }
-    let glob = globset::GlobBuilder::new(normalized)
-        .literal_separator(true)
-        .build()
-        .map_err(|e| format!("invalid change_in pattern '{normalized}': {e}"))?;
-    Ok(glob.compile_matcher().is_match(&file))
+    Ok(Pattern::new(pattern, workdir)?.matches(changed_file))
 }
 
 /// Relative patterns are joined to `/<workdir>`; the result is cleaned like Go's `path.Clean`,
