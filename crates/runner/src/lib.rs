@@ -1,0 +1,17 @@
+//! One job, run for real: its bash session with per-command records (`script`), its sandbox
+//! (`sandbox`, `jail`, `cgroup`), its log with secrets masked (`log`, `mask`), its limits and
+//! cancel (`job`). Scheduling jobs is the engine's business, not this crate's.
+
+pub mod cgroup;
+pub mod jail;
+pub mod job;
+pub mod log;
+pub mod mask;
+pub mod sandbox;
+pub mod script;
+
+pub use job::{
+    CommandRecord, Epilogue, Failure, JobControl, JobError, JobFile, JobObserver, JobOutcome, JobResult, JobSpec,
+    NoObserver, StopReason, run_job,
+};
+pub use sandbox::{Isolation, Sandbox, SandboxError, find_bwrap};
