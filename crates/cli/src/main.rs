@@ -2,6 +2,7 @@
 
 mod demo;
 mod pipeline_cmd;
+mod run_cmd;
 mod when_cmd;
 
 use std::process::ExitCode;
@@ -26,16 +27,33 @@ enum Command {
         #[command(subcommand)]
         command: when_cmd::WhenCommand,
     },
+    /// Run a pipeline of the repository here, every job in the sandbox; exit 0 when it passed.
+    Run(run_cmd::RunArgs),
+    /// Print a stored job log, with each command's header.
+    Logs(run_cmd::LogsArgs),
     /// Show Salve's main job on a sample project (what exists today; see the README).
     Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
+    // Called as a toolbox command (a link named `checkout`, `retry`, ...) or as the sandbox's
+    // jail helper: dispatch before any argument parsing.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called_as = args.first().and_then(|a| std::path::Path::new(a).file_name()).and_then(|n| n.to_str());
+    if let Some(name) = called_as.filter(|n| salve_toolbox::COMMANDS.contains(n)) {
+        let code = salve_toolbox::main(name, &args[1..]);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    if args.get(1).is_some_and(|a| a == "__jail") {
+        return ExitCode::from(salve_runner::jail::main(&args[2..]));
+    }
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Lint(args) => pipeline_cmd::lint(&args),
         Command::Compile(args) => pipeline_cmd::compile(&args),
         Command::When { command } => when_cmd::run(command),
+        Command::Run(args) => run_cmd::run(&args),
+        Command::Logs(args) => run_cmd::logs(&args),
         Command::Demo(args) => demo::run(&args),
     };
     ExitCode::from(code)

@@ -56,6 +56,56 @@ impl Repo {
         Ok(String::from_utf8_lossy(&self.output(args)?).trim_end().to_owned())
     }
 
+    /// Runs git with `args` in the repository, its output going where ours goes (a job's log).
+    pub fn stream(&self, args: &[&str]) -> Result<(), GitError> {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .status()
+            .map_err(GitError::Spawn)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(GitError::Failed {
+                args: args.join(" "),
+                stderr: format!("exit status {}", status.code().unwrap_or(-1)),
+            })
+        }
+    }
+
+    /// A commit of the work tree as it is now (tracked changes and untracked files that are not
+    /// ignored), on top of HEAD, made with a private index so the user's index is untouched.
+    pub fn snapshot_worktree(&self, index: &Path) -> Result<String, GitError> {
+        let git = |args: &[&str]| -> Result<String, GitError> {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(&self.dir)
+                .args(args)
+                .env("GIT_INDEX_FILE", index)
+                .output()
+                .map_err(GitError::Spawn)?;
+            if out.status.success() {
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            } else {
+                Err(GitError::Failed {
+                    args: args.join(" "),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                })
+            }
+        };
+        git(&["read-tree", "HEAD"])?;
+        git(&["add", "--all"])?;
+        let tree = git(&["write-tree"])?;
+        git(&["commit-tree", &tree, "-p", "HEAD", "-m", "salve run --dirty: the work tree"])
+    }
+
+    /// Whether `name` is acceptable as a branch name.
+    pub fn valid_branch(name: &str) -> bool {
+        valid_branch_name(name)
+    }
+
     /// The commit a revision names, if it names one.
     pub fn resolve(&self, rev: &str) -> Option<String> {
         if rev.starts_with('-') {

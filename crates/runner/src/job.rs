@@ -53,6 +53,8 @@ pub struct JobSpec {
     pub toolbox: Option<PathBuf>,
     /// Extra folders the job may write (cache and artifact storage).
     pub writable: Vec<PathBuf>,
+    /// Extra folders the job may read although they are hidden (the repository it clones).
+    pub readable: Vec<PathBuf>,
     pub sandbox: Sandbox,
 }
 
@@ -356,7 +358,8 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     }
     let argv: Vec<OsString> =
         vec!["/bin/bash".into(), "--noprofile".into(), "--norc".into(), script_path.clone().into_os_string()];
-    let mounts = Mounts { home: &home, run: &run, writable: &spec.writable };
+    let readable: Vec<PathBuf> = spec.readable.iter().cloned().chain(spec.toolbox.clone()).collect();
+    let mounts = Mounts { home: &home, run: &run, writable: &spec.writable, readable: &readable };
     // The process gets only the base variables: the job's own (secrets included) are exported
     // by the script, so they never appear in bwrap's /proc/PID/environ outside the sandbox.
     let cgroup_dirs = cgroup.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();

@@ -68,6 +68,7 @@ pub struct Mounts<'a> {
     pub home: &'a Path,
     pub run: &'a Path,
     pub writable: &'a [PathBuf],
+    pub readable: &'a [PathBuf],
 }
 
 impl Sandbox {
@@ -114,6 +115,9 @@ impl Sandbox {
             words.extend(["--ro-bind".into(), mounts.run.into(), mounts.run.into()]);
             for dir in mounts.writable {
                 words.extend(["--bind".into(), dir.into(), dir.into()]);
+            }
+            for dir in mounts.readable {
+                words.extend(["--ro-bind".into(), dir.into(), dir.into()]);
             }
             words.extend(["--chdir".into(), mounts.home.into(), "--".into()]);
         }

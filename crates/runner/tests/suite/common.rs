@@ -16,6 +16,7 @@ pub fn spec(dir: &Path, commands: &[&str]) -> JobSpec {
         dir: dir.join("job"),
         toolbox: None,
         writable: Vec::new(),
+        readable: Vec::new(),
         sandbox: Sandbox::none(),
     }
 }

@@ -1,0 +1,379 @@
+//! `salve run`: runs a pipeline of the repository in the current directory, on this machine,
+//! every job in the sandbox; `salve logs JOB_ID` prints a stored job log.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use salve_engine::{Context, Engine, Event, GitContext, NoSecrets, Observer, Outcome, PipelineControl, RefType};
+use salve_git::Repo;
+use salve_git::files::AtCommit;
+use salve_pipeline::when::change_in::{Build, ChangeIn};
+use salve_pipeline::{Mode, analyze, diag};
+use salve_runner::log::LogReader;
+use salve_runner::{Isolation, JobResult, Sandbox, find_bwrap};
+
+use crate::{err, out};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The pipeline file, relative to the repository root.
+    #[arg(long, default_value = ".semaphore/semaphore.yml")]
+    file: String,
+    /// The branch the run is for (default: the current branch).
+    #[arg(long)]
+    branch: Option<String>,
+    /// A pipeline parameter, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Run the work tree as it is (uncommitted and untracked files included) instead of HEAD.
+    #[arg(long)]
+    dirty: bool,
+    /// Print one JSON event per line instead of progress for people.
+    #[arg(long)]
+    json: bool,
+    /// Jobs run at the same time (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run jobs without isolation (no bubblewrap, no Landlock): they can read and write anything you can.
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Cut jobs off from the network.
+    #[arg(long)]
+    no_network: bool,
+    /// Memory limit per job, in MiB.
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u64>,
+    /// Process limit per job.
+    #[arg(long, value_name = "N")]
+    max_processes: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The job's id (printed by `salve run`).
+    job_id: String,
+    /// Print the output only, without the command headers.
+    #[arg(long)]
+    raw: bool,
+}
+
+/// Salve's data folder: `$SALVE_DATA_DIR`, else `$XDG_DATA_HOME/salve`, else `~/.local/share/salve`.
+pub fn data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SALVE_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("salve");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
+    home.join(".local/share/salve")
+}
+
+/// Links the toolbox commands to this binary in `dir` (refreshed when the binary moved).
+fn install_toolbox(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let exe = std::env::current_exe()?;
+    for name in salve_toolbox::COMMANDS {
+        let link = dir.join(name);
+        if std::fs::read_link(&link).is_ok_and(|target| target == exe) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&exe, &link)?;
+    }
+    Ok(())
+}
+
+fn usage_error(message: &str) -> u8 {
+    err!("error: {message}");
+    2
+}
+
+pub fn run(args: &RunArgs) -> u8 {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let Ok(top) = Repo::new(&cwd).run(&["rev-parse", "--show-toplevel"]) else {
+        return usage_error(
+            "salve run works in a git repository: cd into one (or run `git init` and commit your files)",
+        );
+    };
+    let repo = Repo::new(&top);
+    let Some(head) = repo.resolve("HEAD") else {
+        return usage_error(
+            "the repository has no commit yet: commit your files first, or use --dirty after one commit",
+        );
+    };
+    let branch = match args.branch.clone().or_else(|| repo.current_branch()) {
+        Some(b) if Repo::valid_branch(&b) => b,
+        Some(b) => return usage_error(&format!("'{b}' is not a valid branch name")),
+        None => return usage_error("HEAD is detached: say which branch this run is for with --branch NAME"),
+    };
+    let mut params = BTreeMap::new();
+    for p in &args.params {
+        match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                params.insert(k.to_owned(), v.to_owned());
+            }
+            _ => return usage_error(&format!("--param wants NAME=VALUE, got '{p}'")),
+        }
+    }
+    let sandbox = match sandbox(args) {
+        Ok(s) => s,
+        Err(message) => return usage_error(&message),
+    };
+    let data = data_dir();
+    let jobs_dir = data.join("jobs");
+    let toolbox = data.join("toolbox");
+    if let Err(e) = std::fs::create_dir_all(&jobs_dir).and_then(|()| install_toolbox(&toolbox)) {
+        return usage_error(&format!("cannot prepare Salve's data folder {}: {e}", data.display()));
+    }
+
+    let sha = if args.dirty {
+        let index = data.join(format!("index-{}", uuid::Uuid::new_v4().simple()));
+        let made = repo.snapshot_worktree(&index);
+        let _ = std::fs::remove_file(&index);
+        match made {
+            Ok(sha) => sha,
+            Err(e) => return usage_error(&format!("cannot snapshot the work tree: {e}")),
+        }
+    } else {
+        head
+    };
+    let project = Path::new(&top).file_name().map_or("project".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mirror = data.join("repos").join(format!("{project}-{:x}.git", md5::compute(top.as_bytes())));
+    if let Err(e) = publish(&repo, &mirror, &sha, &branch) {
+        return usage_error(&format!("cannot copy the commit to Salve's repository mirror: {e}"));
+    }
+
+    let file = args.file.trim_start_matches('/').to_owned();
+    let files = AtCommit { repo: &repo, rev: sha.clone() };
+    let bytes = match repo.show_file(&sha, &file) {
+        Ok(b) => b,
+        Err(_) => {
+            return usage_error(&format!(
+                "there is no {file} in {}: write one (see `salve lint --help`) or pass --file",
+                if args.dirty { "the work tree" } else { "HEAD (commit it, or use --dirty)" }
+            ));
+        }
+    };
+    let analysis = analyze(&file, &bytes, &files, &params, Mode::Compile);
+    let text = String::from_utf8_lossy(&bytes);
+    for d in &analysis.diagnostics {
+        err!("{}", diag::render(d, (d.file == file).then_some(&*text)));
+    }
+    let plan = match analysis.plan {
+        Some(plan) if !analysis.has_errors() => plan,
+        _ => {
+            err!(
+                "The pipeline is malformed: nothing was run. Fix the errors above (`salve lint {file}` checks again)."
+            );
+            if args.json {
+                out!(
+                    "{}",
+                    serde_json::json!({"event": "pipeline_finished", "result": "failed", "result_reason": "malformed"})
+                );
+            }
+            return 1;
+        }
+    };
+
+    let git_info = |format: &str| repo.run(&["log", "-1", &format!("--format={format}"), &sha]).unwrap_or_default();
+    let ctx = Context {
+        project_name: project.clone(),
+        project_id: uuid::Uuid::from_bytes(md5::compute(top.as_bytes()).0).to_string(),
+        organization_id: uuid::Uuid::from_bytes(md5::compute(b"salve-local").0).to_string(),
+        organization_url: "http://localhost".into(),
+        workflow_id: uuid::Uuid::new_v4().to_string(),
+        workflow_number: 1,
+        pipeline_id: uuid::Uuid::new_v4().to_string(),
+        artefact_ids: vec![uuid::Uuid::new_v4().to_string()],
+        promoted_by: None,
+        triggered_by: git_info("%an"),
+        triggered_by_manual_run: true,
+        git: GitContext {
+            provider: "local".into(),
+            url: format!("file://{}", mirror.display()),
+            repo_name: project.clone(),
+            repo_slug: format!("local/{project}"),
+            sha: sha.clone(),
+            ref_type: RefType::Branch,
+            label: branch.clone(),
+            target_branch: None,
+            pr_branch: None,
+            pr_sha: None,
+            pr_name: None,
+            commit_range: String::new(),
+            commit_author: git_info("%an"),
+            committer: git_info("%cn"),
+        },
+    };
+    let build = Build {
+        ref_type: "branch".into(),
+        branch: branch.clone(),
+        sha: sha.clone(),
+        pipeline_file: file.clone(),
+        ..Build::default()
+    };
+    let functions = ChangeIn { build, git: &repo };
+    let printer = Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() };
+    if !args.json {
+        let short = &sha[..sha.len().min(7)];
+        out!("Running {file} on {branch} @ {short}{}", if args.dirty { " (work tree)" } else { "" });
+    }
+    let engine = Engine {
+        jobs_dir,
+        parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+        sandbox,
+        toolbox: Some(toolbox),
+        writable: Vec::new(),
+        readable: vec![mirror],
+        secrets: &NoSecrets,
+        functions: &functions,
+        observer: &printer,
+    };
+    let result = engine.run(&plan, &ctx, &PipelineControl::new());
+    if let Some(e) = &result.error {
+        err!("The pipeline is malformed: {e}");
+    }
+    if !args.json {
+        summary(&result);
+    }
+    u8::from(result.result != Outcome::Passed)
+}
+
+fn sandbox(args: &RunArgs) -> Result<Sandbox, String> {
+    let jail = std::env::current_exe().ok().map(|exe| vec![OsString::from(exe), OsString::from("__jail")]);
+    let isolation = if args.no_sandbox {
+        None
+    } else {
+        let bwrap = find_bwrap().map_err(|e| e.to_string())?;
+        Some(Isolation { bwrap, hide: vec![data_dir()] })
+    };
+    Ok(Sandbox {
+        isolation,
+        jail,
+        network: !args.no_network,
+        memory_bytes: args.memory.map(|m| m * 1024 * 1024),
+        max_processes: args.max_processes,
+    })
+}
+
+/// Puts the commit in Salve's bare mirror of the repository, where `checkout` clones it from.
+fn publish(repo: &Repo, mirror: &Path, sha: &str, branch: &str) -> Result<(), String> {
+    if !mirror.join("HEAD").is_file() {
+        std::fs::create_dir_all(mirror).map_err(|e| e.to_string())?;
+        Repo::new(mirror).run(&["init", "--quiet", "--bare"]).map_err(|e| e.to_string())?;
+    }
+    let target = mirror.to_string_lossy();
+    repo.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:refs/heads/{branch}")])
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+struct Printer {
+    json: bool,
+    start: Instant,
+    jobs_dir: PathBuf,
+}
+
+impl Observer for Printer {
+    fn event(&self, event: &Event) {
+        if self.json {
+            out!("{}", serde_json::to_string(event).unwrap_or_default());
+            return;
+        }
+        let t = self.start.elapsed().as_secs_f64();
+        match event {
+            Event::PipelineStarted { .. } => {}
+            Event::BlockStarted { block } => out!("[{t:6.1}s] ▶ {block}"),
+            Event::BlockFinished { block, result, result_reason } => {
+                let reason = result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+                out!("[{t:6.1}s] {} {block}: {}{reason}", mark(*result == Outcome::Passed), result.as_str());
+            }
+            Event::JobStarted { job, .. } => out!("[{t:6.1}s]   · {job} started"),
+            Event::JobFinished { job, job_id, result, summary, duration_ms, .. } => {
+                let secs = *duration_ms as f64 / 1000.0;
+                out!("[{t:6.1}s]   {} {job} {} in {secs:.1}s", mark(*result == JobResult::Passed), result.as_str());
+                if *result != JobResult::Passed {
+                    out!("            {summary}");
+                    self.tail(job_id);
+                    out!("            full log: salve logs {job_id}");
+                }
+            }
+            Event::PipelineFinished { .. } => {}
+        }
+    }
+}
+
+impl Printer {
+    /// The last lines the failing job printed.
+    fn tail(&self, job_id: &str) {
+        let Ok(reader) = LogReader::open(&self.jobs_dir.join(job_id)) else { return };
+        let Ok(all) = reader.lines(0, usize::MAX) else { return };
+        let mut stdout = std::io::stdout().lock();
+        for line in all.iter().rev().skip(1).take(8).rev() {
+            let _ = writeln!(stdout, "            │ {}", String::from_utf8_lossy(&line.bytes));
+        }
+    }
+}
+
+fn mark(ok: bool) -> &'static str {
+    if ok { "✓" } else { "✗" }
+}
+
+fn summary(run: &salve_engine::PipelineRun) {
+    let reason = run.result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let secs = run.done_ms.saturating_sub(run.created_ms) as f64 / 1000.0;
+    out!("");
+    out!("Pipeline {}{reason} in {secs:.1}s", run.result.as_str());
+    for b in run.blocks.iter().chain(run.after_pipeline.as_ref()) {
+        let reason = b.result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+        out!("  {} {}: {}{reason}", mark(b.result == Outcome::Passed), b.name, b.result.as_str());
+        for j in &b.jobs {
+            let reason = j.result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+            out!("      {} {}: {}{reason}  {}", mark(j.result == JobResult::Passed), j.name, j.result.as_str(), j.id);
+        }
+    }
+}
+
+pub fn logs(args: &LogsArgs) -> u8 {
+    if uuid::Uuid::parse_str(&args.job_id).is_err() {
+        return usage_error(&format!(
+            "'{}' is not a job id (job ids look like 3f1c…-…; `salve run` prints them)",
+            args.job_id
+        ));
+    }
+    let dir = data_dir().join("jobs").join(&args.job_id);
+    let reader = match LogReader::open(&dir).and_then(|r| r.raw().map(|_| r)) {
+        Ok(r) => r,
+        Err(_) => return usage_error(&format!("no job {} in {}", args.job_id, dir.display())),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if args.raw {
+        if let Ok(mut f) = reader.raw() {
+            let _ = std::io::copy(&mut f, &mut stdout);
+        }
+        return 0;
+    }
+    let commands: Vec<serde_json::Value> =
+        std::fs::read(dir.join("commands.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let Ok(lines) = reader.lines(0, usize::MAX) else { return 2 };
+    let mut next = commands.iter().peekable();
+    for line in lines {
+        while let Some(c) = next.next_if(|c| c["first_line"].as_u64().is_some_and(|f| f <= line.number)) {
+            let code = c["exit_code"].as_i64().map_or("—".to_owned(), |e| e.to_string());
+            let _ =
+                writeln!(stdout, "$ {}    [exit {code}, {} ms]", c["command"].as_str().unwrap_or(""), c["duration_ms"]);
+        }
+        let _ = stdout.write_all(&line.bytes);
+        let _ = stdout.write_all(b"\n");
+    }
+    for c in next {
+        let code = c["exit_code"].as_i64().map_or("—".to_owned(), |e| e.to_string());
+        let _ = writeln!(stdout, "$ {}    [exit {code}, {} ms]", c["command"].as_str().unwrap_or(""), c["duration_ms"]);
+    }
+    0
+}

@@ -1,0 +1,10 @@
+//! Runs pipelines: blocks as a DAG, jobs on the runner in parallel, Semaphore's results.
+//! Synchronous (threads, no async): the server calls it from a blocking task.
+
+pub mod env;
+pub mod run;
+
+pub use env::{Context, GitContext, RefType};
+pub use run::{
+    BlockRun, Engine, Event, JobRun, NoSecrets, Observer, Outcome, PipelineControl, PipelineRun, Quiet, Secret, Secrets,
+};

@@ -1,0 +1,770 @@
+//! Runs one compiled pipeline (SEMAPHORE.md §1.6–1.11, §6.1): a block starts when all its
+//! dependencies passed and is canceled when one did not; `skip`/`run` conditions and legacy
+//! filters are decided before anything runs; jobs run on the runner, at most `parallel` at a
+//! time; `fail_fast` stops or cancels; the pipeline time limit stops everything; the
+//! `after_pipeline` jobs always run last.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use salve_pipeline::Plan;
+use salve_pipeline::compile::{PlanBlock, PlanJob};
+use salve_pipeline::when::{self, Functions};
+use salve_runner::log::unix_ms;
+use salve_runner::{Epilogue, JobControl, JobFile, JobOutcome, JobResult, JobSpec, NoObserver, Sandbox, StopReason};
+use serde::Serialize;
+
+use crate::env::{self, Context, JobIdentity};
+
+/// A secret's content (the engine never stores or prints it).
+#[derive(Debug, Clone, Default)]
+pub struct Secret {
+    pub env_vars: Vec<(String, String)>,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+pub trait Secrets: Sync {
+    /// `Ok(None)` when there is no secret of that name.
+    fn get(&self, name: &str) -> Result<Option<Secret>, String>;
+}
+
+pub struct NoSecrets;
+impl Secrets for NoSecrets {
+    fn get(&self, _: &str) -> Result<Option<Secret>, String> {
+        Ok(None)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Stopped,
+    Canceled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Stopped => "stopped",
+            Outcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// What the engine tells the world, in order. Serialised one per line by `salve run --json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    PipelineStarted {
+        pipeline_id: String,
+        name: String,
+        blocks: Vec<String>,
+    },
+    BlockStarted {
+        block: String,
+    },
+    BlockFinished {
+        block: String,
+        result: Outcome,
+        result_reason: Option<String>,
+    },
+    JobStarted {
+        block: String,
+        job: String,
+        job_id: String,
+    },
+    JobFinished {
+        block: String,
+        job: String,
+        job_id: String,
+        result: JobResult,
+        result_reason: Option<String>,
+        summary: String,
+        duration_ms: u64,
+    },
+    PipelineFinished {
+        pipeline_id: String,
+        result: Outcome,
+        result_reason: Option<String>,
+        duration_ms: u64,
+    },
+}
+
+pub trait Observer: Sync {
+    fn event(&self, event: &Event);
+}
+
+pub struct Quiet;
+impl Observer for Quiet {
+    fn event(&self, _: &Event) {}
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRun {
+    pub id: String,
+    pub name: String,
+    pub dir: PathBuf,
+    pub outcome: Option<JobOutcome>,
+    /// Jobs that never started (their block was stopped first) have no outcome.
+    pub result: JobResult,
+    pub result_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockRun {
+    pub name: String,
+    pub result: Outcome,
+    pub result_reason: Option<String>,
+    pub jobs: Vec<JobRun>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineRun {
+    pub pipeline_id: String,
+    pub result: Outcome,
+    pub result_reason: Option<String>,
+    /// Why the pipeline is malformed, when it is.
+    pub error: Option<String>,
+    pub blocks: Vec<BlockRun>,
+    pub after_pipeline: Option<BlockRun>,
+    pub created_ms: u64,
+    pub done_ms: u64,
+}
+
+/// Stops a running pipeline from another thread.
+#[derive(Clone, Default)]
+pub struct PipelineControl {
+    stop: std::sync::Arc<std::sync::Mutex<Option<StopReason>>>,
+    tx: std::sync::Arc<std::sync::Mutex<Option<mpsc::Sender<Msg>>>>,
+}
+
+impl PipelineControl {
+    pub fn new() -> PipelineControl {
+        PipelineControl::default()
+    }
+
+    pub fn stop(&self, reason: StopReason) {
+        if let Ok(mut s) = self.stop.lock() {
+            s.get_or_insert(reason);
+        }
+        if let Ok(tx) = self.tx.lock()
+            && let Some(tx) = tx.as_ref()
+        {
+            let _ = tx.send(Msg::Stop);
+        }
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        self.stop.lock().ok().and_then(|s| *s)
+    }
+}
+
+enum Msg {
+    Done { block: usize, job: usize, outcome: Result<JobOutcome, String> },
+    Stop,
+}
+
+pub struct Engine<'a> {
+    /// Each job gets `jobs_dir/<job id>/`.
+    pub jobs_dir: PathBuf,
+    pub parallel: usize,
+    pub sandbox: Sandbox,
+    pub toolbox: Option<PathBuf>,
+    pub writable: Vec<PathBuf>,
+    pub readable: Vec<PathBuf>,
+    pub secrets: &'a dyn Secrets,
+    /// `change_in` and any other function conditions may call.
+    pub functions: &'a dyn Functions,
+    pub observer: &'a dyn Observer,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Running,
+    Done(Outcome),
+}
+
+struct Block<'p> {
+    plan: &'p PlanBlock,
+    deps: Vec<usize>,
+    state: State,
+    reason: Option<String>,
+    skip: bool,
+    jobs: Vec<JobRun>,
+    /// Jobs not yet started.
+    pending: usize,
+    running: usize,
+}
+
+impl Engine<'_> {
+    pub fn run(&self, plan: &Plan, ctx: &Context, control: &PipelineControl) -> PipelineRun {
+        let created_ms = unix_ms();
+        let started = Instant::now();
+        let mut run = PipelineRun {
+            pipeline_id: ctx.pipeline_id.clone(),
+            result: Outcome::Passed,
+            result_reason: None,
+            error: None,
+            blocks: Vec::new(),
+            after_pipeline: None,
+            created_ms,
+            done_ms: 0,
+        };
+        self.observer.event(&Event::PipelineStarted {
+            pipeline_id: ctx.pipeline_id.clone(),
+            name: plan.name.clone(),
+            blocks: plan.blocks.iter().map(|b| b.name.clone()).collect(),
+        });
+        let decided = self.decide(plan, ctx);
+        let (skips, fail_fast) = match decided {
+            Ok(d) => d,
+            Err(message) => {
+                run.result = Outcome::Failed;
+                run.result_reason = Some("malformed".into());
+                run.error = Some(message);
+                run.done_ms = unix_ms();
+                self.finish(&run, started);
+                return run;
+            }
+        };
+        let mut blocks: Vec<Block<'_>> = plan
+            .blocks
+            .iter()
+            .zip(skips)
+            .map(|(b, skip)| Block {
+                plan: b,
+                deps: b.dependencies.iter().filter_map(|d| plan.blocks.iter().position(|x| &x.name == d)).collect(),
+                state: State::Waiting,
+                reason: None,
+                skip,
+                jobs: b
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        JobRun {
+                            dir: self.jobs_dir.join(&id),
+                            id,
+                            name: j.name.clone(),
+                            outcome: None,
+                            result: JobResult::Stopped,
+                            result_reason: None,
+                        }
+                    })
+                    .collect(),
+                pending: b.jobs.len(),
+                running: 0,
+            })
+            .collect();
+        let deadline = started + Duration::from_secs(plan.execution_time_limit_minutes * 60);
+        let (tx, rx) = mpsc::channel::<Msg>();
+        if let Ok(mut slot) = control.tx.lock() {
+            *slot = Some(tx.clone());
+        }
+        let mut stopped: Option<StopReason> = control.reason();
+        std::thread::scope(|scope| {
+            let mut queue: VecDeque<(usize, usize)> = VecDeque::new();
+            let mut controls: Vec<(usize, usize, JobControl)> = Vec::new();
+            let mut cancel_waiting = false;
+            loop {
+                // Blocks whose dependencies are settled start, are skipped or are canceled.
+                let mut changed = true;
+                while changed {
+                    changed = false;
+                    for i in 0..blocks.len() {
+                        if blocks[i].state != State::Waiting {
+                            continue;
+                        }
+                        let deps: Vec<State> = blocks[i].deps.iter().map(|&d| blocks[d].state).collect();
+                        let why = if let Some(reason) = stopped {
+                            Some(reason.as_str().to_owned())
+                        } else if cancel_waiting
+                            || deps.iter().any(|s| matches!(s, State::Done(o) if *o != Outcome::Passed))
+                        {
+                            Some("fast_failing".to_owned())
+                        } else {
+                            None
+                        };
+                        let b = &mut blocks[i];
+                        if let Some(reason) = why {
+                            b.state = State::Done(Outcome::Canceled);
+                            b.reason = Some(reason.clone());
+                            b.pending = 0;
+                            for j in &mut b.jobs {
+                                j.result_reason = Some(reason.clone());
+                            }
+                            self.observer.event(&Event::BlockFinished {
+                                block: b.plan.name.clone(),
+                                result: Outcome::Canceled,
+                                result_reason: Some(reason),
+                            });
+                            changed = true;
+                        } else if deps.iter().all(|s| *s == State::Done(Outcome::Passed)) {
+                            changed = true;
+                            if b.skip {
+                                b.state = State::Done(Outcome::Passed);
+                                b.reason = Some("skipped".into());
+                                b.pending = 0;
+                                for j in &mut b.jobs {
+                                    j.result = JobResult::Passed;
+                                    j.result_reason = Some("skipped".into());
+                                }
+                                self.observer.event(&Event::BlockFinished {
+                                    block: b.plan.name.clone(),
+                                    result: Outcome::Passed,
+                                    result_reason: Some("skipped".into()),
+                                });
+                            } else {
+                                b.state = State::Running;
+                                self.observer.event(&Event::BlockStarted { block: b.plan.name.clone() });
+                                queue.extend((0..b.jobs.len()).map(|j| (i, j)));
+                            }
+                        }
+                    }
+                }
+                // Start jobs while there are free slots.
+                while controls.len() < self.parallel.max(1) {
+                    let Some((bi, ji)) = queue.pop_front() else { break };
+                    let b = &mut blocks[bi];
+                    b.pending -= 1;
+                    b.running += 1;
+                    let job_control = JobControl::new();
+                    controls.push((bi, ji, job_control.clone()));
+                    let spec = self.job_spec(plan, ctx, b.plan, &b.plan.jobs[ji], &b.jobs[ji], None);
+                    self.observer.event(&Event::JobStarted {
+                        block: b.plan.name.clone(),
+                        job: b.jobs[ji].name.clone(),
+                        job_id: b.jobs[ji].id.clone(),
+                    });
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        let outcome = match spec {
+                            Ok(spec) => {
+                                salve_runner::run_job(&spec, &job_control, &NoObserver).map_err(|e| e.to_string())
+                            }
+                            Err(e) => Err(e),
+                        };
+                        let _ = tx.send(Msg::Done { block: bi, job: ji, outcome });
+                    });
+                }
+                if controls.is_empty() && queue.is_empty() {
+                    break;
+                }
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let msg = if stopped.is_some() { rx.recv().ok() } else { rx.recv_timeout(wait).ok() };
+                let newly_stopped = match msg {
+                    Some(Msg::Done { block, job, outcome }) => {
+                        controls.retain(|(b, j, _)| !(*b == block && *j == job));
+                        let b = &mut blocks[block];
+                        b.running -= 1;
+                        let jr = &mut b.jobs[job];
+                        match outcome {
+                            Ok(o) => {
+                                jr.result = o.result;
+                                jr.result_reason = o.stop_reason.map(|r| r.as_str().to_owned());
+                                jr.outcome = Some(o);
+                            }
+                            Err(e) => {
+                                jr.result = JobResult::Failed;
+                                jr.result_reason = Some(format!("internal: {e}"));
+                            }
+                        }
+                        let o = jr.outcome.as_ref();
+                        self.observer.event(&Event::JobFinished {
+                            block: b.plan.name.clone(),
+                            job: jr.name.clone(),
+                            job_id: jr.id.clone(),
+                            result: jr.result,
+                            result_reason: jr.result_reason.clone(),
+                            summary: o
+                                .map(|o| o.summary.clone())
+                                .unwrap_or_else(|| jr.result_reason.clone().unwrap_or_default()),
+                            duration_ms: o.map_or(0, |o| o.finished_ms.saturating_sub(o.started_ms)),
+                        });
+                        if jr.result == JobResult::Failed {
+                            // Job-level fail_fast inside the block.
+                            let (stop, cancel) = (fail_fast.block_stop[block], fail_fast.block_cancel[block]);
+                            if stop || cancel {
+                                queue.retain(|(qb, qj)| {
+                                    if *qb == block {
+                                        b.pending -= 1;
+                                        b.jobs[*qj].result_reason = Some("fast_failing".into());
+                                    }
+                                    *qb != block
+                                });
+                            }
+                            if stop {
+                                for (cb, _, c) in &controls {
+                                    if *cb == block {
+                                        c.stop(StopReason::FastFailing);
+                                    }
+                                }
+                            }
+                        }
+                        if b.pending == 0 && b.running == 0 && b.state == State::Running {
+                            let (result, reason) = block_result(&b.jobs);
+                            b.state = State::Done(result);
+                            b.reason = reason.clone();
+                            self.observer.event(&Event::BlockFinished {
+                                block: b.plan.name.clone(),
+                                result,
+                                result_reason: reason,
+                            });
+                            if result == Outcome::Failed {
+                                if fail_fast.stop {
+                                    stop_all(&mut queue, &mut blocks, &controls, StopReason::FastFailing);
+                                    cancel_waiting = true;
+                                } else if fail_fast.cancel {
+                                    cancel_waiting = true;
+                                    queue.retain(|(qb, _)| {
+                                        blocks[*qb].state == State::Running && blocks[*qb].running > 0
+                                    });
+                                }
+                            }
+                        }
+                        None
+                    }
+                    Some(Msg::Stop) => control.reason(),
+                    None if stopped.is_none() && Instant::now() >= deadline => Some(StopReason::Timeout),
+                    None => None,
+                };
+                if let Some(reason) = newly_stopped
+                    && stopped.is_none()
+                {
+                    stopped = Some(reason);
+                    stop_all(&mut queue, &mut blocks, &controls, reason);
+                }
+                // Blocks whose last queued jobs were dropped finish here.
+                for b in &mut blocks {
+                    if b.state == State::Running && b.pending == 0 && b.running == 0 {
+                        let (result, reason) = block_result(&b.jobs);
+                        b.state = State::Done(result);
+                        b.reason = reason.clone();
+                        self.observer.event(&Event::BlockFinished {
+                            block: b.plan.name.clone(),
+                            result,
+                            result_reason: reason,
+                        });
+                    }
+                }
+            }
+        });
+        if let Ok(mut slot) = control.tx.lock() {
+            *slot = None;
+        }
+        run.blocks = blocks
+            .into_iter()
+            .map(|b| BlockRun {
+                name: b.plan.name.clone(),
+                result: match b.state {
+                    State::Done(o) => o,
+                    _ => Outcome::Canceled,
+                },
+                result_reason: b.reason,
+                jobs: b.jobs,
+            })
+            .collect();
+        let (result, reason) = pipeline_result(&run.blocks, stopped);
+        run.result = result;
+        run.result_reason = reason;
+        run.done_ms = unix_ms();
+        if let Some(after) = &plan.after_pipeline {
+            run.after_pipeline = Some(self.after_pipeline(plan, ctx, after, &run, started));
+        }
+        self.finish(&run, started);
+        run
+    }
+
+    fn finish(&self, run: &PipelineRun, started: Instant) {
+        self.observer.event(&Event::PipelineFinished {
+            pipeline_id: run.pipeline_id.clone(),
+            result: run.result,
+            result_reason: run.result_reason.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// Everything decided before the first job: skip/run/filters for each block, fail_fast,
+    /// and that every secret exists. An error makes the pipeline malformed.
+    fn decide(&self, plan: &Plan, ctx: &Context) -> Result<(Vec<bool>, FailFast), String> {
+        let params = ctx.git.when_params();
+        let eval = |what: &str, expr: &str| {
+            when::evaluate(expr, &params, self.functions, false)
+                .map_err(|e| format!("Invalid 'when' condition on path '{what}': {}", e.message()))
+        };
+        let mut skips = Vec::new();
+        let (mut block_stop, mut block_cancel) = (Vec::new(), Vec::new());
+        for b in &plan.blocks {
+            let skip = if let Some(expr) = &b.skip {
+                eval(&format!("#/blocks/{}/skip/when", b.index), expr)?
+            } else if let Some(expr) = &b.run {
+                !eval(&format!("#/blocks/{}/run/when", b.index), expr)?
+            } else {
+                filter_skips(b, ctx.git.branch_name())?
+            };
+            skips.push(skip);
+            block_stop.push(match &b.fail_fast.stop {
+                Some(e) => eval(&format!("#/blocks/{}/task/fail_fast/stop/when", b.index), e)?,
+                None => false,
+            });
+            block_cancel.push(match &b.fail_fast.cancel {
+                Some(e) => eval(&format!("#/blocks/{}/task/fail_fast/cancel/when", b.index), e)?,
+                None => false,
+            });
+        }
+        let stop = match &plan.fail_fast.stop {
+            Some(e) => eval("#/fail_fast/stop/when", e)?,
+            None => false,
+        };
+        let cancel = match &plan.fail_fast.cancel {
+            Some(e) => eval("#/fail_fast/cancel/when", e)?,
+            None => false,
+        };
+        let all_jobs = plan.blocks.iter().flat_map(|b| &b.jobs).chain(plan.after_pipeline.iter().flat_map(|a| &a.jobs));
+        let mut names: Vec<&String> = all_jobs.flat_map(|j| &j.secrets).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            match self.secrets.get(name) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!(
+                        "Secret '{name}' not found. Create it with: salve secret create {name} -e NAME=VALUE"
+                    ));
+                }
+                Err(e) => return Err(format!("Secret '{name}' could not be read: {e}")),
+            }
+        }
+        Ok((skips, FailFast { stop, cancel, block_stop, block_cancel }))
+    }
+
+    fn job_spec(
+        &self,
+        plan: &Plan,
+        ctx: &Context,
+        block: &PlanBlock,
+        job: &PlanJob,
+        run: &JobRun,
+        extra: Option<&[(String, String)]>,
+    ) -> Result<JobSpec, String> {
+        let agent = &block.agent;
+        let identity = JobIdentity {
+            id: &run.id,
+            name: &job.name,
+            block: &block.name,
+            created_unix: unix_ms() / 1000,
+            machine_type: &agent.machine_type,
+            os_image: agent.os_image.as_deref().unwrap_or(""),
+            containers: !agent.containers.is_empty(),
+        };
+        let mut vars = env::platform(&identity, ctx);
+        vars.extend(env::git(&ctx.git));
+        let mut files = Vec::new();
+        let mut secret_values = Vec::new();
+        for name in &job.secrets {
+            let secret = self.secrets.get(name)?.ok_or_else(|| format!("secret '{name}' disappeared"))?;
+            for (k, v) in secret.env_vars {
+                secret_values.push(v.clone());
+                vars.push((k, v));
+            }
+            for (path, content) in secret.files {
+                if let Ok(text) = std::str::from_utf8(&content) {
+                    secret_values.push(text.to_owned());
+                }
+                files.push(JobFile { path, content, mode: 0o600 });
+            }
+        }
+        vars.extend(env::pipeline(ctx, &plan.name, &block.name));
+        vars.extend(extra.iter().flat_map(|e| e.iter().cloned()));
+        vars.extend(job.env_vars.iter().map(|v| (v.name.clone(), v.value.clone())));
+        Ok(JobSpec {
+            id: run.id.clone(),
+            commands: job.commands.clone(),
+            epilogue: Epilogue {
+                always: job.epilogue.always.clone(),
+                on_pass: job.epilogue.on_pass.clone(),
+                on_fail: job.epilogue.on_fail.clone(),
+            },
+            env: vars,
+            files,
+            secret_values,
+            time_limit: Some(Duration::from_secs(job.execution_time_limit_minutes * 60)),
+            dir: run.dir.clone(),
+            toolbox: self.toolbox.clone(),
+            writable: self.writable.clone(),
+            readable: self.readable.clone(),
+            sandbox: self.sandbox.clone(),
+        })
+    }
+
+    fn after_pipeline(
+        &self,
+        plan: &Plan,
+        ctx: &Context,
+        after: &salve_pipeline::compile::PlanAfterPipeline,
+        run: &PipelineRun,
+        started: Instant,
+    ) -> BlockRun {
+        let secs = |ms: u64| (ms / 1000).to_string();
+        let total = run.done_ms.saturating_sub(run.created_ms) / 1000;
+        let extra: Vec<(String, String)> = [
+            ("SEMAPHORE_PIPELINE_RESULT", run.result.as_str().to_owned()),
+            ("SEMAPHORE_PIPELINE_RESULT_REASON", run.result_reason.clone().unwrap_or_default()),
+            ("SEMAPHORE_PIPELINE_CREATED_AT", secs(run.created_ms)),
+            ("SEMAPHORE_PIPELINE_STARTED_AT", secs(run.created_ms)),
+            ("SEMAPHORE_PIPELINE_DONE_AT", secs(run.done_ms)),
+            ("SEMAPHORE_PIPELINE_TOTAL_DURATION", total.to_string()),
+            ("SEMAPHORE_PIPELINE_INIT_DURATION", "0".to_owned()),
+            ("SEMAPHORE_PIPELINE_QUEUEING_DURATION", "0".to_owned()),
+            ("SEMAPHORE_PIPELINE_RUNNING_DURATION", total.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let block = PlanBlock {
+            index: plan.blocks.len(),
+            name: "after_pipeline".into(),
+            dependencies: Vec::new(),
+            skip: None,
+            run: None,
+            filters: Vec::new(),
+            execution_time_limit_minutes: None,
+            fail_fast: Default::default(),
+            agent: after.agent.clone(),
+            jobs: after.jobs.clone(),
+        };
+        self.observer.event(&Event::BlockStarted { block: block.name.clone() });
+        let jobs: Vec<JobRun> = std::thread::scope(|scope| {
+            let handles: Vec<_> = block
+                .jobs
+                .iter()
+                .map(|job| {
+                    let id = uuid::Uuid::new_v4().to_string();
+                    let mut jr = JobRun {
+                        dir: self.jobs_dir.join(&id),
+                        id,
+                        name: job.name.clone(),
+                        outcome: None,
+                        result: JobResult::Failed,
+                        result_reason: None,
+                    };
+                    let spec = self.job_spec(plan, ctx, &block, job, &jr, Some(&extra));
+                    self.observer.event(&Event::JobStarted {
+                        block: block.name.clone(),
+                        job: jr.name.clone(),
+                        job_id: jr.id.clone(),
+                    });
+                    scope.spawn(move || {
+                        match spec.and_then(|s| {
+                            salve_runner::run_job(&s, &JobControl::new(), &NoObserver).map_err(|e| e.to_string())
+                        }) {
+                            Ok(o) => {
+                                jr.result = o.result;
+                                jr.result_reason = o.stop_reason.map(|r| r.as_str().to_owned());
+                                jr.outcome = Some(o);
+                            }
+                            Err(e) => jr.result_reason = Some(format!("internal: {e}")),
+                        }
+                        jr
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for jr in &jobs {
+            let o = jr.outcome.as_ref();
+            self.observer.event(&Event::JobFinished {
+                block: block.name.clone(),
+                job: jr.name.clone(),
+                job_id: jr.id.clone(),
+                result: jr.result,
+                result_reason: jr.result_reason.clone(),
+                summary: o.map(|o| o.summary.clone()).unwrap_or_default(),
+                duration_ms: o.map_or(0, |o| o.finished_ms.saturating_sub(o.started_ms)),
+            });
+        }
+        let (result, reason) = block_result(&jobs);
+        self.observer.event(&Event::BlockFinished { block: block.name.clone(), result, result_reason: reason.clone() });
+        let _ = started;
+        BlockRun { name: block.name, result, result_reason: reason, jobs }
+    }
+}
+
+struct FailFast {
+    stop: bool,
+    cancel: bool,
+    block_stop: Vec<bool>,
+    block_cancel: Vec<bool>,
+}
+
+/// Legacy block filters: the first filter matching the label decides; none → execute.
+fn filter_skips(b: &PlanBlock, label: &str) -> Result<bool, String> {
+    for f in &b.filters {
+        let hit = match (&f.label, &f.label_pattern) {
+            (Some(l), _) => l == label,
+            (None, Some(p)) => fancy_regex::Regex::new(p)
+                .map_err(|e| format!("Invalid label_pattern '{p}' in block '{}': {e}", b.name))?
+                .is_match(label)
+                .unwrap_or(false),
+            (None, None) => false,
+        };
+        if hit {
+            return Ok(f.action == "skip");
+        }
+    }
+    Ok(false)
+}
+
+fn stop_all(
+    queue: &mut VecDeque<(usize, usize)>,
+    blocks: &mut [Block<'_>],
+    controls: &[(usize, usize, JobControl)],
+    reason: StopReason,
+) {
+    for (b, j) in queue.drain(..) {
+        blocks[b].pending -= 1;
+        blocks[b].jobs[j].result_reason = Some(reason.as_str().to_owned());
+    }
+    for (_, _, c) in controls {
+        c.stop(reason);
+    }
+}
+
+fn block_result(jobs: &[JobRun]) -> (Outcome, Option<String>) {
+    if jobs.iter().any(|j| j.result == JobResult::Failed) {
+        (Outcome::Failed, Some("test".into()))
+    } else if let Some(j) = jobs.iter().find(|j| j.result == JobResult::Stopped) {
+        (Outcome::Stopped, j.result_reason.clone())
+    } else {
+        (Outcome::Passed, None)
+    }
+}
+
+/// §6.1: failed (test) when a block failed; stopped or canceled, with the reason, when the
+/// pipeline was stopped (canceled if nothing had started); passed otherwise.
+fn pipeline_result(blocks: &[BlockRun], stopped: Option<StopReason>) -> (Outcome, Option<String>) {
+    if blocks.iter().any(|b| b.result == Outcome::Failed) {
+        return (Outcome::Failed, Some("test".into()));
+    }
+    let ran = blocks.iter().any(|b| {
+        matches!(b.result, Outcome::Passed | Outcome::Stopped) && b.result_reason.as_deref() != Some("skipped")
+    });
+    if let Some(reason) = stopped {
+        let result = if ran { Outcome::Stopped } else { Outcome::Canceled };
+        return (result, Some(reason.as_str().to_owned()));
+    }
+    if let Some(b) = blocks.iter().find(|b| b.result == Outcome::Stopped) {
+        return (Outcome::Stopped, b.result_reason.clone());
+    }
+    if let Some(b) = blocks.iter().find(|b| b.result == Outcome::Canceled) {
+        return (Outcome::Canceled, b.result_reason.clone());
+    }
+    (Outcome::Passed, None)
+}

@@ -1,0 +1,42 @@
+//! Semaphore's toolbox (SEMAPHORE.md §4), for jobs. The `salve` binary is linked into each job's
+//! PATH under the commands' names and dispatches here by the name it was called with.
+
+mod checkout;
+mod retry;
+
+use std::ffi::OsString;
+
+/// The commands this crate provides.
+pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum"];
+
+/// Runs toolbox command `name`; returns its exit code.
+pub fn main(name: &str, args: &[OsString]) -> i32 {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    match name {
+        "checkout" => checkout::main(&args),
+        "retry" => retry::main(&args),
+        "checksum" => checksum(&args),
+        _ => {
+            eprintln!("{name}: not a Salve toolbox command");
+            127
+        }
+    }
+}
+
+/// `checksum FILE`: the file's MD5, in hex (used in cache keys).
+fn checksum(args: &[String]) -> i32 {
+    let [file] = args else {
+        eprintln!("Usage: checksum FILE");
+        return 1;
+    };
+    match std::fs::read(file) {
+        Ok(bytes) => {
+            println!("{:x}", md5::compute(bytes));
+            0
+        }
+        Err(e) => {
+            eprintln!("checksum: cannot read {file}: {e}");
+            1
+        }
+    }
+}
