@@ -1,6 +1,7 @@
 mod bad_input;
 mod change_in;
 mod commands;
+mod run;
 
 use std::path::Path;
 use std::process::{Command, Output};

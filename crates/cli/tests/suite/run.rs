@@ -1,0 +1,218 @@
+//! `salve run` on real git repositories, every job in real bubblewrap: Semaphore's engine
+//! scenarios with their expected results, and the job rules end to end.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A git repository holding a copy of `src` (or the given files), one commit on `main`.
+fn repo_from(src: Option<&Path>, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(src) = src {
+        let out = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dir.path()).output().unwrap();
+        assert!(out.status.success());
+    }
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "-A"]);
+    git(
+        dir.path(),
+        &["-c", "user.email=t@example.com", "-c", "user.name=Tester", "commit", "-qm", "init", "--allow-empty"],
+    );
+    dir
+}
+
+pub fn salve_run(repo: &Path, data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_salve"))
+        .arg("run")
+        .args(args)
+        .current_dir(repo)
+        .env("SALVE_DATA_DIR", data)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn events(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn finished(events: &[Value]) -> &Value {
+    events.iter().rev().find(|e| e["event"] == "pipeline_finished").expect("a pipeline_finished event")
+}
+
+fn conformance() -> std::path::PathBuf {
+    std::env::var_os("SALVE_CONFORMANCE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
+        std::path::PathBuf::from,
+    )
+}
+
+/// Scenario files that reference secrets: until `salve secret create` exists they must fail as
+/// malformed, naming the missing secret, and run nothing.
+const NEEDS_SECRETS: &[&str] = &["secrets-both.yml", "no_cmd_files.yml"];
+
+#[test]
+fn semaphore_engine_scenarios() {
+    let root = conformance().join("pipelines/scenarios");
+    let expected: Vec<Value> = serde_json::from_slice(&std::fs::read(root.join("EXPECTED.json")).unwrap()).unwrap();
+    let mut checked = 0;
+    for entry in &expected {
+        let want = &entry["expected"];
+        let notes = entry["notes"].as_str().unwrap_or("");
+        let request = &entry["request"];
+        let ref_type = request["ref_type"].as_str().unwrap_or("branch");
+        let Some(file) = entry["pipeline_file"].as_str() else { continue };
+        // Outcomes of user/organisation terminations and forced database states, and tag/PR
+        // builds (salve run builds branches), are not definition outcomes of a local run.
+        if want["pipeline"].is_null()
+            || ref_type != "branch"
+            || ["stuck", "erminat", "OrganizationBlocked", "schedule"].iter().any(|w| notes.contains(w))
+            || request.get("schedule_extension_of").is_some()
+            || request.get("schedule_extension_file").is_some()
+            || want.get("describe_by_state").is_some()
+            || want.get("time_limit_when_ppl_already_done").is_some()
+            || (entry["scenario"] == "2_basic" && want["pipeline"]["result"] == "stopped")
+        {
+            continue;
+        }
+        let scenario = entry["scenario"].as_str().unwrap();
+        let branch = request["label"].as_str().or(request["branch_name"].as_str()).unwrap_or("main");
+        let repo = repo_from(Some(&root.join(scenario)), &[]);
+        let data = tempfile::tempdir().unwrap();
+        let out =
+            salve_run(repo.path(), data.path(), &["--file", file, "--branch", branch, "--json", "--jobs", "16"], &[]);
+        let ev = events(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ctx = format!(
+            "{scenario} {file} on {branch}\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let done = finished(&ev);
+        if NEEDS_SECRETS.iter().any(|s| file.ends_with(s) || scenario == *s) {
+            assert_eq!(done["result_reason"], "malformed", "{ctx}");
+            assert!(stderr.contains("Secret '") && stderr.contains("salve secret create"), "{ctx}");
+            assert!(!ev.iter().any(|e| e["event"] == "job_started"), "{ctx}");
+            checked += 1;
+            continue;
+        }
+        let result = &want["pipeline"]["result"];
+        if !result.is_null() {
+            assert_eq!(&done["result"], result, "{ctx}");
+        }
+        if let Some(reason) = want["pipeline"].get("result_reason") {
+            assert_eq!(&done["result_reason"], reason, "{ctx}");
+        }
+        assert_eq!(out.status.code(), Some(i32::from(done["result"] != "passed")), "{ctx}");
+        for (block, w) in want["blocks"].as_object().into_iter().flatten() {
+            if w["result"].is_null() {
+                continue;
+            }
+            let got = ev
+                .iter()
+                .rev()
+                .find(|e| e["event"] == "block_finished" && e["block"] == block.as_str())
+                .unwrap_or_else(|| panic!("block {block} never finished: {ctx}"));
+            assert_eq!(got["result"], w["result"], "block {block}: {ctx}");
+        }
+        for text in want["error_contains"].as_array().into_iter().flatten() {
+            assert!(stderr.contains(text.as_str().unwrap()), "missing {text}: {ctx}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} scenarios checked");
+}
+
+const HEADER: &str = "version: v1.0\nname: t\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n";
+
+fn pipeline(commands: &[&str]) -> String {
+    let list: Vec<String> =
+        commands.iter().map(|c| format!("            - {}\n", serde_json::to_string(c).unwrap())).collect();
+    format!("{HEADER}  - name: B\n    task:\n      jobs:\n        - name: J\n          commands:\n{}", list.concat())
+}
+
+fn job_log(data: &Path, ev: &[Value]) -> String {
+    let id = ev.iter().find(|e| e["event"] == "job_finished").unwrap()["job_id"].as_str().unwrap().to_owned();
+    String::from_utf8_lossy(&std::fs::read(data.join("jobs").join(id).join("log")).unwrap()).into_owned()
+}
+
+#[test]
+fn sandboxed_jobs_see_neither_the_launching_environment_nor_salve_data() {
+    // Not under /tmp: jobs may write their own private /tmp, and Landlock allows all of it.
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let probe =
+        format!("touch {}/planted 2>/dev/null && echo PLANTED || echo data-dir-not-writable", data.path().display());
+    let yaml = pipeline(&[
+        "checkout",
+        "cat README",
+        "env | grep -c LAUNCH_SECRET_VALUE || echo env-clean",
+        "cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c LAUNCH_SECRET_VALUE || echo proc-clean",
+        &probe,
+    ]);
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml), ("README", "from the commit\n")]);
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[("LAUNCH_SECRET", "LAUNCH_SECRET_VALUE")]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}");
+    for want in ["from the commit", "env-clean", "proc-clean", "data-dir-not-writable"] {
+        assert!(log.contains(want), "missing {want}: {log}");
+    }
+    assert!(!data.path().join("planted").exists());
+}
+
+#[test]
+fn malformed_pipelines_run_nothing() {
+    let yaml =
+        format!("{HEADER}  - name: B\n    task:\n      jobs:\n        - name: J\n          comands: [echo hi]\n");
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir().unwrap();
+    let out = salve_run(repo.path(), data.path(), &[], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("semaphore.yml:10:11") && stderr.contains("nothing was run"), "{stderr}");
+    assert!(!data.path().join("jobs").exists() || std::fs::read_dir(data.path().join("jobs")).unwrap().count() == 0);
+}
+
+#[test]
+fn missing_bubblewrap_is_a_clear_error_unless_no_sandbox() {
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &pipeline(&["echo ran"]))]);
+    let data = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let git = String::from_utf8(Command::new("sh").args(["-c", "command -v git"]).output().unwrap().stdout).unwrap();
+    std::os::unix::fs::symlink(git.trim(), bin.path().join("git")).unwrap();
+    let path = bin.path().to_str().unwrap();
+    let out = salve_run(repo.path(), data.path(), &[], &[("PATH", path)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("apt-get install bubblewrap") && stderr.contains("--no-sandbox"), "{stderr}");
+    let out =
+        salve_run(repo.path(), data.path(), &["--no-sandbox", "--json"], &[("PATH", &format!("{path}:/usr/bin:/bin"))]);
+    assert_eq!(finished(&events(&out))["result"], "passed", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn out_of_memory_and_dirty_work_trees() {
+    let yaml =
+        pipeline(&["checkout", "cat NOTE", "python3 -c 'x = bytes(400 << 20) + b\"a\"; print(len(x))'; echo survived"]);
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml), ("NOTE", "committed\n")]);
+    std::fs::write(repo.path().join("NOTE"), "uncommitted\n").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--dirty", "--memory", "64", "--json"], &[]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert!(log.contains("uncommitted"), "{log}");
+    let job = ev.iter().find(|e| e["event"] == "job_finished").unwrap();
+    assert_eq!(job["result"], "failed", "{log}");
+    let summary = job["summary"].as_str().unwrap();
+    assert!(summary.contains("out of memory") || log.contains("no cgroup could be created"), "{summary}\n{log}");
+}
