@@ -18,6 +18,9 @@ if [ -z "${SALVE_CONFORMANCE:-}" ] && [ ! -d ../shared/conformance ]; then
   exit 2
 fi
 
+# The store tests run against a real PostgreSQL too.
+export SALVE_TEST_POSTGRES_URL="${SALVE_TEST_POSTGRES_URL:-$(bash scripts/postgres.sh)}"
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)

@@ -1,0 +1,84 @@
+//! Secrets at rest: each secret (its variables and files) is serialised and sealed with
+//! XChaCha20-Poly1305 under a key kept in a file of its own (created with mode 0600 on first
+//! use), so a copy of the database alone reveals nothing. The secret's name is the associated
+//! data: a sealed value moved to another name does not open.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretData {
+    pub env_vars: Vec<(String, String)>,
+    /// `(path in the job, content)`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read or create the secrets key {path}: {source}")]
+    Key { path: String, source: std::io::Error },
+    #[error("the secrets key {0} is damaged (it must be exactly 32 bytes); restore it from a backup")]
+    BadKey(String),
+    #[error("secret '{0}' cannot be opened: it was sealed with another key or altered")]
+    Open(String),
+    #[error("secret '{0}' could not be sealed")]
+    Seal(String),
+}
+
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+const NONCE: usize = 24;
+
+impl Sealer {
+    /// Loads the key at `path`, creating a new random one (mode 0600) if there is none.
+    pub fn open_or_create(path: &Path) -> Result<Sealer, SecretError> {
+        let err = |source| SecretError::Key { path: path.display().to_string(), source };
+        let key = match std::fs::read(path) {
+            Ok(bytes) if bytes.len() == 32 => bytes,
+            Ok(_) => return Err(SecretError::BadKey(path.display().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(err)?;
+                }
+                let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
+                let mut f =
+                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
+                f.write_all(&key).map_err(err)?;
+                key
+            }
+            Err(e) => return Err(err(e)),
+        };
+        Ok(Sealer { cipher: XChaCha20Poly1305::new(Key::from_slice(&key)) })
+    }
+
+    pub fn seal(&self, name: &str, data: &SecretData) -> Result<Vec<u8>, SecretError> {
+        let plain = serde_json::to_vec(data).map_err(|_| SecretError::Seal(name.to_owned()))?;
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, Payload { msg: &plain, aad: name.as_bytes() })
+            .map_err(|_| SecretError::Seal(name.to_owned()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<SecretData, SecretError> {
+        if sealed.len() < NONCE {
+            return Err(SecretError::Open(name.to_owned()));
+        }
+        let (nonce, body) = sealed.split_at(NONCE);
+        let plain = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: name.as_bytes() })
+            .map_err(|_| SecretError::Open(name.to_owned()))?;
+        serde_json::from_slice(&plain).map_err(|_| SecretError::Open(name.to_owned()))
+    }
+}
