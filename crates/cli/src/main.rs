@@ -3,6 +3,8 @@
 mod demo;
 mod pipeline_cmd;
 mod run_cmd;
+mod secret_cmd;
+mod state;
 mod when_cmd;
 
 use std::process::ExitCode;
@@ -31,6 +33,11 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Print a stored job log, with each command's header.
     Logs(run_cmd::LogsArgs),
+    /// Secrets jobs reference by name: create, list (names only), delete.
+    Secret {
+        #[command(subcommand)]
+        command: secret_cmd::SecretCommand,
+    },
     /// Show Salve's main job on a sample project (what exists today; see the README).
     Demo(demo::DemoArgs),
 }
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Command::When { command } => when_cmd::run(command),
         Command::Run(args) => run_cmd::run(&args),
         Command::Logs(args) => run_cmd::logs(&args),
+        Command::Secret { command } => secret_cmd::run(command),
         Command::Demo(args) => demo::run(&args),
     };
     ExitCode::from(code)

@@ -8,14 +8,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use salve_engine::{Context, Engine, Event, GitContext, NoSecrets, Observer, Outcome, PipelineControl, RefType};
+use salve_engine::{Context, Engine, Event, GitContext, Observer, Outcome, PipelineControl, RefType};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
 use salve_pipeline::when::change_in::{Build, ChangeIn};
 use salve_pipeline::{Mode, analyze, diag};
 use salve_runner::log::LogReader;
 use salve_runner::{Isolation, JobResult, Sandbox, find_bwrap};
+use salve_store::{BlockRow, CommandRow, JobRow, PipelineRow};
 
+use crate::state::{State, StoredSecrets, data_dir};
 use crate::{err, out};
 
 #[derive(Args)]
@@ -59,18 +61,6 @@ pub struct LogsArgs {
     /// Print the output only, without the command headers.
     #[arg(long)]
     raw: bool,
-}
-
-/// Salve's data folder: `$SALVE_DATA_DIR`, else `$XDG_DATA_HOME/salve`, else `~/.local/share/salve`.
-pub fn data_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("SALVE_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
-    }
-    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("salve");
-    }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    home.join(".local/share/salve")
 }
 
 /// Links the toolbox commands to this binary in `dir` (refreshed when the binary moved).
@@ -124,7 +114,11 @@ pub fn run(args: &RunArgs) -> u8 {
         Ok(s) => s,
         Err(message) => return usage_error(&message),
     };
-    let data = data_dir();
+    let state = match State::open() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let data = state.data.clone();
     let jobs_dir = data.join("jobs");
     let toolbox = data.join("toolbox");
     if let Err(e) = std::fs::create_dir_all(&jobs_dir).and_then(|()| install_toolbox(&toolbox)) {
@@ -160,6 +154,34 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
     let analysis = analyze(&file, &bytes, &files, &params, Mode::Compile);
+    let project_id = uuid::Uuid::from_bytes(md5::compute(top.as_bytes()).0).to_string();
+    let workflow_id = uuid::Uuid::new_v4().to_string();
+    let pipeline_id = uuid::Uuid::new_v4().to_string();
+    let recorded = state.rt.block_on(async {
+        let project = state.store.ensure_project(&project_id, &format!("{project}-{project_id}"), &top).await?;
+        let workflow = state.store.create_workflow(&workflow_id, &project.id, "branch", &branch, &sha).await?;
+        state
+            .store
+            .create_pipeline(&PipelineRow {
+                id: pipeline_id.clone(),
+                workflow_id: workflow.id.clone(),
+                name: analysis.plan.as_ref().map_or_else(String::new, |p| p.name.clone()),
+                file: file.clone(),
+                state: "running".into(),
+                result: None,
+                result_reason: None,
+                error: None,
+                promoted_by: None,
+                created_ms: salve_store::now_ms(),
+                done_ms: None,
+            })
+            .await?;
+        Ok::<_, salve_store::StoreError>(workflow)
+    });
+    let workflow = match recorded {
+        Ok(w) => w,
+        Err(e) => return usage_error(&format!("cannot record the run: {e}")),
+    };
     let text = String::from_utf8_lossy(&bytes);
     for d in &analysis.diagnostics {
         err!("{}", diag::render(d, (d.file == file).then_some(&*text)));
@@ -183,12 +205,12 @@ pub fn run(args: &RunArgs) -> u8 {
     let git_info = |format: &str| repo.run(&["log", "-1", &format!("--format={format}"), &sha]).unwrap_or_default();
     let ctx = Context {
         project_name: project.clone(),
-        project_id: uuid::Uuid::from_bytes(md5::compute(top.as_bytes()).0).to_string(),
+        project_id: project_id.clone(),
         organization_id: uuid::Uuid::from_bytes(md5::compute(b"salve-local").0).to_string(),
         organization_url: "http://localhost".into(),
-        workflow_id: uuid::Uuid::new_v4().to_string(),
-        workflow_number: 1,
-        pipeline_id: uuid::Uuid::new_v4().to_string(),
+        workflow_id: workflow_id.clone(),
+        workflow_number: workflow.number as u64,
+        pipeline_id: pipeline_id.clone(),
         artefact_ids: vec![uuid::Uuid::new_v4().to_string()],
         promoted_by: None,
         triggered_by: git_info("%an"),
@@ -218,7 +240,17 @@ pub fn run(args: &RunArgs) -> u8 {
         ..Build::default()
     };
     let functions = ChangeIn { build, git: &repo };
-    let printer = Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() };
+    let printer = Recorder {
+        state: &state,
+        pipeline_id: pipeline_id.clone(),
+        jobs_dir: jobs_dir.clone(),
+        printer: Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() },
+        warned: std::sync::atomic::AtomicBool::new(false),
+    };
+    let secrets = match state.sealer() {
+        Ok(sealer) => StoredSecrets { state: &state, sealer },
+        Err(e) => return usage_error(&e),
+    };
     if !args.json {
         let short = &sha[..sha.len().min(7)];
         out!("Running {file} on {branch} @ {short}{}", if args.dirty { " (work tree)" } else { "" });
@@ -230,7 +262,7 @@ pub fn run(args: &RunArgs) -> u8 {
         toolbox: Some(toolbox),
         writable: Vec::new(),
         readable: vec![mirror],
-        secrets: &NoSecrets,
+        secrets: &secrets,
         functions: &functions,
         observer: &printer,
     };
@@ -271,6 +303,103 @@ fn publish(repo: &Repo, mirror: &Path, sha: &str, branch: &str) -> Result<(), St
     repo.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:refs/heads/{branch}")])
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Persists every event, then shows it.
+struct Recorder<'a> {
+    state: &'a State,
+    pipeline_id: String,
+    jobs_dir: PathBuf,
+    printer: Printer,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl Observer for Recorder<'_> {
+    fn event(&self, event: &Event) {
+        let store = &self.state.store;
+        let pid = &self.pipeline_id;
+        let block_row = |name: &str, state: &str, result: Option<&Outcome>, reason: &Option<String>| BlockRow {
+            pipeline_id: pid.clone(),
+            name: name.to_owned(),
+            state: state.to_owned(),
+            result: result.map(|r| r.as_str().to_owned()),
+            result_reason: reason.clone(),
+        };
+        let saved = self.state.rt.block_on(async {
+            match event {
+                Event::PipelineStarted { .. } => Ok(()),
+                Event::BlockStarted { block } => store.set_block(&block_row(block, "running", None, &None)).await,
+                Event::BlockFinished { block, result, result_reason } => {
+                    store.set_block(&block_row(block, "done", Some(result), result_reason)).await
+                }
+                Event::JobStarted { block, job, job_id } => {
+                    store
+                        .set_job(&JobRow {
+                            id: job_id.clone(),
+                            pipeline_id: pid.clone(),
+                            block_name: block.clone(),
+                            name: job.clone(),
+                            state: "running".into(),
+                            result: None,
+                            result_reason: None,
+                            summary: None,
+                            log_dir: self.jobs_dir.join(job_id).to_string_lossy().into_owned(),
+                            started_ms: Some(salve_store::now_ms()),
+                            done_ms: None,
+                        })
+                        .await
+                }
+                Event::JobFinished { block, job, job_id, result, result_reason, summary, .. } => {
+                    let dir = self.jobs_dir.join(job_id);
+                    let records: Vec<salve_runner::CommandRecord> = std::fs::read(dir.join("commands.json"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok())
+                        .unwrap_or_default();
+                    let rows: Vec<CommandRow> = records
+                        .iter()
+                        .enumerate()
+                        .map(|(seq, c)| CommandRow {
+                            job_id: job_id.clone(),
+                            seq: seq as i64,
+                            phase: c.phase.name().to_owned(),
+                            idx: c.index as i64,
+                            command: c.command.clone(),
+                            started_ms: c.started_ms as i64,
+                            duration_ms: c.duration_ms as i64,
+                            exit_code: c.exit_code.map(i64::from),
+                            first_line: c.first_line as i64,
+                            end_line: c.end_line as i64,
+                        })
+                        .collect();
+                    store.set_commands(job_id, &rows).await?;
+                    store
+                        .set_job(&JobRow {
+                            id: job_id.clone(),
+                            pipeline_id: pid.clone(),
+                            block_name: block.clone(),
+                            name: job.clone(),
+                            state: "done".into(),
+                            result: Some(result.as_str().to_owned()),
+                            result_reason: result_reason.clone(),
+                            summary: Some(summary.clone()),
+                            log_dir: dir.to_string_lossy().into_owned(),
+                            started_ms: None,
+                            done_ms: Some(salve_store::now_ms()),
+                        })
+                        .await
+                }
+                Event::PipelineFinished { result, result_reason, .. } => {
+                    store.finish_pipeline(pid, result.as_str(), result_reason.as_deref(), None).await
+                }
+            }
+        });
+        if let Err(e) = saved
+            && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            err!("warning: the run could not be recorded in the database: {e}");
+        }
+        self.printer.event(event);
+    }
 }
 
 struct Printer {
@@ -346,7 +475,8 @@ pub fn logs(args: &LogsArgs) -> u8 {
             args.job_id
         ));
     }
-    let dir = data_dir().join("jobs").join(&args.job_id);
+    let stored = State::open().ok().and_then(|s| s.rt.block_on(s.store.job(&args.job_id)).ok().flatten());
+    let dir = stored.map_or_else(|| data_dir().join("jobs").join(&args.job_id), |j| PathBuf::from(j.log_dir));
     let reader = match LogReader::open(&dir).and_then(|r| r.raw().map(|_| r)) {
         Ok(r) => r,
         Err(_) => return usage_error(&format!("no job {} in {}", args.job_id, dir.display())),
