@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Per-job overhead of `salve run`: a pipeline of 1 and of 50 trivial jobs (`true`), sandboxed and
+# not, against plain bash running the same commands, side by side in one run. Prints ratios.
+# Usage: scripts/bench_run.sh [runs]   (needs a release build: cargo build --release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+salve=$PWD/target/release/salve
+[ -x "$salve" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export SALVE_DATA_DIR=$work/data
+make_repo() { # n
+  local dir=$work/repo$1
+  mkdir -p "$dir/.semaphore"
+  {
+    printf 'version: v1.0\nname: bench\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: B\n    task:\n      jobs:\n'
+    for i in $(seq 1 "$1"); do printf '        - name: j%s\n          commands: ["true"]\n' "$i"; done
+  } > "$dir/.semaphore/semaphore.yml"
+  git -C "$dir" init -q -b main && git -C "$dir" add -A
+  git -C "$dir" -c user.email=b@b -c user.name=b commit -qm bench
+}
+ms() { # command... ; prints the best wall time of $runs runs in ms
+  local best=
+  for _ in $(seq 1 "$runs"); do
+    local t0 t1
+    t0=$(date +%s%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s%N)
+    local d=$(( (t1 - t0) / 1000000 ))
+    if [ -z "$best" ] || [ "$d" -lt "$best" ]; then best=$d; fi
+  done
+  echo "$best"
+}
+make_repo 1; make_repo 50
+bash_ms() { ms bash -c "for i in \$(seq 1 $1); do bash --noprofile --norc -c true; done"; }
+printf '%-34s %10s %10s %14s\n' "" "1 job" "50 jobs" "per extra job"
+for mode in sandbox no-sandbox; do
+  flag=(); [ $mode = no-sandbox ] && flag=(--no-sandbox)
+  one=$(cd "$work/repo1" && ms "$salve" run --jobs 1 "${flag[@]}")
+  fifty=$(cd "$work/repo50" && ms "$salve" run --jobs 1 "${flag[@]}")
+  printf '%-34s %8s ms %8s ms %11s ms\n' "salve run --jobs 1 ($mode)" "$one" "$fifty" "$(( (fifty - one) / 49 ))"
+done
+one=$(bash_ms 1); fifty=$(bash_ms 50)
+printf '%-34s %8s ms %8s ms %11s ms\n' "plain bash, one bash per job" "$one" "$fifty" "$(( (fifty - one) / 49 ))"
