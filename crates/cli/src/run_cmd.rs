@@ -247,6 +247,11 @@ pub fn run(args: &RunArgs) -> u8 {
         printer: Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() },
         warned: std::sync::atomic::AtomicBool::new(false),
     };
+    let cache_dir = data.join("cache").join(&project_id);
+    let artifact_dir = data.join("artifacts").join(&project_id);
+    if let Err(e) = std::fs::create_dir_all(&cache_dir).and_then(|()| std::fs::create_dir_all(&artifact_dir)) {
+        return usage_error(&format!("cannot prepare the cache and artifact storage: {e}"));
+    }
     let secrets = match state.sealer() {
         Ok(sealer) => StoredSecrets { state: &state, sealer },
         Err(e) => return usage_error(&e),
@@ -260,8 +265,13 @@ pub fn run(args: &RunArgs) -> u8 {
         parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
         sandbox,
         toolbox: Some(toolbox),
-        writable: Vec::new(),
+        writable: vec![cache_dir.clone(), artifact_dir.clone()],
         readable: vec![mirror],
+        extra_env: vec![
+            ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
+            ("SALVE_CACHE_DIR".into(), cache_dir.to_string_lossy().into_owned()),
+            ("SALVE_ARTIFACT_DIR".into(), artifact_dir.to_string_lossy().into_owned()),
+        ],
         secrets: &secrets,
         functions: &functions,
         observer: &printer,

@@ -178,6 +178,9 @@ pub struct Engine<'a> {
     pub toolbox: Option<PathBuf>,
     pub writable: Vec<PathBuf>,
     pub readable: Vec<PathBuf>,
+    /// Variables of this installation every job gets after the platform ones (where the
+    /// toolbox keeps caches and artifacts).
+    pub extra_env: Vec<(String, String)>,
     pub secrets: &'a dyn Secrets,
     /// `change_in` and any other function conditions may call.
     pub functions: &'a dyn Functions,
@@ -565,6 +568,7 @@ impl Engine<'_> {
             containers: !agent.containers.is_empty(),
         };
         let mut vars = env::platform(&identity, ctx);
+        vars.extend(self.extra_env.iter().cloned());
         vars.extend(env::git(&ctx.git));
         let mut files = Vec::new();
         let mut secret_values = Vec::new();

@@ -1,13 +1,16 @@
 //! Semaphore's toolbox (SEMAPHORE.md §4), for jobs. The `salve` binary is linked into each job's
 //! PATH under the commands' names and dispatches here by the name it was called with.
 
+mod artifact;
+mod cache;
 mod checkout;
 mod retry;
+mod sem_context;
 
 use std::ffi::OsString;
 
 /// The commands this crate provides.
-pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum"];
+pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum", "cache", "artifact", "sem-context"];
 
 /// Runs toolbox command `name`; returns its exit code.
 pub fn main(name: &str, args: &[OsString]) -> i32 {
@@ -16,6 +19,9 @@ pub fn main(name: &str, args: &[OsString]) -> i32 {
         "checkout" => checkout::main(&args),
         "retry" => retry::main(&args),
         "checksum" => checksum(&args),
+        "cache" => cache::main(&args),
+        "artifact" => artifact::main(&args),
+        "sem-context" => sem_context::main(&args),
         _ => {
             eprintln!("{name}: not a Salve toolbox command");
             127
@@ -39,4 +45,12 @@ fn checksum(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -251,3 +251,72 @@ fn secrets_are_injected_masked_and_required() {
     assert!(log.contains("token=[MASKED]\n[MASKED]\n"), "{log}");
     assert!(!log.contains("tok-9f8e7d") && !log.contains("s3cret"), "{log}");
 }
+
+#[test]
+fn toolbox_cache_artifact_sem_context_and_retry_work_across_jobs() {
+    let yaml = format!(
+        "{HEADER}  - name: Produce\n    task:\n      jobs:\n        - name: P\n          commands:\n{}  - name: Consume\n    task:\n      jobs:\n        - name: C\n          commands:\n{}",
+        [
+            "mkdir -p deps && echo cached-content > deps/a.txt",
+            "cache store deps-$SEMAPHORE_GIT_BRANCH-v1 deps",
+            "cache store deps-$SEMAPHORE_GIT_BRANCH-v1 deps",
+            "cache has_key deps-main-v1 && echo has-key",
+            "cache store nothing-here missing-path",
+            "echo report > report.txt && artifact push workflow report.txt -d reports/r.txt",
+            "artifact push workflow report.txt -d reports/r.txt || echo refused-overwrite",
+            "artifact push job report.txt -d ../../escape.txt || echo refused-traversal",
+            "sem-context put build_id=42",
+            "retry --times 3 --sleep 0 'test -f flag || { touch flag; false; }' && echo retried-ok",
+            "checksum report.txt",
+        ]
+        .iter()
+        .map(|c| format!("            - {}\n", serde_json::to_string(c).unwrap()))
+        .collect::<String>(),
+        [
+            "cache restore nomatch-xyz,deps-main",
+            "cat deps/a.txt",
+            "artifact pull workflow reports/r.txt && cat r.txt",
+            "artifact pull workflow reports/missing.txt || echo pull-missing",
+            "echo \"ctx=$(sem-context get build_id)\"",
+            "sem-context get nope_key --fallback dflt",
+            "cache list | cut -f1",
+            "cache clear && (cache is_not_empty || echo cache-empty)",
+        ]
+        .iter()
+        .map(|c| format!("            - {}\n", serde_json::to_string(c).unwrap()))
+        .collect::<String>(),
+    );
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    let ev = events(&out);
+    let logs: Vec<String> = ev
+        .iter()
+        .filter(|e| e["event"] == "job_finished")
+        .map(|e| {
+            let dir = data.path().join("jobs").join(e["job_id"].as_str().unwrap());
+            String::from_utf8_lossy(&std::fs::read(dir.join("log")).unwrap()).into_owned()
+        })
+        .collect();
+    let all = logs.join("\n----\n");
+    assert_eq!(finished(&ev)["result"], "passed", "{all}\n{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "Key 'deps-main-v1' already exists.",
+        "has-key",
+        "'missing-path' doesn't exist locally.",
+        "refused-overwrite",
+        "refused-traversal",
+        "retried-ok",
+        "HIT: 'deps-main-v1'",
+        "MISS: 'nomatch-xyz'",
+        "cached-content",
+        "report",
+        "pull-missing",
+        "ctx=42",
+        "dflt",
+        "cache-empty",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
+    assert!(!data.path().join("escape.txt").exists());
+}

@@ -1,0 +1,271 @@
+//! `cache` (SEMAPHORE.md §4.2) on local storage: `$SALVE_CACHE_DIR/<key>.tar.gz` plus
+//! `<key>.json` (the path it was stored from, when, how big). Errors are reported and exit 0
+//! unless `CACHE_FAIL_ON_ERROR=true`, as the real tool does.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{env, now_ms};
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    path: String,
+    stored_ms: u64,
+    size: u64,
+}
+
+const USAGE: &str = "Usage: cache store [KEY PATH] | restore [KEY[,KEY...]] | has_key KEY | delete KEY | clear | list | is_not_empty | usage";
+
+pub fn main(args: &[String]) -> i32 {
+    let fail_on_error = env("CACHE_FAIL_ON_ERROR").as_deref() == Some("true");
+    let Some(root) = env("SALVE_CACHE_DIR").map(PathBuf::from) else {
+        return error("no cache storage is configured for this job (SALVE_CACHE_DIR is not set)", fail_on_error);
+    };
+    if let Err(e) = std::fs::create_dir_all(&root) {
+        return error(&format!("cannot open the cache storage {}: {e}", root.display()), fail_on_error);
+    }
+    let store = Cache { root };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["store"] => {
+            for (key, path) in detected(true) {
+                store.store(&key, &path);
+            }
+            0
+        }
+        ["store", key, path] | ["store", key, path, "--cleanup-by" | "-c", _] => {
+            store.store(key, path);
+            0
+        }
+        ["restore"] => {
+            for (keys, _) in detected(false) {
+                store.restore(&keys);
+            }
+            0
+        }
+        ["restore", keys] => {
+            store.restore(keys);
+            0
+        }
+        ["has_key", key] => {
+            let key = normalise(key);
+            if store.meta(&key).is_some() {
+                println!("Key '{key}' exists in the cache store.");
+                0
+            } else {
+                println!("Key '{key}' doesn't exist in the cache store.");
+                1
+            }
+        }
+        ["delete", key] => {
+            let key = normalise(key);
+            if store.remove(&key) {
+                println!("Key '{key}' is deleted.");
+            } else {
+                println!("Key '{key}' doesn't exist in the cache store.");
+            }
+            0
+        }
+        ["clear"] => {
+            for (key, _) in store.keys() {
+                store.remove(&key);
+            }
+            println!("Deleted all caches.");
+            0
+        }
+        ["list"] | ["list", "--sort-by" | "-s", _] => {
+            for (key, meta) in store.keys() {
+                println!("{key}\t{}\t{}", meta.size, meta.stored_ms / 1000);
+            }
+            0
+        }
+        ["is_not_empty"] => i32::from(store.keys().is_empty()),
+        ["usage"] => {
+            let used: u64 = store.keys().iter().map(|(_, m)| m.size).sum();
+            println!("USED SPACE: {used} bytes");
+            0
+        }
+        _ => {
+            println!("Incorrect number of arguments!\n{USAGE}");
+            0
+        }
+    }
+}
+
+fn error(message: &str, fail: bool) -> i32 {
+    eprintln!("error: {message}");
+    i32::from(fail)
+}
+
+/// `/` in a key becomes `-` (the real tool says so too); keys are also kept to one file name.
+fn normalise(key: &str) -> String {
+    let out: String = key.chars().map(|c| if c == '/' || c == '\0' { '-' } else { c }).collect();
+    if out != key {
+        println!("Key '{key}' is normalized to '{out}'.");
+    }
+    match out.strip_prefix('.') {
+        Some(rest) => format!("-{rest}"),
+        None => out,
+    }
+}
+
+struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    fn archive(&self, key: &str) -> PathBuf {
+        self.root.join(format!("{key}.tar.gz"))
+    }
+
+    fn meta(&self, key: &str) -> Option<Meta> {
+        let bytes = std::fs::read(self.root.join(format!("{key}.json"))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Keys with their metadata, most recently stored first.
+    fn keys(&self) -> Vec<(String, Meta)> {
+        let mut out: Vec<(String, Meta)> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = name.strip_suffix(".json")?.to_owned();
+                let meta = self.meta(&key)?;
+                Some((key, meta))
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.stored_ms.cmp(&a.1.stored_ms).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+
+    fn remove(&self, key: &str) -> bool {
+        let had = self.meta(key).is_some();
+        let _ = std::fs::remove_file(self.root.join(format!("{key}.json")));
+        let _ = std::fs::remove_file(self.archive(key));
+        had
+    }
+
+    fn store(&self, key: &str, path: &str) {
+        let key = normalise(key);
+        if !Path::new(path).exists() {
+            println!("'{path}' doesn't exist locally.");
+            return;
+        }
+        if self.meta(&key).is_some() {
+            println!("Key '{key}' already exists.");
+            return;
+        }
+        let tmp = self.root.join(format!(".{key}.{}.tmp", std::process::id()));
+        let (dir, rel) = split(path);
+        let ok = Command::new("tar")
+            .arg("-czf")
+            .arg(&tmp)
+            .arg("-C")
+            .arg(&dir)
+            .arg("--")
+            .arg(&rel)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || std::fs::rename(&tmp, self.archive(&key)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            eprintln!("error: could not archive '{path}' for key '{key}'");
+            return;
+        }
+        let size = std::fs::metadata(self.archive(&key)).map_or(0, |m| m.len());
+        let meta = Meta { path: path.to_owned(), stored_ms: now_ms(), size };
+        match serde_json::to_vec(&meta).map(|b| std::fs::write(self.root.join(format!("{key}.json")), b)) {
+            Ok(Ok(())) => println!("Uploaded '{path}' ({size} bytes) as '{key}'."),
+            _ => eprintln!("error: could not record key '{key}'"),
+        }
+    }
+
+    fn restore(&self, keys: &str) {
+        let stored = self.keys();
+        for wanted in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+            let wanted = normalise(wanted);
+            let hit = if stored.iter().any(|(k, _)| *k == wanted) {
+                Some(wanted.clone())
+            } else {
+                match regex::Regex::new(&wanted) {
+                    Ok(re) => stored.iter().find(|(k, _)| re.is_match(k)).map(|(k, _)| k.clone()),
+                    Err(_) => None,
+                }
+            };
+            let Some(key) = hit else {
+                println!("MISS: '{wanted}'.");
+                continue;
+            };
+            let Some(meta) = self.meta(&key) else { continue };
+            println!("HIT: '{key}', using key '{key}'.");
+            let (dir, _) = split(&meta.path);
+            let _ = std::fs::create_dir_all(&dir);
+            let ok = Command::new("tar")
+                .arg("-xzf")
+                .arg(self.archive(&key))
+                .arg("-C")
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                println!("Restored: '{}'.", meta.path);
+            } else {
+                eprintln!("error: could not restore key '{key}'");
+            }
+            return;
+        }
+    }
+}
+
+/// A path as (folder to run tar in, entry): absolute paths from `/`, relative ones from here.
+fn split(path: &str) -> (PathBuf, String) {
+    let p = Path::new(path);
+    let name = p.file_name().map_or_else(|| ".".to_owned(), |n| n.to_string_lossy().into_owned());
+    let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    (parent, name)
+}
+
+/// Keys and paths from the lockfiles in the current folder (§4.2). `store` uses the exact key;
+/// `restore` falls back to the branch and then to master/main.
+fn detected(for_store: bool) -> Vec<(String, String)> {
+    let branch =
+        env("SEMAPHORE_GIT_PR_BRANCH").or_else(|| env("SEMAPHORE_GIT_BRANCH")).unwrap_or_else(|| "master".into());
+    let branch = branch.replace('/', "-");
+    let home = env("HOME").unwrap_or_default();
+    let rules: &[(&str, &[(&str, &str)])] = &[
+        (".nvmrc", &[("nvm", "~/.nvm")]),
+        ("Gemfile.lock", &[("gems", "vendor/bundle")]),
+        ("package-lock.json", &[("node-modules", "node_modules")]),
+        ("yarn.lock", &[("yarn-cache", "~/.cache/yarn"), ("node-modules", "node_modules")]),
+        ("mix.lock", &[("mix-deps", "deps"), ("mix-build", "_build")]),
+        ("requirements.txt", &[("requirements", ".pip_cache")]),
+        ("composer.lock", &[("composer", "vendor")]),
+        ("pom.xml", &[("maven", ".m2"), ("maven-target", "target")]),
+        ("Podfile.lock", &[("pods", "Pods")]),
+        ("go.sum", &[("go", "~/go/pkg/mod")]),
+    ];
+    let mut out = Vec::new();
+    for (lockfile, pairs) in rules {
+        let Ok(bytes) = std::fs::read(lockfile) else { continue };
+        let sum = format!("{:x}", md5::compute(bytes));
+        for (prefix, path) in *pairs {
+            let path = path.replacen('~', &home, 1);
+            if for_store {
+                out.push((format!("{prefix}-{branch}-{sum}"), path));
+            } else {
+                let mut keys = vec![format!("{prefix}-{branch}-{sum}"), format!("{prefix}-{branch}")];
+                if branch != "master" {
+                    keys.push(format!("{prefix}-master"));
+                }
+                if branch != "main" {
+                    keys.push(format!("{prefix}-main"));
+                }
+                out.push((keys.join(","), path));
+            }
+        }
+    }
+    out
+}
