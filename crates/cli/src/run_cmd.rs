@@ -276,7 +276,21 @@ pub fn run(args: &RunArgs) -> u8 {
         functions: &functions,
         observer: &printer,
     };
-    let result = engine.run(&plan, &ctx, &PipelineControl::new());
+    // Ctrl-C or SIGTERM stops the pipeline (result stopped, reason user): jobs run in process
+    // groups of their own, so the signal reaches them only through the engine.
+    let control = PipelineControl::new();
+    if let Ok(mut signals) =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+    {
+        let control = control.clone();
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                err!("Stopping the pipeline (the jobs are being stopped)...");
+                control.stop(salve_runner::StopReason::User);
+            }
+        });
+    }
+    let result = engine.run(&plan, &ctx, &control);
     if let Some(e) = &result.error {
         err!("The pipeline is malformed: {e}");
     }

@@ -320,3 +320,82 @@ fn toolbox_cache_artifact_sem_context_and_retry_work_across_jobs() {
     }
     assert!(!data.path().join("escape.txt").exists());
 }
+
+#[test]
+fn sigint_stops_the_pipeline_and_its_jobs() {
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &pipeline(&["echo started", "sleep 60", "echo never"]))]);
+    let data = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_salve"))
+        .args(["run", "--json", "--no-sandbox"])
+        .current_dir(repo.path())
+        .env("SALVE_DATA_DIR", data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the job to start, then interrupt salve as a terminal would.
+    let jobs = data.path().join("jobs");
+    for _ in 0..100 {
+        let started = std::fs::read_dir(&jobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path().join("log")).is_ok_and(|l| l.contains("started")));
+        if started {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let ev = events(&out);
+    let done = finished(&ev);
+    assert_eq!((done["result"].as_str(), done["result_reason"].as_str()), (Some("stopped"), Some("user")), "{ev:?}");
+    assert_eq!(out.status.code(), Some(1));
+    let log = job_log(data.path(), &ev);
+    assert!(!log.contains("never") && log.contains("job stopped"), "{log}");
+}
+
+#[test]
+fn jobs_get_semaphore_variables_in_export_order() {
+    let yaml = format!(
+        "{HEADER}  - name: Blk\n    task:\n      env_vars:\n        - name: TASK_VAR\n          value: t\n      jobs:\n        - name: J\n          parallelism: 2\n          env_vars:\n            - name: CI\n              value: overridden-by-job\n          commands:\n            - env | grep -E '^(CI|SEMAPHORE[A-Z_0-9]*|TASK_VAR)=' | sort\n\n"
+    );
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir().unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json", "--branch", "feature/x"], &[]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}");
+    let sha = String::from_utf8(
+        Command::new("git").args(["rev-parse", "HEAD"]).current_dir(repo.path()).output().unwrap().stdout,
+    )
+    .unwrap();
+    for want in [
+        "CI=overridden-by-job".to_owned(),
+        "SEMAPHORE=true".to_owned(),
+        "SEMAPHORE_GIT_BRANCH=feature/x".to_owned(),
+        "SEMAPHORE_GIT_REF=refs/heads/feature/x".to_owned(),
+        "SEMAPHORE_GIT_REF_TYPE=branch".to_owned(),
+        format!("SEMAPHORE_GIT_SHA={}", sha.trim()),
+        "SEMAPHORE_BLOCK_NAME=Blk".to_owned(),
+        "SEMAPHORE_JOB_COUNT=2".to_owned(),
+        "SEMAPHORE_PIPELINE_PROMOTION=false".to_owned(),
+        "SEMAPHORE_JOB_TYPE=pipeline_job".to_owned(),
+        "TASK_VAR=t".to_owned(),
+    ] {
+        assert!(log.contains(&format!("{want}\n")), "missing {want}: {log}");
+    }
+    for var in ["SEMAPHORE_JOB_ID", "SEMAPHORE_PIPELINE_ID", "SEMAPHORE_WORKFLOW_ID", "SEMAPHORE_PROJECT_ID"] {
+        let line = log.lines().find(|l| l.starts_with(&format!("{var}="))).unwrap_or_else(|| panic!("no {var}: {log}"));
+        assert!(uuid_like(&line[var.len() + 1..]), "{line}");
+    }
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+}
