@@ -6,11 +6,12 @@ mod cache;
 mod checkout;
 mod retry;
 mod sem_context;
+mod test_results;
 
 use std::ffi::OsString;
 
 /// The commands this crate provides.
-pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum", "cache", "artifact", "sem-context"];
+pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum", "cache", "artifact", "sem-context", "test-results"];
 
 /// Runs toolbox command `name`; returns its exit code.
 pub fn main(name: &str, args: &[OsString]) -> i32 {
@@ -22,6 +23,7 @@ pub fn main(name: &str, args: &[OsString]) -> i32 {
         "cache" => cache::main(&args),
         "artifact" => artifact::main(&args),
         "sem-context" => sem_context::main(&args),
+        "test-results" => test_results::main(&args),
         _ => {
             eprintln!("{name}: not a Salve toolbox command");
             127

@@ -268,6 +268,11 @@ fn toolbox_cache_artifact_sem_context_and_retry_work_across_jobs() {
             "sem-context put build_id=42",
             "retry --times 3 --sleep 0 'test -f flag || { touch flag; false; }' && echo retried-ok",
             "checksum report.txt",
+            "printf '<testsuite name=\"s\"><testcase classname=\"c\" name=\"ok\" time=\"0.5\"/><testcase classname=\"c\" name=\"bad\"><failure message=\"boom\">trace line</failure></testcase></testsuite>' > junit.xml",
+            "test-results publish junit.xml",
+            "cat $SALVE_ARTIFACT_DIR/jobs/$SEMAPHORE_JOB_ID/test-results/summary.json; echo",
+            "grep -o '\"message\":\"boom\"' $SALVE_ARTIFACT_DIR/workflows/$SEMAPHORE_WORKFLOW_ID/test-results/$SEMAPHORE_PIPELINE_ID/$SEMAPHORE_JOB_ID.json",
+            "echo not-xml > bad.xml; test-results publish bad.xml || echo refused-bad-xml",
         ]
         .iter()
         .map(|c| format!("            - {}\n", serde_json::to_string(c).unwrap()))
@@ -315,6 +320,11 @@ fn toolbox_cache_artifact_sem_context_and_retry_work_across_jobs() {
         "ctx=42",
         "dflt",
         "cache-empty",
+        "Published 1 report(s): 2 tests, 1 passed, 1 failed",
+        "\"total\":2,\"passed\":1,\"skipped\":0,\"error\":0,\"failed\":1",
+        "\"message\":\"boom\"",
+        "not JUnit XML",
+        "refused-bad-xml",
     ] {
         assert!(all.contains(want), "missing {want:?} in\n{all}");
     }
