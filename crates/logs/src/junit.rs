@@ -186,36 +186,26 @@ pub fn parse(xml: &[u8]) -> Result<Vec<Suite>, JunitError> {
                     _ => {}
                 }
             }
-            Event::Text(t) => {
-                if sink.is_some() {
-                    text.push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            Event::CData(t) => {
-                if sink.is_some() {
-                    text.push_str(&String::from_utf8_lossy(&t));
-                }
-            }
-            Event::GeneralRef(r) => {
-                if sink.is_some() {
-                    let resolved = match r.resolve_char_ref() {
-                        Ok(Some(c)) => Some(c),
-                        _ => match r.as_ref() {
-                            b"lt" => Some('<'),
-                            b"gt" => Some('>'),
-                            b"amp" => Some('&'),
-                            b"quot" => Some('"'),
-                            b"apos" => Some('\''),
-                            _ => None,
-                        },
-                    };
-                    match resolved {
-                        Some(c) => text.push(c),
-                        None => {
-                            text.push('&');
-                            text.push_str(&String::from_utf8_lossy(&r));
-                            text.push(';');
-                        }
+            Event::Text(t) if sink.is_some() => text.push_str(&String::from_utf8_lossy(&t)),
+            Event::CData(t) if sink.is_some() => text.push_str(&String::from_utf8_lossy(&t)),
+            Event::GeneralRef(r) if sink.is_some() => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => Some(c),
+                    _ => match r.as_ref() {
+                        b"lt" => Some('<'),
+                        b"gt" => Some('>'),
+                        b"amp" => Some('&'),
+                        b"quot" => Some('"'),
+                        b"apos" => Some('\''),
+                        _ => None,
+                    },
+                };
+                match resolved {
+                    Some(c) => text.push(c),
+                    None => {
+                        text.push('&');
+                        text.push_str(&String::from_utf8_lossy(&r));
+                        text.push(';');
                     }
                 }
             }
