@@ -41,3 +41,19 @@ for mode in sandbox no-sandbox; do
 done
 one=$(bash_ms 1); fifty=$(bash_ms 50)
 printf '%-34s %8s ms %8s ms %11s ms\n' "plain bash, one bash per job" "$one" "$fifty" "$(( (fifty - one) / 49 ))"
+
+# A job printing 1 GB: salve's peak memory (it must not grow with the output) and end-to-end
+# ingestion speed, next to bash writing the same bytes to a file.
+mkdir -p "$work/big/.semaphore"
+printf 'version: v1.0\nname: big\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: print\n          commands: ["yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 1000000000"]\n' > "$work/big/.semaphore/semaphore.yml"
+git -C "$work/big" init -q -b main && git -C "$work/big" add -A && git -C "$work/big" -c user.email=b@b -c user.name=b commit -qm big
+sync; t0=$(date +%s%N)
+peak=$(cd "$work/big" && /usr/bin/time -f %M "$salve" run --no-sandbox 2>&1 >/dev/null | tail -1)
+t1=$(date +%s%N)
+sync; t2=$(date +%s%N)
+(set +o pipefail; yes 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789 | head -c 1000000000 > "$work/plain.out")
+t3=$(date +%s%N)
+stored=$(du -cb "$SALVE_DATA_DIR"/jobs/*/log | tail -1 | cut -f1)
+rm -rf "$SALVE_DATA_DIR/jobs" "$work/plain.out"
+echo
+echo "1 GB of job output ($stored bytes stored): salve peak RSS ${peak} KiB; salve run $(( (t1 - t0) / 1000000 )) ms ($(( 1000000000000 / (t1 - t0) )) MB/s end to end); plain bash to a file $(( (t3 - t2) / 1000000 )) ms"
