@@ -1,7 +1,8 @@
-//! `salve demo`: Salve's main job on a sample project. Today that is the front half of the
-//! loop: the self-heal pipeline files are linted and compiled, and the two promotions are
-//! evaluated for the outcomes that matter. Running pipelines, healing and pull requests join
-//! the demo as the runner, server and heal crates land (see the README).
+//! `salve demo`: Salve's main job on a sample project. Today: the self-heal pipeline files are
+//! linted and compiled, the project's CI really runs (`salve run`, every job in the sandbox) and
+//! fails on a formatting mistake, and the promotions are evaluated for that result and the other
+//! outcomes that matter. Healing and pull requests join the demo as the server and heal crates
+//! land (see the README).
 
 use std::collections::BTreeMap;
 
@@ -90,9 +91,12 @@ pub fn run(args: &DemoArgs) -> u8 {
     let sem = dir.join(".semaphore");
     let files =
         [("semaphore.yml", SEMAPHORE_YML), ("selfheal.yml", SELFHEAL_YML), ("selfheal-pr.yml", SELFHEAL_PR_YML)];
-    if let Err(e) =
-        std::fs::create_dir_all(&sem).and_then(|()| files.iter().try_for_each(|(n, t)| std::fs::write(sem.join(n), t)))
-    {
+    let sources = [("Cargo.toml", CARGO_TOML), ("src/lib.rs", LIB_RS), (".gitignore", "target/\n.salve/\n")];
+    let written = std::fs::create_dir_all(&sem)
+        .and_then(|()| std::fs::create_dir_all(dir.join("src")))
+        .and_then(|()| files.iter().try_for_each(|(n, t)| std::fs::write(sem.join(n), t)))
+        .and_then(|()| sources.iter().try_for_each(|(n, t)| std::fs::write(dir.join(n), t)));
+    if let Err(e) = written {
         err!("salve demo: cannot write the sample project in {}: {e}", dir.display());
         return 2;
     }
@@ -131,10 +135,23 @@ pub fn run(args: &DemoArgs) -> u8 {
         }
     }
     out!("");
+    let result = run_ci(&dir);
+    out!("");
     out!("Promotions, evaluated with Semaphore's `when` rules:");
-    let cases =
-        [("main", "failed"), ("main", "passed"), ("selfheal-3f2a9c1", "failed"), ("selfheal-3f2a9c1", "passed")];
-    for (branch, result) in cases {
+    let mut cases: Vec<(&str, &str)> = Vec::new();
+    if let Some(r) = result.as_deref() {
+        cases.push(("main", r));
+    }
+    cases.extend([
+        ("main", "failed"),
+        ("main", "passed"),
+        ("selfheal-3f2a9c1", "failed"),
+        ("selfheal-3f2a9c1", "passed"),
+    ]);
+    let this_run = cases.first().copied().filter(|_| result.is_some());
+    let cases: Vec<(&str, &str)> =
+        cases.iter().enumerate().filter(|(i, c)| !cases[..*i].contains(c)).map(|(_, c)| *c).collect();
+    for &(branch, result) in &cases {
         let mut params = when::Params::new();
         params.insert("branch".into(), branch.into());
         params.insert("tag".into(), "".into());
@@ -154,11 +171,78 @@ pub fn run(args: &DemoArgs) -> u8 {
             .collect();
         let outcome =
             if fired.is_empty() { "nothing fires".to_owned() } else { format!("starts: {}", fired.join(", ")) };
-        out!("  branch {branch:<18} result {result:<7} -> {outcome}");
+        let this = if Some((branch, result)) == this_run { "   <- this run" } else { "" };
+        out!("  branch {branch:<18} result {result:<7} -> {outcome}{this}");
     }
     out!("");
-    out!("What runs today: the pipeline language, the `when` language and these checks.");
-    out!("Not yet: running the jobs, the heal pipeline and the pull request; they arrive with the");
-    out!("runner, server and self-heal work (see README.md, \"Status\").");
+    out!("What runs today: the pipeline language, the `when` language, and pipelines on this");
+    out!("machine (`salve run`). Not yet: the heal pipeline and the pull request; they arrive with");
+    out!("the server and self-heal work (see README.md, \"Status\").");
     0
+}
+
+const CARGO_TOML: &str = "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
+
+/// Correct code, badly formatted: `cargo fmt --check` fails, `cargo fmt` would fix it.
+const LIB_RS: &str = "pub fn add(a:i32,b:i32)->i32{a+b}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 2), 4);\n    }\n}\n";
+
+/// Commits the sample project and runs its CI with `salve run`; returns the pipeline result.
+fn run_ci(dir: &std::path::Path) -> Option<String> {
+    let repo = salve_git::Repo::new(dir);
+    let committed =
+        repo.run(&["init", "--quiet", "-b", "main"]).and_then(|_| repo.run(&["add", "-A"])).and_then(|_| {
+            repo.run(&[
+                "-c",
+                "user.name=Salve Demo",
+                "-c",
+                "user.email=demo@salve.invalid",
+                "commit",
+                "--quiet",
+                "-m",
+                "Sample project",
+            ])
+        });
+    if let Err(e) = committed {
+        err!("salve demo: cannot commit the sample project: {e}");
+        return None;
+    }
+    if let Err(e) = salve_runner::find_bwrap() {
+        out!("Running the CI pipeline needs the sandbox: {e}");
+        return None;
+    }
+    out!("Running the CI pipeline for real (salve run, every job in the sandbox):");
+    let Ok(exe) = std::env::current_exe() else { return None };
+    let data = dir.join(".salve");
+    let out = std::process::Command::new(exe)
+        .args(["run", "--branch", "main", "--json"])
+        .current_dir(dir)
+        .env("SALVE_DATA_DIR", &data)
+        .output()
+        .ok()?;
+    let mut result = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(ev) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let s = |k: &str| ev[k].as_str().unwrap_or("").to_owned();
+        match s("event").as_str() {
+            "job_finished" => {
+                out!("  job {:<38} {:<7} {}", s("job"), s("result"), s("summary"));
+                if s("result") != "passed" {
+                    out!("      log: SALVE_DATA_DIR={} salve logs {}", data.display(), s("job_id"));
+                }
+            }
+            "block_finished" if s("result") == "canceled" => {
+                out!("  block {:<36} canceled (a block it depends on failed)", s("block"));
+            }
+            "pipeline_finished" => {
+                let reason = ev["result_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+                out!("  pipeline: {}{reason}", s("result"));
+                result = Some(s("result"));
+            }
+            _ => {}
+        }
+    }
+    if result.is_none() {
+        err!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    result
 }

@@ -166,6 +166,8 @@ fn demo_runs() {
     let out = salve(&["demo", "--dir", dir.path().to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("result failed  -> starts: Self-heal"), "{text}");
+    assert!(text.contains("result failed  -> starts: Self-heal   <- this run"), "{text}");
+    assert!(text.contains("job cargo fmt") && text.contains("`cargo fmt --check` — exit code 1"), "{text}");
+    assert!(text.contains("pipeline: failed (test)"), "{text}");
     assert!(text.contains("selfheal-3f2a9c1   result failed  -> nothing fires"), "{text}");
 }
