@@ -12,6 +12,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# Jobs in the sandbox run the machine's Python tools (the runner's tests run pytest in one).
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+
 # The conformance data lives beside the checkout (../shared), as in CI.
 if [ -z "${SALVE_CONFORMANCE:-}" ] && [ ! -d ../shared/conformance ]; then
   echo "scripts/test.sh: ../shared/conformance not found; check out shared/ beside the repository or set SALVE_CONFORMANCE" >&2

@@ -68,9 +68,21 @@ fn network_can_be_switched_off() {
 #[test]
 fn host_toolchains_work_inside() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = spec(dir.path(), &["git --version", "python3 -c 'print(6*7)'", "cargo --version", "rustc --version"]);
+    let mut s = spec(
+        dir.path(),
+        &[
+            "git --version",
+            "python3 -c 'print(6*7)'",
+            "cargo new --quiet --vcs none --lib sample && cd sample",
+            "cargo test --quiet --offline --lib 2>&1 | tail -3",
+            "cd ~ && mkdir pyproj && cd pyproj && printf 'def test_ok():\\n    assert 6 * 7 == 42\\n' > test_it.py",
+            "python3 -m pytest -q",
+        ],
+    );
     s.sandbox = sandbox(true, Vec::new());
     let (outcome, log) = run(&s);
     assert_eq!(outcome.result, JobResult::Passed, "{log}");
     assert!(log.contains("\n42\n"), "{log}");
+    assert!(log.contains("test result: ok. 1 passed"), "{log}");
+    assert!(log.contains("1 passed"), "{log}");
 }
