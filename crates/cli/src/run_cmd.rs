@@ -25,9 +25,15 @@ pub struct RunArgs {
     /// The pipeline file, relative to the repository root.
     #[arg(long, default_value = ".semaphore/semaphore.yml")]
     file: String,
-    /// The branch the run is for (default: the current branch).
+    /// The branch the run is for (default: the current branch); with --pr, the target branch.
     #[arg(long)]
     branch: Option<String>,
+    /// Build as a tag push of this tag name instead of a branch.
+    #[arg(long, conflicts_with = "pr")]
+    tag: Option<String>,
+    /// Build as pull request number N (into --branch or the current branch).
+    #[arg(long, value_name = "N")]
+    pr: Option<u64>,
     /// A pipeline parameter, NAME=VALUE (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE")]
     params: Vec<String>,
@@ -138,7 +144,15 @@ pub fn run(args: &RunArgs) -> u8 {
     };
     let project = Path::new(&top).file_name().map_or("project".to_owned(), |n| n.to_string_lossy().into_owned());
     let mirror = data.join("repos").join(format!("{project}-{:x}.git", md5::compute(top.as_bytes())));
-    if let Err(e) = publish(&repo, &mirror, &sha, &branch) {
+    let (ref_type, label, git_ref) = match (&args.tag, args.pr) {
+        (Some(tag), _) if Repo::valid_branch(tag) => (RefType::Tag, tag.clone(), format!("refs/tags/{tag}")),
+        (Some(tag), _) => return usage_error(&format!("'{tag}' is not a valid tag name")),
+        (None, Some(n)) => (RefType::PullRequest, n.to_string(), format!("refs/pull/{n}/merge")),
+        (None, None) => (RefType::Branch, branch.clone(), format!("refs/heads/{branch}")),
+    };
+    let pushed = publish(&repo, &mirror, &sha, &format!("refs/heads/{branch}"))
+        .and_then(|()| if ref_type == RefType::Branch { Ok(()) } else { publish(&repo, &mirror, &sha, &git_ref) });
+    if let Err(e) = pushed {
         return usage_error(&format!("cannot copy the commit to Salve's repository mirror: {e}"));
     }
 
@@ -159,7 +173,7 @@ pub fn run(args: &RunArgs) -> u8 {
     let pipeline_id = uuid::Uuid::new_v4().to_string();
     let recorded = state.rt.block_on(async {
         let project = state.store.ensure_project(&project_id, &format!("{project}-{project_id}"), &top).await?;
-        let workflow = state.store.create_workflow(&workflow_id, &project.id, "branch", &branch, &sha).await?;
+        let workflow = state.store.create_workflow(&workflow_id, &project.id, ref_type.as_str(), &label, &sha).await?;
         state
             .store
             .create_pipeline(&PipelineRow {
@@ -221,10 +235,10 @@ pub fn run(args: &RunArgs) -> u8 {
             repo_name: project.clone(),
             repo_slug: format!("local/{project}"),
             sha: sha.clone(),
-            ref_type: RefType::Branch,
-            label: branch.clone(),
-            target_branch: None,
-            pr_branch: None,
+            ref_type,
+            label: label.clone(),
+            target_branch: (ref_type == RefType::PullRequest).then(|| branch.clone()),
+            pr_branch: (ref_type == RefType::PullRequest).then(|| format!("pull-{label}")),
             pr_sha: None,
             pr_name: None,
             commit_range: String::new(),
@@ -233,7 +247,7 @@ pub fn run(args: &RunArgs) -> u8 {
         },
     };
     let build = Build {
-        ref_type: "branch".into(),
+        ref_type: ref_type.as_str().into(),
         branch: branch.clone(),
         sha: sha.clone(),
         pipeline_file: file.clone(),
@@ -258,7 +272,11 @@ pub fn run(args: &RunArgs) -> u8 {
     };
     if !args.json {
         let short = &sha[..sha.len().min(7)];
-        out!("Running {file} on {branch} @ {short}{}", if args.dirty { " (work tree)" } else { "" });
+        out!(
+            "Running {file} on {} {label} @ {short}{}",
+            ref_type.as_str(),
+            if args.dirty { " (work tree)" } else { "" }
+        );
     }
     let engine = Engine {
         jobs_dir,
@@ -318,13 +336,13 @@ fn sandbox(args: &RunArgs) -> Result<Sandbox, String> {
 }
 
 /// Puts the commit in Salve's bare mirror of the repository, where `checkout` clones it from.
-fn publish(repo: &Repo, mirror: &Path, sha: &str, branch: &str) -> Result<(), String> {
+fn publish(repo: &Repo, mirror: &Path, sha: &str, git_ref: &str) -> Result<(), String> {
     if !mirror.join("HEAD").is_file() {
         std::fs::create_dir_all(mirror).map_err(|e| e.to_string())?;
         Repo::new(mirror).run(&["init", "--quiet", "--bare"]).map_err(|e| e.to_string())?;
     }
     let target = mirror.to_string_lossy();
-    repo.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:refs/heads/{branch}")])
+    repo.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:{git_ref}")])
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

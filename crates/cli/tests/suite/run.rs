@@ -76,10 +76,9 @@ fn semaphore_engine_scenarios() {
         let request = &entry["request"];
         let ref_type = request["ref_type"].as_str().unwrap_or("branch");
         let Some(file) = entry["pipeline_file"].as_str() else { continue };
-        // Outcomes of user/organisation terminations and forced database states, and tag/PR
-        // builds (salve run builds branches), are not definition outcomes of a local run.
+        // Outcomes of user/organisation terminations and forced database states are not
+        // definition outcomes of a local run.
         if want["pipeline"].is_null()
-            || ref_type != "branch"
             || ["stuck", "erminat", "OrganizationBlocked", "schedule"].iter().any(|w| notes.contains(w))
             || request.get("schedule_extension_of").is_some()
             || request.get("schedule_extension_file").is_some()
@@ -100,8 +99,13 @@ fn semaphore_engine_scenarios() {
                 assert!(salve_in(data.path(), &["secret", "create", name, "-e", var]).status.success());
             }
         }
-        let out =
-            salve_run(repo.path(), data.path(), &["--file", file, "--branch", branch, "--json", "--jobs", "16"], &[]);
+        let mut run_args = vec!["--file", file, "--json", "--jobs", "16"];
+        match ref_type {
+            "tag" => run_args.extend(["--tag", branch, "--branch", "main"]),
+            "pr" => run_args.extend(["--pr", branch, "--branch", "main"]),
+            _ => run_args.extend(["--branch", branch]),
+        }
+        let out = salve_run(repo.path(), data.path(), &run_args, &[]);
         let ev = events(&out);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let ctx = format!(
@@ -133,7 +137,7 @@ fn semaphore_engine_scenarios() {
         }
         checked += 1;
     }
-    assert!(checked >= 25, "only {checked} scenarios checked");
+    assert_eq!(checked, 46, "scenario entries checked");
 }
 
 const HEADER: &str = "version: v1.0\nname: t\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n";
