@@ -119,6 +119,11 @@ impl Sandbox {
             for dir in mounts.readable {
                 words.extend(["--ro-bind".into(), dir.into(), dir.into()]);
             }
+            // The jail helper (the salve binary) must be reachable inside even when it lives
+            // under a folder the sandbox replaces (a build under /tmp).
+            if let Some(exe) = self.jail.as_ref().and_then(|j| j.first()) {
+                words.extend(["--ro-bind".into(), exe.clone(), exe.clone()]);
+            }
             words.extend(["--chdir".into(), mounts.home.into(), "--".into()]);
         }
         if let Some(jail) = &self.jail {
