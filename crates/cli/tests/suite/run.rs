@@ -155,8 +155,9 @@ fn job_log(data: &Path, ev: &[Value]) -> String {
 
 #[test]
 fn sandboxed_jobs_see_neither_the_launching_environment_nor_salve_data() {
-    // Not under /tmp: jobs may write their own private /tmp, and Landlock allows all of it.
-    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Not under /tmp (where the checkout may be, as in CI): jobs may write their own private
+    // /tmp, and Landlock allows all of it, including the tmpfs that hides a data folder there.
+    let data = tempfile::tempdir_in("/var/tmp").unwrap();
     let probe =
         format!("touch {}/planted 2>/dev/null && echo PLANTED || echo data-dir-not-writable", data.path().display());
     let yaml = pipeline(&[
