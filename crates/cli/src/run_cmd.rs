@@ -367,6 +367,19 @@ impl Observer for Recorder<'_> {
             result: result.map(|r| r.as_str().to_owned()),
             result_reason: reason.clone(),
         };
+        let job_row = |block: &str, job: &str, job_id: &str, state: &str| JobRow {
+            id: job_id.to_owned(),
+            pipeline_id: pid.clone(),
+            block_name: block.to_owned(),
+            name: job.to_owned(),
+            state: state.to_owned(),
+            result: None,
+            result_reason: None,
+            summary: None,
+            log_dir: self.jobs_dir.join(job_id).to_string_lossy().into_owned(),
+            started_ms: None,
+            done_ms: None,
+        };
         let saved = self.state.rt.block_on(async {
             match event {
                 Event::PipelineStarted { .. } => Ok(()),
@@ -375,21 +388,9 @@ impl Observer for Recorder<'_> {
                     store.set_block(&block_row(block, "done", Some(result), result_reason)).await
                 }
                 Event::JobStarted { block, job, job_id } => {
-                    store
-                        .set_job(&JobRow {
-                            id: job_id.clone(),
-                            pipeline_id: pid.clone(),
-                            block_name: block.clone(),
-                            name: job.clone(),
-                            state: "running".into(),
-                            result: None,
-                            result_reason: None,
-                            summary: None,
-                            log_dir: self.jobs_dir.join(job_id).to_string_lossy().into_owned(),
-                            started_ms: Some(salve_store::now_ms()),
-                            done_ms: None,
-                        })
-                        .await
+                    let mut row = job_row(block, job, job_id, "running");
+                    row.started_ms = Some(salve_store::now_ms());
+                    store.set_job(&row).await
                 }
                 Event::JobFinished { block, job, job_id, result, result_reason, summary, .. } => {
                     let dir = self.jobs_dir.join(job_id);
@@ -414,21 +415,12 @@ impl Observer for Recorder<'_> {
                         })
                         .collect();
                     store.set_commands(job_id, &rows).await?;
-                    store
-                        .set_job(&JobRow {
-                            id: job_id.clone(),
-                            pipeline_id: pid.clone(),
-                            block_name: block.clone(),
-                            name: job.clone(),
-                            state: "done".into(),
-                            result: Some(result.as_str().to_owned()),
-                            result_reason: result_reason.clone(),
-                            summary: Some(summary.clone()),
-                            log_dir: dir.to_string_lossy().into_owned(),
-                            started_ms: None,
-                            done_ms: Some(salve_store::now_ms()),
-                        })
-                        .await
+                    let mut row = job_row(block, job, job_id, "done");
+                    row.result = Some(result.as_str().to_owned());
+                    row.result_reason = result_reason.clone();
+                    row.summary = Some(summary.clone());
+                    row.done_ms = Some(salve_store::now_ms());
+                    store.set_job(&row).await
                 }
                 Event::PipelineFinished { result, result_reason, .. } => {
                     store.finish_pipeline(pid, result.as_str(), result_reason.as_deref(), None).await

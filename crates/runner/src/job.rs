@@ -147,6 +147,26 @@ pub struct JobOutcome {
 }
 
 impl JobOutcome {
+    /// An outcome without commands or log figures yet (the runner fills them in).
+    fn new(
+        result: JobResult,
+        stop_reason: Option<StopReason>,
+        failure: Option<Failure>,
+        summary: String,
+    ) -> JobOutcome {
+        JobOutcome {
+            result,
+            stop_reason,
+            failure,
+            summary,
+            commands: Vec::new(),
+            started_ms: 0,
+            finished_ms: 0,
+            log_lines: 0,
+            log_bytes: 0,
+        }
+    }
+
     /// The command that failed the job, if one did.
     pub fn failed_command(&self) -> Option<&CommandRecord> {
         self.commands.iter().rev().find(|c| c.phase == Phase::Main && c.exit_code.is_some_and(|e| e != 0))
@@ -332,19 +352,8 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     ];
 
     if let Some(reason) = control.stop_reason() {
-        log.note(&format!("job stopped before it started ({})", reason.as_str())).map_err(JobError::Log)?;
-        let (log_lines, log_bytes) = log.finish().map_err(JobError::Log)?;
-        return Ok(JobOutcome {
-            result: JobResult::Stopped,
-            stop_reason: Some(reason),
-            failure: None,
-            summary: format!("stopped before it started ({})", reason.as_str()),
-            commands: Vec::new(),
-            started_ms,
-            finished_ms: unix_ms(),
-            log_lines,
-            log_bytes,
-        });
+        let summary = format!("job stopped before it started ({})", reason.as_str());
+        return early(log, JobOutcome::new(JobResult::Stopped, Some(reason), None, summary), started_ms);
     }
 
     let cgroup = Cgroup::create(&format!("salve-{}", spec.id), spec.sandbox.memory_bytes, spec.sandbox.max_processes)
@@ -374,19 +383,8 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
         Err(e) => {
             drop(cmd);
             let message = format!("cannot start the job's shell: {e}");
-            log.note(&message).map_err(JobError::Log)?;
-            let (log_lines, log_bytes) = log.finish().map_err(JobError::Log)?;
-            return Ok(JobOutcome {
-                result: JobResult::Failed,
-                stop_reason: None,
-                failure: Some(Failure::Setup { message: message.clone() }),
-                summary: message,
-                commands: Vec::new(),
-                started_ms,
-                finished_ms: unix_ms(),
-                log_lines,
-                log_bytes,
-            });
+            let failure = Some(Failure::Setup { message: message.clone() });
+            return early(log, JobOutcome::new(JobResult::Failed, None, failure, message), started_ms);
         }
     };
     drop(cmd);
@@ -499,6 +497,17 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     Ok(outcome)
 }
 
+/// Ends a job that never ran: its summary as the log's last line.
+fn early(mut log: LogWriter, mut outcome: JobOutcome, started_ms: u64) -> Result<JobOutcome, JobError> {
+    log.note(&outcome.summary).map_err(JobError::Log)?;
+    let (log_lines, log_bytes) = log.finish().map_err(JobError::Log)?;
+    outcome.started_ms = started_ms;
+    outcome.finished_ms = unix_ms();
+    outcome.log_lines = log_lines;
+    outcome.log_bytes = log_bytes;
+    Ok(outcome)
+}
+
 struct Stream {
     log: Option<LogWriter>,
     splitter: MarkerSplitter,
@@ -598,17 +607,7 @@ fn judge(
     spec: &JobSpec,
 ) -> JobOutcome {
     use std::os::unix::process::ExitStatusExt;
-    let outcome = |result, stop_reason, failure, summary| JobOutcome {
-        result,
-        stop_reason,
-        failure,
-        summary,
-        commands: Vec::new(),
-        started_ms: 0,
-        finished_ms: 0,
-        log_lines: 0,
-        log_bytes: 0,
-    };
+    let outcome = JobOutcome::new;
     let failed = records.iter().rev().find(|c| c.phase == Phase::Main && c.exit_code.is_some_and(|e| e != 0));
     let unfinished = records.iter().rev().find(|c| c.phase == Phase::Main && c.exit_code.is_none());
     if oom {

@@ -8,9 +8,9 @@ pub mod secrets;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-/// Embedded migrations: version, SQLite text, PostgreSQL text.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql"))];
+/// Embedded migrations, in order. One text serves both backends: `__BYTES__` becomes `BLOB`
+/// (SQLite) or `BYTEA` (PostgreSQL), the only type they spell differently.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -148,7 +148,7 @@ impl Store {
         )
         .execute(&self.pool)
         .await?;
-        for (version, sqlite, postgres) in MIGRATIONS {
+        for (version, sql) in MIGRATIONS {
             let done: Option<i64> = sqlx::query_scalar("SELECT version FROM salve_schema WHERE version = $1")
                 .bind(version)
                 .fetch_optional(&self.pool)
@@ -157,8 +157,8 @@ impl Store {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            let sql = if self.backend == Backend::Sqlite { sqlite } else { postgres };
-            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            let sql = sql.replace("__BYTES__", if self.backend == Backend::Sqlite { "BLOB" } else { "BYTEA" });
+            sqlx::raw_sql(&sql).execute(&mut *tx).await?;
             sqlx::query("INSERT INTO salve_schema (version, applied_ms) VALUES ($1, $2)")
                 .bind(version)
                 .bind(now_ms())

@@ -73,7 +73,7 @@ CREATE TABLE commands (
 -- Secret values are sealed with XChaCha20-Poly1305 before they get here.
 CREATE TABLE secrets (
     name TEXT PRIMARY KEY,
-    sealed BLOB NOT NULL,
+    sealed __BYTES__ NOT NULL,
     created_ms BIGINT NOT NULL,
     updated_ms BIGINT NOT NULL
 );
