@@ -5,6 +5,7 @@ mod pipeline_cmd;
 mod run_cmd;
 mod secret_cmd;
 mod state;
+mod triage_cmd;
 mod when_cmd;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Print a stored job log, with each command's header.
     Logs(run_cmd::LogsArgs),
+    /// The lines of a failed job's log that explain the failure, and its failing tests.
+    Triage(triage_cmd::TriageArgs),
     /// Secrets jobs reference by name: create, list (names only), delete.
     Secret {
         #[command(subcommand)]
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(&args),
         Command::Logs(args) => run_cmd::logs(&args),
         Command::Secret { command } => secret_cmd::run(command),
+        Command::Triage(args) => triage_cmd::run(&args),
         Command::Demo(args) => demo::run(&args),
     };
     ExitCode::from(code)

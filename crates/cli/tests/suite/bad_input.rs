@@ -114,3 +114,34 @@ fn hostile_when_expressions() {
         assert!(v.is_boolean() || v.get("error").is_some(), "{v}");
     }
 }
+
+#[test]
+fn triage_answers_every_odd_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8]); 6] = [
+        ("empty.log", b""),
+        ("no-newline.log", b"error: linking failed"),
+        ("binary.log", b"\x00\x01\xff\xfe\x00error\x00"),
+        ("crlf.log", b"compiling\r\nsrc/main.rs:3:5: error: expected `;`\r\n"),
+        ("latin1.log", b"caf\xe9 error: bad\n"),
+        ("progress.log", b"10%\r20%\r100%\rERROR: tests failed\n"),
+    ];
+    for (name, bytes) in cases {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        for format in ["text", "json", "lines"] {
+            let out = super::salve(&["triage", "--log", name, "--format", format], dir.path());
+            assert_eq!(out.status.code(), Some(0), "{name} {format}: {}", super::stderr(&out));
+        }
+    }
+    let out = super::salve(&["triage", "--log", "crlf.log", "--format", "lines"], dir.path());
+    let lines = super::stdout(&out);
+    assert!(lines.contains("src/main.rs:3:5: error: expected `;`\n") && !lines.contains('\r'), "{lines:?}");
+    let out = super::salve(&["triage", "--log", "empty.log"], dir.path());
+    assert!(super::stdout(&out).contains("No evidence of a failure found"));
+    std::fs::write(dir.path().join("junit.xml"), "not xml at all").unwrap();
+    let out = super::salve(&["triage", "--log", "crlf.log", "--junit", "junit.xml"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(super::stderr(&out).contains("not JUnit XML"), "{}", super::stderr(&out));
+    let out = super::salve(&["triage", "--log", "missing.log"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+}
