@@ -202,6 +202,11 @@ fn evidence(text: &str) -> i32 {
             score += 3;
         }
     }
+    if t.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '$' || c == '_'))
+        .any(|w| w.len() > 9 && (w.ends_with("Exception") || w.ends_with("Error")) && w.contains('.'))
+    {
+        score += 4;
+    }
     if lower.starts_with("e ") || lower.starts_with("> ") || lower.starts_with("--> ") {
         score += 2;
     }
@@ -274,6 +279,7 @@ pub fn extract(log: &[u8], baseline: &Baseline, max_bytes: usize) -> Excerpt {
     let bodies: Vec<&str> = texts.iter().map(|t| strip_prefix(t)).collect();
     let with_baseline = !baseline.is_empty();
     let mut seen_shapes: HashSet<u64> = HashSet::new();
+    let in_baseline: Vec<bool> = bodies.iter().map(|b| with_baseline && baseline.contains(&shape(b))).collect();
     let scores: Vec<i32> = bodies
         .iter()
         .map(|body| {
@@ -309,6 +315,7 @@ pub fn extract(log: &[u8], baseline: &Baseline, max_bytes: usize) -> Excerpt {
             && end - i < 40
             && (continues(bodies[end]) || scores[end] >= threshold)
             && !bodies[end].trim().is_empty()
+            && !(in_baseline[end] && !continues(bodies[end]))
         {
             total += scores[end].max(1);
             end += 1;
@@ -324,8 +331,13 @@ pub fn extract(log: &[u8], baseline: &Baseline, max_bytes: usize) -> Excerpt {
     order.sort_by(|&a, &b| blocks[b].2.cmp(&blocks[a].2).then(blocks[a].0.cmp(&blocks[b].0)));
     let mut chosen = vec![false; all.len()];
     let mut bytes = 0usize;
+    let best = order.first().map_or(0, |&b| blocks[b].2);
     for bi in order {
-        let (s, e, _) = blocks[bi];
+        let (s, e, score) = blocks[bi];
+        // Weak blocks only when nothing better exists: precision over filling the budget.
+        if score * 4 < best {
+            continue;
+        }
         let cost: usize = (s..e).filter(|&k| !chosen[k]).map(|k| all[k].raw.len() + 1).sum();
         if bytes + cost > max_bytes {
             // Take the head of a big block if nothing was chosen yet.
