@@ -313,9 +313,8 @@ pub fn extract(log: &[u8], baseline: &Baseline, max_bytes: usize) -> Excerpt {
         let mut total = scores[i];
         while end < all.len()
             && end - i < 40
-            && (continues(bodies[end]) || scores[end] >= threshold)
+            && (continues(bodies[end]) || (scores[end] >= threshold && !in_baseline[end]))
             && !bodies[end].trim().is_empty()
-            && !(in_baseline[end] && !continues(bodies[end]))
         {
             total += scores[end].max(1);
             end += 1;
