@@ -479,7 +479,7 @@ impl Engine<'_> {
         run.result_reason = reason;
         run.done_ms = unix_ms();
         if let Some(after) = &plan.after_pipeline {
-            run.after_pipeline = Some(self.after_pipeline(plan, ctx, after, &run, started));
+            run.after_pipeline = Some(self.after_pipeline(plan, ctx, after, &run));
         }
         self.finish(&run, started);
         run
@@ -614,7 +614,6 @@ impl Engine<'_> {
         ctx: &Context,
         after: &salve_pipeline::compile::PlanAfterPipeline,
         run: &PipelineRun,
-        started: Instant,
     ) -> BlockRun {
         let secs = |ms: u64| (ms / 1000).to_string();
         let total = run.done_ms.saturating_sub(run.created_ms) / 1000;
@@ -696,7 +695,6 @@ impl Engine<'_> {
         }
         let (result, reason) = block_result(&jobs);
         self.observer.event(&Event::BlockFinished { block: block.name.clone(), result, result_reason: reason.clone() });
-        let _ = started;
         BlockRun { name: block.name, result, result_reason: reason, jobs }
     }
 }
