@@ -4,7 +4,7 @@
 //! time; `fail_fast` stops or cancels; the pipeline time limit stops everything; the
 //! `after_pipeline` jobs always run last.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -114,6 +114,49 @@ pub struct JobRun {
     /// Jobs that never started (their block was stopped first) have no outcome.
     pub result: JobResult,
     pub result_reason: Option<String>,
+}
+
+impl JobRun {
+    /// A job not started yet, with its own folder under `jobs_dir`.
+    fn new(name: &str, jobs_dir: &std::path::Path) -> JobRun {
+        let id = uuid::Uuid::new_v4().to_string();
+        JobRun {
+            dir: jobs_dir.join(&id),
+            id,
+            name: name.to_owned(),
+            outcome: None,
+            result: JobResult::Stopped,
+            result_reason: None,
+        }
+    }
+
+    /// Takes what the runner returned (or why it could not run the job).
+    fn record(&mut self, outcome: Result<JobOutcome, String>) {
+        match outcome {
+            Ok(o) => {
+                self.result = o.result;
+                self.result_reason = o.stop_reason.map(|r| r.as_str().to_owned());
+                self.outcome = Some(o);
+            }
+            Err(e) => {
+                self.result = JobResult::Failed;
+                self.result_reason = Some(format!("internal: {e}"));
+            }
+        }
+    }
+
+    fn finished(&self, block: &str) -> Event {
+        let o = self.outcome.as_ref();
+        Event::JobFinished {
+            block: block.to_owned(),
+            job: self.name.clone(),
+            job_id: self.id.clone(),
+            result: self.result,
+            result_reason: self.result_reason.clone(),
+            summary: o.map(|o| o.summary.clone()).unwrap_or_else(|| self.result_reason.clone().unwrap_or_default()),
+            duration_ms: o.map_or(0, |o| o.finished_ms.saturating_sub(o.started_ms)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -226,7 +269,7 @@ impl Engine<'_> {
             blocks: plan.blocks.iter().map(|b| b.name.clone()).collect(),
         });
         let decided = self.decide(plan, ctx);
-        let (skips, fail_fast) = match decided {
+        let Decided { skips, fail_fast, secrets } = match decided {
             Ok(d) => d,
             Err(message) => {
                 run.result = Outcome::Failed;
@@ -237,6 +280,7 @@ impl Engine<'_> {
                 return run;
             }
         };
+        let inputs = Inputs { plan, ctx, secrets: &secrets };
         let mut blocks: Vec<Block<'_>> = plan
             .blocks
             .iter()
@@ -247,21 +291,7 @@ impl Engine<'_> {
                 state: State::Waiting,
                 reason: None,
                 skip,
-                jobs: b
-                    .jobs
-                    .iter()
-                    .map(|j| {
-                        let id = uuid::Uuid::new_v4().to_string();
-                        JobRun {
-                            dir: self.jobs_dir.join(&id),
-                            id,
-                            name: j.name.clone(),
-                            outcome: None,
-                            result: JobResult::Stopped,
-                            result_reason: None,
-                        }
-                    })
-                    .collect(),
+                jobs: b.jobs.iter().map(|j| JobRun::new(&j.name, &self.jobs_dir)).collect(),
                 pending: b.jobs.len(),
                 running: 0,
             })
@@ -297,33 +327,21 @@ impl Engine<'_> {
                         };
                         let b = &mut blocks[i];
                         if let Some(reason) = why {
-                            b.state = State::Done(Outcome::Canceled);
-                            b.reason = Some(reason.clone());
                             b.pending = 0;
                             for j in &mut b.jobs {
                                 j.result_reason = Some(reason.clone());
                             }
-                            self.observer.event(&Event::BlockFinished {
-                                block: b.plan.name.clone(),
-                                result: Outcome::Canceled,
-                                result_reason: Some(reason),
-                            });
+                            self.settle(b, Outcome::Canceled, Some(reason));
                             changed = true;
                         } else if deps.iter().all(|s| *s == State::Done(Outcome::Passed)) {
                             changed = true;
                             if b.skip {
-                                b.state = State::Done(Outcome::Passed);
-                                b.reason = Some("skipped".into());
                                 b.pending = 0;
                                 for j in &mut b.jobs {
                                     j.result = JobResult::Passed;
                                     j.result_reason = Some("skipped".into());
                                 }
-                                self.observer.event(&Event::BlockFinished {
-                                    block: b.plan.name.clone(),
-                                    result: Outcome::Passed,
-                                    result_reason: Some("skipped".into()),
-                                });
+                                self.settle(b, Outcome::Passed, Some("skipped".into()));
                             } else {
                                 b.state = State::Running;
                                 self.observer.event(&Event::BlockStarted { block: b.plan.name.clone() });
@@ -340,7 +358,7 @@ impl Engine<'_> {
                     b.running += 1;
                     let job_control = JobControl::new();
                     controls.push((bi, ji, job_control.clone()));
-                    let spec = self.job_spec(plan, ctx, b.plan, &b.plan.jobs[ji], &b.jobs[ji], None);
+                    let spec = self.job_spec(&inputs, b.plan, &b.plan.jobs[ji], &b.jobs[ji], None);
                     self.observer.event(&Event::JobStarted {
                         block: b.plan.name.clone(),
                         job: b.jobs[ji].name.clone(),
@@ -368,29 +386,8 @@ impl Engine<'_> {
                         let b = &mut blocks[block];
                         b.running -= 1;
                         let jr = &mut b.jobs[job];
-                        match outcome {
-                            Ok(o) => {
-                                jr.result = o.result;
-                                jr.result_reason = o.stop_reason.map(|r| r.as_str().to_owned());
-                                jr.outcome = Some(o);
-                            }
-                            Err(e) => {
-                                jr.result = JobResult::Failed;
-                                jr.result_reason = Some(format!("internal: {e}"));
-                            }
-                        }
-                        let o = jr.outcome.as_ref();
-                        self.observer.event(&Event::JobFinished {
-                            block: b.plan.name.clone(),
-                            job: jr.name.clone(),
-                            job_id: jr.id.clone(),
-                            result: jr.result,
-                            result_reason: jr.result_reason.clone(),
-                            summary: o
-                                .map(|o| o.summary.clone())
-                                .unwrap_or_else(|| jr.result_reason.clone().unwrap_or_default()),
-                            duration_ms: o.map_or(0, |o| o.finished_ms.saturating_sub(o.started_ms)),
-                        });
+                        jr.record(outcome);
+                        self.observer.event(&jr.finished(&b.plan.name));
                         if jr.result == JobResult::Failed {
                             // Job-level fail_fast inside the block.
                             let (stop, cancel) = (fail_fast.block_stop[block], fail_fast.block_cancel[block]);
@@ -413,13 +410,7 @@ impl Engine<'_> {
                         }
                         if b.pending == 0 && b.running == 0 && b.state == State::Running {
                             let (result, reason) = block_result(&b.jobs);
-                            b.state = State::Done(result);
-                            b.reason = reason.clone();
-                            self.observer.event(&Event::BlockFinished {
-                                block: b.plan.name.clone(),
-                                result,
-                                result_reason: reason,
-                            });
+                            self.settle(b, result, reason);
                             if result == Outcome::Failed {
                                 if fail_fast.stop {
                                     stop_all(&mut queue, &mut blocks, &controls, StopReason::FastFailing);
@@ -448,13 +439,7 @@ impl Engine<'_> {
                 for b in &mut blocks {
                     if b.state == State::Running && b.pending == 0 && b.running == 0 {
                         let (result, reason) = block_result(&b.jobs);
-                        b.state = State::Done(result);
-                        b.reason = reason.clone();
-                        self.observer.event(&Event::BlockFinished {
-                            block: b.plan.name.clone(),
-                            result,
-                            result_reason: reason,
-                        });
+                        self.settle(b, result, reason);
                     }
                 }
             }
@@ -479,10 +464,17 @@ impl Engine<'_> {
         run.result_reason = reason;
         run.done_ms = unix_ms();
         if let Some(after) = &plan.after_pipeline {
-            run.after_pipeline = Some(self.after_pipeline(plan, ctx, after, &run));
+            run.after_pipeline = Some(self.after_pipeline(&inputs, after, &run));
         }
         self.finish(&run, started);
         run
+    }
+
+    /// A block is done: its result is set, then announced.
+    fn settle(&self, b: &mut Block<'_>, result: Outcome, reason: Option<String>) {
+        b.state = State::Done(result);
+        b.reason = reason.clone();
+        self.observer.event(&Event::BlockFinished { block: b.plan.name.clone(), result, result_reason: reason });
     }
 
     fn finish(&self, run: &PipelineRun, started: Instant) {
@@ -496,7 +488,7 @@ impl Engine<'_> {
 
     /// Everything decided before the first job: skip/run/filters for each block, fail_fast,
     /// and that every secret exists. An error makes the pipeline malformed.
-    fn decide(&self, plan: &Plan, ctx: &Context) -> Result<(Vec<bool>, FailFast), String> {
+    fn decide(&self, plan: &Plan, ctx: &Context) -> Result<Decided, String> {
         let params = ctx.git.when_params();
         let eval = |what: &str, expr: &str| {
             when::evaluate(expr, &params, self.functions, false)
@@ -531,12 +523,15 @@ impl Engine<'_> {
             None => false,
         };
         let all_jobs = plan.blocks.iter().flat_map(|b| &b.jobs).chain(plan.after_pipeline.iter().flat_map(|a| &a.jobs));
-        let mut names: Vec<&String> = all_jobs.flat_map(|j| &j.secrets).collect();
-        names.sort();
-        names.dedup();
-        for name in names {
+        let mut secrets = BTreeMap::new();
+        for name in all_jobs.flat_map(|j| &j.secrets) {
+            if secrets.contains_key(name) {
+                continue;
+            }
             match self.secrets.get(name) {
-                Ok(Some(_)) => {}
+                Ok(Some(secret)) => {
+                    secrets.insert(name.clone(), secret);
+                }
                 Ok(None) => {
                     return Err(format!(
                         "Secret '{name}' not found. Create it with: salve secret create {name} -e NAME=VALUE"
@@ -545,18 +540,18 @@ impl Engine<'_> {
                 Err(e) => return Err(format!("Secret '{name}' could not be read: {e}")),
             }
         }
-        Ok((skips, FailFast { stop, cancel, block_stop, block_cancel }))
+        Ok(Decided { skips, fail_fast: FailFast { stop, cancel, block_stop, block_cancel }, secrets })
     }
 
     fn job_spec(
         &self,
-        plan: &Plan,
-        ctx: &Context,
+        inputs: &Inputs<'_>,
         block: &PlanBlock,
         job: &PlanJob,
         run: &JobRun,
         extra: Option<&[(String, String)]>,
     ) -> Result<JobSpec, String> {
+        let Inputs { plan, ctx, secrets } = *inputs;
         let agent = &block.agent;
         let identity = JobIdentity {
             id: &run.id,
@@ -573,12 +568,12 @@ impl Engine<'_> {
         let mut files = Vec::new();
         let mut secret_values = Vec::new();
         for name in &job.secrets {
-            let secret = self.secrets.get(name)?.ok_or_else(|| format!("secret '{name}' disappeared"))?;
-            for (k, v) in secret.env_vars {
+            let secret = secrets.get(name).ok_or_else(|| format!("secret '{name}' was not read before the run"))?;
+            for (k, v) in &secret.env_vars {
                 secret_values.push(v.clone());
-                vars.push((k, v));
+                vars.push((k.clone(), v.clone()));
             }
-            for (path, content) in secret.files {
+            for (path, content) in secret.files.iter().cloned() {
                 if let Ok(text) = std::str::from_utf8(&content) {
                     secret_values.push(text.to_owned());
                 }
@@ -610,8 +605,7 @@ impl Engine<'_> {
 
     fn after_pipeline(
         &self,
-        plan: &Plan,
-        ctx: &Context,
+        inputs: &Inputs<'_>,
         after: &salve_pipeline::compile::PlanAfterPipeline,
         run: &PipelineRun,
     ) -> BlockRun {
@@ -632,7 +626,7 @@ impl Engine<'_> {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let block = PlanBlock {
-            index: plan.blocks.len(),
+            index: inputs.plan.blocks.len(),
             name: "after_pipeline".into(),
             dependencies: Vec::new(),
             skip: None,
@@ -649,32 +643,17 @@ impl Engine<'_> {
                 .jobs
                 .iter()
                 .map(|job| {
-                    let id = uuid::Uuid::new_v4().to_string();
-                    let mut jr = JobRun {
-                        dir: self.jobs_dir.join(&id),
-                        id,
-                        name: job.name.clone(),
-                        outcome: None,
-                        result: JobResult::Failed,
-                        result_reason: None,
-                    };
-                    let spec = self.job_spec(plan, ctx, &block, job, &jr, Some(&extra));
+                    let mut jr = JobRun::new(&job.name, &self.jobs_dir);
+                    let spec = self.job_spec(inputs, &block, job, &jr, Some(&extra));
                     self.observer.event(&Event::JobStarted {
                         block: block.name.clone(),
                         job: jr.name.clone(),
                         job_id: jr.id.clone(),
                     });
                     scope.spawn(move || {
-                        match spec.and_then(|s| {
+                        jr.record(spec.and_then(|s| {
                             salve_runner::run_job(&s, &JobControl::new(), &NoObserver).map_err(|e| e.to_string())
-                        }) {
-                            Ok(o) => {
-                                jr.result = o.result;
-                                jr.result_reason = o.stop_reason.map(|r| r.as_str().to_owned());
-                                jr.outcome = Some(o);
-                            }
-                            Err(e) => jr.result_reason = Some(format!("internal: {e}")),
-                        }
+                        }));
                         jr
                     })
                 })
@@ -682,21 +661,27 @@ impl Engine<'_> {
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
         for jr in &jobs {
-            let o = jr.outcome.as_ref();
-            self.observer.event(&Event::JobFinished {
-                block: block.name.clone(),
-                job: jr.name.clone(),
-                job_id: jr.id.clone(),
-                result: jr.result,
-                result_reason: jr.result_reason.clone(),
-                summary: o.map(|o| o.summary.clone()).unwrap_or_default(),
-                duration_ms: o.map_or(0, |o| o.finished_ms.saturating_sub(o.started_ms)),
-            });
+            self.observer.event(&jr.finished(&block.name));
         }
         let (result, reason) = block_result(&jobs);
         self.observer.event(&Event::BlockFinished { block: block.name.clone(), result, result_reason: reason.clone() });
         BlockRun { name: block.name, result, result_reason: reason, jobs }
     }
+}
+
+/// What is settled before the first job runs.
+struct Decided {
+    skips: Vec<bool>,
+    fail_fast: FailFast,
+    /// Every secret the pipeline names, read once.
+    secrets: BTreeMap<String, Secret>,
+}
+
+/// What every job of one run is built from.
+struct Inputs<'a> {
+    plan: &'a Plan,
+    ctx: &'a Context,
+    secrets: &'a BTreeMap<String, Secret>,
 }
 
 struct FailFast {
