@@ -475,10 +475,11 @@ impl Printer {
     /// The last lines the failing job printed.
     fn tail(&self, job_id: &str) {
         let Ok(reader) = LogReader::open(&self.jobs_dir.join(job_id)) else { return };
-        let Ok(all) = reader.lines(0, usize::MAX) else { return };
+        // The last line is Salve's own summary, already printed above.
+        let Ok(tail) = reader.tail(9) else { return };
         let mut stdout = std::io::stdout().lock();
-        for line in all.iter().rev().skip(1).take(8).rev() {
-            let _ = writeln!(stdout, "            │ {}", String::from_utf8_lossy(&line.bytes));
+        for line in tail.iter().take(tail.len().saturating_sub(1)) {
+            let _ = writeln!(stdout, "            │ {}", String::from_utf8_lossy(line));
         }
     }
 }
@@ -524,20 +525,24 @@ pub fn logs(args: &LogsArgs) -> u8 {
     }
     let commands: Vec<serde_json::Value> =
         std::fs::read(dir.join("commands.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let Ok(lines) = reader.lines(0, usize::MAX) else { return 2 };
     let mut next = commands.iter().peekable();
-    for line in lines {
-        while let Some(c) = next.next_if(|c| c["first_line"].as_u64().is_some_and(|f| f <= line.number)) {
-            let code = c["exit_code"].as_i64().map_or("—".to_owned(), |e| e.to_string());
-            let _ =
-                writeln!(stdout, "$ {}    [exit {code}, {} ms]", c["command"].as_str().unwrap_or(""), c["duration_ms"]);
+    let streamed = reader.each_line(0, |number, bytes| {
+        while let Some(c) = next.next_if(|c| c["first_line"].as_u64().is_some_and(|f| f <= number)) {
+            header(&mut stdout, c);
         }
-        let _ = stdout.write_all(&line.bytes);
-        let _ = stdout.write_all(b"\n");
+        stdout.write_all(bytes).and_then(|()| stdout.write_all(b"\n")).is_ok()
+    });
+    if streamed.is_err() {
+        return 2;
     }
     for c in next {
-        let code = c["exit_code"].as_i64().map_or("—".to_owned(), |e| e.to_string());
-        let _ = writeln!(stdout, "$ {}    [exit {code}, {} ms]", c["command"].as_str().unwrap_or(""), c["duration_ms"]);
+        header(&mut stdout, c);
     }
     0
+}
+
+/// A command's header line in `salve logs`.
+fn header(out: &mut impl std::io::Write, c: &serde_json::Value) {
+    let code = c["exit_code"].as_i64().map_or("—".to_owned(), |e| e.to_string());
+    let _ = writeln!(out, "$ {}    [exit {code}, {} ms]", c["command"].as_str().unwrap_or(""), c["duration_ms"]);
 }

@@ -178,6 +178,17 @@ impl LogReader {
 
     /// Up to `count` lines starting at line `from`.
     pub fn lines(&self, from: u64, count: usize) -> io::Result<Vec<Line>> {
+        let mut lines = Vec::new();
+        self.each_line(from, |number, bytes| {
+            lines.push(Line { number, unix_ms: self.time_of(number), bytes: bytes.to_vec() });
+            lines.len() < count
+        })?;
+        Ok(lines)
+    }
+
+    /// Calls `f` with each line from line `from` on (its number and bytes without the newline),
+    /// reading the log as a stream, until `f` returns false.
+    pub fn each_line(&self, from: u64, mut f: impl FnMut(u64, &[u8]) -> bool) -> io::Result<()> {
         let slot = self.index.partition_point(|&(line, _, _)| line <= from);
         let (mut line, offset) = match slot.checked_sub(1).map(|i| self.index[i]) {
             Some((line, offset, _)) => (line, offset),
@@ -186,22 +197,44 @@ impl LogReader {
         let mut file = self.raw()?;
         file.seek(SeekFrom::Start(offset))?;
         let mut reader = io::BufReader::with_capacity(64 * 1024, file);
-        let mut lines = Vec::new();
         let mut buf = Vec::new();
-        while lines.len() < count {
+        loop {
             buf.clear();
             if io::BufRead::read_until(&mut reader, b'\n', &mut buf)? == 0 {
-                break;
+                return Ok(());
             }
             if line >= from {
-                if buf.last() == Some(&b'\n') {
-                    buf.pop();
+                let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+                if !f(line, bytes) {
+                    return Ok(());
                 }
-                lines.push(Line { number: line, unix_ms: self.time_of(line), bytes: buf.clone() });
             }
             line += 1;
         }
-        Ok(lines)
+    }
+
+    /// The last `count` lines (read from the end of the file, whatever its size).
+    pub fn tail(&self, count: usize) -> io::Result<Vec<Vec<u8>>> {
+        let mut file = self.raw()?;
+        let len = file.metadata()?.len();
+        let mut window = 64 * 1024u64;
+        loop {
+            let start = len.saturating_sub(window);
+            file.seek(SeekFrom::Start(start))?;
+            let mut buf = Vec::new();
+            file.read_to_end(&mut buf)?;
+            let body = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let mut lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+            // The first piece may be the end of a longer line, unless the window reached the start.
+            if start > 0 {
+                lines.remove(0);
+            }
+            if lines.len() >= count || start == 0 {
+                let skip = lines.len().saturating_sub(count);
+                return Ok(lines[skip..].iter().map(|l| l.to_vec()).collect());
+            }
+            window *= 4;
+        }
     }
 
     fn time_of(&self, line: u64) -> u64 {
@@ -234,6 +267,8 @@ mod tests {
             .map(|l| format!("{}:{}", l.number, String::from_utf8_lossy(&l.bytes)))
             .collect();
         assert_eq!(got, ["1:two [MASKED]", "2:three", "3:partial", "4:salve: job stopped"]);
+        let tail: Vec<String> = r.tail(2)?.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+        assert_eq!(tail, ["partial", "salve: job stopped"]);
         Ok(())
     }
 }
