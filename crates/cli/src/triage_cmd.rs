@@ -65,8 +65,8 @@ pub fn run(args: &TriageArgs) -> u8 {
             Err(e) => err!("warning: {e}"),
         }
     }
-    let ex = excerpt::extract(&log, &baseline, args.max_bytes);
     let all = excerpt::lines(&log);
+    let ex = excerpt::extract(&all, &baseline, args.max_bytes);
     let mut out = std::io::stdout().lock();
     let failing: Vec<_> = junit::failing(&tests).collect();
     match args.format {

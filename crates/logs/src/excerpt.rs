@@ -272,26 +272,26 @@ pub struct Excerpt {
     pub bytes: usize,
 }
 
-/// Picks the excerpt. `max_bytes` bounds the raw bytes of the chosen lines (plus newlines).
-pub fn extract(log: &[u8], baseline: &Baseline, max_bytes: usize) -> Excerpt {
-    let all = lines(log);
+/// Picks the excerpt from a log's [`lines`]. `max_bytes` bounds the raw bytes of the chosen
+/// lines (plus newlines).
+pub fn extract(all: &[LogLine<'_>], baseline: &Baseline, max_bytes: usize) -> Excerpt {
     let texts: Vec<String> = all.iter().map(|l| clean(l.raw)).collect();
     let bodies: Vec<&str> = texts.iter().map(|t| strip_prefix(t)).collect();
     let with_baseline = !baseline.is_empty();
+    let shapes: Vec<String> = bodies.iter().map(|b| shape(b)).collect();
+    let in_baseline: Vec<bool> = shapes.iter().map(|sh| with_baseline && baseline.contains(sh)).collect();
     let mut seen_shapes: HashSet<u64> = HashSet::new();
-    let in_baseline: Vec<bool> = bodies.iter().map(|b| with_baseline && baseline.contains(&shape(b))).collect();
     let scores: Vec<i32> = bodies
         .iter()
-        .map(|body| {
+        .zip(&shapes)
+        .zip(&in_baseline)
+        .map(|((body, sh), &known)| {
             let mut s = evidence(body);
-            let sh = shape(body);
-            let first = seen_shapes.insert(hash(&sh));
-            if with_baseline {
-                if baseline.contains(&sh) {
-                    s /= 4;
-                } else if !sh.trim().is_empty() {
-                    s += 2;
-                }
+            let first = seen_shapes.insert(hash(sh));
+            if known {
+                s /= 4;
+            } else if with_baseline && !sh.trim().is_empty() {
+                s += 2;
             }
             if !first {
                 s /= 2;
