@@ -58,6 +58,18 @@ pub struct JobSpec {
     pub sandbox: Sandbox,
 }
 
+impl JobSpec {
+    /// The commands of one phase.
+    pub fn phase_commands(&self, phase: Phase) -> &[String] {
+        match phase {
+            Phase::Main => &self.commands,
+            Phase::Always => &self.epilogue.always,
+            Phase::OnPass => &self.epilogue.on_pass,
+            Phase::OnFail => &self.epilogue.on_fail,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobResult {
@@ -322,10 +334,10 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
             })
             .collect()
     };
-    let main = phase_files(Phase::Main, &spec.commands)?;
-    let always = phase_files(Phase::Always, &spec.epilogue.always)?;
-    let on_pass = phase_files(Phase::OnPass, &spec.epilogue.on_pass)?;
-    let on_fail = phase_files(Phase::OnFail, &spec.epilogue.on_fail)?;
+    let main = phase_files(Phase::Main, spec.phase_commands(Phase::Main))?;
+    let always = phase_files(Phase::Always, spec.phase_commands(Phase::Always))?;
+    let on_pass = phase_files(Phase::OnPass, spec.phase_commands(Phase::OnPass))?;
+    let on_fail = phase_files(Phase::OnFail, spec.phase_commands(Phase::OnFail))?;
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let base = base_env(&home, spec.toolbox.as_deref());
     let mut env = base.clone();
@@ -343,13 +355,6 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     .render();
     let script_path = run.join("job.sh");
     prepare(&script_path, write_private(&script_path, script.as_bytes()))?;
-
-    let texts: Vec<(Phase, Vec<String>)> = vec![
-        (Phase::Main, spec.commands.clone()),
-        (Phase::Always, spec.epilogue.always.clone()),
-        (Phase::OnPass, spec.epilogue.on_pass.clone()),
-        (Phase::OnFail, spec.epilogue.on_fail.clone()),
-    ];
 
     if let Some(reason) = control.stop_reason() {
         let summary = format!("job stopped before it started ({})", reason.as_str());
@@ -401,10 +406,9 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
         let reader_stream = Arc::clone(&stream);
         let done = Arc::new((Mutex::new(false), Condvar::new()));
         let done_reader = Arc::clone(&done);
-        let texts_ref = &texts;
         scope.spawn(move || {
             read_output(reader, &reader_stream, observer, &|phase, i| {
-                texts_ref.iter().find(|(p, _)| *p == phase).and_then(|(_, c)| c.get(i)).cloned().unwrap_or_default()
+                spec.phase_commands(phase).get(i).cloned().unwrap_or_default()
             });
             let (lock, cv) = &*done_reader;
             *lock.lock().unwrap_or_else(PoisonError::into_inner) = true;
