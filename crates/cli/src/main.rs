@@ -1,9 +1,11 @@
 //! `salve`: the one binary. Thin: argument parsing and output; the work is in library crates.
 
+mod client;
 mod demo;
 mod pipeline_cmd;
 mod run_cmd;
 mod secret_cmd;
+mod server_cmd;
 mod state;
 mod triage_cmd;
 mod when_cmd;
@@ -32,7 +34,7 @@ enum Command {
     },
     /// Run a pipeline of the repository here, every job in the sandbox; exit 0 when it passed.
     Run(run_cmd::RunArgs),
-    /// Print a stored job log, with each command's header.
+    /// Print a stored job log, with each command's header; --follow streams one from a server.
     Logs(run_cmd::LogsArgs),
     /// The lines of a failed job's log that explain the failure, and its failing tests.
     Triage(triage_cmd::TriageArgs),
@@ -41,6 +43,30 @@ enum Command {
         #[command(subcommand)]
         command: secret_cmd::SecretCommand,
     },
+    /// Run the CI server: git hosting, workflows on push, promotions, the API, live logs.
+    Serve(server_cmd::ServeArgs),
+    /// API tokens: create (straight into a data folder, or through a server), list, delete.
+    Token {
+        #[command(subcommand)]
+        command: server_cmd::TokenCommand,
+    },
+    /// Projects on a server: create (prints the git URL to push to), list.
+    Project {
+        #[command(subcommand)]
+        command: server_cmd::ProjectCommand,
+    },
+    /// Workflows on a server: list, run, rerun.
+    Workflow {
+        #[command(subcommand)]
+        command: server_cmd::WorkflowCommand,
+    },
+    /// Pipelines on a server: list, show, stop.
+    Pipeline {
+        #[command(subcommand)]
+        command: server_cmd::PipelineCommand,
+    },
+    /// Promote a done pipeline to one of its promotion targets.
+    Promote(server_cmd::PromoteArgs),
     /// Show Salve's main job on a sample project (what exists today; see the README).
     Demo(demo::DemoArgs),
 }
@@ -67,6 +93,12 @@ fn main() -> ExitCode {
         Command::Secret { command } => secret_cmd::run(command),
         Command::Triage(args) => triage_cmd::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Serve(args) => server_cmd::serve(args),
+        Command::Token { command } => server_cmd::token(command),
+        Command::Project { command } => server_cmd::project(command),
+        Command::Workflow { command } => server_cmd::workflow(command),
+        Command::Pipeline { command } => server_cmd::pipeline(command),
+        Command::Promote(args) => server_cmd::promote(args),
     };
     ExitCode::from(code)
 }

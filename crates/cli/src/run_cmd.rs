@@ -15,9 +15,11 @@ use salve_pipeline::when::change_in::{Build, ChangeIn};
 use salve_pipeline::{Mode, analyze, diag};
 use salve_runner::log::LogReader;
 use salve_runner::{Isolation, JobResult, Sandbox, find_bwrap};
-use salve_store::{BlockRow, CommandRow, JobRow, PipelineRow};
+use salve_store::{PipelineRow, WorkflowRow};
 
-use crate::state::{State, StoredSecrets, data_dir};
+use salve_server::record::{Recorder, StoredSecrets};
+
+use crate::state::{State, data_dir};
 use crate::{err, out};
 
 #[derive(Args)]
@@ -67,21 +69,12 @@ pub struct LogsArgs {
     /// Print the output only, without the command headers.
     #[arg(long)]
     raw: bool,
-}
-
-/// Links the toolbox commands to this binary in `dir` (refreshed when the binary moved).
-fn install_toolbox(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let exe = std::env::current_exe()?;
-    for name in salve_toolbox::COMMANDS {
-        let link = dir.join(name);
-        if std::fs::read_link(&link).is_ok_and(|target| target == exe) {
-            continue;
-        }
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&exe, &link)?;
-    }
-    Ok(())
+    /// Stream the job's log from a server (--server, SALVE_TOKEN) as it runs; exit 0 when the
+    /// job passed, 1 when it did not.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    server: crate::client::ServerArgs,
 }
 
 fn usage_error(message: &str) -> u8 {
@@ -127,7 +120,10 @@ pub fn run(args: &RunArgs) -> u8 {
     let data = state.data.clone();
     let jobs_dir = data.join("jobs");
     let toolbox = data.join("toolbox");
-    if let Err(e) = std::fs::create_dir_all(&jobs_dir).and_then(|()| install_toolbox(&toolbox)) {
+    let prepared = std::fs::create_dir_all(&jobs_dir)
+        .and_then(|()| std::env::current_exe())
+        .and_then(|exe| salve_server::work::install_toolbox(&toolbox, &exe));
+    if let Err(e) = prepared {
         return usage_error(&format!("cannot prepare Salve's data folder {}: {e}", data.display()));
     }
 
@@ -173,7 +169,19 @@ pub fn run(args: &RunArgs) -> u8 {
     let pipeline_id = uuid::Uuid::new_v4().to_string();
     let recorded = state.rt.block_on(async {
         let project = state.store.ensure_project(&project_id, &format!("{project}-{project_id}"), &top).await?;
-        let workflow = state.store.create_workflow(&workflow_id, &project.id, ref_type.as_str(), &label, &sha).await?;
+        let workflow = state
+            .store
+            .create_workflow(&WorkflowRow {
+                id: workflow_id.clone(),
+                project_id: project.id.clone(),
+                ref_type: ref_type.as_str().into(),
+                label: label.clone(),
+                branch: if ref_type == RefType::Tag { String::new() } else { branch.clone() },
+                sha: sha.clone(),
+                created_ms: salve_store::now_ms(),
+                ..WorkflowRow::default()
+            })
+            .await?;
         state
             .store
             .create_pipeline(&PipelineRow {
@@ -182,12 +190,9 @@ pub fn run(args: &RunArgs) -> u8 {
                 name: analysis.plan.as_ref().map_or_else(String::new, |p| p.name.clone()),
                 file: file.clone(),
                 state: "running".into(),
-                result: None,
-                result_reason: None,
-                error: None,
-                promoted_by: None,
                 created_ms: salve_store::now_ms(),
-                done_ms: None,
+                promotions_done: true,
+                ..PipelineRow::default()
             })
             .await?;
         Ok::<_, salve_store::StoreError>(workflow)
@@ -229,6 +234,7 @@ pub fn run(args: &RunArgs) -> u8 {
         promoted_by: None,
         triggered_by: git_info("%an"),
         triggered_by_manual_run: true,
+        parameters: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         git: GitContext {
             provider: "local".into(),
             url: format!("file://{}", mirror.display()),
@@ -254,22 +260,18 @@ pub fn run(args: &RunArgs) -> u8 {
         ..Build::default()
     };
     let functions = ChangeIn { build, git: &repo };
-    let printer = Recorder {
-        state: &state,
-        pipeline_id: pipeline_id.clone(),
-        jobs_dir: jobs_dir.clone(),
-        printer: Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() },
-        warned: std::sync::atomic::AtomicBool::new(false),
-    };
+    let printer = Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() };
+    let recorder = Recorder::new(state.rt.handle().clone(), &state.store, &pipeline_id, jobs_dir.clone(), &printer);
     let cache_dir = data.join("cache").join(&project_id);
     let artifact_dir = data.join("artifacts").join(&project_id);
     if let Err(e) = std::fs::create_dir_all(&cache_dir).and_then(|()| std::fs::create_dir_all(&artifact_dir)) {
         return usage_error(&format!("cannot prepare the cache and artifact storage: {e}"));
     }
-    let secrets = match state.sealer() {
-        Ok(sealer) => StoredSecrets { state: &state, sealer },
+    let sealer = match state.sealer() {
+        Ok(sealer) => sealer,
         Err(e) => return usage_error(&e),
     };
+    let secrets = StoredSecrets { rt: state.rt.handle().clone(), store: &state.store, sealer: &sealer };
     if !args.json {
         let short = &sha[..sha.len().min(7)];
         out!(
@@ -292,7 +294,7 @@ pub fn run(args: &RunArgs) -> u8 {
         ],
         secrets: &secrets,
         functions: &functions,
-        observer: &printer,
+        observer: &recorder,
     };
     // Ctrl-C or SIGTERM stops the pipeline (result stopped, reason user): jobs run in process
     // groups of their own, so the signal reaches them only through the engine.
@@ -309,6 +311,9 @@ pub fn run(args: &RunArgs) -> u8 {
         });
     }
     let result = engine.run(&plan, &ctx, &control);
+    if let Some(e) = recorder.error() {
+        err!("warning: the run could not be recorded in the database: {e}");
+    }
     if let Some(e) = &result.error {
         err!("The pipeline is malformed: {e}");
     }
@@ -345,95 +350,6 @@ fn publish(repo: &Repo, mirror: &Path, sha: &str, git_ref: &str) -> Result<(), S
     repo.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:{git_ref}")])
         .map(|_| ())
         .map_err(|e| e.to_string())
-}
-
-/// Persists every event, then shows it.
-struct Recorder<'a> {
-    state: &'a State,
-    pipeline_id: String,
-    jobs_dir: PathBuf,
-    printer: Printer,
-    warned: std::sync::atomic::AtomicBool,
-}
-
-impl Observer for Recorder<'_> {
-    fn event(&self, event: &Event) {
-        let store = &self.state.store;
-        let pid = &self.pipeline_id;
-        let block_row = |name: &str, state: &str, result: Option<&Outcome>, reason: &Option<String>| BlockRow {
-            pipeline_id: pid.clone(),
-            name: name.to_owned(),
-            state: state.to_owned(),
-            result: result.map(|r| r.as_str().to_owned()),
-            result_reason: reason.clone(),
-        };
-        let job_row = |block: &str, job: &str, job_id: &str, state: &str| JobRow {
-            id: job_id.to_owned(),
-            pipeline_id: pid.clone(),
-            block_name: block.to_owned(),
-            name: job.to_owned(),
-            state: state.to_owned(),
-            result: None,
-            result_reason: None,
-            summary: None,
-            log_dir: self.jobs_dir.join(job_id).to_string_lossy().into_owned(),
-            started_ms: None,
-            done_ms: None,
-        };
-        let saved = self.state.rt.block_on(async {
-            match event {
-                Event::PipelineStarted { .. } => Ok(()),
-                Event::BlockStarted { block } => store.set_block(&block_row(block, "running", None, &None)).await,
-                Event::BlockFinished { block, result, result_reason } => {
-                    store.set_block(&block_row(block, "done", Some(result), result_reason)).await
-                }
-                Event::JobStarted { block, job, job_id } => {
-                    let mut row = job_row(block, job, job_id, "running");
-                    row.started_ms = Some(salve_store::now_ms());
-                    store.set_job(&row).await
-                }
-                Event::JobFinished { block, job, job_id, result, result_reason, summary, .. } => {
-                    let dir = self.jobs_dir.join(job_id);
-                    let records: Vec<salve_runner::CommandRecord> = std::fs::read(dir.join("commands.json"))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok())
-                        .unwrap_or_default();
-                    let rows: Vec<CommandRow> = records
-                        .iter()
-                        .enumerate()
-                        .map(|(seq, c)| CommandRow {
-                            job_id: job_id.clone(),
-                            seq: seq as i64,
-                            phase: c.phase.name().to_owned(),
-                            idx: c.index as i64,
-                            command: c.command.clone(),
-                            started_ms: c.started_ms as i64,
-                            duration_ms: c.duration_ms as i64,
-                            exit_code: c.exit_code.map(i64::from),
-                            first_line: c.first_line as i64,
-                            end_line: c.end_line as i64,
-                        })
-                        .collect();
-                    store.set_commands(job_id, &rows).await?;
-                    let mut row = job_row(block, job, job_id, "done");
-                    row.result = Some(result.as_str().to_owned());
-                    row.result_reason = result_reason.clone();
-                    row.summary = Some(summary.clone());
-                    row.done_ms = Some(salve_store::now_ms());
-                    store.set_job(&row).await
-                }
-                Event::PipelineFinished { result, result_reason, .. } => {
-                    store.finish_pipeline(pid, result.as_str(), result_reason.as_deref(), None).await
-                }
-            }
-        });
-        if let Err(e) = saved
-            && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            err!("warning: the run could not be recorded in the database: {e}");
-        }
-        self.printer.event(event);
-    }
 }
 
 struct Printer {
@@ -504,6 +420,9 @@ fn summary(run: &salve_engine::PipelineRun) {
 }
 
 pub fn logs(args: &LogsArgs) -> u8 {
+    if args.follow {
+        return crate::server_cmd::follow(&args.job_id, &args.server);
+    }
     if uuid::Uuid::parse_str(&args.job_id).is_err() {
         return usage_error(&format!(
             "'{}' is not a job id (job ids look like 3f1c…-…; `salve run` prints them)",

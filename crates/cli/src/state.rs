@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use salve_engine::{Secret, Secrets};
 use salve_store::Store;
 use salve_store::secrets::Sealer;
 
@@ -33,7 +32,9 @@ impl State {
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| format!("sqlite://{}", data.join("salve.db").display()));
-        let rt = tokio::runtime::Builder::new_current_thread()
+        // Multi-thread: the engine's threads store events through the runtime's handle.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
@@ -43,21 +44,5 @@ impl State {
 
     pub fn sealer(&self) -> Result<Sealer, String> {
         Sealer::open_or_create(&self.data.join("secrets.key")).map_err(|e| e.to_string())
-    }
-}
-
-/// Secrets for the engine, read from the store and opened with the key.
-pub struct StoredSecrets<'a> {
-    pub state: &'a State,
-    pub sealer: Sealer,
-}
-
-impl Secrets for StoredSecrets<'_> {
-    fn get(&self, name: &str) -> Result<Option<Secret>, String> {
-        let Some(sealed) = self.state.rt.block_on(self.state.store.secret(name)).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        let data = self.sealer.open(name, &sealed).map_err(|e| e.to_string())?;
-        Ok(Some(Secret { env_vars: data.env_vars, files: data.files }))
     }
 }

@@ -86,6 +86,8 @@ pub struct Context {
     pub triggered_by: String,
     pub triggered_by_manual_run: bool,
     pub git: GitContext,
+    /// Promotion parameters, exported in every job after the pipeline's variables (§6.4).
+    pub parameters: Vec<(String, String)>,
 }
 
 type Vars = Vec<(String, String)>;
@@ -182,5 +184,6 @@ pub fn pipeline(ctx: &Context, pipeline_name: &str, block: &str) -> Vars {
     push(&mut v, "SEMAPHORE_PIPELINE_PROMOTION", ctx.promoted_by.is_some().to_string());
     push(&mut v, "SEMAPHORE_PIPELINE_PROMOTED_BY", ctx.promoted_by.clone().unwrap_or_default());
     push(&mut v, "SEMAPHORE_ORGANIZATION_ID", &ctx.organization_id);
+    v.extend(ctx.parameters.iter().cloned());
     v
 }

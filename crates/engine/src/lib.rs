@@ -2,6 +2,7 @@
 //! Synchronous (threads, no async): the server calls it from a blocking task.
 
 pub mod env;
+pub mod promote;
 pub mod run;
 
 pub use env::{Context, GitContext, RefType};

@@ -542,6 +542,10 @@ fn read_output(
         let Stream { log, splitter, records, result, error } = &mut *s;
         let Some(log) = log.as_mut() else { return };
         splitter.feed(&buf[..n], &mut |piece| handle(piece, log, records, result, error, observer, text_of));
+        // One write per read: live readers see output as it comes, and a crash loses nothing stored.
+        if let Err(e) = log.flush() {
+            error.get_or_insert(e);
+        }
     }
     let mut s = lock_stream(stream);
     let Stream { log, splitter, records, result, error } = &mut *s;

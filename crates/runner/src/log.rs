@@ -97,6 +97,13 @@ impl LogWriter {
         self.store(line.as_bytes())
     }
 
+    /// Hands what was stored so far to the file system, so readers (live logs, a server that
+    /// restarts) see it.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.log.flush()?;
+        self.index.flush()
+    }
+
     pub fn finish(mut self) -> io::Result<(u64, u64)> {
         self.end_line()?;
         self.log.flush()?;

@@ -10,7 +10,8 @@ use sqlx::{AnyPool, Row};
 
 /// Embedded migrations, in order. One text serves both backends: `__BYTES__` becomes `BLOB`
 /// (SQLite) or `BYTEA` (PostgreSQL), the only type they spell differently.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/0001_init.sql")), (2, include_str!("../migrations/0002_server.sql"))];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,6 +21,8 @@ pub enum StoreError {
     Url(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -36,15 +39,19 @@ pub struct Store {
     backend: Backend,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProjectRow {
     pub id: String,
     pub name: String,
     pub repo_url: String,
     pub created_ms: i64,
+    /// `local` (`salve run`), `hosted` (a bare repository Salve serves) or `external` (webhooks).
+    pub kind: String,
+    /// The webhook secret, sealed.
+    pub webhook_secret: Option<Vec<u8>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WorkflowRow {
     pub id: String,
     pub project_id: String,
@@ -53,14 +60,19 @@ pub struct WorkflowRow {
     pub label: String,
     pub sha: String,
     pub created_ms: i64,
+    /// The branch (a pull request's target branch; empty for a tag).
+    pub branch: String,
+    pub triggered_by: String,
+    pub rerun_of: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PipelineRow {
     pub id: String,
     pub workflow_id: String,
     pub name: String,
     pub file: String,
+    /// `queuing`, `running` or `done`.
     pub state: String,
     pub result: Option<String>,
     pub result_reason: Option<String>,
@@ -68,6 +80,33 @@ pub struct PipelineRow {
     pub promoted_by: Option<String>,
     pub created_ms: i64,
     pub done_ms: Option<i64>,
+    pub promotion_of: Option<String>,
+    /// Promotion parameters, a JSON object of strings.
+    pub params: String,
+    /// The promotion chain's artefact ids, a JSON array, this pipeline's last.
+    pub artefact_ids: String,
+    pub queue: String,
+    pub queue_parallel: bool,
+    /// `""`, `queued` or `running` (SEMAPHORE.md §1.9).
+    pub auto_cancel: String,
+    pub promotions_done: bool,
+    pub started_ms: Option<i64>,
+}
+
+/// A pipeline with its workflow, as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineInfo {
+    pub pipeline: PipelineRow,
+    pub workflow: WorkflowRow,
+    pub project: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,43 +219,56 @@ impl Store {
         .bind(now_ms())
         .execute(&self.pool)
         .await?;
-        let row = sqlx::query("SELECT id, name, repo_url, created_ms FROM projects WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(ProjectRow {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            repo_url: row.try_get("repo_url")?,
-            created_ms: row.try_get("created_ms")?,
-        })
+        self.project(name).await?.ok_or_else(|| StoreError::Conflict(format!("project {name} vanished")))
     }
 
-    /// A new workflow of the project, numbered after the last one.
-    pub async fn create_workflow(
-        &self,
-        id: &str,
-        project_id: &str,
-        ref_type: &str,
-        label: &str,
-        sha: &str,
-    ) -> Result<WorkflowRow> {
+    /// A new project; `Conflict` when the name is taken.
+    pub async fn create_project(&self, p: &ProjectRow) -> Result<()> {
+        let done = sqlx::query(
+            "INSERT INTO projects (id, name, repo_url, created_ms, kind, webhook_secret) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&p.id)
+        .bind(&p.name)
+        .bind(&p.repo_url)
+        .bind(p.created_ms)
+        .bind(&p.kind)
+        .bind(&p.webhook_secret)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("a project named '{}' exists already", p.name)));
+        }
+        Ok(())
+    }
+
+    /// The project with this name (or id).
+    pub async fn project(&self, name_or_id: &str) -> Result<Option<ProjectRow>> {
+        let row = sqlx::query(&format!("SELECT {PROJECT} FROM projects WHERE name = $1 OR id = $1"))
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| project_row(&r)).transpose()
+    }
+
+    pub async fn projects(&self) -> Result<Vec<ProjectRow>> {
+        let rows = sqlx::query(&format!("SELECT {PROJECT} FROM projects WHERE kind <> 'local' ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(project_row).collect()
+    }
+
+    /// A new workflow of the project, numbered after the last one (`number` is ignored).
+    pub async fn create_workflow(&self, w: &WorkflowRow) -> Result<WorkflowRow> {
         let mut tx = self.pool.begin().await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM workflows WHERE project_id = $1")
-            .bind(project_id)
+            .bind(&w.project_id)
             .fetch_one(&mut *tx)
             .await?;
-        let row = WorkflowRow {
-            id: id.to_owned(),
-            project_id: project_id.to_owned(),
-            number: last.unwrap_or(0) + 1,
-            ref_type: ref_type.to_owned(),
-            label: label.to_owned(),
-            sha: sha.to_owned(),
-            created_ms: now_ms(),
-        };
+        let row = WorkflowRow { number: last.unwrap_or(0) + 1, ..w.clone() };
         sqlx::query(
-            "INSERT INTO workflows (id, project_id, number, ref_type, label, sha, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO workflows (id, project_id, number, ref_type, label, sha, created_ms, branch, triggered_by, rerun_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&row.id)
         .bind(&row.project_id)
@@ -225,60 +277,157 @@ impl Store {
         .bind(&row.label)
         .bind(&row.sha)
         .bind(row.created_ms)
+        .bind(&row.branch)
+        .bind(&row.triggered_by)
+        .bind(&row.rerun_of)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(row)
     }
 
-    pub async fn create_pipeline(&self, p: &PipelineRow) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO pipelines (id, workflow_id, name, file, state, result, result_reason, error, promoted_by, created_ms, done_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&p.id)
-        .bind(&p.workflow_id)
-        .bind(&p.name)
-        .bind(&p.file)
-        .bind(&p.state)
-        .bind(&p.result)
-        .bind(&p.result_reason)
-        .bind(&p.error)
-        .bind(&p.promoted_by)
-        .bind(p.created_ms)
-        .bind(p.done_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    pub async fn workflow(&self, id: &str) -> Result<Option<WorkflowRow>> {
+        let row = sqlx::query(&format!("SELECT {WORKFLOW} FROM workflows w WHERE w.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| workflow_row(&r)).transpose()
     }
 
+    /// The project's workflows, newest first, of one branch when `branch` is given.
+    pub async fn workflows(&self, project_id: &str, branch: Option<&str>, limit: i64) -> Result<Vec<WorkflowRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {WORKFLOW} FROM workflows w WHERE w.project_id = $1 AND ($2 = '' OR w.branch = $2) \
+             ORDER BY w.number DESC LIMIT $3"
+        ))
+        .bind(project_id)
+        .bind(branch.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(workflow_row).collect()
+    }
+
+    pub async fn create_pipeline(&self, p: &PipelineRow) -> Result<()> {
+        insert_pipeline(&self.pool, p).await
+    }
+
+    /// Marks `parent`'s promotions as done and creates the pipelines they started, in one
+    /// transaction: false (and nothing created) when they were done already.
+    pub async fn promote(&self, parent: &str, children: &[PipelineRow]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query("UPDATE pipelines SET promotions_done = 1 WHERE id = $1 AND promotions_done = 0")
+            .bind(parent)
+            .execute(&mut *tx)
+            .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for child in children {
+            insert_pipeline(&mut *tx, child).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves a queuing pipeline to running; false when it was not queuing any more.
+    pub async fn start_pipeline(&self, id: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE pipelines SET state = 'running', started_ms = $2 WHERE id = $1 AND state = 'queuing'")
+                .bind(id)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a pipeline that is not done yet; false when it was done already.
     pub async fn finish_pipeline(
         &self,
         id: &str,
         result: &str,
         reason: Option<&str>,
         error: Option<&str>,
-    ) -> Result<()> {
-        sqlx::query("UPDATE pipelines SET state = 'done', result = $2, result_reason = $3, error = $4, done_ms = $5 WHERE id = $1")
-            .bind(id)
-            .bind(result)
-            .bind(reason)
-            .bind(error)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE pipelines SET state = 'done', result = $2, result_reason = $3, error = $4, done_ms = $5 \
+             WHERE id = $1 AND state <> 'done'",
+        )
+        .bind(id)
+        .bind(result)
+        .bind(reason)
+        .bind(error)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn pipeline(&self, id: &str) -> Result<Option<PipelineRow>> {
-        let row = sqlx::query(
-            "SELECT id, workflow_id, name, file, state, result, result_reason, error, promoted_by, created_ms, done_ms \
-             FROM pipelines WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(&format!("SELECT {PIPELINE} FROM pipelines p WHERE p.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| pipeline_row(&r)).transpose()
+    }
+
+    /// Pipelines in `state`, oldest first, with their workflows.
+    pub async fn pipelines_in_state(&self, state: &str) -> Result<Vec<PipelineInfo>> {
+        self.pipeline_infos("p.state = $1", state, i64::MAX).await
+    }
+
+    /// Done pipelines whose promotions were not evaluated yet (the server stopped between).
+    pub async fn unpromoted(&self) -> Result<Vec<PipelineInfo>> {
+        self.pipeline_infos("p.state = 'done' AND p.promotions_done = 0 AND $1 = ''", "", i64::MAX).await
+    }
+
+    /// The project's pipelines, newest first.
+    pub async fn project_pipelines(&self, project_id: &str, limit: i64) -> Result<Vec<PipelineInfo>> {
+        let mut v = self.pipeline_infos("w.project_id = $1", project_id, limit).await?;
+        v.reverse();
+        Ok(v)
+    }
+
+    /// The workflow's pipelines, oldest first.
+    pub async fn workflow_pipelines(&self, workflow_id: &str) -> Result<Vec<PipelineInfo>> {
+        self.pipeline_infos("p.workflow_id = $1", workflow_id, i64::MAX).await
+    }
+
+    pub async fn pipeline_info(&self, id: &str) -> Result<Option<PipelineInfo>> {
+        Ok(self.pipeline_infos("p.id = $1", id, 1).await?.pop())
+    }
+
+    async fn pipeline_infos(&self, filter: &str, arg: &str, limit: i64) -> Result<Vec<PipelineInfo>> {
+        // The newest `limit`, returned oldest first.
+        let rows = sqlx::query(&format!(
+            "SELECT * FROM (SELECT {PIPELINE}, {WORKFLOW_AS}, r.name AS project_name \
+             FROM pipelines p JOIN workflows w ON w.id = p.workflow_id JOIN projects r ON r.id = w.project_id \
+             WHERE {filter} ORDER BY p.created_ms DESC, p.id DESC LIMIT $2) x ORDER BY created_ms, id"
+        ))
+        .bind(arg)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PipelineInfo {
+                    pipeline: pipeline_row(r)?,
+                    workflow: WorkflowRow {
+                        id: r.try_get("w_id")?,
+                        project_id: r.try_get("w_project_id")?,
+                        number: r.try_get("w_number")?,
+                        ref_type: r.try_get("w_ref_type")?,
+                        label: r.try_get("w_label")?,
+                        sha: r.try_get("w_sha")?,
+                        created_ms: r.try_get("w_created_ms")?,
+                        branch: r.try_get("w_branch")?,
+                        triggered_by: r.try_get("w_triggered_by")?,
+                        rerun_of: r.try_get("w_rerun_of")?,
+                    },
+                    project: r.try_get("project_name")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn set_block(&self, b: &BlockRow) -> Result<()> {
@@ -443,6 +592,138 @@ impl Store {
         let done = sqlx::query("DELETE FROM secrets WHERE name = $1").bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
+
+    /// Ends every job of the pipeline that had not finished (the server stopped under it).
+    pub async fn end_unfinished_jobs(
+        &self,
+        pipeline_id: &str,
+        result: &str,
+        reason: &str,
+        summary: &str,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'done', result = $2, result_reason = $3, summary = $4, done_ms = $5 \
+             WHERE pipeline_id = $1 AND state <> 'done'",
+        )
+        .bind(pipeline_id)
+        .bind(result)
+        .bind(reason)
+        .bind(summary)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE blocks SET state = 'done', result = $2, result_reason = $3 WHERE pipeline_id = $1 AND state <> 'done'",
+        )
+        .bind(pipeline_id)
+        .bind(if result == "passed" { "passed" } else { "failed" })
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Stores a new API token by its hash.
+    pub async fn create_token(&self, id: &str, name: &str, hash: &str) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (id, name, hash, created_ms) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(name)
+            .bind(hash)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The token with this hash, marked as used now.
+    pub async fn use_token(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(
+            "UPDATE tokens SET last_used_ms = $2 WHERE hash = $1 RETURNING id, name, created_ms, last_used_ms",
+        )
+        .bind(hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| token_row(&r)).transpose()
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query("SELECT id, name, created_ms, last_used_ms FROM tokens ORDER BY created_ms")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+const PROJECT: &str = "id, name, repo_url, created_ms, kind, webhook_secret";
+const WORKFLOW: &str =
+    "w.id, w.project_id, w.number, w.ref_type, w.label, w.sha, w.created_ms, w.branch, w.triggered_by, w.rerun_of";
+const WORKFLOW_AS: &str = "w.id AS w_id, w.project_id AS w_project_id, w.number AS w_number, \
+    w.ref_type AS w_ref_type, w.label AS w_label, w.sha AS w_sha, w.created_ms AS w_created_ms, \
+    w.branch AS w_branch, w.triggered_by AS w_triggered_by, w.rerun_of AS w_rerun_of";
+const PIPELINE: &str = "p.id, p.workflow_id, p.name, p.file, p.state, p.result, p.result_reason, p.error, \
+    p.promoted_by, p.created_ms, p.done_ms, p.promotion_of, p.params, p.artefact_ids, p.queue, p.queue_parallel, \
+    p.auto_cancel, p.promotions_done, p.started_ms";
+
+async fn insert_pipeline<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, p: &PipelineRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO pipelines (id, workflow_id, name, file, state, result, result_reason, error, promoted_by, created_ms, \
+         done_ms, promotion_of, params, artefact_ids, queue, queue_parallel, auto_cancel, promotions_done, started_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(&p.id)
+    .bind(&p.workflow_id)
+    .bind(&p.name)
+    .bind(&p.file)
+    .bind(&p.state)
+    .bind(&p.result)
+    .bind(&p.result_reason)
+    .bind(&p.error)
+    .bind(&p.promoted_by)
+    .bind(p.created_ms)
+    .bind(p.done_ms)
+    .bind(&p.promotion_of)
+    .bind(if p.params.is_empty() { "{}" } else { &p.params })
+    .bind(if p.artefact_ids.is_empty() { "[]" } else { &p.artefact_ids })
+    .bind(&p.queue)
+    .bind(i64::from(p.queue_parallel))
+    .bind(&p.auto_cancel)
+    .bind(i64::from(p.promotions_done))
+    .bind(p.started_ms)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+fn project_row(r: &AnyRow) -> Result<ProjectRow> {
+    Ok(ProjectRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        repo_url: r.try_get("repo_url")?,
+        created_ms: r.try_get("created_ms")?,
+        kind: r.try_get("kind")?,
+        webhook_secret: r.try_get("webhook_secret")?,
+    })
+}
+
+fn workflow_row(r: &AnyRow) -> Result<WorkflowRow> {
+    Ok(WorkflowRow {
+        id: r.try_get("id")?,
+        project_id: r.try_get("project_id")?,
+        number: r.try_get("number")?,
+        ref_type: r.try_get("ref_type")?,
+        label: r.try_get("label")?,
+        sha: r.try_get("sha")?,
+        created_ms: r.try_get("created_ms")?,
+        branch: r.try_get("branch")?,
+        triggered_by: r.try_get("triggered_by")?,
+        rerun_of: r.try_get("rerun_of")?,
+    })
 }
 
 fn pipeline_row(r: &AnyRow) -> Result<PipelineRow> {
@@ -458,6 +739,23 @@ fn pipeline_row(r: &AnyRow) -> Result<PipelineRow> {
         promoted_by: r.try_get("promoted_by")?,
         created_ms: r.try_get("created_ms")?,
         done_ms: r.try_get("done_ms")?,
+        promotion_of: r.try_get("promotion_of")?,
+        params: r.try_get("params")?,
+        artefact_ids: r.try_get("artefact_ids")?,
+        queue: r.try_get("queue")?,
+        queue_parallel: r.try_get::<i64, _>("queue_parallel")? != 0,
+        auto_cancel: r.try_get("auto_cancel")?,
+        promotions_done: r.try_get::<i64, _>("promotions_done")? != 0,
+        started_ms: r.try_get("started_ms")?,
+    })
+}
+
+fn token_row(r: &AnyRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        created_ms: r.try_get("created_ms")?,
+        last_used_ms: r.try_get("last_used_ms")?,
     })
 }
 

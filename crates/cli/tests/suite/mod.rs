@@ -2,6 +2,7 @@ mod bad_input;
 mod change_in;
 mod commands;
 mod run;
+mod serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -28,6 +28,7 @@ fn context(branch: &str) -> Context {
         promoted_by: Some("auto-promotion".into()),
         triggered_by: "me".into(),
         triggered_by_manual_run: false,
+        parameters: vec![("LAYER".into(), "parameter".into()), ("DEPLOY_TO".into(), "staging".into())],
         git: GitContext {
             provider: "local".into(),
             url: "file:///nowhere".into(),
@@ -118,12 +119,15 @@ fn stop_from_outside_and_after_pipeline_variables() {
 #[test]
 fn variables_follow_semaphores_export_order() {
     let p = plan(&format!(
-        "{HEAD}global_job_config:\n  env_vars:\n    - name: LAYER\n      value: global\nblocks:\n  - name: B\n    task:\n      env_vars:\n        - name: LAYER\n          value: task\n      jobs:\n        - name: J\n          env_vars:\n            - name: LAYER\n              value: job\n          commands:\n            - echo \"layer=$LAYER extra=$SALVE_EXTRA promoted=$SEMAPHORE_PIPELINE_PROMOTION/$SEMAPHORE_PIPELINE_PROMOTED_BY chain=$SEMAPHORE_PIPELINE_0_ARTEFACT_ID,$SEMAPHORE_PIPELINE_1_ARTEFACT_ID,$SEMAPHORE_PIPELINE_ARTEFACT_ID number=$SEMAPHORE_WORKFLOW_NUMBER\"\n"
+        "{HEAD}global_job_config:\n  env_vars:\n    - name: LAYER\n      value: global\nblocks:\n  - name: B\n    task:\n      env_vars:\n        - name: LAYER\n          value: task\n      jobs:\n        - name: J\n          env_vars:\n            - name: LAYER\n              value: job\n          commands:\n            - echo \"layer=$LAYER extra=$SALVE_EXTRA promoted=$SEMAPHORE_PIPELINE_PROMOTION/$SEMAPHORE_PIPELINE_PROMOTED_BY chain=$SEMAPHORE_PIPELINE_0_ARTEFACT_ID,$SEMAPHORE_PIPELINE_1_ARTEFACT_ID,$SEMAPHORE_PIPELINE_ARTEFACT_ID number=$SEMAPHORE_WORKFLOW_NUMBER deploy=$DEPLOY_TO\"\n"
     ));
     let (r, _dir) = run(&p, &context("main"), &PipelineControl::new());
     assert_eq!(r.result, Outcome::Passed);
     let text = log(&r, 0, 0);
-    assert!(text.contains("layer=job extra=x promoted=true/auto-promotion chain=a0,a1,a1 number=7"), "{text}");
+    assert!(
+        text.contains("layer=job extra=x promoted=true/auto-promotion chain=a0,a1,a1 number=7 deploy=staging"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use pretty_assertions::assert_eq;
 use salve_store::secrets::{Sealer, SecretData};
-use salve_store::{BlockRow, CommandRow, JobRow, PipelineRow, Store};
+use salve_store::{BlockRow, CommandRow, JobRow, PipelineRow, ProjectRow, Store, StoreError, WorkflowRow};
 use sqlx::Connection;
 
 /// A fresh PostgreSQL database for one test, dropped at the end.
@@ -56,8 +56,17 @@ async fn workflows_pipelines_blocks_jobs_and_commands_round_trip() {
     each_backend(|store| async move {
         let p = store.ensure_project("p-1", "demo", "file:///tmp/demo.git").await.unwrap();
         assert_eq!(store.ensure_project("p-2", "demo", "ignored").await.unwrap(), p);
-        let w1 = store.create_workflow("w-1", &p.id, "branch", "main", "abc").await.unwrap();
-        let w2 = store.create_workflow("w-2", &p.id, "branch", "main", "def").await.unwrap();
+        let workflow = |id: &str, sha: &str| WorkflowRow {
+            id: id.into(),
+            project_id: p.id.clone(),
+            ref_type: "branch".into(),
+            label: "main".into(),
+            branch: "main".into(),
+            sha: sha.into(),
+            ..WorkflowRow::default()
+        };
+        let w1 = store.create_workflow(&workflow("w-1", "abc")).await.unwrap();
+        let w2 = store.create_workflow(&workflow("w-2", "def")).await.unwrap();
         assert_eq!((w1.number, w2.number), (1, 2));
         let pipeline = PipelineRow {
             id: "pl-1".into(),
@@ -68,9 +77,8 @@ async fn workflows_pipelines_blocks_jobs_and_commands_round_trip() {
             result: None,
             result_reason: None,
             error: None,
-            promoted_by: None,
             created_ms: 1,
-            done_ms: None,
+            ..PipelineRow::default()
         };
         store.create_pipeline(&pipeline).await.unwrap();
         let mut block = BlockRow {
@@ -170,4 +178,72 @@ async fn secrets_are_sealed_at_rest() {
 async fn bad_urls_are_explained() {
     let err = Store::open("mysql://x").await.err().unwrap().to_string();
     assert!(err.contains("sqlite://PATH") && err.contains("postgres://"), "{err}");
+}
+
+#[tokio::test]
+async fn promotions_fire_once_and_queued_pipelines_start_once() {
+    each_backend(|store| async move {
+        let project = ProjectRow {
+            id: "p-1".into(),
+            name: "web".into(),
+            repo_url: "/data/repos/web.git".into(),
+            kind: "hosted".into(),
+            ..ProjectRow::default()
+        };
+        store.create_project(&project).await.unwrap();
+        let again = store.create_project(&ProjectRow { id: "p-2".into(), ..project.clone() }).await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        assert_eq!(store.projects().await.unwrap(), vec![project.clone()]);
+        let w = WorkflowRow {
+            id: "w-1".into(),
+            project_id: "p-1".into(),
+            ref_type: "branch".into(),
+            label: "main".into(),
+            branch: "main".into(),
+            sha: "abc".into(),
+            ..WorkflowRow::default()
+        };
+        store.create_workflow(&w).await.unwrap();
+        let pipeline = |id: &str, created_ms| PipelineRow {
+            id: id.into(),
+            workflow_id: "w-1".into(),
+            file: ".semaphore/semaphore.yml".into(),
+            state: "queuing".into(),
+            created_ms,
+            ..PipelineRow::default()
+        };
+        store.create_pipeline(&pipeline("pl-1", 1)).await.unwrap();
+        assert!(store.start_pipeline("pl-1").await.unwrap());
+        assert!(!store.start_pipeline("pl-1").await.unwrap(), "a pipeline starts once");
+        assert!(store.finish_pipeline("pl-1", "failed", Some("test"), None).await.unwrap());
+        assert!(!store.finish_pipeline("pl-1", "passed", None, None).await.unwrap(), "and ends once");
+        assert_eq!(store.unpromoted().await.unwrap().len(), 1);
+        let child = PipelineRow { promotion_of: Some("pl-1".into()), ..pipeline("pl-2", 2) };
+        assert!(store.promote("pl-1", std::slice::from_ref(&child)).await.unwrap());
+        assert!(!store.promote("pl-1", &[pipeline("pl-3", 3)]).await.unwrap(), "promotions fire once");
+        assert!(store.unpromoted().await.unwrap().is_empty());
+        let listed = store.project_pipelines("p-1", 10).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|i| i.pipeline.id.as_str()).collect();
+        assert_eq!(ids, ["pl-2", "pl-1"]);
+        assert_eq!(listed[0].pipeline.promotion_of.as_deref(), Some("pl-1"));
+        assert_eq!(listed[0].workflow.branch, "main");
+        assert_eq!(listed[0].project, "web");
+        assert_eq!(store.pipelines_in_state("queuing").await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_are_found_by_hash_only() {
+    each_backend(|store| async move {
+        store.create_token("t-1", "ci", "aa11").await.unwrap();
+        assert!(store.use_token("bb22").await.unwrap().is_none());
+        let t = store.use_token("aa11").await.unwrap().unwrap();
+        assert_eq!((t.id.as_str(), t.name.as_str()), ("t-1", "ci"));
+        assert!(t.last_used_ms.is_some());
+        assert_eq!(store.tokens().await.unwrap().len(), 1);
+        assert!(store.delete_token("t-1").await.unwrap());
+        assert!(store.use_token("aa11").await.unwrap().is_none());
+    })
+    .await;
 }

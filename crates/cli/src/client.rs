@@ -1,0 +1,104 @@
+//! Talking to a Salve server: `--server URL` (or `SALVE_SERVER`), the token from `SALVE_TOKEN`,
+//! sent as a bearer header (never in a URL).
+
+use clap::Args;
+use serde_json::Value;
+
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// The Salve server's URL.
+    #[arg(long, env = "SALVE_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+}
+
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    pub fn new(args: &ServerArgs) -> Result<Client, String> {
+        let token = std::env::var("SALVE_TOKEN").unwrap_or_default();
+        if token.trim().is_empty() {
+            return Err(
+                "set SALVE_TOKEN to an API token (`salve token create NAME --data-dir DIR` makes one on the server's machine)"
+                    .into(),
+            );
+        }
+        let http = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .build()
+            .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+        Ok(Client { base: args.server.trim_end_matches('/').to_owned(), token: token.trim().to_owned(), http })
+    }
+
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, String> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| format!("cannot reach the Salve server at {}: {e}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body: Value = response.json().unwrap_or(Value::Null);
+        let message = body["error"]["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
+        Err(format!("the server said {}: {message}", status.as_u16()))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, String> {
+        self.send(self.http.get(format!("{}{path}", self.base)))?.json().map_err(|e| e.to_string())
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))?.json().map_err(|e| e.to_string())
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value, String> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))?.json().map_err(|e| e.to_string())
+    }
+
+    /// A Server-Sent Events stream: calls `f(event, id, data)` for each event until it returns
+    /// false or the stream ends.
+    pub fn events(&self, path: &str, mut f: impl FnMut(&str, &str, &str) -> bool) -> Result<(), String> {
+        use std::io::BufRead as _;
+        let response =
+            self.send(self.http.get(format!("{}{path}", self.base)).header("accept", "text/event-stream"))?;
+        let reader = std::io::BufReader::new(response);
+        let (mut event, mut id, mut data) = (String::new(), String::new(), Vec::<String>::new());
+        for line in reader.lines() {
+            let line = line.map_err(|e| format!("the event stream broke: {e}"))?;
+            if line.is_empty() {
+                if !data.is_empty() || !event.is_empty() {
+                    let name = if event.is_empty() { "message" } else { &event };
+                    if !f(name, &id, &data.join("\n")) {
+                        return Ok(());
+                    }
+                }
+                event.clear();
+                data.clear();
+                continue;
+            }
+            let (field, value) =
+                line.split_once(':').map_or((line.as_str(), ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+            match field {
+                "event" => event = value.to_owned(),
+                "id" => id = value.to_owned(),
+                "data" => data.push(value.to_owned()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Query-string encoding of one value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

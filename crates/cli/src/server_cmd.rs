@@ -1,0 +1,449 @@
+//! `salve serve` and the commands that talk to a server: `token`, `project`, `workflow`,
+//! `pipeline`, `promote`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use salve_server::config::{Config, FileConfig, default_database};
+use serde_json::{Value, json};
+
+use crate::client::{Client, ServerArgs, encode};
+use crate::state::data_dir;
+use crate::{err, out};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where to listen, HOST:PORT (port 0 picks a free one) [default: 127.0.0.1:8080].
+    #[arg(long, env = "SALVE_LISTEN")]
+    listen: Option<String>,
+    /// Salve's data folder (repositories, logs, the SQLite database, the secrets key).
+    #[arg(long, env = "SALVE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://FILE or postgres://USER:PASSWORD@HOST/DB [default: salve.db in the data folder].
+    #[arg(long, env = "SALVE_DATABASE_URL")]
+    database_url: Option<String>,
+    /// The URL people and jobs reach this server at, when not http://LISTEN.
+    #[arg(long, env = "SALVE_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Pipelines at once, and jobs at once in each [default: the number of cores].
+    #[arg(long, env = "SALVE_JOBS")]
+    jobs: Option<usize>,
+    /// Run jobs without bubblewrap (only on a machine that runs nothing else).
+    #[arg(long)]
+    no_sandbox: bool,
+    /// Cut jobs off from the network.
+    #[arg(long)]
+    no_network: bool,
+    /// A salve.toml to read [default: ./salve.toml when it exists].
+    #[arg(long, env = "SALVE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn fail(message: &str) -> u8 {
+    err!("error: {message}");
+    1
+}
+
+pub fn serve(args: ServeArgs) -> u8 {
+    let file = match &args.config {
+        Some(path) => FileConfig::read(path, true),
+        None => FileConfig::read(std::path::Path::new("salve.toml"), false),
+    };
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => return fail(&format!("bad configuration: {e}")),
+    };
+    let data = args.data_dir.or(file.data_dir).unwrap_or_else(data_dir);
+    let mut config = Config::new(data.clone());
+    if let Some(l) = args.listen.or(file.listen) {
+        config.listen = l;
+    }
+    config.database_url = args.database_url.or(file.database_url).unwrap_or_else(|| default_database(&data));
+    config.public_url = args.public_url.or(file.public_url);
+    if let Some(j) = args.jobs.or(file.jobs) {
+        config.jobs = j.max(1);
+    }
+    config.sandbox = !args.no_sandbox && file.sandbox.unwrap_or(true);
+    config.network = !args.no_network && file.network.unwrap_or(true);
+    if let Some(mb) = file.max_body_mb {
+        config.max_body_bytes = mb.saturating_mul(1024 * 1024);
+    }
+    config.exe = std::env::current_exe().ok();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SALVE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let served = rt.block_on(salve_server::serve(config, |url| out!("Salve is listening on {url}")));
+    rt.shutdown_timeout(std::time::Duration::from_secs(10));
+    match served {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (shown once). With --data-dir (or no --server) it is
+    /// written straight into that data folder: the way to make the first one.
+    Create {
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "SALVE_SERVER")]
+        server: Option<String>,
+    },
+    /// List tokens (names and ids, never the tokens).
+    List(ServerArgs),
+    /// Delete a token by id.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn token(command: TokenCommand) -> u8 {
+    match command {
+        TokenCommand::Create { name, data_dir: dir, server } => {
+            if name.trim().is_empty() || name.len() > 100 {
+                return fail("a token needs a name of 1 to 100 characters");
+            }
+            if let (Some(url), None) = (&server, &dir) {
+                return with_client(&ServerArgs { server: url.clone() }, |c| {
+                    let v = c.post("/api/v1/tokens", &json!({"name": name}))?;
+                    out!("{}", v["token"].as_str().unwrap_or(""));
+                    Ok(())
+                });
+            }
+            let dir = dir.unwrap_or_else(data_dir);
+            let url = std::env::var("SALVE_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| default_database(&dir));
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e.to_string()),
+            };
+            let made = rt.block_on(async {
+                let store =
+                    salve_store::Store::open(&url).await.map_err(|e| format!("cannot open the database: {e}"))?;
+                salve_server::auth::create(&store, &name).await.map_err(|e| e.to_string())
+            });
+            match made {
+                Ok((_, token)) => {
+                    out!("{token}");
+                    0
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        TokenCommand::List(server) => with_client(&server, |c| {
+            for t in c.get("/api/v1/tokens")?["tokens"].as_array().into_iter().flatten() {
+                out!("{}  {}", t["id"].as_str().unwrap_or(""), t["name"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }),
+        TokenCommand::Delete { id, server } => with_client(&server, |c| {
+            c.delete(&format!("/api/v1/tokens/{}", encode(&id)))?;
+            out!("deleted token {id}");
+            Ok(())
+        }),
+    }
+}
+
+fn with_client(args: &ServerArgs, f: impl FnOnce(&Client) -> Result<(), String>) -> u8 {
+    match Client::new(args).and_then(|c| f(&c)) {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project and print the git URL to push to. With --repo-url, an external
+    /// repository whose webhook (GitHub or GitLab, with --webhook-secret) triggers Salve.
+    Create {
+        name: String,
+        #[arg(long)]
+        repo_url: Option<String>,
+        #[arg(long, env = "SALVE_WEBHOOK_SECRET", requires = "repo_url")]
+        webhook_secret: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List projects.
+    List(ServerArgs),
+}
+
+pub fn project(command: ProjectCommand) -> u8 {
+    match command {
+        ProjectCommand::Create { name, repo_url, webhook_secret, server } => with_client(&server, |c| {
+            let v = c.post(
+                "/api/v1/projects",
+                &json!({"name": name, "repo_url": repo_url, "webhook_secret": webhook_secret}),
+            )?;
+            match v["git_url"].as_str() {
+                Some(url) => out!("{url}"),
+                None => out!(
+                    "{}/webhooks/{{github|gitlab}}/{}",
+                    server.server.trim_end_matches('/'),
+                    v["name"].as_str().unwrap_or(&name)
+                ),
+            }
+            Ok(())
+        }),
+        ProjectCommand::List(server) => with_client(&server, |c| {
+            for p in c.get("/api/v1/projects")?["projects"].as_array().into_iter().flatten() {
+                let url = p["git_url"].as_str().or(p["repo_url"].as_str()).unwrap_or("");
+                out!("{}  {}  {url}", p["name"].as_str().unwrap_or(""), p["kind"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum WorkflowCommand {
+    /// The project's workflows, newest first.
+    List {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        branch: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Start a workflow at a branch's (or tag's) head, or at --sha.
+    Run {
+        #[arg(long)]
+        project: String,
+        #[arg(long, conflicts_with = "tag")]
+        branch: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        #[arg(long)]
+        sha: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Run a workflow again, at the same commit.
+    Rerun {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn workflow(command: WorkflowCommand) -> u8 {
+    match command {
+        WorkflowCommand::List { project, branch, json, server } => with_client(&server, |c| {
+            let mut path = format!("/api/v1/workflows?project={}", encode(&project));
+            if let Some(b) = &branch {
+                path.push_str(&format!("&branch={}", encode(b)));
+            }
+            for w in c.get(&path)?["workflows"].as_array().into_iter().flatten() {
+                if json {
+                    out!("{w}");
+                } else {
+                    out!(
+                        "#{}  {}  {} {}  {}",
+                        w["number"],
+                        w["id"].as_str().unwrap_or(""),
+                        w["ref_type"].as_str().unwrap_or(""),
+                        w["label"].as_str().unwrap_or(""),
+                        &w["sha"].as_str().unwrap_or("")[..7.min(w["sha"].as_str().unwrap_or("").len())]
+                    );
+                }
+            }
+            Ok(())
+        }),
+        WorkflowCommand::Run { project, branch, tag, sha, server } => with_client(&server, |c| {
+            let v =
+                c.post("/api/v1/workflows", &json!({"project": project, "branch": branch, "tag": tag, "sha": sha}))?;
+            out!(
+                "workflow {}  pipeline {}",
+                v["workflow_id"].as_str().unwrap_or(""),
+                v["pipeline_id"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }),
+        WorkflowCommand::Rerun { id, server } => with_client(&server, |c| {
+            let v = c.post(&format!("/api/v1/workflows/{}/rerun", encode(&id)), &json!({}))?;
+            out!(
+                "workflow {}  pipeline {}",
+                v["workflow_id"].as_str().unwrap_or(""),
+                v["pipeline_id"].as_str().unwrap_or("")
+            );
+            Ok(())
+        }),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PipelineCommand {
+    /// Every pipeline of a project, oldest first; --json prints one object per line.
+    List {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// A pipeline with its blocks and jobs.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop a running pipeline (or cancel a queued one).
+    Stop {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn pipeline(command: PipelineCommand) -> u8 {
+    match command {
+        PipelineCommand::List { project, json, limit, server } => with_client(&server, |c| {
+            let v = c.get(&format!("/api/v1/pipelines?project={}&limit={limit}", encode(&project)))?;
+            let mut list: Vec<&Value> = v["pipelines"].as_array().into_iter().flatten().collect();
+            list.reverse();
+            for p in list {
+                if json {
+                    out!("{p}");
+                } else {
+                    out!(
+                        "{}  {:<8} {:<7} {:<14} {} {}  {}",
+                        p["id"].as_str().unwrap_or(""),
+                        p["state"].as_str().unwrap_or(""),
+                        p["result"].as_str().unwrap_or("-"),
+                        p["result_reason"].as_str().unwrap_or("-"),
+                        p["ref_type"].as_str().unwrap_or(""),
+                        p["label"].as_str().unwrap_or(""),
+                        p["file"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }),
+        PipelineCommand::Show { id, json, server } => with_client(&server, |c| {
+            let p = c.get(&format!("/api/v1/pipelines/{}", encode(&id)))?;
+            if json {
+                out!("{p}");
+                return Ok(());
+            }
+            out!(
+                "{} ({})  {} {} @ {}",
+                p["name"].as_str().unwrap_or(""),
+                p["file"].as_str().unwrap_or(""),
+                p["ref_type"].as_str().unwrap_or(""),
+                p["label"].as_str().unwrap_or(""),
+                p["sha"].as_str().unwrap_or("")
+            );
+            out!(
+                "{} {} {}",
+                p["state"].as_str().unwrap_or(""),
+                p["result"].as_str().unwrap_or(""),
+                p["result_reason"].as_str().unwrap_or("")
+            );
+            if let Some(e) = p["error"].as_str() {
+                out!("{e}");
+            }
+            for b in p["blocks"].as_array().into_iter().flatten() {
+                out!(
+                    "  {}: {}",
+                    b["name"].as_str().unwrap_or(""),
+                    b["result"].as_str().unwrap_or(b["state"].as_str().unwrap_or(""))
+                );
+                for j in b["jobs"].as_array().into_iter().flatten() {
+                    out!(
+                        "      {}: {}  {}",
+                        j["name"].as_str().unwrap_or(""),
+                        j["result"].as_str().unwrap_or(j["state"].as_str().unwrap_or("")),
+                        j["id"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }),
+        PipelineCommand::Stop { id, server } => with_client(&server, |c| {
+            let v = c.post(&format!("/api/v1/pipelines/{}/stop", encode(&id)), &json!({}))?;
+            out!(
+                "{}",
+                if v["stopping"].as_bool() == Some(true) { "stopping" } else { "the pipeline was done already" }
+            );
+            Ok(())
+        }),
+    }
+}
+
+#[derive(Args)]
+pub struct PromoteArgs {
+    pipeline_id: String,
+    /// The promotion's name in the pipeline file.
+    target: String,
+    /// A promotion parameter, NAME=VALUE (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Promote a pipeline that did not pass.
+    #[arg(long = "override")]
+    override_: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn promote(args: PromoteArgs) -> u8 {
+    let mut params = BTreeMap::new();
+    for p in &args.params {
+        match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                params.insert(k.to_owned(), v.to_owned());
+            }
+            _ => return fail(&format!("--param wants NAME=VALUE, got '{p}'")),
+        }
+    }
+    with_client(&args.server, |c| {
+        let body = json!({"target": args.target, "params": params, "override": args.override_});
+        let v = c.post(&format!("/api/v1/pipelines/{}/promote", encode(&args.pipeline_id)), &body)?;
+        out!("{}", v["pipeline_id"].as_str().unwrap_or(""));
+        Ok(())
+    })
+}
+
+/// `salve logs JOB_ID --follow`: the job's log as it is written, until the job ends.
+pub fn follow(job_id: &str, server: &ServerArgs) -> u8 {
+    let mut result = None;
+    let code = with_client(server, |c| {
+        c.events(&format!("/api/v1/jobs/{}/logs/stream", encode(job_id)), |event, _, data| match event {
+            "line" => {
+                out!("{data}");
+                true
+            }
+            "done" => {
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                result = v["result"].as_str().map(str::to_owned);
+                false
+            }
+            _ => true,
+        })
+    });
+    match (code, result.as_deref()) {
+        (0, Some("passed")) => 0,
+        (0, _) => 1,
+        (c, _) => c,
+    }
+}

@@ -1,0 +1,475 @@
+//! `salve serve` end to end: a real server on a free port, `git push` over HTTP with a token,
+//! pipelines in real bubblewrap, promotions, a SIGKILL mid-job, and hostile requests.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CI: &str = "version: v1.0
+name: CI
+agent:
+  machine:
+    type: e1-standard-2
+    os_image: ubuntu2004
+blocks:
+  - name: Test
+    task:
+      jobs:
+        - name: unit
+          commands:
+            - checkout
+            - echo \"building $SEMAPHORE_GIT_BRANCH\"
+            - if [ -f slow ]; then echo before-the-kill; sleep 60; fi
+            - test ! -f broken
+promotions:
+  - name: Heal
+    pipeline_file: heal.yml
+    auto_promote:
+      when: \"result = 'failed' AND branch !~ '^selfheal-.*'\"
+  - name: Pull request
+    pipeline_file: pr.yml
+    auto_promote:
+      when: \"result = 'passed' AND branch =~ '^selfheal-.*'\"
+  - name: Deploy
+    pipeline_file: /deploy.yml
+    parameters:
+      env_vars:
+        - name: TARGET
+          options: [staging, production]
+          default_value: staging
+";
+
+fn side(name: &str) -> String {
+    format!(
+        "version: v1.0\nname: {name}\nagent:\n  machine:\n    type: e1-standard-2\n    os_image: ubuntu2004\nblocks:\n  - name: {name}\n    task:\n      jobs:\n        - name: {name}\n          commands:\n            - echo \"$SEMAPHORE_PIPELINE_PROMOTION $SEMAPHORE_PIPELINE_PROMOTED_BY target=$TARGET\"\n"
+    )
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    data: PathBuf,
+    token: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let token = String::from_utf8(
+            Command::new(env!("CARGO_BIN_EXE_salve"))
+                .args(["token", "create", "test", "--data-dir"])
+                .arg(data)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        assert!(token.starts_with("salve_"), "token: {token}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_salve"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--jobs", "2", "--data-dir"])
+            .arg(data)
+            .env("SALVE_LOG", "warn")
+            .env_remove("SALVE_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        Server { child, url, data: data.to_owned(), token }
+    }
+
+    fn http(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::new()
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let r = self.http().get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().unwrap()
+    }
+
+    fn salve(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_salve"))
+            .args(args)
+            .env("SALVE_SERVER", &self.url)
+            .env("SALVE_TOKEN", &self.token)
+            .output()
+            .unwrap()
+    }
+
+    /// `salve pipeline list --project NAME --json`.
+    fn pipelines(&self, project: &str) -> Vec<Value> {
+        let out = self.salve(&["pipeline", "list", "--project", project, "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Waits until `done` holds for the project's pipelines.
+    fn wait(&self, project: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let list = self.pipelines(project);
+            if done(&list) {
+                return list;
+            }
+            assert!(start.elapsed() < Duration::from_secs(90), "timed out waiting for {what}: {list:#?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn push(&self, repo: &Path, project: &str, refspec: &str) {
+        git(
+            repo,
+            &[
+                "-c",
+                &format!("http.extraHeader=Authorization: Bearer {}", self.token),
+                "push",
+                "-q",
+                "--force",
+                &format!("{}/git/{project}.git", self.url),
+                refspec,
+            ],
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn commit(repo: &Path, files: &[(&str, Option<&str>)], message: &str) {
+    for (path, text) in files {
+        let p = repo.join(path);
+        match text {
+            Some(t) => {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, t).unwrap();
+            }
+            None => {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+    git(repo, &["add", "-A"]);
+    git(repo, &["-c", "user.email=t@example.com", "-c", "user.name=Tester", "commit", "-qm", message, "--allow-empty"]);
+}
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    commit(
+        dir.path(),
+        &[
+            (".semaphore/semaphore.yml", Some(CI)),
+            (".semaphore/heal.yml", Some(&side("Heal"))),
+            (".semaphore/pr.yml", Some(&side("PR"))),
+            ("deploy.yml", Some(&side("Deploy"))),
+        ],
+        "init",
+    );
+    dir
+}
+
+fn on<'a>(list: &'a [Value], branch: &str) -> Vec<&'a Value> {
+    list.iter().filter(|p| p["branch"] == branch).collect()
+}
+
+fn done(list: &[&Value]) -> bool {
+    list.iter().all(|p| p["state"] == "done")
+}
+
+#[test]
+fn pushes_run_pipelines_and_promotions_follow_the_seeds_rules() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let created = server.salve(&["project", "create", "web"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert_eq!(String::from_utf8_lossy(&created.stdout).trim(), format!("{}/git/web.git", server.url));
+    let repo = repo();
+    let r = repo.path();
+
+    // A passing push: one pipeline, no promotion.
+    server.push(r, "web", "main");
+    let list = server.wait("web", "main to pass", |l| on(l, "main").len() == 1 && done(&on(l, "main")));
+    let main = on(&list, "main")[0].clone();
+    assert_eq!((main["result"].as_str(), main["promotion_of"].as_str()), (Some("passed"), None), "{main:#}");
+    assert_eq!(main["sha"].as_str().unwrap().len(), 40);
+
+    // A failing push: the heal promotion starts a second pipeline in the same workflow.
+    git(r, &["checkout", "-q", "-b", "feature"]);
+    commit(r, &[("broken", Some("x"))], "break");
+    server.push(r, "web", "feature");
+    let list = server.wait("web", "feature's heal", |l| on(l, "feature").len() == 2 && done(&on(l, "feature")));
+    let feature = on(&list, "feature");
+    let (failed, heal) = (feature[0], feature[1]);
+    assert_eq!((failed["result"].as_str(), failed["result_reason"].as_str()), (Some("failed"), Some("test")));
+    assert_eq!(heal["promotion_of"], failed["id"]);
+    assert_eq!(heal["workflow_id"], failed["workflow_id"]);
+    assert_eq!(heal["sha"], failed["sha"]);
+    assert_eq!((heal["name"].as_str(), heal["file"].as_str()), (Some("Heal"), Some(".semaphore/heal.yml")));
+    assert_eq!(heal["result"], "passed");
+    // The promoted job saw the promotion variables and only default parameters of its own.
+    let heal_job =
+        server.get(&format!("/api/v1/pipelines/{}", heal["id"].as_str().unwrap()))["blocks"][0]["jobs"][0]["id"]
+            .clone();
+    let log = server.get(&format!("/api/v1/jobs/{}/logs", heal_job.as_str().unwrap()));
+    assert_eq!(log["lines"][0]["text"], "true auto-promotion target=", "{log:#}");
+
+    // A failing selfheal branch does not heal itself.
+    git(r, &["checkout", "-q", "-b", "selfheal-x"]);
+    server.push(r, "web", "selfheal-x");
+    // A passing selfheal branch gets its pull-request pipeline.
+    git(r, &["checkout", "-q", "-b", "selfheal-y"]);
+    commit(r, &[("broken", None)], "fix");
+    server.push(r, "web", "selfheal-y");
+    let list = server.wait("web", "the selfheal branches", |l| {
+        on(l, "selfheal-x").len() == 1
+            && on(l, "selfheal-y").len() == 2
+            && done(&on(l, "selfheal-x"))
+            && done(&on(l, "selfheal-y"))
+    });
+    assert_eq!(on(&list, "selfheal-x")[0]["result"], "failed");
+    let y = on(&list, "selfheal-y");
+    assert_eq!(
+        (y[0]["result"].as_str(), y[1]["name"].as_str(), y[1]["result"].as_str()),
+        (Some("passed"), Some("PR"), Some("passed"))
+    );
+    assert_eq!(y[1]["promotion_of"], y[0]["id"]);
+    // Nothing fired twice while we watched.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(server.pipelines("web").len(), list.len());
+
+    // A manual promotion: parameters are checked (§6.3) and exported.
+    let main_id = main["id"].as_str().unwrap();
+    let refused = server.salve(&["promote", main_id, "Deploy", "--param", "TARGET=moon"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("Value 'moon' of parameter 'TARGET' is not one of predefined options.")
+    );
+    let not_passed = server.salve(&["promote", failed["id"].as_str().unwrap(), "Deploy"]);
+    assert!(String::from_utf8_lossy(&not_passed.stderr).contains("requires override confirmation"));
+    let promoted = server.salve(&["promote", main_id, "Deploy", "--param", "TARGET=production"]);
+    assert!(promoted.status.success(), "{}", String::from_utf8_lossy(&promoted.stderr));
+    let deploy_id = String::from_utf8_lossy(&promoted.stdout).trim().to_owned();
+    let list =
+        server.wait("web", "the deploy", |l| l.iter().any(|p| p["id"] == deploy_id.as_str() && p["state"] == "done"));
+    let deploy = list.iter().find(|p| p["id"] == deploy_id.as_str()).unwrap();
+    assert_eq!((deploy["file"].as_str(), deploy["result"].as_str()), (Some("deploy.yml"), Some("passed")));
+    let job = server.get(&format!("/api/v1/pipelines/{deploy_id}"))["blocks"][0]["jobs"][0]["id"].clone();
+    let follow = server.salve(&["logs", job.as_str().unwrap(), "--follow"]);
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "true api target=production\nsalve: job passed\n");
+    assert!(follow.status.success());
+}
+
+#[test]
+fn a_killed_server_ends_running_jobs_resumes_queued_ones_and_fires_promotions_once() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path());
+    assert!(server.salve(&["project", "create", "api"]).status.success());
+    let repo = repo();
+    let r = repo.path();
+    commit(r, &[("slow", Some("")), ("broken", Some(""))], "slow");
+    server.push(r, "api", "main");
+    // Wait until the job printed its line, then SIGKILL the server mid-job.
+    let start = Instant::now();
+    let job = loop {
+        let list = server.pipelines("api");
+        if let Some(p) = list.first() {
+            let detail = server.get(&format!("/api/v1/pipelines/{}", p["id"].as_str().unwrap()));
+            if let Some(job) = detail["blocks"][0]["jobs"][0]["id"].as_str() {
+                let log = server.get(&format!("/api/v1/jobs/{job}/logs"));
+                if log["lines"].as_array().unwrap().iter().any(|l| l["text"] == "before-the-kill") {
+                    break job.to_owned();
+                }
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the job never started");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A second push to the same branch waits in the serialized queue behind the first.
+    commit(r, &[("slow", None)], "fast");
+    server.push(r, "api", "main");
+    server.wait("api", "the second pipeline to queue", |l| l.len() == 2);
+    assert_eq!(server.pipelines("api")[1]["state"], "queuing");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+
+    let server = Server::start(&server.data.clone());
+    let list = server.wait("api", "recovery", |l| l.len() >= 4 && done(&l.iter().collect::<Vec<_>>()));
+    let first = &list[0];
+    assert_eq!(
+        (first["result"].as_str(), first["result_reason"].as_str()),
+        (Some("failed"), Some("stuck")),
+        "{first:#}"
+    );
+    let j = server.get(&format!("/api/v1/jobs/{job}"));
+    assert_eq!(
+        (j["state"].as_str(), j["result"].as_str(), j["result_reason"].as_str()),
+        (Some("done"), Some("failed"), Some("server_stopped"))
+    );
+    let log = server.get(&format!("/api/v1/jobs/{job}/logs"));
+    let texts: Vec<&str> = log["lines"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&"before-the-kill"), "the stored lines survive: {texts:?}");
+    // The queued pipeline ran after the restart; each failed pipeline healed exactly once.
+    let second = list.iter().find(|p| p["promotion_of"].is_null() && p["id"] != first["id"]).unwrap();
+    assert_eq!(second["result"], "failed");
+    for parent in [first, second] {
+        let children = list.iter().filter(|p| p["promotion_of"] == parent["id"]).count();
+        assert_eq!(children, 1, "promotions of {}: {list:#?}", parent["id"]);
+    }
+    assert_eq!(list.len(), 4);
+    drop(server);
+    // Once more: a restart with nothing to do changes nothing.
+    let again = Server::start(data.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(again.pipelines("api").len(), 4);
+}
+
+#[test]
+fn hostile_requests_get_clear_errors_and_change_nothing() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let http = server.http();
+    let url = &server.url;
+    let send = |req: reqwest::blocking::RequestBuilder| {
+        let r = req.send().unwrap();
+        let status = r.status().as_u16();
+        let auth = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_owned());
+        (status, r.json::<Value>().unwrap_or(Value::Null), auth)
+    };
+    // No token, a wrong one.
+    let (s, body, auth) = send(http.get(format!("{url}/api/v1/projects")));
+    assert_eq!(s, 401);
+    assert!(auth.unwrap().starts_with("Bearer"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("token"));
+    assert_eq!(send(http.get(format!("{url}/api/v1/projects")).bearer_auth("salve_nope")).0, 401);
+    assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
+    assert_eq!(send(http.get(format!("{url}/api/v1/openapi.json"))).1["openapi"], "3.1.0");
+    let t = &server.token;
+    // Malformed JSON, wrong fields, oversize bodies.
+    let (s, body, _) = send(
+        http.post(format!("{url}/api/v1/projects"))
+            .bearer_auth(t)
+            .header("content-type", "application/json")
+            .body("{\"name\": "),
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("request body"));
+    assert_eq!(send(http.post(format!("{url}/api/v1/projects")).bearer_auth(t).json(&json!({"nme": "x"}))).0, 400);
+    let (s, body, _) =
+        send(http.post(format!("{url}/api/v1/projects")).bearer_auth(t).json(&json!({"name": "../etc"})));
+    assert_eq!(s, 422, "{body}");
+    // An oversize body is refused from its Content-Length, before it is sent.
+    let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    let head = format!(
+        "POST /api/v1/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {t}\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{{"
+    );
+    std::io::Write::write_all(&mut stream, head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Unknown ids.
+    for path in [
+        "/api/v1/pipelines/nope",
+        "/api/v1/jobs/00000000-0000-0000-0000-000000000000",
+        "/api/v1/workflows/x",
+        "/api/v1/jobs/x/logs",
+        "/api/v1/projects/none",
+        "/api/v1/nothing-here",
+    ] {
+        let (s, body, _) = send(http.get(format!("{url}{path}")).bearer_auth(t));
+        assert_eq!(s, 404, "{path}: {body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    assert_eq!(
+        send(http.post(format!("{url}/api/v1/pipelines/nope/promote")).bearer_auth(t).json(&json!({"target": "x"}))).0,
+        404
+    );
+    // Git paths that try to leave the repositories.
+    assert!(server.salve(&["project", "create", "site"]).status.success());
+    for path in [
+        "/git/../salve.db",
+        "/git/site.git/../../salve.db",
+        "/git/%2e%2e/x.git/info/refs",
+        "/git/site.git/info/refs?service=git-upload-pack&x=/../",
+    ] {
+        let (s, _, _) = send(http.get(format!("{url}{path}")).bearer_auth(t));
+        assert!((400..500).contains(&s) || s == 200 && path.contains("service"), "{path}: {s}");
+    }
+    // Pushing without a token is refused; with one it works, whatever the branch is called.
+    let repo = repo();
+    let r = repo.path();
+    let anonymous = Command::new("git")
+        .args(["push", "-q", &format!("{url}/git/site.git"), "main"])
+        .current_dir(r)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    assert!(!anonymous.status.success());
+    let branch = "x$(touch${IFS}pwned)`touch${IFS}pwned`;id|tee${IFS}pwned&&echo";
+    git(r, &["branch", branch]);
+    server.push(r, "site", branch);
+    let list = server.wait("site", "the odd branch", |l| l.len() == 1 && l[0]["state"] == "done");
+    assert_eq!(list[0]["branch"], branch);
+    assert_eq!(list[0]["result"], "passed");
+    let cwd = std::env::current_dir().unwrap();
+    for dir in [data.path(), r, &cwd] {
+        let found = Command::new("find").arg(dir).args(["-name", "pwned"]).output().unwrap();
+        assert!(found.stdout.is_empty(), "a branch name reached a shell: {}", String::from_utf8_lossy(&found.stdout));
+    }
+    // Webhooks without a valid signature change nothing.
+    let external = server.salve(&[
+        "project",
+        "create",
+        "ext",
+        "--repo-url",
+        &r.to_string_lossy(),
+        "--webhook-secret",
+        "s3cret-value",
+    ]);
+    assert!(external.status.success(), "{}", String::from_utf8_lossy(&external.stderr));
+    let push = json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": "1".repeat(40)}).to_string();
+    assert_eq!(
+        send(http.post(format!("{url}/webhooks/github/ext")).header("x-github-event", "push").body(push.clone())).0,
+        401
+    );
+    assert_eq!(
+        send(
+            http.post(format!("{url}/webhooks/github/ext"))
+                .header("x-github-event", "push")
+                .header("x-hub-signature-256", "sha256=00")
+                .body(push.clone())
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        send(
+            http.post(format!("{url}/webhooks/gitlab/ext"))
+                .header("x-gitlab-event", "Push Hook")
+                .header("x-gitlab-token", "wrong")
+                .body(push)
+        )
+        .0,
+        401
+    );
+    assert!(server.pipelines("ext").is_empty());
+    // The server is still up.
+    assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
+}

@@ -1,0 +1,52 @@
+//! API tokens: random, shown once, stored as their SHA-256. A request carries one as a bearer
+//! token (`Authorization: Bearer …`) or, for git over HTTP, as the basic-auth password with
+//! any user name.
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use salve_store::{Store, TokenRow};
+use sha2::{Digest, Sha256};
+
+/// A new token (`salve_` and 64 hex digits) and its stored form.
+pub fn new_token() -> (String, String) {
+    let token = format!("salve_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let hash = hash(&token);
+    (token, hash)
+}
+
+pub fn hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates a token named `name`; returns it (the only time it is seen).
+pub async fn create(store: &Store, name: &str) -> salve_store::Result<(TokenRow, String)> {
+    let (token, hash) = new_token();
+    let id = uuid::Uuid::new_v4().to_string();
+    store.create_token(&id, name, &hash).await?;
+    let row = TokenRow { id, name: name.to_owned(), created_ms: salve_store::now_ms(), last_used_ms: None };
+    Ok((row, token))
+}
+
+/// The token a request presents, if any.
+pub fn presented(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" | "token" => Some(rest.trim().to_owned()),
+        "basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            Some(text.split_once(':').map_or(text.clone(), |(_, password)| password.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// The stored token matching what the request presents.
+pub async fn check(store: &Store, headers: &HeaderMap) -> Option<TokenRow> {
+    let token = presented(headers)?;
+    if token.is_empty() || token.len() > 200 {
+        return None;
+    }
+    store.use_token(&hash(&token)).await.ok().flatten()
+}

@@ -1,0 +1,76 @@
+//! The server's settings. Each comes from the first of: a command-line flag, an environment
+//! variable (`SALVE_…`), `salve.toml`, the default. The CLI resolves flags and variables (clap's
+//! `env`); [`FileConfig`] is what `salve.toml` may say.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen, `HOST:PORT` (port 0: any free port).
+    pub listen: String,
+    pub data_dir: PathBuf,
+    /// `sqlite://…` (default: `salve.db` in the data folder) or `postgres://…`.
+    pub database_url: String,
+    /// The URL people and jobs reach the server at (default: `http://` + the listen address).
+    pub public_url: Option<String>,
+    /// Pipelines running at once; each runs up to this many jobs at once.
+    pub jobs: usize,
+    /// Run jobs in bubblewrap (never switch off on a shared machine).
+    pub sandbox: bool,
+    /// Let jobs reach the network.
+    pub network: bool,
+    /// The largest request body the API accepts, in bytes (git pushes are not limited).
+    pub max_body_bytes: usize,
+    /// The `salve` binary: linked into jobs as the toolbox and run as the sandbox's jail.
+    pub exe: Option<PathBuf>,
+}
+
+/// The keys `salve.toml` may hold. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub jobs: Option<usize>,
+    pub sandbox: Option<bool>,
+    pub network: Option<bool>,
+    pub max_body_mb: Option<usize>,
+}
+
+impl FileConfig {
+    /// Reads `path`; a missing file is an empty configuration only when `required` is false.
+    pub fn read(path: &Path, required: bool) -> Result<FileConfig, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Config {
+    /// A configuration with every default, its data in `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            listen: DEFAULT_LISTEN.into(),
+            database_url: default_database(&data_dir),
+            data_dir,
+            public_url: None,
+            jobs: std::thread::available_parallelism().map_or(2, usize::from),
+            sandbox: true,
+            network: true,
+            max_body_bytes: 4 * 1024 * 1024,
+            exe: None,
+        }
+    }
+}
+
+pub fn default_database(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("salve.db").display())
+}

@@ -1,0 +1,126 @@
+//! Webhooks of external repositories. GitHub signs the body (`X-Hub-Signature-256`, HMAC-SHA256
+//! with the project's secret, compared in constant time); GitLab sends the secret itself
+//! (`X-Gitlab-Token`, compared in constant time). A request that fails the check gets 401 and
+//! changes nothing. A push fetches the ref from the repository into Salve's mirror and starts a
+//! workflow as a push to a hosted project does.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use salve_git::Repo;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use subtle::ConstantTimeEq as _;
+
+use crate::api::ApiError;
+use crate::forge::RefUpdate;
+use crate::work::Server;
+
+pub fn set_upstream(dir: &Path, url: &str) -> Result<(), String> {
+    let repo = Repo::new(dir);
+    repo.run(&["config", "remote.upstream.url", url]).map_err(|e| e.to_string())?;
+    repo.run(&["config", "remote.upstream.fetch", "+refs/heads/*:refs/heads/*"]).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn secret(server: &Server, project: &str) -> Result<(salve_store::ProjectRow, Vec<u8>), ApiError> {
+    let unknown = || ApiError(StatusCode::UNAUTHORIZED, "unknown project or bad signature".into());
+    let p = server.store.project(project).await?.filter(|p| p.kind == "external").ok_or_else(unknown)?;
+    let sealed = p.webhook_secret.clone().ok_or_else(unknown)?;
+    let data = server.sealer().open(&format!("webhook:{}", p.name), &sealed).map_err(|_| unknown())?;
+    let value =
+        data.env_vars.into_iter().find(|(k, _)| k == "secret").map(|(_, v)| v.into_bytes()).ok_or_else(unknown)?;
+    Ok((p, value))
+}
+
+fn refused() -> ApiError {
+    ApiError(StatusCode::UNAUTHORIZED, "the webhook's signature or token does not match the project's secret".into())
+}
+
+/// `POST /webhooks/github/{project}`.
+pub async fn github(
+    State(server): State<Arc<Server>>,
+    UrlPath(project): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (p, key) = secret(&server, &project).await?;
+    let given = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(hex) = given.strip_prefix("sha256=") else { return Err(refused()) };
+    let Some(signature) = decode_hex(hex) else { return Err(refused()) };
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| refused())?;
+    mac.update(&body);
+    // verify_slice compares in constant time.
+    mac.verify_slice(&signature).map_err(|_| refused())?;
+    let event = headers.get("x-github-event").and_then(|v| v.to_str().ok()).unwrap_or("");
+    match event {
+        "ping" => Ok(Json(json!({"ok": true, "event": "ping"}))),
+        "push" => push(&server, &p, &body).await,
+        other => Ok(Json(json!({"ok": true, "ignored": other}))),
+    }
+}
+
+/// `POST /webhooks/gitlab/{project}`.
+pub async fn gitlab(
+    State(server): State<Arc<Server>>,
+    UrlPath(project): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (p, key) = secret(&server, &project).await?;
+    let given = headers.get("x-gitlab-token").map(|v| v.as_bytes()).unwrap_or(b"");
+    if !bool::from(given.ct_eq(&key)) {
+        return Err(refused());
+    }
+    let event = headers.get("x-gitlab-event").and_then(|v| v.to_str().ok()).unwrap_or("");
+    match event {
+        "Push Hook" | "Tag Push Hook" => push(&server, &p, &body).await,
+        other => Ok(Json(json!({"ok": true, "ignored": other}))),
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// A push event (GitHub's and GitLab's share `ref`, `before` and `after`).
+async fn push(server: &Arc<Server>, project: &salve_store::ProjectRow, body: &[u8]) -> Result<Json<Value>, ApiError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("the webhook body is not JSON: {e}")))?;
+    let git_ref = v["ref"].as_str().ok_or_else(|| ApiError::bad("the push event has no 'ref'"))?.to_owned();
+    let after = v["after"].as_str().unwrap_or("").to_owned();
+    let before = v["before"].as_str().unwrap_or("0000000000000000000000000000000000000000").to_owned();
+    let name = git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or("");
+    let hex = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !Repo::valid_branch(name) || !hex(&after) || !hex(&before) {
+        return Err(ApiError::bad(format!(
+            "the push event names a ref or commit Salve cannot build: '{git_ref}' at '{after}'"
+        )));
+    }
+    let update = RefUpdate { old: before, new: after.clone(), name: git_ref.clone() };
+    if !update.deleted() {
+        let dir = project.repo_url.clone();
+        let spec = format!("+{git_ref}:{git_ref}");
+        let fetched = tokio::task::spawn_blocking(move || {
+            Repo::new(&dir).run(&["fetch", "--quiet", "--no-tags", "upstream", &spec])
+        })
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if let Err(e) = fetched {
+            return Err(ApiError(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot fetch {git_ref} from the project's repository: {e}"),
+            ));
+        }
+    }
+    server.pushed(project, std::slice::from_ref(&update)).await;
+    Ok(Json(json!({"ok": true, "ref": git_ref, "sha": after})))
+}
