@@ -107,24 +107,10 @@ pub fn run(args: &TriageArgs) -> u8 {
             }
         }
         Format::Json => {
-            let lines: Vec<_> = ex
-                .lines
-                .iter()
-                .map(|&n| serde_json::json!({"line": n, "text": excerpt::clean(all[n - 1].raw)}))
-                .collect();
-            let tests: Vec<_> = failing
-                .iter()
-                .map(|(s, t)| {
-                    let f = t.failure.as_ref().or(t.error.as_ref());
-                    serde_json::json!({
-                        "suite": s.name, "file": t.file, "classname": t.classname, "name": t.name,
-                        "message": f.map(|f| f.message.clone()), "body": f.map(|f| f.body.clone()),
-                    })
-                })
-                .collect();
-            let report =
-                serde_json::json!({"log": args.log, "excerpt": lines, "bytes": ex.bytes, "failing_tests": tests});
-            let _ = writeln!(out, "{report}");
+            let report = salve_logs::report::report(&log, &baseline, &tests, args.max_bytes);
+            let mut v = serde_json::to_value(&report).unwrap_or_default();
+            v["log"] = serde_json::json!(args.log);
+            let _ = writeln!(out, "{v}");
         }
     }
     0

@@ -1,5 +1,6 @@
-//! Failure analysis. Today: test reports (`junit`). The excerpt extraction, classification and
-//! baseline diff of the failure-analysis issue will live here too. No network, no async.
+//! Failure analysis: excerpts (`excerpt`, with or without baselines), test reports (`junit`) and
+//! the report of a failed job that combines them (`report`). No network, no async.
 
 pub mod excerpt;
 pub mod junit;
+pub mod report;

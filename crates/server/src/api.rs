@@ -100,6 +100,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/logs", get(live::log_window))
         .route("/api/v1/jobs/{id}/logs/stream", get(live::log_stream))
+        .route("/api/v1/jobs/{id}/failure", get(live::failure))
         .route("/api/v1/events", get(live::events))
         .route("/api/v1/secrets", get(secrets).post(put_secret))
         .route("/api/v1/secrets/{name}", axum::routing::delete(delete_secret))

@@ -159,8 +159,15 @@ pub async fn serve(config: Config, ready: impl FnOnce(&str)) -> Result<(), Strin
     server.pushes_left_over().await;
     tokio::spawn(server.clone().dispatch());
     ready(&server.base_url());
-    let app = router(server);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await.map_err(|e| e.to_string())
+    let app = router(server.clone());
+    let token = server.shutdown.clone();
+    let signal = async move {
+        shutdown().await;
+        token.cancel();
+    };
+    let served = axum::serve(listener, app).with_graceful_shutdown(signal).await.map_err(|e| e.to_string());
+    server.stop_all(std::time::Duration::from_secs(10)).await;
+    served
 }
 
 async fn shutdown() {

@@ -116,7 +116,7 @@ pub async fn log_stream(
                 let _ = tx.send(Event::default().event("done").data(done.to_string())).await;
                 return;
             }
-            if tx.is_closed() {
+            if tx.is_closed() || server.shutdown.is_cancelled() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -145,6 +145,7 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))?;
     let rx = server.events.subscribe();
+    let ended = server.shutdown.clone().cancelled_owned();
     let stream = futures_util::stream::unfold((rx, q.pipeline_id), |(mut rx, filter)| async move {
         loop {
             match rx.recv().await {
@@ -164,5 +165,52 @@ pub async fn events(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(futures_util::StreamExt::take_until(stream, ended)).keep_alive(KeepAlive::default()))
+}
+
+/// `GET /api/v1/jobs/{id}/failure`: the failure report of a done job: the lines that explain
+/// it (diffed against the newest passing run of the same job, when there is one) and its
+/// failing tests.
+pub async fn failure(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let job = server.store.job(&id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+    if job.state != "done" {
+        return Err(ApiError(
+            axum::http::StatusCode::CONFLICT,
+            format!("job {id} is still {}: its failure report exists when it is done", job.state),
+        ));
+    }
+    let info = server
+        .store
+        .pipeline_info(&job.pipeline_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the job's pipeline is gone"))?;
+    let baseline = server
+        .store
+        .last_passed_job(
+            &info.workflow.project_id,
+            &info.pipeline.file,
+            &job.block_name,
+            &job.name,
+            job.done_ms.unwrap_or(i64::MAX),
+        )
+        .await?;
+    let dir = PathBuf::from(&job.log_dir);
+    let baseline_dir = baseline.as_ref().map(|(_, d)| PathBuf::from(d));
+    let report = tokio::task::spawn_blocking(move || {
+        let log = std::fs::read(dir.join(LOG_FILE)).unwrap_or_default();
+        let mut b = salve_logs::excerpt::Baseline::default();
+        if let Some(bytes) = baseline_dir.and_then(|d| std::fs::read(d.join(LOG_FILE)).ok()) {
+            b.add(&bytes);
+        }
+        salve_logs::report::report(&log, &b, &[], 4096)
+    })
+    .await
+    .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut v = serde_json::to_value(&report).unwrap_or_default();
+    v["job_id"] = json!(id);
+    v["result"] = json!(job.result);
+    v["result_reason"] = json!(job.result_reason);
+    v["summary"] = json!(job.summary);
+    v["baseline_job_id"] = json!(baseline.map(|(id, _)| id));
+    Ok(Json(v))
 }

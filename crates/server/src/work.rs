@@ -46,6 +46,8 @@ pub struct Server {
     pub rt: Handle,
     pub events: broadcast::Sender<Arc<serde_json::Value>>,
     pub metrics: Metrics,
+    /// Cancelled when the server shuts down: long-lived streams end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
     sealer: Sealer,
     wake: Notify,
     running: Mutex<HashMap<String, PipelineControl>>,
@@ -107,6 +109,7 @@ impl Server {
             rt: Handle::current(),
             events,
             metrics: Metrics::default(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
             sealer,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
@@ -273,6 +276,20 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// On shutdown: stops every running pipeline (result stopped, reason internal) and waits
+    /// up to `grace` for them to be stored as such.
+    pub async fn stop_all(&self, grace: Duration) {
+        let controls: Vec<PipelineControl> =
+            self.running.lock().map(|r| r.values().cloned().collect()).unwrap_or_default();
+        for c in &controls {
+            c.stop(StopReason::Internal);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.running.lock().is_ok_and(|r| !r.is_empty()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn control(&self, pipeline_id: &str) -> Option<PipelineControl> {

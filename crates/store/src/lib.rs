@@ -623,6 +623,31 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The newest passing run of the same job (project, pipeline file, block and job name)
+    /// that ended before `before_ms`: its id and log folder.
+    pub async fn last_passed_job(
+        &self,
+        project_id: &str,
+        file: &str,
+        block: &str,
+        name: &str,
+        before_ms: i64,
+    ) -> Result<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT j.id, j.log_dir FROM jobs j JOIN pipelines p ON p.id = j.pipeline_id JOIN workflows w ON w.id = p.workflow_id \
+             WHERE w.project_id = $1 AND p.file = $2 AND j.block_name = $3 AND j.name = $4 AND j.result = 'passed' \
+             AND j.done_ms < $5 ORDER BY j.done_ms DESC LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(file)
+        .bind(block)
+        .bind(name)
+        .bind(before_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get("id")?, r.try_get("log_dir")?))).transpose()
+    }
+
     /// Stores a new API token by its hash.
     pub async fn create_token(&self, id: &str, name: &str, hash: &str) -> Result<()> {
         sqlx::query("INSERT INTO tokens (id, name, hash, created_ms) VALUES ($1, $2, $3, $4)")

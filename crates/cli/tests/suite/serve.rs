@@ -223,6 +223,15 @@ fn pushes_run_pipelines_and_promotions_follow_the_seeds_rules() {
     assert_eq!(heal["sha"], failed["sha"]);
     assert_eq!((heal["name"].as_str(), heal["file"].as_str()), (Some("Heal"), Some(".semaphore/heal.yml")));
     assert_eq!(heal["result"], "passed");
+    // The failure report explains the failed job, diffed against main's passing run.
+    let job_of = |p: &Value| {
+        server.get(&format!("/api/v1/pipelines/{}", p["id"].as_str().unwrap()))["blocks"][0]["jobs"][0]["id"].clone()
+    };
+    let report = server.get(&format!("/api/v1/jobs/{}/failure", job_of(failed).as_str().unwrap()));
+    assert_eq!(report["baseline_job_id"], job_of(&main), "{report:#}");
+    let texts: Vec<&str> = report["excerpt"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(texts.iter().any(|t| t.contains("test ! -f broken")), "{report:#}");
+    assert!(!texts.iter().any(|t| t.contains("HEAD is now at")), "lines of the passing run are no evidence: {texts:?}");
     // The promoted job saw the promotion variables and only default parameters of its own.
     let heal_job =
         server.get(&format!("/api/v1/pipelines/{}", heal["id"].as_str().unwrap()))["blocks"][0]["jobs"][0]["id"]
@@ -361,6 +370,17 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(send(http.get(format!("{url}/api/v1/projects")).bearer_auth("salve_nope")).0, 401);
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
     assert_eq!(send(http.get(format!("{url}/api/v1/openapi.json"))).1["openapi"], "3.1.0");
+    // Every call the OpenAPI document names exists and wants a token (but the two open ones).
+    let doc = send(http.get(format!("{url}/api/v1/openapi.json"))).1;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "x").replace("{name}", "x");
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let (s, _, _) = send(http.request(m, format!("{url}{concrete}")));
+            let public = ops[method]["security"] == json!([]);
+            assert_eq!(s, if public { 200 } else { 401 }, "{method} {path}");
+        }
+    }
     let t = &server.token;
     // Malformed JSON, wrong fields, oversize bodies.
     let (s, body, _) = send(
