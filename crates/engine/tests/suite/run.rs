@@ -9,7 +9,7 @@ use salve_pipeline::when::NoFunctions;
 use salve_pipeline::{Mode, NoFiles, Plan, analyze};
 use salve_runner::{JobResult, Sandbox, StopReason};
 
-fn plan(yaml: &str) -> Plan {
+pub fn plan(yaml: &str) -> Plan {
     let a = analyze(".semaphore/semaphore.yml", yaml.as_bytes(), &NoFiles, &BTreeMap::new(), Mode::Compile);
     assert!(!a.has_errors(), "{:?}", a.diagnostics);
     a.plan.unwrap()
