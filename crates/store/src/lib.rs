@@ -166,11 +166,23 @@ impl Store {
             return Err(StoreError::Url(url.to_owned()));
         };
         let max = if url == "sqlite::memory:" { 1 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(&url).await?;
+        let mut options = AnyPoolOptions::new().max_connections(max);
         if backend == Backend::Sqlite {
-            sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-                .execute(&pool)
-                .await?;
+            // Per connection: a writer waits for another (up to 10 s) instead of failing with
+            // "database is locked".
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor as _;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            // Persistent in the file.
+            sqlx::raw_sql("PRAGMA journal_mode = WAL;").execute(&pool).await?;
         }
         let store = Store { pool, backend };
         store.migrate().await?;
@@ -261,6 +273,10 @@ impl Store {
     /// A new workflow of the project, numbered after the last one (`number` is ignored).
     pub async fn create_workflow(&self, w: &WorkflowRow) -> Result<WorkflowRow> {
         let mut tx = self.pool.begin().await?;
+        // A write first: SQLite takes the write lock now (waiting for it, rather than failing
+        // to upgrade a read lock later) and PostgreSQL locks the project's row, so numbers
+        // stay unique under concurrent pushes.
+        sqlx::query("UPDATE projects SET id = id WHERE id = $1").bind(&w.project_id).execute(&mut *tx).await?;
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(number) FROM workflows WHERE project_id = $1")
             .bind(&w.project_id)
             .fetch_one(&mut *tx)

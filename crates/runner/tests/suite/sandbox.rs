@@ -41,8 +41,12 @@ fn read_only_root_writable_home_private_tmp() {
 #[test]
 fn no_host_environment_or_processes_visible() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s =
-        spec(dir.path(), &["for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f; done 2>/dev/null | sort -u"]);
+    let mut s = spec(
+        dir.path(),
+        &[
+            "{ cat /proc/self/environ; for f in /proc/[0-9]*/environ; do cat $f; done; } 2>/dev/null | tr '\\0' '\\n' | sort -u",
+        ],
+    );
     s.sandbox = sandbox(true, Vec::new());
     s.env = vec![("JOB_SECRET".into(), "visible-to-the-job".into())];
     let (outcome, log) = run(&s);
