@@ -287,11 +287,7 @@ pub fn run(args: &RunArgs) -> u8 {
         toolbox: Some(toolbox),
         writable: vec![cache_dir.clone(), artifact_dir.clone()],
         readable: vec![mirror],
-        extra_env: vec![
-            ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
-            ("SALVE_CACHE_DIR".into(), cache_dir.to_string_lossy().into_owned()),
-            ("SALVE_ARTIFACT_DIR".into(), artifact_dir.to_string_lossy().into_owned()),
-        ],
+        extra_env: salve_server::work::storage_env(&cache_dir, &artifact_dir),
         secrets: &secrets,
         functions: &functions,
         observer: &recorder,

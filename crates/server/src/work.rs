@@ -360,7 +360,7 @@ impl Server {
             artefact_ids: serde_json::to_string(&chain).unwrap_or_else(|_| "[]".into()),
             ..PipelineRow::default()
         };
-        let git = git_context(&self.config, project, workflow);
+        let git = git_context(project, workflow);
         let repo_dir = PathBuf::from(&project.repo_url);
         let (file_owned, sha) = (file.to_owned(), workflow.sha.clone());
         let compiled = tokio::task::spawn_blocking(move || compile(&repo_dir, &sha, &file_owned, &params))
@@ -499,20 +499,11 @@ impl Server {
             promoted_by: p.promoted_by.clone(),
             triggered_by: w.triggered_by.clone(),
             triggered_by_manual_run: false,
-            git: git_context(&self.config, &project, w),
+            git: git_context(&project, w),
             parameters: params.into_iter().collect(),
         };
         let repo = Repo::new(&repo_dir);
-        let functions = ChangeIn {
-            build: Build {
-                ref_type: w.ref_type.clone(),
-                branch: w.branch.clone(),
-                sha: w.sha.clone(),
-                pipeline_file: p.file.clone(),
-                ..Build::default()
-            },
-            git: &repo,
-        };
+        let functions = change_in(&repo, w, &p.file);
         let announcer = Announcer { server: self, pipeline_id: &p.id };
         let recorder = Recorder::new(self.rt.clone(), &self.store, &p.id, jobs_dir.clone(), &announcer);
         let secrets = StoredSecrets { rt: self.rt.clone(), store: &self.store, sealer: &self.sealer };
@@ -523,11 +514,7 @@ impl Server {
             toolbox: self.config.exe.as_ref().map(|_| data.join("toolbox")),
             writable: vec![cache_dir.clone(), artifact_dir.clone()],
             readable: vec![repo_dir],
-            extra_env: vec![
-                ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
-                ("SALVE_CACHE_DIR".into(), cache_dir.to_string_lossy().into_owned()),
-                ("SALVE_ARTIFACT_DIR".into(), artifact_dir.to_string_lossy().into_owned()),
-            ],
+            extra_env: storage_env(&cache_dir, &artifact_dir),
             secrets: &secrets,
             functions: &functions,
             observer: &recorder,
@@ -612,21 +599,12 @@ impl Server {
         let (p, w) = (&info.pipeline, &info.workflow);
         let repo_dir = PathBuf::from(&project.repo_url);
         let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
-        let git = git_context(&self.config, project, w);
+        let git = git_context(project, w);
         let (p, w) = (p.clone(), w.clone());
         tokio::task::spawn_blocking(move || {
             let plan = compile(&repo_dir, &w.sha, &p.file, &params)?;
             let repo = Repo::new(&repo_dir);
-            let functions = ChangeIn {
-                build: Build {
-                    ref_type: w.ref_type.clone(),
-                    branch: w.branch.clone(),
-                    sha: w.sha.clone(),
-                    pipeline_file: p.file.clone(),
-                    ..Build::default()
-                },
-                git: &repo,
-            };
+            let functions = change_in(&repo, &w, &p.file);
             promote::auto_promotions(
                 &plan,
                 &p.file,
@@ -739,7 +717,28 @@ pub fn compile(
     }
 }
 
-fn git_context(config: &Config, project: &ProjectRow, w: &WorkflowRow) -> GitContext {
+/// `change_in` for a workflow's commit.
+fn change_in<'r>(repo: &'r Repo, w: &WorkflowRow, file: &str) -> ChangeIn<'r> {
+    let build = Build {
+        ref_type: w.ref_type.clone(),
+        branch: w.branch.clone(),
+        sha: w.sha.clone(),
+        pipeline_file: file.to_owned(),
+        ..Build::default()
+    };
+    ChangeIn { build, git: repo }
+}
+
+/// The variables that tell the toolbox where a project's cache and artifacts live.
+pub fn storage_env(cache_dir: &std::path::Path, artifact_dir: &std::path::Path) -> Vec<(String, String)> {
+    vec![
+        ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
+        ("SALVE_CACHE_DIR".into(), cache_dir.to_string_lossy().into_owned()),
+        ("SALVE_ARTIFACT_DIR".into(), artifact_dir.to_string_lossy().into_owned()),
+    ]
+}
+
+fn git_context(project: &ProjectRow, w: &WorkflowRow) -> GitContext {
     let ref_type = match w.ref_type.as_str() {
         "tag" => RefType::Tag,
         "pr" | "pull_request" => RefType::PullRequest,
@@ -747,7 +746,6 @@ fn git_context(config: &Config, project: &ProjectRow, w: &WorkflowRow) -> GitCon
     };
     let repo = Repo::new(&project.repo_url);
     let info = |format: &str| repo.run(&["log", "-1", &format!("--format={format}"), &w.sha]).unwrap_or_default();
-    let _ = config;
     GitContext {
         provider: "salve".into(),
         url: format!("file://{}", project.repo_url),
