@@ -30,11 +30,6 @@ fn fail(message: &str) -> u8 {
     1
 }
 
-/// Semaphore's names may hold spaces (`Secret 1`); control characters and '/' are refused.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && name.trim() == name && !name.chars().any(|c| c.is_control() || c == '/')
-}
-
 pub fn run(command: SecretCommand) -> u8 {
     let state = match State::open() {
         Ok(s) => s,
@@ -42,7 +37,7 @@ pub fn run(command: SecretCommand) -> u8 {
     };
     match command {
         SecretCommand::Create { name, env, files } => {
-            if !valid_name(&name) {
+            if !salve_server::valid_secret_name(&name) {
                 return fail(&format!(
                     "'{name}' is not a valid secret name: 1 to 128 characters, no '/', no control characters, no spaces at either end"
                 ));

@@ -20,6 +20,11 @@ impl RefType {
             RefType::PullRequest => "pull-request",
         }
     }
+
+    /// The inverse of [`RefType::as_str`].
+    pub fn parse(s: &str) -> Option<RefType> {
+        [RefType::Branch, RefType::Tag, RefType::PullRequest].into_iter().find(|r| r.as_str() == s)
+    }
 }
 
 /// What is being built (§3.2).

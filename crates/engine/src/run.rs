@@ -92,6 +92,9 @@ pub enum Event {
         pipeline_id: String,
         result: Outcome,
         result_reason: Option<String>,
+        /// Why the pipeline is malformed, when it is.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
         duration_ms: u64,
     },
 }
@@ -482,6 +485,7 @@ impl Engine<'_> {
             pipeline_id: run.pipeline_id.clone(),
             result: run.result,
             result_reason: run.result_reason.clone(),
+            error: run.error.clone(),
             duration_ms: started.elapsed().as_millis() as u64,
         });
     }

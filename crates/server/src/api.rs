@@ -285,13 +285,8 @@ async fn rerun_workflow(State(server): S, Path(id): Path<String>) -> Result<(Sta
     let w = server.store.workflow(&id).await?.ok_or_else(|| ApiError::not_found(format!("no workflow {id}")))?;
     let project =
         server.store.project(&w.project_id).await?.ok_or_else(|| ApiError::not_found("the project was deleted"))?;
-    let ref_type = match w.ref_type.as_str() {
-        "tag" => RefType::Tag,
-        "branch" => RefType::Branch,
-        _ => RefType::PullRequest,
-    };
     let trigger = Trigger {
-        ref_type,
+        ref_type: RefType::parse(&w.ref_type).unwrap_or(RefType::Branch),
         label: w.label.clone(),
         branch: w.branch.clone(),
         sha: w.sha.clone(),
@@ -417,13 +412,13 @@ async fn put_secret(
     let req = json_body(body)?;
     if !crate::valid_secret_name(&req.name) {
         return Err(ApiError::bad(format!(
-            "'{}' is not a valid secret name: use letters, digits, '.', '_' and '-'",
+            "'{}' is not a valid secret name: 1 to 128 characters, no '/', no control characters, no spaces at either end",
             req.name
         )));
     }
     let mut data = SecretData::default();
     for v in req.env_vars {
-        if v.name.is_empty() || v.name.contains('=') || v.name.contains('\0') {
+        if !salve_runner::script::valid_name(&v.name) {
             return Err(ApiError::bad(format!("'{}' is not a valid variable name", v.name)));
         }
         data.env_vars.push((v.name, v.value));

@@ -77,6 +77,16 @@ pub fn is_push(path: &str, query: &str) -> bool {
     path.ends_with("/git-receive-pack") || query.split('&').any(|kv| kv == "service=git-receive-pack")
 }
 
+/// `git-http-backend` in git's exec path, looked up once.
+fn backend_program(root: &Path) -> Result<&'static Path, String> {
+    static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(p) = PROGRAM.get() {
+        return Ok(p);
+    }
+    let exec = Repo::new(root).run(&["--exec-path"]).map_err(|e| e.to_string())?;
+    Ok(PROGRAM.get_or_init(|| Path::new(exec.trim()).join("git-http-backend")))
+}
+
 /// What `git http-backend` needs of a request.
 pub struct CgiRequest<'a> {
     pub method: &'a Method,
@@ -96,9 +106,9 @@ pub async fn http_backend(
     done: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Response<Body>, String> {
     let CgiRequest { method, path, query, headers, body } = request;
-    let exec = Repo::new(root).run(&["--exec-path"]).map_err(|e| e.to_string())?;
+    let backend = backend_program(root)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let mut cmd = tokio::process::Command::new(Path::new(exec.trim()).join("git-http-backend"));
+    let mut cmd = tokio::process::Command::new(backend);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("GIT_PROJECT_ROOT", root)

@@ -23,20 +23,10 @@ use salve_store::{ProjectRow, Store};
 pub use config::Config;
 use work::{Server, WorkError};
 
-impl Server {
-    /// The URL people and jobs reach the server at.
-    pub fn base_url(&self) -> String {
-        self.config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.config.listen))
-            .trim_end_matches('/')
-            .to_owned()
-    }
-}
-
+/// A secret's name. Semaphore's may hold spaces (`Secret 1`); control characters and '/' are
+/// refused.
 pub fn valid_secret_name(name: &str) -> bool {
-    (1..=100).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    !name.is_empty() && name.len() <= 128 && name.trim() == name && !name.chars().any(|c| c.is_control() || c == '/')
 }
 
 /// Creates a project: hosted (a bare repository Salve serves) when `repo_url` is `None`,
@@ -99,7 +89,7 @@ pub async fn create_project(
 
 async fn metrics(State(server): State<Arc<Server>>) -> String {
     let m = &server.metrics;
-    let queued = server.store.pipelines_in_state("queuing").await.map_or(0, |v| v.len());
+    let queued = server.store.count_in_state("queuing").await.unwrap_or(0).max(0);
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");

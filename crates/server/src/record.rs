@@ -95,8 +95,8 @@ impl<'a> Recorder<'a> {
                 row.done_ms = Some(salve_store::now_ms());
                 store.set_job(&row).await
             }
-            Event::PipelineFinished { result, result_reason, .. } => {
-                store.finish_pipeline(pid, result.as_str(), result_reason.as_deref(), None).await.map(drop)
+            Event::PipelineFinished { result, result_reason, error, .. } => {
+                store.finish_pipeline(pid, result.as_str(), result_reason.as_deref(), error.as_deref()).await.map(drop)
             }
         }
     }

@@ -120,8 +120,10 @@ impl Server {
         &self.sealer
     }
 
-    pub fn public_url(&self, listen: &str) -> String {
-        self.config.public_url.clone().unwrap_or_else(|| format!("http://{listen}"))
+    /// The URL people and jobs reach the server at.
+    pub fn base_url(&self) -> String {
+        let url = self.config.public_url.clone().unwrap_or_else(|| format!("http://{}", self.config.listen));
+        url.trim_end_matches('/').to_owned()
     }
 
     /// Ends what a previous server left running and fires promotions it did not get to.
@@ -129,18 +131,25 @@ impl Server {
         for info in self.store.pipelines_in_state("running").await? {
             let id = &info.pipeline.id;
             self.store.end_unfinished_jobs(id, "failed", "server_stopped", SERVER_STOPPED).await?;
-            if self.store.finish_pipeline(id, "failed", Some("stuck"), Some(SERVER_STOPPED)).await? {
+            if self.finish(id, "failed", "stuck", Some(SERVER_STOPPED)).await? {
                 tracing::warn!(pipeline = %id, "pipeline ended as failed (stuck): the server stopped while it ran");
-                self.announce(
-                    id,
-                    &serde_json::json!({"event": "pipeline_finished", "result": "failed", "result_reason": "stuck"}),
-                );
             }
         }
         for info in self.store.unpromoted().await? {
-            self.promote_auto(&info).await;
+            self.promote_auto(&info, None).await;
         }
         Ok(())
+    }
+
+    /// Ends a pipeline that is not done yet, stores it, then announces it; false when it was
+    /// done already.
+    async fn finish(&self, id: &str, result: &str, reason: &str, error: Option<&str>) -> Result<bool> {
+        let done = self.store.finish_pipeline(id, result, Some(reason), error).await?;
+        if done {
+            let event = serde_json::json!({"event": "pipeline_finished", "result": result, "result_reason": reason});
+            self.announce(id, &event);
+        }
+        Ok(done)
     }
 
     fn announce(&self, pipeline_id: &str, event: &serde_json::Value) {
@@ -262,8 +271,7 @@ impl Server {
         for other in self.store.pipelines_in_state("queuing").await? {
             let o = &other.pipeline;
             if o.queue == newer.queue && o.id != newer.id && o.created_ms <= newer.created_ms {
-                self.store.finish_pipeline(&o.id, "canceled", Some("strategy"), None).await?;
-                self.announce(&o.id, &serde_json::json!({"event": "pipeline_finished", "result": "canceled", "result_reason": "strategy"}));
+                self.finish(&o.id, "canceled", "strategy", None).await?;
             }
         }
         if newer.auto_cancel == AutoCancel::Running.as_str() {
@@ -304,12 +312,9 @@ impl Server {
             if w.project_id == project_id
                 && w.branch == branch
                 && w.ref_type != "tag"
-                && self.store.finish_pipeline(&info.pipeline.id, "canceled", Some("deleted"), None).await?
+                && self.finish(&info.pipeline.id, "canceled", "deleted", None).await?
             {
                 n += 1;
-                let event =
-                    serde_json::json!({"event": "pipeline_finished", "result": "canceled", "result_reason": "deleted"});
-                self.announce(&info.pipeline.id, &event);
             }
         }
         Ok(n)
@@ -322,13 +327,7 @@ impl Server {
             return Err(WorkError::NotFound(format!("no pipeline {pipeline_id}")));
         };
         match p.state.as_str() {
-            "queuing" => {
-                let done = self.store.finish_pipeline(pipeline_id, "canceled", Some("user"), None).await?;
-                if done {
-                    self.announce(pipeline_id, &serde_json::json!({"event": "pipeline_finished", "result": "canceled", "result_reason": "user"}));
-                }
-                Ok(done)
-            }
+            "queuing" => self.finish(pipeline_id, "canceled", "user", None).await,
             "running" => Ok(self.control(pipeline_id).map(|c| c.stop(StopReason::User)).is_some()),
             _ => Ok(false),
         }
@@ -433,8 +432,8 @@ impl Server {
                     r.remove(&id);
                 }
                 match run {
-                    Ok(Some(info)) => server.promote_auto(&info).await,
-                    Ok(None) => {}
+                    Ok((Some(info), plan)) => server.promote_auto(&info, plan).await,
+                    Ok((None, _)) => {}
                     Err(e) => tracing::error!(pipeline = %id, "pipeline thread failed: {e}"),
                 }
                 server.wake.notify_one();
@@ -443,25 +442,27 @@ impl Server {
         Ok(())
     }
 
-    /// Runs one pipeline on this (blocking) thread; returns it as stored afterwards.
-    fn run(self: &Arc<Self>, info: &PipelineInfo, control: &PipelineControl) -> Option<PipelineInfo> {
+    /// Runs one pipeline on this (blocking) thread; returns it as stored afterwards, and the
+    /// plan it ran (its promotions are evaluated next).
+    fn run(self: &Arc<Self>, info: &PipelineInfo, control: &PipelineControl) -> (Option<PipelineInfo>, Option<Plan>) {
         let p = &info.pipeline;
         self.metrics.running_pipelines.fetch_add(1, Ordering::Relaxed);
         self.announce(&p.id, &serde_json::json!({"event": "pipeline_running"}));
         let result = self.run_inner(info, control);
         self.metrics.running_pipelines.fetch_sub(1, Ordering::Relaxed);
-        if let Err(e) = result {
+        let plan = result.unwrap_or_else(|e| {
             tracing::error!(pipeline = %p.id, "pipeline could not run: {e}");
-            let _ = self.rt.block_on(self.store.finish_pipeline(&p.id, "failed", Some("stuck"), Some(&e)));
-            self.announce(
-                &p.id,
-                &serde_json::json!({"event": "pipeline_finished", "result": "failed", "result_reason": "stuck"}),
-            );
-        }
-        self.rt.block_on(self.store.pipeline_info(&p.id)).ok().flatten()
+            let _ = self.rt.block_on(self.finish(&p.id, "failed", "stuck", Some(&e)));
+            None
+        });
+        (self.rt.block_on(self.store.pipeline_info(&p.id)).ok().flatten(), plan)
     }
 
-    fn run_inner(self: &Arc<Self>, info: &PipelineInfo, control: &PipelineControl) -> std::result::Result<(), String> {
+    fn run_inner(
+        self: &Arc<Self>,
+        info: &PipelineInfo,
+        control: &PipelineControl,
+    ) -> std::result::Result<Option<Plan>, String> {
         let (p, w) = (&info.pipeline, &info.workflow);
         let project = self
             .rt
@@ -473,11 +474,8 @@ impl Server {
         let plan = match compile(&repo_dir, &w.sha, &p.file, &params) {
             Ok(plan) => plan,
             Err(error) => {
-                self.rt
-                    .block_on(self.store.finish_pipeline(&p.id, "failed", Some("malformed"), Some(&error)))
-                    .map_err(|e| e.to_string())?;
-                self.announce(&p.id, &serde_json::json!({"event": "pipeline_finished", "result": "failed", "result_reason": "malformed"}));
-                return Ok(());
+                self.rt.block_on(self.finish(&p.id, "failed", "malformed", Some(&error))).map_err(|e| e.to_string())?;
+                return Ok(None);
             }
         };
         let data = &self.config.data_dir;
@@ -499,7 +497,7 @@ impl Server {
             promoted_by: p.promoted_by.clone(),
             triggered_by: w.triggered_by.clone(),
             triggered_by_manual_run: false,
-            git: git_context(&project, w),
+            git: with_authors(git_context(&project, w), &repo_dir),
             parameters: params.into_iter().collect(),
         };
         let repo = Repo::new(&repo_dir);
@@ -523,15 +521,10 @@ impl Server {
         if let Some(e) = recorder.error() {
             tracing::error!(pipeline = %p.id, "events could not be stored: {e}");
         }
-        if let Some(error) = &run.error {
-            self.rt
-                .block_on(self.store.finish_pipeline(&p.id, "failed", Some("malformed"), Some(error)))
-                .map_err(|e| e.to_string())?;
-        }
         if let Ok(mut m) = self.metrics.pipelines_finished.lock() {
             *m.entry(run.result.as_str().to_owned()).or_default() += 1;
         }
-        Ok(())
+        Ok(Some(plan))
     }
 
     fn sandbox(&self) -> std::result::Result<Sandbox, String> {
@@ -554,13 +547,14 @@ impl Server {
 
     /// Evaluates a done pipeline's automatic promotions and creates the pipelines they start,
     /// once.
-    async fn promote_auto(self: &Arc<Self>, info: &PipelineInfo) {
+    /// `plan` is the one the pipeline ran, when the caller has it (else it is compiled again).
+    async fn promote_auto(self: &Arc<Self>, info: &PipelineInfo, plan: Option<Plan>) {
         let p = &info.pipeline;
         if p.state != "done" || p.promotions_done {
             return;
         }
         let Ok(Some(project)) = self.store.project(&info.workflow.project_id).await else { return };
-        let fired = self.fired(&project, info).await;
+        let fired = self.fired(&project, info, plan).await;
         let fired = match fired {
             Ok(f) => f,
             Err(e) => {
@@ -595,14 +589,22 @@ impl Server {
         }
     }
 
-    async fn fired(&self, project: &ProjectRow, info: &PipelineInfo) -> std::result::Result<Vec<Fired>, String> {
+    async fn fired(
+        &self,
+        project: &ProjectRow,
+        info: &PipelineInfo,
+        plan: Option<Plan>,
+    ) -> std::result::Result<Vec<Fired>, String> {
         let (p, w) = (&info.pipeline, &info.workflow);
         let repo_dir = PathBuf::from(&project.repo_url);
         let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
         let git = git_context(project, w);
         let (p, w) = (p.clone(), w.clone());
         tokio::task::spawn_blocking(move || {
-            let plan = compile(&repo_dir, &w.sha, &p.file, &params)?;
+            let plan = match plan {
+                Some(plan) => plan,
+                None => compile(&repo_dir, &w.sha, &p.file, &params)?,
+            };
             let repo = Repo::new(&repo_dir);
             let functions = change_in(&repo, &w, &p.file);
             promote::auto_promotions(
@@ -738,14 +740,9 @@ pub fn storage_env(cache_dir: &std::path::Path, artifact_dir: &std::path::Path) 
     ]
 }
 
+/// The git side of a workflow (without its commit's author: see [`with_authors`]).
 fn git_context(project: &ProjectRow, w: &WorkflowRow) -> GitContext {
-    let ref_type = match w.ref_type.as_str() {
-        "tag" => RefType::Tag,
-        "pr" | "pull_request" => RefType::PullRequest,
-        _ => RefType::Branch,
-    };
-    let repo = Repo::new(&project.repo_url);
-    let info = |format: &str| repo.run(&["log", "-1", &format!("--format={format}"), &w.sha]).unwrap_or_default();
+    let ref_type = RefType::parse(&w.ref_type).unwrap_or(RefType::Branch);
     GitContext {
         provider: "salve".into(),
         url: format!("file://{}", project.repo_url),
@@ -759,9 +756,17 @@ fn git_context(project: &ProjectRow, w: &WorkflowRow) -> GitContext {
         pr_sha: None,
         pr_name: None,
         commit_range: String::new(),
-        commit_author: info("%an"),
-        committer: info("%cn"),
+        commit_author: String::new(),
+        committer: String::new(),
     }
+}
+
+/// Fills in the commit's author and committer (one `git log`), which only jobs need.
+fn with_authors(mut git: GitContext, repo_dir: &std::path::Path) -> GitContext {
+    let names = Repo::new(repo_dir).run(&["log", "-1", "--format=%an%x00%cn", &git.sha]).unwrap_or_default();
+    let (author, committer) = names.trim_end().split_once('\0').unwrap_or(("", ""));
+    (git.commit_author, git.committer) = (author.to_owned(), committer.to_owned());
+    git
 }
 
 /// This installation's one organization.

@@ -392,6 +392,13 @@ impl Store {
         self.pipeline_infos("p.state = $1", state, i64::MAX).await
     }
 
+    pub async fn count_in_state(&self, state: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM pipelines WHERE state = $1")
+            .bind(state)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// Done pipelines whose promotions were not evaluated yet (the server stopped between).
     pub async fn unpromoted(&self) -> Result<Vec<PipelineInfo>> {
         self.pipeline_infos("p.state = 'done' AND p.promotions_done = 0 AND $1 = ''", "", i64::MAX).await
