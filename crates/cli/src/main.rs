@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: server_cmd::PipelineCommand,
     },
+    /// Jobs on a server: show, stop.
+    Job {
+        #[command(subcommand)]
+        command: server_cmd::JobCommand,
+    },
     /// Promote a done pipeline to one of its promotion targets.
     Promote(server_cmd::PromoteArgs),
     /// Show Salve's main job on a sample project (what exists today; see the README).
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Project { command } => server_cmd::project(command),
         Command::Workflow { command } => server_cmd::workflow(command),
         Command::Pipeline { command } => server_cmd::pipeline(command),
+        Command::Job { command } => server_cmd::job(command),
         Command::Promote(args) => server_cmd::promote(args),
     };
     ExitCode::from(code)

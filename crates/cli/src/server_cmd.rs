@@ -1,5 +1,5 @@
 //! `salve serve` and the commands that talk to a server: `token`, `project`, `workflow`,
-//! `pipeline`, `promote`.
+//! `pipeline`, `job`, `promote`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -386,6 +386,54 @@ pub fn pipeline(command: PipelineCommand) -> u8 {
                 "{}",
                 if v["stopping"].as_bool() == Some(true) { "stopping" } else { "the pipeline was done already" }
             );
+            Ok(())
+        }),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// A job with its commands; --json prints the API's object.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Stop one running job (`stopped/user`); the rest of its pipeline goes on.
+    Stop {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+pub fn job(command: JobCommand) -> u8 {
+    match command {
+        JobCommand::Show { id, json, server } => with_client(&server, |c| {
+            let j = c.get(&format!("/api/v1/jobs/{}", encode(&id)))?;
+            if json {
+                out!("{j}");
+                return Ok(());
+            }
+            out!(
+                "{} / {}  {} {} {}",
+                j["block"].as_str().unwrap_or(""),
+                j["name"].as_str().unwrap_or(""),
+                j["state"].as_str().unwrap_or(""),
+                j["result"].as_str().unwrap_or(""),
+                j["result_reason"].as_str().unwrap_or("")
+            );
+            for cmd in j["commands"].as_array().into_iter().flatten() {
+                let exit = cmd["exit_code"].as_i64().map_or_else(|| "-".to_owned(), |e| e.to_string());
+                out!("  [{exit:>3}] {}", cmd["command"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }),
+        JobCommand::Stop { id, server } => with_client(&server, |c| {
+            let v = c.post(&format!("/api/v1/jobs/{}/stop", encode(&id)), &json!({}))?;
+            out!("{}", if v["stopping"].as_bool() == Some(true) { "stopping" } else { "the job was done already" });
             Ok(())
         }),
     }

@@ -206,6 +206,15 @@ impl PipelineControl {
         }
     }
 
+    /// Stops one running job of the pipeline (`stopped/user`); the rest of the pipeline goes
+    /// on and the job's block ends stopped. False when the pipeline is not running.
+    pub fn stop_job(&self, job_id: &str) -> bool {
+        match self.tx.lock() {
+            Ok(tx) => tx.as_ref().is_some_and(|tx| tx.send(Msg::StopJob(job_id.to_owned())).is_ok()),
+            Err(_) => false,
+        }
+    }
+
     fn reason(&self) -> Option<StopReason> {
         self.stop.lock().ok().and_then(|s| *s)
     }
@@ -214,6 +223,7 @@ impl PipelineControl {
 enum Msg {
     Done { block: usize, job: usize, outcome: Result<JobOutcome, String> },
     Stop,
+    StopJob(String),
 }
 
 pub struct Engine<'a> {
@@ -429,6 +439,12 @@ impl Engine<'_> {
                         None
                     }
                     Some(Msg::Stop) => control.reason(),
+                    Some(Msg::StopJob(id)) => {
+                        if let Some((_, _, c)) = controls.iter().find(|(b, j, _)| blocks[*b].jobs[*j].id == id) {
+                            c.stop(StopReason::User);
+                        }
+                        None
+                    }
                     None if stopped.is_none() && Instant::now() >= deadline => Some(StopReason::Timeout),
                     None => None,
                 };

@@ -98,6 +98,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/pipelines/{id}/stop", post(stop_pipeline))
         .route("/api/v1/pipelines/{id}/promote", post(promote))
         .route("/api/v1/jobs/{id}", get(job))
+        .route("/api/v1/jobs/{id}/stop", post(stop_job))
         .route("/api/v1/jobs/{id}/logs", get(live::log_window))
         .route("/api/v1/jobs/{id}/logs/stream", get(live::log_stream))
         .route("/api/v1/jobs/{id}/failure", get(live::failure))
@@ -338,6 +339,11 @@ async fn pipeline(State(server): S, Path(id): Path<String>) -> ApiResult {
 
 async fn stop_pipeline(State(server): S, Path(id): Path<String>) -> ApiResult {
     let stopped = server.stop(&id).await?;
+    Ok(Json(json!({"id": id, "stopping": stopped})))
+}
+
+async fn stop_job(State(server): S, Path(id): Path<String>) -> ApiResult {
+    let stopped = server.stop_job(&id).await?;
     Ok(Json(json!({"id": id, "stopping": stopped})))
 }
 

@@ -333,6 +333,14 @@ impl Server {
         }
     }
 
+    /// Stops one running job; the rest of its pipeline goes on. False when the job has ended.
+    pub async fn stop_job(&self, job_id: &str) -> Result<bool> {
+        let Some(job) = self.store.job(job_id).await? else {
+            return Err(WorkError::NotFound(format!("no job {job_id}")));
+        };
+        Ok(job.state == "running" && self.control(&job.pipeline_id).is_some_and(|c| c.stop_job(job_id)))
+    }
+
     /// The pipeline row for `file` of a workflow: queuing with its queue and auto_cancel, or
     /// done and failed (malformed) when the file is missing or invalid.
     async fn prepare(

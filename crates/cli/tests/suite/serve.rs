@@ -493,3 +493,149 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
     // The server is still up.
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
 }
+
+const OPS: &str = "version: v1.0
+name: Ops
+agent:
+  machine:
+    type: e1-standard-2
+    os_image: ubuntu2004
+auto_cancel:
+  queued:
+    when: \"true\"
+blocks:
+  - name: Work
+    task:
+      secrets:
+        - name: db
+      jobs:
+        - name: slow
+          commands:
+            - echo \"pw=$PASSWORD\"
+            - checkout
+            - if [ -f slow ]; then echo waiting; sleep 60; fi
+        - name: quick
+          commands:
+            - echo quick
+";
+
+/// The job of `pipeline` called `name`.
+fn job_named(server: &Server, pipeline: &Value, name: &str) -> Option<Value> {
+    let detail = server.get(&format!("/api/v1/pipelines/{}", pipeline["id"].as_str()?));
+    detail["blocks"][0]["jobs"].as_array()?.iter().find(|j| j["name"] == name).cloned()
+}
+
+#[test]
+fn secrets_job_stop_auto_cancel_branch_deletion_and_signed_webhooks() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    // A secret kept on the server through the CLI: listed by name, masked in logs.
+    let made = server.salve(&["secret", "create", "db", "-e", "PASSWORD=hunter2-value"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert_eq!(String::from_utf8_lossy(&server.salve(&["secret", "list"]).stdout), "db\n");
+    assert!(server.salve(&["project", "create", "ops"]).status.success());
+    let ops = tempfile::tempdir().unwrap();
+    let r = ops.path();
+    git(r, &["init", "-q", "-b", "work"]);
+    commit(r, &[(".semaphore/semaphore.yml", Some(OPS)), ("slow", Some(""))], "slow");
+    server.push(r, "ops", "work");
+    let start = Instant::now();
+    let (first, slow) = loop {
+        let list = server.pipelines("ops");
+        if let Some(slow) = list.first().and_then(|p| job_named(&server, p, "slow")) {
+            let log = server.get(&format!("/api/v1/jobs/{}/logs", slow["id"].as_str().unwrap()));
+            if log["lines"].as_array().unwrap().iter().any(|l| l["text"] == "waiting") {
+                break (list[0].clone(), slow);
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the slow job never started: {list:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = server.get(&format!("/api/v1/jobs/{}/logs", slow["id"].as_str().unwrap()));
+    assert_eq!(log["lines"][0]["text"], "pw=[MASKED]", "{log:#}");
+
+    // Two more pushes queue behind the running one; the newer cancels the older (auto_cancel).
+    commit(r, &[], "second");
+    server.push(r, "ops", "work");
+    server.wait("ops", "the second pipeline", |l| l.len() == 2);
+    commit(r, &[], "third");
+    server.push(r, "ops", "work");
+    let list = server.wait("ops", "auto_cancel", |l| l.len() == 3 && l[1]["state"] == "done");
+    assert_eq!(
+        (list[1]["result"].as_str(), list[1]["result_reason"].as_str(), list[2]["state"].as_str()),
+        (Some("canceled"), Some("strategy"), Some("queuing")),
+        "{list:#?}"
+    );
+    // Deleting the branch cancels what is queued on it, not what runs.
+    server.push(r, "ops", ":work");
+    let list = server.wait("ops", "the deletion", |l| l[2]["state"] == "done");
+    assert_eq!((list[2]["result"].as_str(), list[2]["result_reason"].as_str()), (Some("canceled"), Some("deleted")));
+    assert_eq!(list[0]["state"], "running");
+
+    // One job stopped; the rest of the pipeline went on.
+    let stopped = server.salve(&["job", "stop", slow["id"].as_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&stopped.stdout), "stopping\n", "{}", String::from_utf8_lossy(&stopped.stderr));
+    let list = server.wait("ops", "the stop", |l| l[0]["state"] == "done");
+    assert_eq!((list[0]["result"].as_str(), list[0]["result_reason"].as_str()), (Some("stopped"), Some("user")));
+    let slow = job_named(&server, &first, "slow").unwrap();
+    let quick = job_named(&server, &first, "quick").unwrap();
+    assert_eq!((slow["result"].as_str(), slow["result_reason"].as_str()), (Some("stopped"), Some("user")));
+    assert_eq!(quick["result"], "passed");
+    let again = server.salve(&["job", "stop", slow["id"].as_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "the job was done already\n");
+    let shown = server.salve(&["job", "show", slow["id"].as_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&shown.stdout).starts_with("Work / slow  done stopped user\n"));
+    assert!(server.salve(&["secret", "delete", "db"]).status.success());
+    assert_eq!(server.salve(&["secret", "delete", "db"]).status.code(), Some(1));
+
+    // Signed webhooks of an external repository start workflows at the pushed commit.
+    let upstream = repo();
+    let sha = String::from_utf8(
+        Command::new("git").args(["rev-parse", "HEAD"]).current_dir(upstream.path()).output().unwrap().stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let secret = "s3cret-value";
+    let made = server.salve(&[
+        "project",
+        "create",
+        "ext",
+        "--repo-url",
+        &upstream.path().to_string_lossy(),
+        "--webhook-secret",
+        secret,
+    ]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let body = json!({"ref": "refs/heads/main", "before": "0".repeat(40), "after": sha}).to_string();
+    let signature = {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let http = server.http();
+    let github = http
+        .post(format!("{}/webhooks/github/ext", server.url))
+        .header("x-github-event", "push")
+        .header("x-hub-signature-256", format!("sha256={signature}"))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(github.status(), 200, "{:?}", github.text());
+    let gitlab = http
+        .post(format!("{}/webhooks/gitlab/ext", server.url))
+        .header("x-gitlab-event", "Push Hook")
+        .header("x-gitlab-token", secret)
+        .body(body)
+        .send()
+        .unwrap();
+    assert_eq!(gitlab.status(), 200, "{:?}", gitlab.text());
+    let list = server.wait("ext", "the webhooks' pipelines", |l| l.len() == 2 && done(&l.iter().collect::<Vec<_>>()));
+    for p in &list {
+        assert_eq!(
+            (p["sha"].as_str(), p["branch"].as_str(), p["result"].as_str()),
+            (Some(sha.as_str()), Some("main"), Some("passed"))
+        );
+    }
+}

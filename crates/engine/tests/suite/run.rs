@@ -149,3 +149,47 @@ fn skip_run_and_filters_decide_before_anything_runs() {
     let results: Vec<_> = r.blocks.iter().map(|b| b.result).collect();
     assert_eq!(results, [Outcome::Failed, Outcome::Canceled, Outcome::Canceled]);
 }
+
+#[test]
+fn one_job_stopped_the_others_go_on() {
+    let p = plan(&format!(
+        "{HEAD}blocks:\n  - name: B\n    task:\n      jobs:\n        - name: slow\n          commands: [sleep 30]\n        - name: quick\n          commands: [sleep 1]\n  - name: After\n    task:\n      jobs:\n        - commands: [echo never]\n"
+    ));
+    let control = PipelineControl::new();
+    let stopper = control.clone();
+    struct StopSlow(PipelineControl);
+    impl Observer for StopSlow {
+        fn event(&self, e: &Event) {
+            if let Event::JobStarted { job, job_id, .. } = e
+                && job == "slow"
+            {
+                assert!(self.0.stop_job(job_id));
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine {
+        jobs_dir: dir.path().to_owned(),
+        parallel: 4,
+        sandbox: Sandbox::none(),
+        toolbox: None,
+        writable: Vec::new(),
+        readable: Vec::new(),
+        extra_env: Vec::new(),
+        secrets: &NoSecrets,
+        functions: &NoFunctions,
+        observer: &StopSlow(stopper),
+    };
+    let t = Instant::now();
+    let r = engine.run(&p, &context("main"), &control);
+    assert!(t.elapsed() < Duration::from_secs(20));
+    let jobs = &r.blocks[0].jobs;
+    assert_eq!((jobs[0].result, jobs[0].result_reason.as_deref()), (JobResult::Stopped, Some("user")));
+    assert_eq!(jobs[1].result, JobResult::Passed, "the other job ran to its end");
+    assert_eq!(
+        (r.blocks[0].result, r.result, r.result_reason.as_deref()),
+        (Outcome::Stopped, Outcome::Stopped, Some("user"))
+    );
+    assert_eq!(r.blocks[1].result, Outcome::Canceled);
+    assert!(!PipelineControl::new().stop_job(&jobs[0].id), "no pipeline runs under a fresh control");
+}
