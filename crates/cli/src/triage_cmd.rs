@@ -1,5 +1,5 @@
 //! `salve triage`: the lines of a failed job's log that explain the failure, within a budget,
-//! with the failing tests of its JUnit reports.
+//! with its class, fingerprint and the failing tests of its JUnit reports.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use salve_logs::excerpt::{self, Baseline};
 use salve_logs::junit;
+use salve_logs::report::{self, Inputs};
 
 use crate::err;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
-    /// For people: numbered excerpt lines and failing tests.
+    /// For people: class, failing command, numbered excerpt lines and failing tests.
     Text,
-    /// For tools.
+    /// For tools: the report as one JSON object.
     Json,
     /// Only the excerpt lines, verbatim, in log order.
     Lines,
@@ -38,80 +39,96 @@ pub struct TriageArgs {
     max_bytes: usize,
 }
 
+fn open(p: &PathBuf) -> Result<std::fs::File, String> {
+    std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+}
+
 pub fn run(args: &TriageArgs) -> u8 {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let log = match read(&args.log) {
-        Ok(b) => b,
+    match triage(args) {
+        Ok(()) => 0,
         Err(e) => {
             err!("error: {e}");
-            return 2;
+            2
         }
-    };
+    }
+}
+
+fn triage(args: &TriageArgs) -> Result<(), String> {
     let mut baseline = Baseline::default();
     for b in &args.baseline {
-        match read(b) {
-            Ok(bytes) => baseline.add(&bytes),
-            Err(e) => {
-                err!("error: {e}");
-                return 2;
-            }
-        }
+        baseline.add_reader(open(b)?).map_err(|e| format!("cannot read {}: {e}", b.display()))?;
     }
-    let mut tests = Vec::new();
+    let mut suites = Vec::new();
     for j in &args.junit {
-        match read(j).map(|b| junit::parse(&b)) {
-            Ok(Ok(suites)) => tests.extend(suites),
+        match std::fs::read(j).map(|b| junit::parse(&b)) {
+            Ok(Ok(s)) => suites.extend(s),
             Ok(Err(e)) => err!("warning: {}: {e}", j.display()),
-            Err(e) => err!("warning: {e}"),
+            Err(e) => err!("warning: cannot read {}: {e}", j.display()),
         }
     }
-    let all = excerpt::lines(&log);
-    let ex = excerpt::extract(&all, &baseline, args.max_bytes);
+    let ex = excerpt::extract_reader(open(&args.log)?, &baseline, &[], args.max_bytes)
+        .map_err(|e| format!("cannot read {}: {e}", args.log.display()))?;
+    let inputs = Inputs { baseline: Some(&baseline), suites: &suites, ..Inputs::default() };
+    let report = report::from_excerpt(&ex, &inputs);
     let mut out = std::io::stdout().lock();
-    let failing: Vec<_> = junit::failing(&tests).collect();
-    match args.format {
-        Format::Lines => {
-            for &n in &ex.lines {
-                let _ = out.write_all(all[n - 1].raw);
-                let _ = out.write_all(b"\n");
-            }
-        }
-        Format::Text => {
-            if ex.lines.is_empty() {
-                let _ = writeln!(out, "No evidence of a failure found in {}.", args.log.display());
-            } else {
-                let _ =
-                    writeln!(out, "Excerpt of {} ({} lines, {} bytes):", args.log.display(), ex.lines.len(), ex.bytes);
-            }
-            let mut prev = 0;
-            for &n in &ex.lines {
-                if prev != 0 && n != prev + 1 {
-                    let _ = writeln!(out, "      ...");
-                }
-                let _ = writeln!(out, "{n:>6} | {}", excerpt::clean(all[n - 1].raw));
-                prev = n;
-            }
-            if !failing.is_empty() {
-                let _ = writeln!(out, "\nFailing tests:");
-                for (s, t) in &failing {
-                    let f = t.failure.as_ref().or(t.error.as_ref());
-                    let _ = writeln!(
-                        out,
-                        "  {} {}{}: {}",
-                        if t.file.is_empty() { &s.name } else { &t.file },
-                        if t.classname.is_empty() { String::new() } else { format!("{}.", t.classname) },
-                        t.name,
-                        f.map_or("", |f| f.message.as_str())
-                    );
-                }
-            }
-        }
+    let written = match args.format {
+        Format::Lines => ex.lines.iter().try_for_each(|l| {
+            out.write_all(&l.raw)?;
+            out.write_all(b"\n")
+        }),
         Format::Json => {
-            let report = salve_logs::report::report(&log, &baseline, &tests, args.max_bytes);
             let mut v = serde_json::to_value(&report).unwrap_or_default();
             v["log"] = serde_json::json!(args.log);
-            let _ = writeln!(out, "{v}");
+            writeln!(out, "{v}")
+        }
+        Format::Text => text(&mut out, args, &report),
+    };
+    // A reader that went away (`| head`) is not an error.
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.to_string()),
+        _ => Ok(()),
+    }
+}
+
+fn text(out: &mut impl std::io::Write, args: &TriageArgs, r: &report::Report) -> std::io::Result<()> {
+    if r.evidence {
+        writeln!(
+            out,
+            "{}: {} (fingerprint {}); excerpt of {} lines, {} bytes:",
+            args.log.display(),
+            r.class.as_str().replace('_', " "),
+            r.fingerprint,
+            r.excerpt.len(),
+            r.bytes
+        )?;
+    } else if r.excerpt.is_empty() {
+        writeln!(out, "{}: no evidence of a failure found (the log is empty).", args.log.display())?;
+    } else {
+        writeln!(out, "{}: no evidence of a failure found; the log ends with:", args.log.display())?;
+    }
+    if let Some(c) = &r.failing_command {
+        writeln!(out, "failing command: {c}")?;
+    }
+    let mut prev = 0;
+    for l in &r.excerpt {
+        if prev != 0 && l.line != prev + 1 {
+            writeln!(out, "      ...")?;
+        }
+        writeln!(out, "{:>6} | {}", l.line, l.text)?;
+        prev = l.line;
+    }
+    if !r.failing_tests.is_empty() {
+        writeln!(out, "\nFailing tests:")?;
+        for t in &r.failing_tests {
+            writeln!(
+                out,
+                "  {} {}{}: {}",
+                if t.file.is_empty() { &t.suite } else { &t.file },
+                if t.classname.is_empty() { String::new() } else { format!("{}.", t.classname) },
+                t.name,
+                t.message.as_deref().unwrap_or("")
+            )?;
         }
     }
-    0
+    Ok(())
 }

@@ -1,128 +1,224 @@
-//! The lines that explain a failed job, within a byte budget.
+//! The lines that explain a failed job, within a byte budget, in one streaming pass.
 //!
-//! One pass over the log scores every line by failure evidence (diagnostics with a location,
-//! `error`/`FAILED`/`panicked`/`Traceback`/exception lines, test-framework failure markers, exit
-//! codes) and, when baselines (logs of passing runs of the same job) are given, by novelty: a
-//! line whose normalised form (numbers, hashes, paths' digits, timestamps masked) appears in a
-//! baseline is not evidence, one that never does is. Anchors grow into whole blocks (a
-//! diagnostic with its indented continuation, a stack trace), and blocks are taken best first
-//! until the budget is spent, then printed in log order.
+//! The log is read in chunks; memory stays bounded by a few blocks of lines, whatever the log's
+//! size (a line longer than [`LINE_CAP`] is kept cut). A case-insensitive keyword automaton
+//! finds the few lines worth a closer look; only those are cleaned and scored by failure
+//! evidence (diagnostics with a location, `error`/`FAILED`/`panicked`/`Traceback`/exception
+//! lines, test-framework failure markers, exit codes), and generic tool epilogues ("Re-run Maven
+//! with -e", "Run with --stacktrace", "Process completed with exit code 1") are not evidence.
+//! When baselines (logs of passing runs of the same job) are given, every line's shape (ANSI
+//! stripped, digits, hashes and timestamps masked) is looked up: a line a passing run also
+//! printed is weak evidence, one it never printed is strong. Anchors grow into whole blocks (a
+//! diagnostic with its indented continuation, a stack trace), the best blocks are taken until
+//! the budget is spent, and printed in log order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Read};
+use std::sync::OnceLock;
 
-/// One line of the log: its number (1-based), byte range and cleaned text.
-#[derive(Debug, Clone)]
-pub struct LogLine<'a> {
-    pub number: usize,
-    /// The line as it is in the log (without the line break).
-    pub raw: &'a [u8],
+use aho_corasick::AhoCorasick;
+
+/// Bytes of one line kept for the excerpt; a longer line is cut there.
+pub const LINE_CAP: usize = 4096;
+/// Bytes read at a time.
+const CHUNK: usize = 1 << 20;
+/// Recent lines kept: lead-in for the next anchor, and the log's end.
+const RING: usize = 6;
+/// A block stops growing here (a stack trace is longer than anyone reads).
+const MAX_BLOCK_LINES: usize = 80;
+/// Blocks kept while reading (the best by score).
+const KEEP_BLOCKS: usize = 32;
+/// Distinct evidence shapes remembered to fold repeats.
+const MAX_SEEN: usize = 1 << 16;
+
+/// Words that make a line worth scoring. Lower case; matched ASCII-case-insensitively.
+const KEYWORDS: &[&str] = &[
+    "error",
+    "fail",
+    "fatal",
+    "panic",
+    "traceback",
+    "exception",
+    "assert",
+    "cannot",
+    "can't",
+    "could not",
+    "couldn't",
+    "unable to",
+    "undefined",
+    "not found",
+    "no such",
+    "denied",
+    "killed",
+    "out of memory",
+    "timed out",
+    "timeout",
+    "expected",
+    "segmentation",
+    "abort",
+    "exit code",
+    "exit status",
+    "exited with",
+    "non-zero",
+    "refused",
+    "no space left",
+    "npm err",
+    "unresolved",
+    "mismatch",
+    "invalid",
+    "✕",
+    "✗",
+    "✘",
+    "●",
+];
+
+/// The keyword automaton; `None` if it cannot be built, and then every line is scored.
+fn keywords() -> Option<&'static AhoCorasick> {
+    static AC: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    AC.get_or_init(|| AhoCorasick::builder().ascii_case_insensitive(true).build(KEYWORDS).ok()).as_ref()
 }
 
-/// Splits a log into lines: `\n`, `\r\n`, and a bare `\r` (progress output) all end a line.
-pub fn lines(log: &[u8]) -> Vec<LogLine<'_>> {
-    let mut out = Vec::new();
-    let mut start = 0;
+/// One line of the excerpt.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// 1-based, in the log.
+    pub number: usize,
+    /// The line as it is in the log (without its line break), at most [`LINE_CAP`] bytes.
+    pub raw: Vec<u8>,
+    /// True when the line was longer than [`LINE_CAP`].
+    pub cut: bool,
+    score: i32,
+    novel: bool,
+}
+
+impl Line {
+    /// The line without ANSI escapes, as text.
+    pub fn text(&self) -> String {
+        clean(&self.raw)
+    }
+
+    /// True for a line that is evidence by itself (not context around one).
+    pub fn is_evidence(&self) -> bool {
+        self.score >= 3
+    }
+}
+
+/// The line without ANSI escapes (also the `[1;31m` left when a log lost its ESC bytes), as text
+/// (invalid UTF-8 replaced).
+pub fn clean(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
-    while i < log.len() {
-        match log[i] {
-            b'\n' => {
-                out.push(LogLine { number: out.len() + 1, raw: &log[start..i] });
-                start = i + 1;
+    while i < raw.len() {
+        if let Some(n) = escape_len(raw, i) {
+            i += n;
+            continue;
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The length of an escape sequence starting at `i`: ESC `[` … letter, ESC and one byte, or a
+/// bare `[` digits/`;` `m` (an SGR code that lost its ESC).
+fn escape_len(b: &[u8], i: usize) -> Option<usize> {
+    match b[i] {
+        0x1b => {
+            if b.get(i + 1) == Some(&b'[') {
+                let end = b[i + 2..].iter().position(u8::is_ascii_alphabetic).map_or(b.len(), |p| i + 2 + p + 1);
+                Some(end - i)
+            } else {
+                Some(2.min(b.len() - i))
             }
-            b'\r' if log.get(i + 1) == Some(&b'\n') => {
-                out.push(LogLine { number: out.len() + 1, raw: &log[start..i] });
-                i += 1;
-                start = i + 1;
+        }
+        b'[' => {
+            let n = b[i + 1..].iter().take(12).take_while(|c| c.is_ascii_digit() || **c == b';').count();
+            (b.get(i + 1 + n) == Some(&b'm')).then_some(n + 2)
+        }
+        _ => None,
+    }
+}
+
+/// CI runners put a job name and a timestamp before each line (GitHub Actions:
+/// `job\tstep\t2021-12-01T13:01:04.38Z `); the evidence is after it.
+fn body(raw: &[u8]) -> &[u8] {
+    let rest = match memchr::memrchr(b'\t', raw) {
+        Some(t) if raw[..t].contains(&b'\t') => &raw[t + 1..],
+        _ => raw,
+    };
+    let start = rest.iter().position(|c| *c != b' ').unwrap_or(rest.len());
+    let trimmed = &rest[start..];
+    let ts = trimmed
+        .iter()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, b'-' | b':' | b'T' | b'.' | b'Z' | b'+'))
+        .count();
+    if ts >= 19 && trimmed.get(4) == Some(&b'-') { &trimmed[ts..] } else { rest }
+}
+
+/// FNV-1a, byte at a time: small, fast and stable across runs and versions.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+}
+
+/// The hash of a line's shape: ANSI stripped, letters lowercased, every run of digits (and
+/// every hex word of 7+ characters with a digit, like a commit) one `#`, runs of whitespace one
+/// space. Equal shapes across runs of the same job mean "the same line".
+pub fn shape(body: &[u8]) -> u64 {
+    let mut h = Fnv::new();
+    let mut i = 0;
+    let mut last = b' ';
+    while i < body.len() {
+        let c = body[i];
+        if c == b' ' || c == b'\t' {
+            if last != b' ' {
+                h.byte(b' ');
+                last = b' ';
             }
-            b'\r' => {
-                out.push(LogLine { number: out.len() + 1, raw: &log[start..i] });
-                start = i + 1;
+            i += 1;
+            continue;
+        }
+        if let Some(n) = escape_len(body, i) {
+            i += n;
+            continue;
+        }
+        // A hex word of 7+ characters with a digit: a hash.
+        let word = body[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+        if word >= 7
+            && body.get(i + word).is_none_or(|c| !c.is_ascii_alphanumeric())
+            && body[i..i + word].iter().any(u8::is_ascii_digit)
+        {
+            if last != b'#' {
+                h.byte(b'#');
+                last = b'#';
             }
-            _ => {}
+            i += word;
+            continue;
+        }
+        if c.is_ascii_digit() {
+            if last != b'#' {
+                h.byte(b'#');
+                last = b'#';
+            }
+        } else {
+            last = c.to_ascii_lowercase();
+            h.byte(last);
         }
         i += 1;
     }
-    if start < log.len() {
-        out.push(LogLine { number: out.len() + 1, raw: &log[start..] });
-    }
-    out
+    h.0
 }
 
-/// The line without ANSI escapes, as text (invalid UTF-8 replaced).
-pub fn clean(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                while let Some(&n) = chars.peek() {
-                    chars.next();
-                    if n.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                chars.next();
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The line's shape: lowercase letters kept, every run of digits (and hex of 7+ chars) one
-/// `#`, timestamps and durations with it; whitespace collapsed. Equal shapes across runs of the
-/// same job mean "the same line".
-pub fn shape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut last_hash = false;
-    let mut last_space = false;
-    let words: Vec<&str> = text.split_whitespace().collect();
-    for (wi, word) in words.iter().enumerate() {
-        if wi > 0 && !last_space {
-            out.push(' ');
-            last_space = true;
-        }
-        let hexish =
-            word.len() >= 7 && word.chars().all(|c| c.is_ascii_hexdigit()) && word.chars().any(|c| c.is_ascii_digit());
-        if hexish {
-            if !last_hash {
-                out.push('#');
-            }
-            last_hash = true;
-            last_space = false;
-            continue;
-        }
-        for c in word.chars() {
-            if c.is_ascii_digit() {
-                if !last_hash {
-                    out.push('#');
-                    last_hash = true;
-                }
-            } else {
-                out.extend(c.to_lowercase());
-                last_hash = false;
-            }
-            last_space = false;
-        }
-    }
-    out
-}
-
-fn hash(s: &str) -> u64 {
-    // FNV-1a: small, fast, stable across runs.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// The shapes of the lines of passing runs.
+/// The shapes of the lines of passing runs of the same job.
 #[derive(Default)]
 pub struct Baseline {
     shapes: HashSet<u64>,
@@ -130,43 +226,153 @@ pub struct Baseline {
 
 impl Baseline {
     pub fn add(&mut self, log: &[u8]) {
-        for l in lines(log) {
-            self.shapes.insert(hash(&shape(strip_prefix(&clean(l.raw)))));
-        }
+        for_each_line(log, |line| {
+            self.shapes.insert(shape(body(line)));
+        });
+    }
+
+    /// Reads a baseline log in chunks; memory grows with its distinct lines only.
+    pub fn add_reader(&mut self, reader: impl Read) -> io::Result<()> {
+        read_lines(reader, |line, _| {
+            self.shapes.insert(shape(body(line)));
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.shapes.is_empty()
     }
 
-    fn contains(&self, shape: &str) -> bool {
-        self.shapes.contains(&hash(shape))
+    /// Distinct line shapes held.
+    pub fn len(&self) -> usize {
+        self.shapes.len()
+    }
+
+    fn contains(&self, shape: u64) -> bool {
+        self.shapes.contains(&shape)
     }
 }
 
-/// CI runners put a job name and a timestamp before each line (GitHub Actions:
-/// `job\tstep\t2021-12-01T13:01:04.38Z `); the evidence is after it.
-fn strip_prefix(text: &str) -> &str {
-    let mut rest = text;
-    if let Some((_, tail)) = rest.rsplit_once('\t') {
-        rest = tail;
+/// Calls `f` for every line of `log`: `\n`, `\r\n` and a bare `\r` (progress output) end one.
+fn for_each_line(log: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut start = 0;
+    for i in memchr::memchr2_iter(b'\n', b'\r', log) {
+        if i < start {
+            continue; // the \n of a \r\n
+        }
+        f(&log[start..i]);
+        start = if log[i] == b'\r' && log.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 };
     }
-    let trimmed = rest.trim_start();
-    let ts_len = trimmed
-        .char_indices()
-        .take_while(|(_, c)| c.is_ascii_digit() || matches!(c, '-' | ':' | 'T' | '.' | 'Z' | '+'))
-        .last()
-        .map_or(0, |(i, c)| i + c.len_utf8());
-    if ts_len >= 19 && trimmed.as_bytes().get(4) == Some(&b'-') { &trimmed[ts_len..] } else { rest }
+    if start < log.len() {
+        f(&log[start..]);
+    }
 }
 
-/// How strongly one line says "this is why it failed".
-fn evidence(text: &str) -> i32 {
-    let t = text.trim();
-    if t.is_empty() {
+/// Reads `reader` in chunks and calls `f(line, keyword_hit)` for every line; a line longer than
+/// a chunk is passed once, cut to its first chunk.
+fn read_lines(mut reader: impl Read, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut filled = 0;
+    // Inside an overlong line whose head was passed already: skip to its end.
+    let mut skipping = false;
+    let ac = keywords();
+    loop {
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(0) => {
+                if filled > 0 && !skipping {
+                    let line = &buf[..filled];
+                    f(line.strip_suffix(b"\r").unwrap_or(line), ac.is_none_or(|ac| ac.find(line).is_some()));
+                }
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        filled += n;
+        // Whole lines end at the last \n (else at the last \r of progress output, but not one
+        // at the very end: it may be half a \r\n).
+        let boundary =
+            memchr::memrchr(b'\n', &buf[..filled]).or_else(|| memchr::memrchr(b'\r', &buf[..filled.saturating_sub(1)]));
+        let Some(last) = boundary else {
+            if filled == buf.len() {
+                if !skipping {
+                    f(&buf[..filled], ac.is_none_or(|ac| ac.find(&buf[..filled]).is_some()));
+                }
+                skipping = true;
+                filled = 0;
+            }
+            continue;
+        };
+        let whole = &buf[..=last];
+        let mut start = 0;
+        if skipping {
+            start = memchr::memchr2(b'\n', b'\r', whole).map_or(whole.len(), |i| {
+                if whole[i] == b'\r' && whole.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 }
+            });
+            skipping = false;
+        }
+        let mut hits =
+            ac.into_iter().flat_map(|ac| ac.find_iter(&whole[start..])).map(|m| start + m.start()).peekable();
+        for_each_line(&whole[start..], |line| {
+            let offset = line.as_ptr() as usize - whole.as_ptr() as usize;
+            let end = offset + line.len();
+            let mut hit = ac.is_none();
+            while let Some(&h) = hits.peek() {
+                if h >= end {
+                    break;
+                }
+                hit |= h >= offset;
+                hits.next();
+            }
+            f(line, hit);
+        });
+        buf.copy_within(last + 1..filled, 0);
+        filled -= last + 1;
+    }
+}
+
+/// Generic lines a build tool prints after any failure: they say that it failed, never why.
+const EPILOGUE: &[&str] = &[
+    "to see the full stack trace of the errors",
+    "for more information about the errors and possible solutions",
+    "re-run maven using the",
+    "[help 1] http",
+    "after correcting the problems, you can resume the build",
+    "mvn <goals> -rf",
+    "run with --stacktrace option",
+    "run with --info or --debug",
+    "run with --scan to get full insights",
+    "get more help at",
+    "* try:",
+    "build failed in",
+    "failure: build failed with an exception",
+    "process completed with exit code",
+    "marked build as failure",
+    "finished: failure",
+    "a complete log of this run can be found in",
+    "this is probably not a problem with npm",
+    "npm err! a complete log",
+    "error: process completed with exit code",
+    "there were failing tests. see the report",
+    "there were failing tests. see the results",
+    "please refer to",
+    "for the individual test results",
+    "script returned exit code",
+];
+
+/// A generic line a build tool prints after any failure (`lower` is its cleaned, lower-cased
+/// body).
+fn epilogue(lower: &str) -> bool {
+    EPILOGUE.iter().any(|e| lower.contains(e))
+}
+
+/// How strongly one line says "this is why it failed" (`lower` is its cleaned, lower-cased
+/// body).
+fn evidence(lower: &str) -> i32 {
+    let t = lower.trim();
+    if t.is_empty() || epilogue(t) {
         return 0;
     }
-    let lower = t.to_ascii_lowercase();
     let mut score = 0;
     const STRONG: &[&str] = &[
         "error:",
@@ -177,6 +383,8 @@ fn evidence(text: &str) -> i32 {
         "fatal error",
         "failed",
         "failure",
+        "fail ",
+        "fail:",
         "panicked at",
         "traceback (most recent call last)",
         "exception",
@@ -191,36 +399,44 @@ fn evidence(text: &str) -> i32 {
         "segmentation fault",
         "killed",
         "out of memory",
+        "no space left on device",
         "timed out",
         "expected",
         "unexpected",
         "not found",
         "denied",
+        "could not",
+        "unable to",
+        "cannot ",
+        "✕",
+        "✗",
+        "✘",
+        "●",
     ];
     for k in STRONG {
-        if lower.contains(k) {
+        if t.contains(k) {
             score += 3;
         }
     }
     if t.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '$' || c == '_'))
-        .any(|w| w.len() > 9 && (w.ends_with("Exception") || w.ends_with("Error")) && w.contains('.'))
+        .any(|w| w.len() > 9 && (w.ends_with("exception") || w.ends_with("error")) && w.contains('.'))
     {
         score += 4;
     }
-    if lower.starts_with("e ") || lower.starts_with("> ") || lower.starts_with("--> ") {
+    if t.starts_with("e ") || t.starts_with("> ") || t.starts_with("--> ") {
         score += 2;
     }
     if has_location(t) {
         score += 2;
     }
-    if lower.contains("exit code") || lower.contains("exited with") || lower.contains("returned non-zero") {
+    if t.contains("exit code") || t.contains("exited with") || t.contains("returned non-zero") {
         score += 2;
     }
     const NOISE: &[&str] = &[
         "[info]",
         "downloading",
         "downloaded",
-        "0 failed",
+        " 0 failed",
         "failures: 0",
         "errors: 0",
         "0 errors",
@@ -230,7 +446,7 @@ fn evidence(text: &str) -> i32 {
         "debug",
     ];
     for k in NOISE {
-        if lower.contains(k) {
+        if t.contains(k) {
             score -= 3;
         }
     }
@@ -254,133 +470,335 @@ fn has_location(t: &str) -> bool {
     t.contains(" line ") && t.chars().any(|c| c.is_ascii_digit())
 }
 
-/// A line that continues the one before: indented, a stack frame, a caret line.
-fn continues(text: &str) -> bool {
-    let t = text.trim_start();
-    text.starts_with(' ')
-        || text.starts_with('\t')
-        || t.starts_with("at ")
-        || t.starts_with("Caused by")
-        || t.starts_with('|')
-        || t.starts_with('^')
+/// Nothing but white space and escapes, or a log level tag alone (`[ERROR] `).
+fn blank(body: &[u8]) -> bool {
+    let mut i = 0;
+    let mut in_tag = false;
+    let mut tags = 0;
+    while i < body.len() {
+        if let Some(n) = escape_len(body, i) {
+            i += n;
+            continue;
+        }
+        match body[i] {
+            b'[' if !in_tag && tags == 0 => in_tag = true,
+            b']' if in_tag => {
+                in_tag = false;
+                tags += 1;
+            }
+            c if !in_tag && !c.is_ascii_whitespace() => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    !in_tag
 }
 
+/// A line that continues the one before: indented, a stack frame, a caret line, pytest's
+/// `E ` and `> ` lines.
+fn continues(body: &[u8]) -> bool {
+    let t = body.trim_ascii_start();
+    if t.is_empty() {
+        return false;
+    }
+    body[0] == b' '
+        || body[0] == b'\t'
+        || t.starts_with(b"at ")
+        || t.starts_with(b"Caused by")
+        || t.starts_with(b"... ")
+        || t.starts_with(b"|")
+        || t.starts_with(b"^")
+        || t.starts_with(b"E ")
+        || t.starts_with(b"> ")
+}
+
+/// One command of a Salve job log: its lines (0-based, end exclusive) and how it ended.
+#[derive(Debug, Clone)]
+pub struct CommandSpan {
+    pub command: String,
+    pub first_line: u64,
+    pub end_line: u64,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Block {
+    lines: Vec<Line>,
+    score: i32,
+}
+
+impl Block {
+    fn first(&self) -> usize {
+        self.lines.first().map_or(0, |l| l.number)
+    }
+
+    fn last(&self) -> usize {
+        self.lines.last().map_or(0, |l| l.number)
+    }
+}
+
+/// What one pass over a log found.
 #[derive(Debug, Clone)]
 pub struct Excerpt {
-    /// 1-based line numbers, in log order.
-    pub lines: Vec<usize>,
+    /// The chosen lines, in log order.
+    pub lines: Vec<Line>,
+    /// Their size with one line break each (what the budget counts).
     pub bytes: usize,
+    /// False when no line was evidence: the lines are then the log's last ones.
+    pub evidence: bool,
+    /// Lines in the log.
+    pub total_lines: usize,
+    /// The first command that failed, when the log's commands are known.
+    pub failing_command: Option<String>,
 }
 
-/// Picks the excerpt from a log's [`lines`]. `max_bytes` bounds the raw bytes of the chosen
-/// lines (plus newlines).
-pub fn extract(all: &[LogLine<'_>], baseline: &Baseline, max_bytes: usize) -> Excerpt {
-    let texts: Vec<String> = all.iter().map(|l| clean(l.raw)).collect();
-    let bodies: Vec<&str> = texts.iter().map(|t| strip_prefix(t)).collect();
-    let with_baseline = !baseline.is_empty();
-    let shapes: Vec<String> = bodies.iter().map(|b| shape(b)).collect();
-    let in_baseline: Vec<bool> = shapes.iter().map(|sh| with_baseline && baseline.contains(sh)).collect();
-    let mut seen_shapes: HashSet<u64> = HashSet::new();
-    let scores: Vec<i32> = bodies
-        .iter()
-        .zip(&shapes)
-        .zip(&in_baseline)
-        .map(|((body, sh), &known)| {
-            let mut s = evidence(body);
-            let first = seen_shapes.insert(hash(sh));
-            if known {
-                s /= 4;
-            } else if with_baseline && !sh.trim().is_empty() {
-                s += 2;
-            }
-            if !first {
-                s /= 2;
-            }
-            s
-        })
-        .collect();
-    // Blocks: each anchor with its continuation lines and one line of lead-in.
-    let mut blocks: Vec<(usize, usize, i32)> = Vec::new();
-    let threshold = if with_baseline { 4 } else { 3 };
-    let mut i = 0;
-    while i < all.len() {
-        if scores[i] < threshold {
-            i += 1;
-            continue;
+/// Reads a log once and picks its excerpt.
+pub struct Scanner<'a> {
+    baseline: &'a Baseline,
+    commands: &'a [CommandSpan],
+    number: usize,
+    ring: VecDeque<Line>,
+    open: Option<Block>,
+    blocks: Vec<Block>,
+    seen: HashMap<u64, u32>,
+    threshold: i32,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(baseline: &'a Baseline, commands: &'a [CommandSpan]) -> Scanner<'a> {
+        Scanner {
+            baseline,
+            commands,
+            number: 0,
+            ring: VecDeque::with_capacity(RING + 1),
+            open: None,
+            blocks: Vec::new(),
+            seen: HashMap::new(),
+            threshold: if baseline.is_empty() { 3 } else { 4 },
         }
-        let start = i.saturating_sub(usize::from(i > 0 && scores[i - 1] > 0));
-        let mut end = i + 1;
-        let mut total = scores[i];
-        while end < all.len()
-            && end - i < 40
-            && (continues(bodies[end]) || (scores[end] >= threshold && !in_baseline[end]))
-            && !bodies[end].trim().is_empty()
-        {
-            total += scores[end].max(1);
-            end += 1;
-        }
-        blocks.push((start, end, total));
-        i = end;
     }
-    // The end of the log says how it ended: keep its last lines as a weak block.
-    if let Some(last) = (0..all.len()).rev().find(|&k| !bodies[k].trim().is_empty()) {
-        blocks.push((last.saturating_sub(2), last + 1, 1));
-    }
-    let mut order: Vec<usize> = (0..blocks.len()).collect();
-    order.sort_by(|&a, &b| blocks[b].2.cmp(&blocks[a].2).then(blocks[a].0.cmp(&blocks[b].0)));
-    let mut chosen = vec![false; all.len()];
-    let mut bytes = 0usize;
-    let best = order.first().map_or(0, |&b| blocks[b].2);
-    for bi in order {
-        let (s, e, score) = blocks[bi];
-        // Weak blocks only when nothing better exists: precision over filling the budget.
-        if score * 4 < best {
-            continue;
-        }
-        let cost: usize = (s..e).filter(|&k| !chosen[k]).map(|k| all[k].raw.len() + 1).sum();
-        if bytes + cost > max_bytes {
-            // Take the head of a big block if nothing was chosen yet.
-            if bytes == 0 {
-                for k in s..e {
-                    let c = all[k].raw.len() + 1;
-                    if bytes + c > max_bytes {
-                        break;
+
+    fn line(&mut self, raw: &[u8], hit: bool) {
+        self.number += 1;
+        let with_baseline = !self.baseline.is_empty();
+        let b = body(raw);
+        let blank = blank(b);
+        // Shapes cost a pass over the line: only with baselines, or for evidence lines.
+        let shape_of = if with_baseline || hit { Some(shape(b)) } else { None };
+        let novel = with_baseline && !blank && shape_of.is_some_and(|s| !self.baseline.contains(s));
+        let mut score = 0;
+        let mut boiler = false;
+        if hit {
+            let lower = clean(b).to_lowercase();
+            boiler = epilogue(&lower);
+            score = evidence(&lower);
+            if with_baseline && score > 0 {
+                score = if novel { score + 2 } else { score / 4 };
+            }
+            if score > 0
+                && let Some(s) = shape_of
+            {
+                let n = self.seen.len();
+                match self.seen.get_mut(&s) {
+                    Some(count) => {
+                        *count += 1;
+                        score /= 2;
                     }
-                    chosen[k] = true;
-                    bytes += c;
+                    None if n < MAX_SEEN => {
+                        self.seen.insert(s, 1);
+                    }
+                    None => {}
                 }
             }
-            continue;
+        } else if novel {
+            score = 1;
         }
-        chosen[s..e].fill(true);
-        bytes += cost;
+        let anchor = score >= self.threshold;
+        let extends = !blank && !boiler && (anchor || continues(b) || (novel && score > 0));
+        let cut = raw.len() > LINE_CAP;
+        let keep = &raw[..raw.len().min(LINE_CAP)];
+        match &mut self.open {
+            Some(block) if extends && block.lines.len() < MAX_BLOCK_LINES => {
+                block.score += score.max(1);
+                block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
+            }
+            _ => {
+                self.close();
+                if anchor {
+                    let mut block = Block::default();
+                    // One line of lead-in when it says something (a test's name, a heading).
+                    if let Some(prev) = self.ring.back()
+                        && prev.number + 1 == self.number
+                        && prev.score > 0
+                        && self.blocks.last().is_none_or(|b| b.last() < prev.number)
+                    {
+                        block.score += prev.score;
+                        block.lines.push(prev.clone());
+                    }
+                    block.score += score;
+                    block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
+                    self.open = Some(block);
+                }
+            }
+        }
+        // The ring reuses its buffers: one copy per line, no allocation.
+        let mut slot = if self.ring.len() == RING { self.ring.pop_front().unwrap_or_else(empty) } else { empty() };
+        slot.raw.clear();
+        slot.raw.extend_from_slice(keep);
+        slot.number = self.number;
+        slot.cut = cut;
+        slot.score = score;
+        slot.novel = novel;
+        if !blank {
+            self.ring.push_back(slot);
+        }
     }
-    let picked: Vec<usize> = (0..all.len()).filter(|&k| chosen[k]).map(|k| all[k].number).collect();
-    Excerpt { lines: picked, bytes }
+
+    fn close(&mut self) {
+        let Some(mut block) = self.open.take() else { return };
+        if let Some(weight) = self.command_weight(block.first(), block.last()) {
+            block.score = block.score * weight.0 / weight.1;
+        }
+        self.blocks.push(block);
+        if self.blocks.len() >= 2 * KEEP_BLOCKS {
+            self.blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
+            self.blocks.truncate(KEEP_BLOCKS);
+            self.blocks.sort_by_key(Block::first);
+        }
+    }
+
+    /// Blocks inside the command that failed count double; inside one that passed, a third.
+    fn command_weight(&self, first: usize, last: usize) -> Option<(i32, i32)> {
+        let c = self
+            .commands
+            .iter()
+            .find(|c| (first as u64) > c.first_line && (last as u64) <= c.end_line.max(c.first_line + 1))?;
+        Some(match c.exit_code {
+            Some(0) => (1, 3),
+            _ => (2, 1),
+        })
+    }
+
+    /// Chooses the excerpt: the best block, then others scoring at least half of it, while
+    /// they fit in `max_bytes`.
+    pub fn finish(mut self, max_bytes: usize) -> Excerpt {
+        self.close();
+        let failing_command = self.commands.iter().find(|c| c.exit_code != Some(0)).map(|c| c.command.clone());
+        let total_lines = self.number;
+        let cost = |l: &Line| l.raw.len() + 1;
+        let mut blocks = std::mem::take(&mut self.blocks);
+        blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
+        let best = blocks.first().map_or(0, |b| b.score);
+        let mut chosen: Vec<Line> = Vec::new();
+        let mut bytes = 0;
+        for block in blocks {
+            if block.score * 2 < best {
+                break;
+            }
+            let size: usize = block.lines.iter().map(cost).sum();
+            if bytes + size > max_bytes {
+                if chosen.is_empty() {
+                    // The head of a block bigger than the budget.
+                    for l in block.lines {
+                        if bytes + cost(&l) > max_bytes {
+                            break;
+                        }
+                        bytes += cost(&l);
+                        chosen.push(l);
+                    }
+                }
+                continue;
+            }
+            bytes += size;
+            chosen.extend(block.lines);
+        }
+        let evidence = !chosen.is_empty();
+        if !evidence {
+            // No evidence: how the log ends is the best guess.
+            for l in self.ring.iter().rev().take(3) {
+                if bytes + cost(l) > max_bytes {
+                    break;
+                }
+                bytes += cost(l);
+                chosen.push(l.clone());
+            }
+        }
+        chosen.sort_by_key(|l| l.number);
+        chosen.dedup_by_key(|l| l.number);
+        Excerpt { lines: chosen, bytes, evidence, total_lines, failing_command }
+    }
+}
+
+fn empty() -> Line {
+    Line { number: 0, raw: Vec::new(), cut: false, score: 0, novel: false }
+}
+
+/// The excerpt of a log held in memory.
+pub fn extract(log: &[u8], baseline: &Baseline, commands: &[CommandSpan], max_bytes: usize) -> Excerpt {
+    let mut s = Scanner::new(baseline, commands);
+    // Reading from a slice never fails.
+    let _ = read_lines(log, |line, hit| s.line(line, hit));
+    s.finish(max_bytes)
+}
+
+/// The excerpt of a log read in chunks: memory stays bounded whatever its size.
+pub fn extract_reader(
+    reader: impl Read,
+    baseline: &Baseline,
+    commands: &[CommandSpan],
+    max_bytes: usize,
+) -> io::Result<Excerpt> {
+    let mut s = Scanner::new(baseline, commands);
+    read_lines(reader, |line, hit| s.line(line, hit))?;
+    Ok(s.finish(max_bytes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn lines(log: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        assert!(read_lines(log, |l, _| out.push(l.to_vec())).is_ok());
+        out
+    }
+
     #[test]
     fn shapes_mask_numbers_hashes_and_case() {
         assert_eq!(
-            shape("Took 12.5s at 2021-12-01T13:01:04Z commit 3f2a9c1d"),
-            shape("took 3.25s at 2022-01-05T00:00:00Z commit 99aa00bb")
+            shape(b"Took 12.5s at 2021-12-01T13:01:04Z commit 3f2a9c1d"),
+            shape(b"took 3.25s at 2022-01-05T00:00:00Z commit 99aa00bb")
         );
-        assert_ne!(shape("test a failed"), shape("test b failed"));
+        assert_ne!(shape(b"test a failed"), shape(b"test b failed"));
+        assert_eq!(shape(b"\x1b[31merror\x1b[0m  here"), shape(b"error here"));
     }
 
     #[test]
     fn strips_runner_prefixes() {
-        assert_eq!(strip_prefix("build\tstep\t2021-12-01T13:01:04.3811085Z     java.lang.X"), "     java.lang.X");
-        assert_eq!(strip_prefix("plain line"), "plain line");
+        assert_eq!(body(b"build\tstep\t2021-12-01T13:01:04.3811085Z     java.lang.X"), b"     java.lang.X");
+        assert_eq!(body(b"plain line"), b"plain line");
     }
 
     #[test]
     fn splits_crlf_and_carriage_returns() {
-        let l = lines(b"a\r\nb\rc\nd");
-        assert_eq!(l.iter().map(|l| l.raw).collect::<Vec<_>>(), [&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(lines(b"a\r\nb\rc\nd"), [&b"a"[..], b"b", b"c", b"d"]);
+        assert_eq!(lines(b"a\r\n\r\nb\r\n"), [&b"a"[..], b"", b"b"]);
+    }
+
+    #[test]
+    fn blank_lines_and_bare_level_tags() {
+        assert!(blank(b"  \t"));
+        assert!(blank(b"[ERROR] "));
+        assert!(blank(b"[[1;31mERROR[m] "));
+        assert!(!blank(b"[ERROR] x"));
+        assert!(!blank(b"[unclosed"));
+        assert!(!blank(b"x"));
+    }
+
+    #[test]
+    fn cleans_escapes_with_and_without_esc() {
+        assert_eq!(clean(b"\x1b[1;31mERROR\x1b[m] x"), "ERROR] x");
+        assert_eq!(clean(b"[[1;31mERROR[m] x"), "[ERROR] x");
+        assert_eq!(clean(b"a[1] b"), "a[1] b");
     }
 }

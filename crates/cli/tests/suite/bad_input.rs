@@ -137,7 +137,17 @@ fn triage_answers_every_odd_log() {
     let lines = super::stdout(&out);
     assert!(lines.contains("src/main.rs:3:5: error: expected `;`\n") && !lines.contains('\r'), "{lines:?}");
     let out = super::salve(&["triage", "--log", "empty.log"], dir.path());
-    assert!(super::stdout(&out).contains("No evidence of a failure found"));
+    assert!(super::stdout(&out).contains("no evidence of a failure found (the log is empty)"));
+    // One line longer than a read (the 2 GB case of the benchmark, smaller), then a real error.
+    let mut long = vec![b'x'; 3 << 20];
+    long.extend_from_slice(b" error: in the long line\r\nerror: after it\n");
+    std::fs::write(dir.path().join("long.log"), &long).unwrap();
+    let out = super::salve(&["triage", "--log", "long.log", "--format", "json"], dir.path());
+    let v: serde_json::Value = serde_json::from_str(&super::stdout(&out)).unwrap();
+    let excerpt = v["excerpt"].as_array().unwrap();
+    assert_eq!(excerpt.last().unwrap()["line"], 2, "{v}");
+    assert_eq!(excerpt.last().unwrap()["text"], "error: after it");
+    assert!(excerpt.iter().all(|l| l["text"].as_str().unwrap().len() <= 4096));
     std::fs::write(dir.path().join("junit.xml"), "not xml at all").unwrap();
     let out = super::salve(&["triage", "--log", "crlf.log", "--junit", "junit.xml"], dir.path());
     assert_eq!(out.status.code(), Some(0));

@@ -1,1 +1,2 @@
+mod excerpt;
 mod junit;

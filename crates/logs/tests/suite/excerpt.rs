@@ -1,0 +1,110 @@
+//! Excerpts, classes and fingerprints at the crate's boundary: streamed and in-memory reads
+//! agree on real logs, baselines remove what passing runs print, and the same failure keeps its
+//! fingerprint across reruns.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use salve_logs::classify::Class;
+use salve_logs::excerpt::{Baseline, CommandSpan, extract, extract_reader};
+use salve_logs::report::{Inputs, report};
+
+fn cidiff() -> PathBuf {
+    let dir = std::env::var_os("SALVE_CONFORMANCE")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"), PathBuf::from);
+    let dir = dir.join("logs/cidiff");
+    assert!(dir.is_dir(), "conformance data not found at {}; set SALVE_CONFORMANCE", dir.display());
+    dir
+}
+
+/// A reader that hands out a few bytes at a time, as a pipe might.
+struct Trickle<'a>(&'a [u8], usize);
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn streamed_reads_pick_what_in_memory_reads_pick() {
+    let dir = cidiff();
+    for entry in std::fs::read_dir(dir.join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        let log = std::fs::read(&path).unwrap();
+        let mut baseline = Baseline::default();
+        baseline.add(&std::fs::read(dir.join("baselines").join(path.file_name().unwrap())).unwrap());
+        let whole = extract(&log, &baseline, &[], 4096);
+        let trickled = extract_reader(Trickle(&log, 997), &baseline, &[], 4096).unwrap();
+        let numbers = |e: &salve_logs::excerpt::Excerpt| e.lines.iter().map(|l| l.number).collect::<Vec<_>>();
+        assert_eq!(numbers(&whole), numbers(&trickled), "{}", path.display());
+        assert!(whole.bytes <= 4096 && whole.evidence, "{}", path.display());
+        assert_eq!(whole.total_lines, trickled.total_lines);
+        assert!(whole.total_lines >= log.split(|b| *b == b'\n').count() - 1);
+    }
+}
+
+#[test]
+fn lines_a_passing_run_printed_are_not_evidence() {
+    let failed = b"compiling\nwarning: error-prone API used\nerror[E0308]: mismatched types\n --> src/lib.rs:4:5\n  |\n4 |     1u8\n  |     ^^^ expected `u32`, found `u8`\nerror: could not compile `demo`\n";
+    let passed = b"compiling\nwarning: error-prone API used\nFinished in 3.2s\n";
+    let mut baseline = Baseline::default();
+    baseline.add(passed);
+    let ex = extract(failed, &baseline, &[], 4096);
+    let texts: Vec<String> = ex.lines.iter().map(|l| l.text()).collect();
+    assert!(texts.iter().any(|t| t.starts_with("error[E0308]")), "{texts:?}");
+    assert!(texts.iter().any(|t| t.contains("expected `u32`")), "the diagnostic's body comes along: {texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("error-prone")), "{texts:?}");
+    let r = report(failed, &Inputs { baseline: Some(&baseline), ..Inputs::default() }, 4096);
+    assert_eq!(r.class, Class::CompileError);
+}
+
+#[test]
+fn the_failing_command_outweighs_noise_in_passing_ones() {
+    let log = b"npm warn deprecated: Error: old API\nlint ok\n\nFAIL src/app.test.js\n  \xe2\x97\x8f adds \xe2\x80\xba numbers\n    expect(received).toBe(expected)\n";
+    let commands = [
+        CommandSpan { command: "npm ci".into(), first_line: 0, end_line: 2, exit_code: Some(0) },
+        CommandSpan { command: "npm test".into(), first_line: 2, end_line: 6, exit_code: Some(1) },
+    ];
+    let ex = extract(log, &Baseline::default(), &commands, 4096);
+    assert_eq!(ex.failing_command.as_deref(), Some("npm test"));
+    assert_eq!(ex.lines.first().map(|l| l.number), Some(4), "{:?}", ex.lines);
+}
+
+#[test]
+fn classes_of_common_failures() {
+    let cases: &[(&[u8], Class)] = &[
+        (b"running 3 tests\ntest parse ... FAILED\nthread 'parse' panicked at src/lib.rs:9:5:\nassertion `left == right` failed\n", Class::TestFailure),
+        (b"src/app.ts(3,7): error TS2322: Type 'string' is not assignable to type 'number'.\n", Class::CompileError),
+        (b"Diff in /src/main.rs at line 3:\n-fn main(){}\n+fn main() {}\nerror: rustfmt failed\n", Class::LintFormat),
+        (b"npm ERR! code ERESOLVE\nnpm ERR! ERESOLVE unable to resolve dependency tree\n", Class::Dependency),
+        (b"fatal: unable to access 'https://example.invalid/r.git/': Could not resolve host: example.invalid\n", Class::NetworkInfrastructure),
+        (b"FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n", Class::OutOfMemory),
+        (b"E   Failed: Timeout >10.0s\nERROR tests/test_x.py::test_slow - Failed: timed out\n", Class::Timeout),
+        (b"all good\n", Class::Unknown),
+    ];
+    for (log, class) in cases {
+        let r = report(log, &Inputs::default(), 4096);
+        assert_eq!(r.class, *class, "{}: {:?}", String::from_utf8_lossy(log), r.excerpt);
+    }
+    let hinted = report(b"sleeping\n", &Inputs { hint: Some("timeout"), ..Inputs::default() }, 4096);
+    assert_eq!(hinted.class, Class::Timeout);
+}
+
+#[test]
+fn fingerprints_survive_reruns_and_tell_failures_apart() {
+    let run = |stamp: &str, tmp: &str, test: &str| {
+        let log = format!(
+            "{stamp} collecting\n{stamp} FAILED tests/test_io.py::{test} - AssertionError: /tmp/{tmp}/out.txt differs\n{stamp} E   assert 3 == 4\n"
+        );
+        report(log.as_bytes(), &Inputs::default(), 4096).fingerprint
+    };
+    let a = run("2026-11-24T10:00:01.123Z", "pytest-of-ci/pytest-12a8Xq", "test_write");
+    let b = run("2026-11-25T18:30:59.999Z", "pytest-of-ci/pytest-77zz9Q", "test_write");
+    let c = run("2026-11-24T10:00:01.123Z", "pytest-of-ci/pytest-12a8Xq", "test_read");
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    assert_eq!(a.len(), 16);
+}
