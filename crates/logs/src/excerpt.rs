@@ -17,6 +17,7 @@ use std::io::{self, Read};
 use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
+use aho_corasick::packed;
 
 /// Bytes of one line kept for the excerpt; a longer line is cut there.
 pub const LINE_CAP: usize = 4096;
@@ -31,51 +32,80 @@ const KEEP_BLOCKS: usize = 32;
 /// Distinct evidence shapes remembered to fold repeats.
 const MAX_SEEN: usize = 1 << 16;
 
-/// Words that make a line worth scoring. Lower case; matched ASCII-case-insensitively.
+/// Words that make a line worth scoring, in the cases logs write them. Case-sensitive variants
+/// (at most 64) let the SIMD "Teddy" searcher scan a chunk at memory speed; a case-insensitive
+/// automaton cannot use it.
 const KEYWORDS: &[&str] = &[
     "error",
+    "Error",
+    "ERROR",
     "fail",
+    "Fail",
+    "FAIL",
     "fatal",
+    "Fatal",
+    "FATAL",
     "panic",
-    "traceback",
+    "Panic",
+    "PANIC",
     "exception",
+    "Exception",
+    "EXCEPTION",
     "assert",
-    "cannot",
-    "can't",
-    "could not",
-    "couldn't",
-    "unable to",
-    "undefined",
-    "not found",
-    "no such",
+    "Assert",
+    "ASSERT",
+    "traceback",
+    "Traceback",
     "denied",
+    "Denied",
+    "DENIED",
     "killed",
-    "out of memory",
-    "timed out",
+    "Killed",
+    "KILLED",
     "timeout",
-    "expected",
-    "segmentation",
+    "Timeout",
+    "TIMEOUT",
     "abort",
+    "Abort",
+    "ABORT",
+    "cannot",
+    "Cannot",
+    "CANNOT",
+    "unable",
+    "Unable",
+    "UNABLE",
+    "expected",
+    "Expected",
+    "EXPECTED",
+    "segmentation",
+    "Segmentation",
+    "SEGMENTATION",
+    "could not",
+    "Could not",
+    "not found",
+    "Not found",
+    "no such",
+    "No such",
     "exit code",
-    "exit status",
+    "Exit code",
+    "timed out",
+    "Timed out",
+    "ERR!",
+    "can't",
+    "Can't",
     "exited with",
+    "Exited with",
     "non-zero",
-    "refused",
-    "no space left",
-    "npm err",
-    "unresolved",
-    "mismatch",
-    "invalid",
-    "✕",
-    "✗",
-    "✘",
-    "●",
+    "\u{2715}",
+    "\u{2717}",
+    "\u{2718}",
+    "\u{25cf}",
 ];
 
-/// The keyword automaton; `None` if it cannot be built, and then every line is scored.
-fn keywords() -> Option<&'static AhoCorasick> {
-    static AC: OnceLock<Option<AhoCorasick>> = OnceLock::new();
-    AC.get_or_init(|| AhoCorasick::builder().ascii_case_insensitive(true).build(KEYWORDS).ok()).as_ref()
+/// The keyword searcher; `None` if it cannot be built, and then every line is scored.
+fn keywords() -> Option<&'static packed::Searcher> {
+    static AC: OnceLock<Option<packed::Searcher>> = OnceLock::new();
+    AC.get_or_init(|| packed::Searcher::new(KEYWORDS)).as_ref()
 }
 
 /// One line of the excerpt.
@@ -152,7 +182,13 @@ fn body(raw: &[u8]) -> &[u8] {
         .iter()
         .take_while(|c| c.is_ascii_digit() || matches!(c, b'-' | b':' | b'T' | b'.' | b'Z' | b'+'))
         .count();
-    if ts >= 19 && trimmed.get(4) == Some(&b'-') { &trimmed[ts..] } else { rest }
+    // The one space after the timestamp separates it; more is the line's own indentation.
+    if ts >= 19 && trimmed.get(4) == Some(&b'-') {
+        let after = &trimmed[ts..];
+        after.strip_prefix(b" ").unwrap_or(after)
+    } else {
+        rest
+    }
 }
 
 /// FNV-1a, byte at a time: small, fast and stable across runs and versions.
@@ -187,12 +223,15 @@ pub fn shape(body: &[u8]) -> u64 {
             i += 1;
             continue;
         }
-        if let Some(n) = escape_len(body, i) {
+        if (c == 0x1b || c == b'[')
+            && let Some(n) = escape_len(body, i)
+        {
             i += n;
             continue;
         }
         // A hex word of 7+ characters with a digit: a hash.
-        let word = body[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+        let word_start = c.is_ascii_hexdigit() && (i == 0 || !body[i - 1].is_ascii_alphanumeric());
+        let word = if word_start { body[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count() } else { 0 };
         if word >= 7
             && body.get(i + word).is_none_or(|c| !c.is_ascii_alphanumeric())
             && body[i..i + word].iter().any(u8::is_ascii_digit)
@@ -360,62 +399,84 @@ const EPILOGUE: &[&str] = &[
     "script returned exit code",
 ];
 
-/// A generic line a build tool prints after any failure (`lower` is its cleaned, lower-cased
-/// body).
-fn epilogue(lower: &str) -> bool {
-    EPILOGUE.iter().any(|e| lower.contains(e))
+/// Phrases that are failure evidence (+3 each), lower case.
+const STRONG: &[&str] = &[
+    "error:",
+    "error[",
+    "[error]",
+    "error ",
+    "fatal:",
+    "fatal error",
+    "failed",
+    "failure",
+    "fail ",
+    "fail:",
+    "panicked at",
+    "traceback (most recent call last)",
+    "exception",
+    "assertionerror",
+    "assertion failed",
+    "cannot find symbol",
+    "undefined reference",
+    "no such file or directory",
+    "command not found",
+    "npm err!",
+    "build failure",
+    "segmentation fault",
+    "killed",
+    "out of memory",
+    "no space left on device",
+    "timed out",
+    "expected",
+    "unexpected",
+    "not found",
+    "denied",
+    "could not",
+    "unable to",
+    "cannot ",
+    "✕",
+    "✗",
+    "✘",
+    "●",
+];
+
+/// Phrases of lines that only look like failures (-3 each): info, warnings, zero counts.
+const NOISE: &[&str] = &[
+    "[info]",
+    "downloading",
+    "downloaded",
+    " 0 failed",
+    "failures: 0",
+    "errors: 0",
+    "0 errors",
+    "build success",
+    "warning",
+    "[warn",
+    "debug",
+];
+
+/// One automaton for [`STRONG`], [`NOISE`] and [`EPILOGUE`], in that order, over the
+/// lower-cased line: one pass instead of a search per phrase.
+fn phrases() -> Option<&'static AhoCorasick> {
+    static AC: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    AC.get_or_init(|| AhoCorasick::new(STRONG.iter().chain(NOISE).chain(EPILOGUE)).ok()).as_ref()
 }
 
 /// How strongly one line says "this is why it failed" (`lower` is its cleaned, lower-cased
-/// body).
-fn evidence(lower: &str) -> i32 {
+/// body), and whether it is a generic epilogue (no evidence whatever it says).
+fn evidence(lower: &str) -> (i32, bool) {
     let t = lower.trim();
-    if t.is_empty() || epilogue(t) {
-        return 0;
-    }
+    let Some(ac) = phrases() else { return (0, false) };
+    let mut seen = 0u128;
     let mut score = 0;
-    const STRONG: &[&str] = &[
-        "error:",
-        "error[",
-        "[error]",
-        "error ",
-        "fatal:",
-        "fatal error",
-        "failed",
-        "failure",
-        "fail ",
-        "fail:",
-        "panicked at",
-        "traceback (most recent call last)",
-        "exception",
-        "assertionerror",
-        "assertion failed",
-        "cannot find symbol",
-        "undefined reference",
-        "no such file or directory",
-        "command not found",
-        "npm err!",
-        "build failure",
-        "segmentation fault",
-        "killed",
-        "out of memory",
-        "no space left on device",
-        "timed out",
-        "expected",
-        "unexpected",
-        "not found",
-        "denied",
-        "could not",
-        "unable to",
-        "cannot ",
-        "✕",
-        "✗",
-        "✘",
-        "●",
-    ];
-    for k in STRONG {
-        if t.contains(k) {
-            score += 3;
+    for m in ac.find_overlapping_iter(t) {
+        let k = m.pattern().as_usize();
+        if k >= STRONG.len() + NOISE.len() {
+            return (0, true);
+        }
+        if k < 128 && seen & (1 << k) == 0 {
+            seen |= 1 << k;
+            score += if k < STRONG.len() { 3 } else { -3 };
         }
     }
     if t.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '$' || c == '_'))
@@ -432,25 +493,7 @@ fn evidence(lower: &str) -> i32 {
     if t.contains("exit code") || t.contains("exited with") || t.contains("returned non-zero") {
         score += 2;
     }
-    const NOISE: &[&str] = &[
-        "[info]",
-        "downloading",
-        "downloaded",
-        " 0 failed",
-        "failures: 0",
-        "errors: 0",
-        "0 errors",
-        "build success",
-        "warning",
-        "[warn",
-        "debug",
-    ];
-    for k in NOISE {
-        if t.contains(k) {
-            score -= 3;
-        }
-    }
-    score.max(0)
+    (score.max(0), false)
 }
 
 /// `file.ext:12`, `file.ext:[12,5]`, `file.ext(12)`, `line 12`.
@@ -510,6 +553,13 @@ fn continues(body: &[u8]) -> bool {
         || t.starts_with(b"^")
         || t.starts_with(b"E ")
         || t.starts_with(b"> ")
+        || gutter(t)
+}
+
+/// A source line quoted in a diagnostic: `42 |     count`.
+fn gutter(t: &[u8]) -> bool {
+    let digits = t.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0 && t[digits..].starts_with(b" |")
 }
 
 /// One command of a Salve job log: its lines (0-based, end exclusive) and how it ended.
@@ -581,17 +631,20 @@ impl<'a> Scanner<'a> {
     fn line(&mut self, raw: &[u8], hit: bool) {
         self.number += 1;
         let with_baseline = !self.baseline.is_empty();
+        if !hit && !with_baseline && self.open.is_none() {
+            // The common case: a line with no keyword, no block to extend, nothing to compare.
+            self.remember(raw, 0, false);
+            return;
+        }
         let b = body(raw);
-        let blank = blank(b);
+        let empty_line = blank(b);
         // Shapes cost a pass over the line: only with baselines, or for evidence lines.
         let shape_of = if with_baseline || hit { Some(shape(b)) } else { None };
-        let novel = with_baseline && !blank && shape_of.is_some_and(|s| !self.baseline.contains(s));
+        let novel = with_baseline && !empty_line && shape_of.is_some_and(|s| !self.baseline.contains(s));
         let mut score = 0;
         let mut boiler = false;
         if hit {
-            let lower = clean(b).to_lowercase();
-            boiler = epilogue(&lower);
-            score = evidence(&lower);
+            (score, boiler) = evidence(&clean(b).to_lowercase());
             if with_baseline && score > 0 {
                 score = if novel { score + 2 } else { score / 4 };
             }
@@ -614,7 +667,7 @@ impl<'a> Scanner<'a> {
             score = 1;
         }
         let anchor = score >= self.threshold;
-        let extends = !blank && !boiler && (anchor || continues(b) || (novel && score > 0));
+        let extends = !empty_line && !boiler && (anchor || continues(b) || (novel && score > 0));
         let cut = raw.len() > LINE_CAP;
         let keep = &raw[..raw.len().min(LINE_CAP)];
         match &mut self.open {
@@ -630,6 +683,7 @@ impl<'a> Scanner<'a> {
                     if let Some(prev) = self.ring.back()
                         && prev.number + 1 == self.number
                         && prev.score > 0
+                        && !blank(body(&prev.raw))
                         && self.blocks.last().is_none_or(|b| b.last() < prev.number)
                     {
                         block.score += prev.score;
@@ -641,17 +695,19 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        // The ring reuses its buffers: one copy per line, no allocation.
+        self.remember(raw, score, novel);
+    }
+
+    /// Keeps the line in the ring of recent lines, reusing its buffers: one copy, no allocation.
+    fn remember(&mut self, raw: &[u8], score: i32, novel: bool) {
         let mut slot = if self.ring.len() == RING { self.ring.pop_front().unwrap_or_else(empty) } else { empty() };
         slot.raw.clear();
-        slot.raw.extend_from_slice(keep);
+        slot.raw.extend_from_slice(&raw[..raw.len().min(LINE_CAP)]);
         slot.number = self.number;
-        slot.cut = cut;
+        slot.cut = raw.len() > LINE_CAP;
         slot.score = score;
         slot.novel = novel;
-        if !blank {
-            self.ring.push_back(slot);
-        }
+        self.ring.push_back(slot);
     }
 
     fn close(&mut self) {
@@ -715,7 +771,7 @@ impl<'a> Scanner<'a> {
         let evidence = !chosen.is_empty();
         if !evidence {
             // No evidence: how the log ends is the best guess.
-            for l in self.ring.iter().rev().take(3) {
+            for l in self.ring.iter().rev().filter(|l| !blank(body(&l.raw))).take(3) {
                 if bytes + cost(l) > max_bytes {
                     break;
                 }
@@ -775,7 +831,8 @@ mod tests {
 
     #[test]
     fn strips_runner_prefixes() {
-        assert_eq!(body(b"build\tstep\t2021-12-01T13:01:04.3811085Z     java.lang.X"), b"     java.lang.X");
+        assert_eq!(body(b"build\tstep\t2021-12-01T13:01:04.3811085Z     java.lang.X"), b"    java.lang.X");
+        assert_eq!(body(b"2021-12-01T13:01:04Z error: x"), b"error: x");
         assert_eq!(body(b"plain line"), b"plain line");
     }
 
