@@ -32,9 +32,9 @@ const KEEP_BLOCKS: usize = 32;
 /// Distinct evidence shapes remembered to fold repeats.
 const MAX_SEEN: usize = 1 << 16;
 
-/// Words that make a line worth scoring, in the cases logs write them. Case-sensitive variants
-/// (at most 64) let the SIMD "Teddy" searcher scan a chunk at memory speed; a case-insensitive
-/// automaton cannot use it.
+/// Words that make a line worth scoring, in the cases logs write them. Case-sensitive stems (at
+/// most 32) let the SIMD "Teddy" searcher scan a chunk at memory speed; a case-insensitive
+/// automaton cannot use it. A stem without its first letter covers both cases (`xception`).
 const KEYWORDS: &[&str] = &[
     "error",
     "Error",
@@ -47,59 +47,27 @@ const KEYWORDS: &[&str] = &[
     "FATAL",
     "panic",
     "Panic",
-    "PANIC",
-    "exception",
-    "Exception",
-    "EXCEPTION",
+    "xception",
     "assert",
     "Assert",
-    "ASSERT",
-    "traceback",
-    "Traceback",
+    "raceback",
     "denied",
-    "Denied",
-    "DENIED",
     "killed",
     "Killed",
-    "KILLED",
-    "timeout",
-    "Timeout",
-    "TIMEOUT",
+    "imeout",
+    "imed out",
     "abort",
     "Abort",
-    "ABORT",
     "cannot",
     "Cannot",
-    "CANNOT",
-    "unable",
-    "Unable",
-    "UNABLE",
-    "expected",
-    "Expected",
-    "EXPECTED",
-    "segmentation",
-    "Segmentation",
-    "SEGMENTATION",
-    "could not",
-    "Could not",
-    "not found",
-    "Not found",
-    "no such",
-    "No such",
-    "exit code",
-    "Exit code",
-    "timed out",
-    "Timed out",
+    "nable to",
+    "xpected",
+    "egmentation",
+    "ould not",
+    "ot found",
+    "o such",
+    "xit code",
     "ERR!",
-    "can't",
-    "Can't",
-    "exited with",
-    "Exited with",
-    "non-zero",
-    "\u{2715}",
-    "\u{2717}",
-    "\u{2718}",
-    "\u{25cf}",
 ];
 
 /// The keyword searcher; `None` if it cannot be built, and then every line is scored.
@@ -149,6 +117,24 @@ pub fn clean(raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// [`clean`], with ASCII letters lower-cased: what the scorer reads.
+fn lower_clean(raw: &[u8]) -> String {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if (c == 0x1b || c == b'[')
+            && let Some(n) = escape_len(raw, i)
+        {
+            i += n;
+            continue;
+        }
+        out.push(c.to_ascii_lowercase());
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// The length of an escape sequence starting at `i`: ESC `[` … letter, ESC and one byte, or a
 /// bare `[` digits/`;` `m` (an SGR code that lost its ESC).
 fn escape_len(b: &[u8], i: usize) -> Option<usize> {
@@ -191,76 +177,180 @@ fn body(raw: &[u8]) -> &[u8] {
     }
 }
 
-/// FNV-1a, byte at a time: small, fast and stable across runs and versions.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
+/// A word-at-a-time hash of the bytes pushed: eight bytes per multiply, stable across runs and
+/// versions (fingerprints are made of it).
+struct WordHash {
+    h: u64,
+    word: u64,
+}
 
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
+impl WordHash {
+    fn new() -> WordHash {
+        WordHash { h: 0x243f_6a88_85a3_08d3, word: 0 }
     }
 
-    fn byte(&mut self, b: u8) {
-        self.0 ^= u64::from(b);
-        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    #[inline]
+    fn mix(&mut self) {
+        self.h = (self.h.rotate_left(23) ^ self.word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.word = 0;
+    }
+
+    fn finish(mut self, len: usize) -> u64 {
+        self.word ^= (len as u64) << 56;
+        self.mix();
+        // A final avalanche so nearby inputs spread over all bits.
+        let mut h = self.h;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
     }
 }
+
+/// Shapes are hashes already: the set uses them as they are.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ShapeSet = HashSet<u64, std::hash::BuildHasherDefault<Prehashed>>;
 
 /// The hash of a line's shape: ANSI stripped, letters lowercased, every run of digits (and
 /// every hex word of 7+ characters with a digit, like a commit) one `#`, runs of whitespace one
 /// space. Equal shapes across runs of the same job mean "the same line".
 pub fn shape(body: &[u8]) -> u64 {
-    let mut h = Fnv::new();
+    let mut out = Normalised::new();
     let mut i = 0;
     let mut last = b' ';
     while i < body.len() {
         let c = body[i];
-        if c == b' ' || c == b'\t' {
-            if last != b' ' {
-                h.byte(b' ');
-                last = b' ';
+        match BYTE_CLASS[c as usize] {
+            PLAIN => {
+                last = c.to_ascii_lowercase();
+                out.push(last);
+                i += 1;
             }
-            i += 1;
-            continue;
-        }
-        if (c == 0x1b || c == b'[')
-            && let Some(n) = escape_len(body, i)
-        {
-            i += n;
-            continue;
-        }
-        // A hex word of 7+ characters with a digit: a hash.
-        let word_start = c.is_ascii_hexdigit() && (i == 0 || !body[i - 1].is_ascii_alphanumeric());
-        let word = if word_start { body[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count() } else { 0 };
-        if word >= 7
-            && body.get(i + word).is_none_or(|c| !c.is_ascii_alphanumeric())
-            && body[i..i + word].iter().any(u8::is_ascii_digit)
-        {
-            if last != b'#' {
-                h.byte(b'#');
-                last = b'#';
+            SPACE => {
+                if last != b' ' {
+                    out.push(b' ');
+                    last = b' ';
+                }
+                i += 1;
             }
-            i += word;
-            continue;
-        }
-        if c.is_ascii_digit() {
-            if last != b'#' {
-                h.byte(b'#');
-                last = b'#';
+            ESCAPE if let Some(n) = escape_len(body, i) => i += n,
+            _ => {
+                // A digit or a hex letter (or a `[` that starts no escape).
+                let word_start = i == 0 || !body[i - 1].is_ascii_alphanumeric();
+                let word = if word_start { body[i..].iter().take_while(|c| c.is_ascii_hexdigit()).count() } else { 0 };
+                if word >= 7
+                    && body.get(i + word).is_none_or(|c| !c.is_ascii_alphanumeric())
+                    && body[i..i + word].iter().any(u8::is_ascii_digit)
+                {
+                    // A hash.
+                    if last != b'#' {
+                        out.push(b'#');
+                        last = b'#';
+                    }
+                    i += word;
+                } else if c.is_ascii_digit() {
+                    if last != b'#' {
+                        out.push(b'#');
+                        last = b'#';
+                    }
+                    i += 1;
+                } else {
+                    last = c.to_ascii_lowercase();
+                    out.push(last);
+                    i += 1;
+                }
             }
-        } else {
-            last = c.to_ascii_lowercase();
-            h.byte(last);
         }
-        i += 1;
     }
-    h.0
+    out.finish()
+}
+
+const PLAIN: u8 = 0;
+const SPACE: u8 = 1;
+const ESCAPE: u8 = 2;
+const HEXISH: u8 = 3;
+
+/// What [`shape`] does with each byte.
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c == b' ' || c == b'\t' {
+            SPACE
+        } else if c == 0x1b || c == b'[' {
+            ESCAPE
+        } else if c.is_ascii_hexdigit() {
+            HEXISH
+        } else {
+            PLAIN
+        };
+        b += 1;
+    }
+    t
+};
+
+/// The normalised bytes of a line, hashed a block at a time.
+struct Normalised {
+    buf: [u8; 64],
+    n: usize,
+    len: usize,
+    h: WordHash,
+}
+
+impl Normalised {
+    fn new() -> Normalised {
+        Normalised { buf: [0; 64], n: 0, len: 0, h: WordHash::new() }
+    }
+
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.buf[self.n] = b;
+        self.n += 1;
+        if self.n == self.buf.len() {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        for chunk in self.buf[..self.n].chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.h.word = u64::from_le_bytes(w);
+            self.h.mix();
+        }
+        self.len += self.n;
+        self.n = 0;
+    }
+
+    fn finish(mut self) -> u64 {
+        self.flush();
+        self.h.finish(self.len)
+    }
 }
 
 /// The shapes of the lines of passing runs of the same job.
 #[derive(Default)]
 pub struct Baseline {
-    shapes: HashSet<u64>,
+    shapes: ShapeSet,
 }
 
 impl Baseline {
@@ -272,9 +362,7 @@ impl Baseline {
 
     /// Reads a baseline log in chunks; memory grows with its distinct lines only.
     pub fn add_reader(&mut self, reader: impl Read) -> io::Result<()> {
-        read_lines(reader, |line, _| {
-            self.shapes.insert(shape(body(line)));
-        })
+        read_lines(reader, self)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -288,6 +376,24 @@ impl Baseline {
 
     fn contains(&self, shape: u64) -> bool {
         self.shapes.contains(&shape)
+    }
+}
+
+impl Sink for Baseline {
+    fn wants_every_line(&self) -> bool {
+        true
+    }
+
+    fn wants_keywords(&self) -> bool {
+        false
+    }
+
+    fn line(&mut self, raw: &[u8], _: bool) {
+        self.shapes.insert(shape(body(raw)));
+    }
+
+    fn skipped(&mut self, gap: &[u8]) {
+        for_each_line(gap, |l| self.line(l, false));
     }
 }
 
@@ -306,20 +412,46 @@ fn for_each_line(log: &[u8], mut f: impl FnMut(&[u8])) {
     }
 }
 
-/// Reads `reader` in chunks and calls `f(line, keyword_hit)` for every line; a line longer than
-/// a chunk is passed once, cut to its first chunk.
-fn read_lines(mut reader: impl Read, mut f: impl FnMut(&[u8], bool)) -> io::Result<()> {
+/// What [`read_lines`] feeds.
+trait Sink {
+    /// Whether lines with no keyword matter now (with baselines, or inside a block); when not,
+    /// runs of them are passed over in bulk.
+    fn wants_every_line(&self) -> bool;
+    /// Whether to look for keywords at all.
+    fn wants_keywords(&self) -> bool {
+        true
+    }
+    fn line(&mut self, raw: &[u8], hit: bool);
+    /// `gap` holds whole lines with no keyword, passed over.
+    fn skipped(&mut self, gap: &[u8]);
+    /// `region`'s lines were all fed or passed over.
+    fn chunk_end(&mut self, _region: &[u8]) {}
+}
+
+/// Lines in `gap` (which ends with a line break): `\n`, `\r\n` and a bare `\r` count one each.
+fn count_lines(gap: &[u8]) -> usize {
+    // A plain byte count vectorises; carriage returns are rare enough for the slow path.
+    if memchr::memchr(b'\r', gap).is_none() {
+        return gap.iter().filter(|&&c| c == b'\n').count();
+    }
+    memchr::memchr2_iter(b'\n', b'\r', gap).filter(|&i| !(gap[i] == b'\r' && gap.get(i + 1) == Some(&b'\n'))).count()
+}
+
+/// Reads `reader` in chunks and feeds its lines to `sink`; a line longer than a chunk is passed
+/// once, cut to its first chunk.
+fn read_lines(mut reader: impl Read, sink: &mut impl Sink) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     let mut filled = 0;
     // Inside an overlong line whose head was passed already: skip to its end.
     let mut skipping = false;
-    let ac = keywords();
+    let ac = if sink.wants_keywords() { keywords() } else { None };
+    let any = |bytes: &[u8]| ac.is_none_or(|ac| ac.find(bytes).is_some());
     loop {
         let n = match reader.read(&mut buf[filled..]) {
             Ok(0) => {
                 if filled > 0 && !skipping {
                     let line = &buf[..filled];
-                    f(line.strip_suffix(b"\r").unwrap_or(line), ac.is_none_or(|ac| ac.find(line).is_some()));
+                    sink.line(line.strip_suffix(b"\r").unwrap_or(line), any(line));
                 }
                 return Ok(());
             }
@@ -335,38 +467,63 @@ fn read_lines(mut reader: impl Read, mut f: impl FnMut(&[u8], bool)) -> io::Resu
         let Some(last) = boundary else {
             if filled == buf.len() {
                 if !skipping {
-                    f(&buf[..filled], ac.is_none_or(|ac| ac.find(&buf[..filled]).is_some()));
+                    sink.line(&buf[..filled], any(&buf[..filled]));
                 }
                 skipping = true;
                 filled = 0;
             }
             continue;
         };
-        let whole = &buf[..=last];
-        let mut start = 0;
+        let mut region = &buf[..=last];
         if skipping {
-            start = memchr::memchr2(b'\n', b'\r', whole).map_or(whole.len(), |i| {
-                if whole[i] == b'\r' && whole.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 }
+            let start = memchr::memchr2(b'\n', b'\r', region).map_or(region.len(), |i| {
+                if region[i] == b'\r' && region.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 }
             });
+            region = &region[start..];
             skipping = false;
         }
-        let mut hits =
-            ac.into_iter().flat_map(|ac| ac.find_iter(&whole[start..])).map(|m| start + m.start()).peekable();
-        for_each_line(&whole[start..], |line| {
-            let offset = line.as_ptr() as usize - whole.as_ptr() as usize;
-            let end = offset + line.len();
-            let mut hit = ac.is_none();
-            while let Some(&h) = hits.peek() {
-                if h >= end {
-                    break;
-                }
-                hit |= h >= offset;
-                hits.next();
-            }
-            f(line, hit);
-        });
+        feed(region, ac, sink);
+        sink.chunk_end(region);
         buf.copy_within(last + 1..filled, 0);
         filled -= last + 1;
+    }
+}
+
+/// Feeds the whole lines of `region` to `sink`, passing over runs without keywords when it
+/// allows.
+fn feed(region: &[u8], ac: Option<&packed::Searcher>, sink: &mut impl Sink) {
+    // A keyword inside an identifier (`error_handler.c`, `on_failure`) is not one.
+    let word = |m: &aho_corasick::Match| {
+        m.start().checked_sub(1).is_none_or(|i| region[i] != b'_') && region.get(m.end()).is_none_or(|c| *c != b'_')
+    };
+    let mut hits = ac.into_iter().flat_map(|ac| ac.find_iter(region)).filter(word).map(|m| m.start()).peekable();
+    let mut pos = 0;
+    while pos < region.len() {
+        while hits.peek().is_some_and(|&h| h < pos) {
+            hits.next();
+        }
+        if ac.is_some() && !sink.wants_every_line() {
+            // Jump to the start of the line holding the next keyword.
+            let target = hits.peek().copied().unwrap_or(region.len());
+            let start = memchr::memrchr2(b'\n', b'\r', &region[pos..target]).map_or(pos, |i| pos + i + 1);
+            if start > pos {
+                sink.skipped(&region[pos..start]);
+                pos = start;
+            }
+            if pos >= region.len() {
+                break;
+            }
+        }
+        let (end, next) = match memchr::memchr2(b'\n', b'\r', &region[pos..]) {
+            Some(i) => {
+                let end = pos + i;
+                (end, if region[end] == b'\r' && region.get(end + 1) == Some(&b'\n') { end + 2 } else { end + 1 })
+            }
+            None => (region.len(), region.len()),
+        };
+        let hit = ac.is_none() || hits.peek().is_some_and(|&h| h < end);
+        sink.line(&region[pos..end], hit);
+        pos = next;
     }
 }
 
@@ -608,9 +765,11 @@ pub struct Scanner<'a> {
     commands: &'a [CommandSpan],
     number: usize,
     ring: VecDeque<Line>,
+    /// The last lines of the last chunk read.
+    tail: Vec<Line>,
     open: Option<Block>,
     blocks: Vec<Block>,
-    seen: HashMap<u64, u32>,
+    seen: HashMap<u64, u32, std::hash::BuildHasherDefault<Prehashed>>,
     threshold: i32,
 }
 
@@ -621,9 +780,10 @@ impl<'a> Scanner<'a> {
             commands,
             number: 0,
             ring: VecDeque::with_capacity(RING + 1),
+            tail: Vec::new(),
             open: None,
             blocks: Vec::new(),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             threshold: if baseline.is_empty() { 3 } else { 4 },
         }
     }
@@ -631,26 +791,21 @@ impl<'a> Scanner<'a> {
     fn line(&mut self, raw: &[u8], hit: bool) {
         self.number += 1;
         let with_baseline = !self.baseline.is_empty();
-        if !hit && !with_baseline && self.open.is_none() {
-            // The common case: a line with no keyword, no block to extend, nothing to compare.
-            self.remember(raw, 0, false);
-            return;
-        }
         let b = body(raw);
         let empty_line = blank(b);
         // Shapes cost a pass over the line: only with baselines, or for evidence lines.
-        let shape_of = if with_baseline || hit { Some(shape(b)) } else { None };
+        // Novelty matters for evidence and for lines that may extend a block, not elsewhere.
+        let shape_of = if with_baseline && (hit || self.open.is_some()) { Some(shape(b)) } else { None };
         let novel = with_baseline && !empty_line && shape_of.is_some_and(|s| !self.baseline.contains(s));
         let mut score = 0;
         let mut boiler = false;
         if hit {
-            (score, boiler) = evidence(&clean(b).to_lowercase());
+            (score, boiler) = evidence(&lower_clean(b));
             if with_baseline && score > 0 {
                 score = if novel { score + 2 } else { score / 4 };
             }
-            if score > 0
-                && let Some(s) = shape_of
-            {
+            if score > 0 {
+                let s = shape_of.unwrap_or_else(|| shape(b));
                 let n = self.seen.len();
                 match self.seen.get_mut(&s) {
                     Some(count) => {
@@ -696,6 +851,30 @@ impl<'a> Scanner<'a> {
             }
         }
         self.remember(raw, score, novel);
+    }
+
+    /// The last lines of a chunk: how the log ends, should it show no evidence.
+    fn chunk_end(&mut self, region: &[u8]) {
+        let mut lines: Vec<&[u8]> = Vec::with_capacity(RING);
+        let mut end = region.len();
+        while lines.len() < RING && end > 0 {
+            // `end` is just past a line break; the line is before it.
+            let mut stop = end - 1;
+            if region[stop] == b'\n' && stop > 0 && region[stop - 1] == b'\r' {
+                stop -= 1;
+            }
+            let start = memchr::memrchr2(b'\n', b'\r', &region[..stop]).map_or(0, |i| i + 1);
+            lines.push(&region[start..stop]);
+            end = start;
+        }
+        self.tail.clear();
+        for (k, l) in lines.iter().enumerate().rev() {
+            let mut line = empty();
+            line.number = self.number - k;
+            line.raw.extend_from_slice(&l[..l.len().min(LINE_CAP)]);
+            line.cut = l.len() > LINE_CAP;
+            self.tail.push(line);
+        }
     }
 
     /// Keeps the line in the ring of recent lines, reusing its buffers: one copy, no allocation.
@@ -771,7 +950,10 @@ impl<'a> Scanner<'a> {
         let evidence = !chosen.is_empty();
         if !evidence {
             // No evidence: how the log ends is the best guess.
-            for l in self.ring.iter().rev().filter(|l| !blank(body(&l.raw))).take(3) {
+            let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).collect();
+            recent.sort_by_key(|l| l.number);
+            recent.dedup_by_key(|l| l.number);
+            for l in recent.into_iter().rev().filter(|l| !blank(body(&l.raw))).take(3) {
                 if bytes + cost(l) > max_bytes {
                     break;
                 }
@@ -785,6 +967,24 @@ impl<'a> Scanner<'a> {
     }
 }
 
+impl Sink for Scanner<'_> {
+    fn wants_every_line(&self) -> bool {
+        self.open.is_some()
+    }
+
+    fn line(&mut self, raw: &[u8], hit: bool) {
+        Scanner::line(self, raw, hit);
+    }
+
+    fn skipped(&mut self, gap: &[u8]) {
+        self.number += count_lines(gap);
+    }
+
+    fn chunk_end(&mut self, region: &[u8]) {
+        Scanner::chunk_end(self, region);
+    }
+}
+
 fn empty() -> Line {
     Line { number: 0, raw: Vec::new(), cut: false, score: 0, novel: false }
 }
@@ -793,7 +993,7 @@ fn empty() -> Line {
 pub fn extract(log: &[u8], baseline: &Baseline, commands: &[CommandSpan], max_bytes: usize) -> Excerpt {
     let mut s = Scanner::new(baseline, commands);
     // Reading from a slice never fails.
-    let _ = read_lines(log, |line, hit| s.line(line, hit));
+    let _ = read_lines(log, &mut s);
     s.finish(max_bytes)
 }
 
@@ -805,7 +1005,7 @@ pub fn extract_reader(
     max_bytes: usize,
 ) -> io::Result<Excerpt> {
     let mut s = Scanner::new(baseline, commands);
-    read_lines(reader, |line, hit| s.line(line, hit))?;
+    read_lines(reader, &mut s)?;
     Ok(s.finish(max_bytes))
 }
 
@@ -814,9 +1014,19 @@ mod tests {
     use super::*;
 
     fn lines(log: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        assert!(read_lines(log, |l, _| out.push(l.to_vec())).is_ok());
-        out
+        struct Collect(Vec<Vec<u8>>);
+        impl Sink for Collect {
+            fn wants_every_line(&self) -> bool {
+                true
+            }
+            fn line(&mut self, raw: &[u8], _: bool) {
+                self.0.push(raw.to_vec());
+            }
+            fn skipped(&mut self, _: &[u8]) {}
+        }
+        let mut c = Collect(Vec::new());
+        assert!(read_lines(log, &mut c).is_ok());
+        c.0
     }
 
     #[test]

@@ -89,6 +89,9 @@ fn classes_of_common_failures() {
         let r = report(log, &Inputs::default(), 4096);
         assert_eq!(r.class, *class, "{}: {:?}", String::from_utf8_lossy(log), r.excerpt);
     }
+    let quiet = report(b"step one\nstep two\n\n", &Inputs::default(), 4096);
+    assert!(!quiet.evidence);
+    assert_eq!(quiet.excerpt.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 2], "the log's last lines");
     let hinted = report(b"sleeping\n", &Inputs { hint: Some("timeout"), ..Inputs::default() }, 4096);
     assert_eq!(hinted.class, Class::Timeout);
 }
