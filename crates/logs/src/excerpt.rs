@@ -234,7 +234,7 @@ type ShapeSet = HashSet<u64, std::hash::BuildHasherDefault<Prehashed>>;
 /// space. Equal shapes across runs of the same job mean "the same line".
 pub fn shape(body: &[u8]) -> u64 {
     let mut out = Normalised::new();
-    let mut i = 0;
+    let mut i = level_tag(body);
     let mut last = b' ';
     while i < body.len() {
         let c = body[i];
@@ -281,6 +281,24 @@ pub fn shape(body: &[u8]) -> u64 {
         }
     }
     out.finish()
+}
+
+/// The length of a leading log level tag (`[ERROR] `, `[[1;31mERROR[m] `), which a tool puts
+/// before lines it also prints without one.
+fn level_tag(body: &[u8]) -> usize {
+    let text = body.trim_ascii_start();
+    let skipped = body.len() - text.len();
+    if text.first() != Some(&b'[') {
+        return 0;
+    }
+    let Some(end) = text.iter().take(24).position(|c| *c == b']') else { return 0 };
+    let inner = &text[1..end];
+    let letters = inner.iter().filter(|c| c.is_ascii_alphabetic()).count();
+    if letters >= 3 && inner.iter().all(|c| c.is_ascii_alphanumeric() || *c == b';' || *c == b'[' || *c == 0x1b) {
+        skipped + end + 1 + usize::from(text.get(end + 1) == Some(&b' '))
+    } else {
+        0
+    }
 }
 
 const PLAIN: u8 = 0;
@@ -560,7 +578,6 @@ const EPILOGUE: &[&str] = &[
 const STRONG: &[&str] = &[
     "error:",
     "error[",
-    "[error]",
     "error ",
     "fatal:",
     "fatal error",
@@ -697,6 +714,7 @@ fn blank(body: &[u8]) -> bool {
 /// A line that continues the one before: indented, a stack frame, a caret line, pytest's
 /// `E ` and `> ` lines.
 fn continues(body: &[u8]) -> bool {
+    let body = &body[level_tag(body)..];
     let t = body.trim_ascii_start();
     if t.is_empty() {
         return false;
@@ -768,6 +786,8 @@ pub struct Scanner<'a> {
     /// The last lines of the last chunk read.
     tail: Vec<Line>,
     open: Option<Block>,
+    /// A blank line inside the open block, kept until the next line says whether it goes on.
+    bridge: Option<Line>,
     blocks: Vec<Block>,
     seen: HashMap<u64, u32, std::hash::BuildHasherDefault<Prehashed>>,
     threshold: i32,
@@ -782,6 +802,7 @@ impl<'a> Scanner<'a> {
             ring: VecDeque::with_capacity(RING + 1),
             tail: Vec::new(),
             open: None,
+            bridge: None,
             blocks: Vec::new(),
             seen: HashMap::default(),
             threshold: if baseline.is_empty() { 3 } else { 4 },
@@ -799,11 +820,14 @@ impl<'a> Scanner<'a> {
         let novel = with_baseline && !empty_line && shape_of.is_some_and(|s| !self.baseline.contains(s));
         let mut score = 0;
         let mut boiler = false;
+        // Evidence before repeats are discounted: a repeated error still continues a block.
+        let mut strong = false;
         if hit {
             (score, boiler) = evidence(&lower_clean(b));
             if with_baseline && score > 0 {
                 score = if novel { score + 2 } else { score / 4 };
             }
+            strong = score >= self.threshold;
             if score > 0 {
                 let s = shape_of.unwrap_or_else(|| shape(b));
                 let n = self.seen.len();
@@ -822,11 +846,17 @@ impl<'a> Scanner<'a> {
             score = 1;
         }
         let anchor = score >= self.threshold;
-        let extends = !empty_line && !boiler && (anchor || continues(b) || (novel && score > 0));
+        let extends = !empty_line && !boiler && (strong || continues(b) || (novel && score > 0));
         let cut = raw.len() > LINE_CAP;
         let keep = &raw[..raw.len().min(LINE_CAP)];
         match &mut self.open {
+            // One blank line inside a block (between a trace and its "Caused by:") is held; a
+            // second one, or a line that does not continue the block, ends it.
+            Some(_) if empty_line && !boiler && self.bridge.is_none() => {
+                self.bridge = Some(Line { number: self.number, raw: keep.to_vec(), cut, score: 0, novel: false });
+            }
             Some(block) if extends && block.lines.len() < MAX_BLOCK_LINES => {
+                block.lines.extend(self.bridge.take());
                 block.score += score.max(1);
                 block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
             }
@@ -890,6 +920,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn close(&mut self) {
+        self.bridge = None;
         let Some(mut block) = self.open.take() else { return };
         if let Some(weight) = self.command_weight(block.first(), block.last()) {
             block.score = block.score * weight.0 / weight.1;

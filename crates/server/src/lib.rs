@@ -5,6 +5,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod failure;
 pub mod forge;
 pub mod live;
 pub mod record;

@@ -13,8 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use salve_logs::excerpt::{Baseline, CommandSpan};
-use salve_logs::report::{Inputs, report, report_reader};
 use salve_runner::log::{LOG_FILE, LogReader};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -181,60 +179,14 @@ pub async fn failure(State(server): State<Arc<Server>>, Path(id): Path<String>) 
             format!("job {id} is still {}: its failure report exists when it is done", job.state),
         ));
     }
-    let info = server
-        .store
-        .pipeline_info(&job.pipeline_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the job's pipeline is gone"))?;
-    let baseline = server
-        .store
-        .last_passed_job(
-            &info.workflow.project_id,
-            &info.pipeline.file,
-            &job.block_name,
-            &job.name,
-            job.done_ms.unwrap_or(i64::MAX),
-        )
-        .await?;
-    let dir = PathBuf::from(&job.log_dir);
-    let baseline_dir = baseline.as_ref().map(|(_, d)| PathBuf::from(d));
-    // The runner's per-command records tell which command failed; its stop reason, when the
-    // job was stopped or killed, is the class.
-    let commands: Vec<CommandSpan> = server
-        .store
-        .commands(&id)
-        .await?
-        .into_iter()
-        .map(|c| CommandSpan {
-            command: c.command,
-            first_line: u64::try_from(c.first_line).unwrap_or(0),
-            end_line: u64::try_from(c.end_line).unwrap_or(0),
-            exit_code: c.exit_code.and_then(|e| i32::try_from(e).ok()),
-        })
-        .collect();
-    let hint = job.result_reason.clone();
+    if let Some(v) = crate::failure::stored(&job) {
+        return Ok(Json(v));
+    }
+    let gathered = crate::failure::gather(&server.store, job).await?;
     let internal = |e: String| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e);
-    let report = tokio::task::spawn_blocking(move || {
-        let mut b = Baseline::default();
-        if let Some(file) = baseline_dir.and_then(|d| std::fs::File::open(d.join(LOG_FILE)).ok()) {
-            b.add_reader(file).map_err(|e| format!("cannot read the baseline log: {e}"))?;
-        }
-        let inputs = Inputs { baseline: Some(&b), commands: &commands, hint: hint.as_deref(), ..Inputs::default() };
-        match std::fs::File::open(dir.join(LOG_FILE)) {
-            Ok(file) => report_reader(file, &inputs, 4096).map_err(|e| format!("cannot read the job's log: {e}")),
-            // A job that never printed a line has no log file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(report(b"", &inputs, 4096)),
-            Err(e) => Err(format!("cannot read the job's log: {e}")),
-        }
-    })
-    .await
-    .map_err(|e| internal(e.to_string()))?
-    .map_err(internal)?;
-    let mut v = serde_json::to_value(&report).unwrap_or_default();
-    v["job_id"] = json!(id);
-    v["result"] = json!(job.result);
-    v["result_reason"] = json!(job.result_reason);
-    v["summary"] = json!(job.summary);
-    v["baseline_job_id"] = json!(baseline.map(|(id, _)| id));
+    let v = tokio::task::spawn_blocking(move || crate::failure::analyze(&gathered))
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(internal)?;
     Ok(Json(v))
 }

@@ -93,7 +93,16 @@ impl<'a> Recorder<'a> {
                 row.result_reason = result_reason.clone();
                 row.summary = Some(summary.clone());
                 row.done_ms = Some(salve_store::now_ms());
-                store.set_job(&row).await
+                store.set_job(&row).await?;
+                if *result == salve_runner::JobResult::Failed {
+                    // The report is made now, while the baseline is the run before this one. A
+                    // report that cannot be made is made again when asked for.
+                    let gathered = crate::failure::gather(store, row).await?;
+                    if let Err(e) = crate::failure::store_report(&gathered) {
+                        tracing::warn!(job = %job_id, "cannot keep the failure report: {e}");
+                    }
+                }
+                Ok(())
             }
             Event::PipelineFinished { result, result_reason, error, .. } => {
                 store.finish_pipeline(pid, result.as_str(), result_reason.as_deref(), error.as_deref()).await.map(drop)

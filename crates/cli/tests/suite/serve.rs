@@ -229,6 +229,10 @@ fn pushes_run_pipelines_and_promotions_follow_the_seeds_rules() {
     };
     let report = server.get(&format!("/api/v1/jobs/{}/failure", job_of(failed).as_str().unwrap()));
     assert_eq!(report["baseline_job_id"], job_of(&main), "{report:#}");
+    assert_eq!(report["failing_command"], "test ! -f broken", "{report:#}");
+    assert_eq!(report["fingerprint"].as_str().map(str::len), Some(16));
+    let kept = server.data.join("jobs").join(job_of(failed).as_str().unwrap()).join("failure.json");
+    assert!(kept.is_file(), "the report is kept when the job fails: {}", kept.display());
     let texts: Vec<&str> = report["excerpt"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap()).collect();
     assert!(texts.iter().any(|t| t.contains("test ! -f broken")), "{report:#}");
     assert!(!texts.iter().any(|t| t.contains("HEAD is now at")), "lines of the passing run are no evidence: {texts:?}");

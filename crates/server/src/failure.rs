@@ -1,0 +1,90 @@
+//! The failure report of a job: the lines that explain it (diffed against the newest passing
+//! run of the same job, when there is one), its class, fingerprint, failing command and failing
+//! tests. Made once when a job fails and kept beside its log as `failure.json`; the API serves
+//! that file (and makes it for a job that has none, such as one older than this feature).
+
+use std::path::{Path, PathBuf};
+
+use salve_logs::excerpt::{Baseline, CommandSpan};
+use salve_logs::report::{Inputs, report, report_reader};
+use salve_runner::log::LOG_FILE;
+use salve_store::{JobRow, Store};
+use serde_json::{Value, json};
+
+/// The file beside a job's log that holds its report.
+pub const FAILURE_FILE: &str = "failure.json";
+
+/// What the analysis needs, gathered from the store.
+pub struct Gathered {
+    job: JobRow,
+    baseline: Option<(String, PathBuf)>,
+    commands: Vec<CommandSpan>,
+}
+
+pub async fn gather(store: &Store, job: JobRow) -> salve_store::Result<Gathered> {
+    let baseline = match store.pipeline_info(&job.pipeline_id).await? {
+        Some(info) => {
+            store
+                .last_passed_job(
+                    &info.workflow.project_id,
+                    &info.pipeline.file,
+                    &job.block_name,
+                    &job.name,
+                    job.done_ms.unwrap_or(i64::MAX),
+                )
+                .await?
+        }
+        None => None,
+    };
+    // The runner's per-command records tell which command failed.
+    let commands = store
+        .commands(&job.id)
+        .await?
+        .into_iter()
+        .map(|c| CommandSpan {
+            command: c.command,
+            first_line: u64::try_from(c.first_line).unwrap_or(0),
+            end_line: u64::try_from(c.end_line).unwrap_or(0),
+            exit_code: c.exit_code.and_then(|e| i32::try_from(e).ok()),
+        })
+        .collect();
+    Ok(Gathered { baseline: baseline.map(|(id, dir)| (id, PathBuf::from(dir))), job, commands })
+}
+
+/// Reads the logs and makes the report (blocking: run it off the async threads).
+pub fn analyze(g: &Gathered) -> Result<Value, String> {
+    let mut b = Baseline::default();
+    if let Some(file) = g.baseline.as_ref().and_then(|(_, d)| std::fs::File::open(d.join(LOG_FILE)).ok()) {
+        b.add_reader(file).map_err(|e| format!("cannot read the baseline log: {e}"))?;
+    }
+    // The job's stop reason, when it was stopped or killed, is its class.
+    let inputs =
+        Inputs { baseline: Some(&b), commands: &g.commands, hint: g.job.result_reason.as_deref(), ..Inputs::default() };
+    let r = match std::fs::File::open(Path::new(&g.job.log_dir).join(LOG_FILE)) {
+        Ok(file) => report_reader(file, &inputs, 4096).map_err(|e| format!("cannot read the job's log: {e}"))?,
+        // A job that never printed a line has no log file.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report(b"", &inputs, 4096),
+        Err(e) => return Err(format!("cannot read the job's log: {e}")),
+    };
+    let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+    let j = &g.job;
+    v["job_id"] = json!(j.id);
+    v["result"] = json!(j.result);
+    v["result_reason"] = json!(j.result_reason);
+    v["summary"] = json!(j.summary);
+    v["baseline_job_id"] = json!(g.baseline.as_ref().map(|(id, _)| id));
+    Ok(v)
+}
+
+/// Makes the report of a job that just failed and keeps it beside its log.
+pub fn store_report(g: &Gathered) -> Result<(), String> {
+    let v = analyze(g)?;
+    let path = Path::new(&g.job.log_dir).join(FAILURE_FILE);
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| e.to_string())
+}
+
+/// The kept report of a job, if it has one.
+pub fn stored(job: &JobRow) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(Path::new(&job.log_dir).join(FAILURE_FILE)).ok()?).ok()
+}
