@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use salve_logs::excerpt::{self, Baseline};
+use salve_logs::excerpt::{self, Baseline, CommandSpan};
 use salve_logs::junit;
 use salve_logs::report::{self, Inputs};
 
@@ -66,7 +66,21 @@ fn triage(args: &TriageArgs) -> Result<(), String> {
             Err(e) => err!("warning: cannot read {}: {e}", j.display()),
         }
     }
-    let ex = excerpt::extract_reader(open(&args.log)?, &baseline, &[], args.max_bytes)
+    // A Salve job folder keeps the runner's per-command records beside the log: they say which
+    // command failed.
+    let commands: Vec<CommandSpan> = std::fs::read(args.log.with_file_name("commands.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<salve_runner::CommandRecord>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| CommandSpan {
+            command: c.command,
+            first_line: c.first_line,
+            end_line: c.end_line,
+            exit_code: c.exit_code,
+        })
+        .collect();
+    let ex = excerpt::extract_reader(open(&args.log)?, &baseline, &commands, args.max_bytes)
         .map_err(|e| format!("cannot read {}: {e}", args.log.display()))?;
     let inputs = Inputs { baseline: Some(&baseline), suites: &suites, ..Inputs::default() };
     let report = report::from_excerpt(&ex, &inputs);

@@ -414,3 +414,23 @@ fn uuid_like(s: &str) -> bool {
             .enumerate()
             .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
 }
+
+#[test]
+fn triage_of_a_job_folder_names_the_failing_command_and_keeps_the_report() {
+    let yaml = pipeline(&["echo 'warning: error-prone but fine'", "echo 'error: disk full' >&2; exit 3", "echo never"]);
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir().unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let ev = events(&out);
+    let id = ev.iter().find(|e| e["event"] == "job_finished").unwrap()["job_id"].as_str().unwrap().to_owned();
+    let dir = data.path().join("jobs").join(&id);
+    let log = dir.join("log");
+    let triage = salve_in(data.path(), &["triage", "--log", log.to_str().unwrap(), "--format", "json"]);
+    let v: Value = serde_json::from_slice(&triage.stdout).unwrap();
+    assert_eq!(v["failing_command"], "echo 'error: disk full' >&2; exit 3", "{v:#}");
+    assert!(v["excerpt"].as_array().unwrap().iter().any(|l| l["text"] == "error: disk full"), "{v:#}");
+    // The run kept the same report beside the log.
+    let kept: Value = serde_json::from_slice(&std::fs::read(dir.join("failure.json")).unwrap()).unwrap();
+    assert_eq!(kept["fingerprint"], v["fingerprint"]);
+}
