@@ -57,8 +57,16 @@ impl Observer for Events {
 }
 
 fn run(plan: &Plan, ctx: &Context, control: &PipelineControl) -> (PipelineRun, tempfile::TempDir) {
+    run_observed(plan, ctx, control, &Events::default())
+}
+
+fn run_observed(
+    plan: &Plan,
+    ctx: &Context,
+    control: &PipelineControl,
+    events: &dyn Observer,
+) -> (PipelineRun, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let events = Events::default();
     let engine = Engine {
         jobs_dir: dir.path().to_owned(),
         parallel: 4,
@@ -69,7 +77,7 @@ fn run(plan: &Plan, ctx: &Context, control: &PipelineControl) -> (PipelineRun, t
         extra_env: vec![("SALVE_EXTRA".into(), "x".into())],
         secrets: &NoSecrets,
         functions: &NoFunctions,
-        observer: &events,
+        observer: events,
     };
     (engine.run(plan, ctx, control), dir)
 }
@@ -167,21 +175,8 @@ fn one_job_stopped_the_others_go_on() {
             }
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let engine = Engine {
-        jobs_dir: dir.path().to_owned(),
-        parallel: 4,
-        sandbox: Sandbox::none(),
-        toolbox: None,
-        writable: Vec::new(),
-        readable: Vec::new(),
-        extra_env: Vec::new(),
-        secrets: &NoSecrets,
-        functions: &NoFunctions,
-        observer: &StopSlow(stopper),
-    };
     let t = Instant::now();
-    let r = engine.run(&p, &context("main"), &control);
+    let (r, _dir) = run_observed(&p, &context("main"), &control, &StopSlow(stopper));
     assert!(t.elapsed() < Duration::from_secs(20));
     let jobs = &r.blocks[0].jobs;
     assert_eq!((jobs[0].result, jobs[0].result_reason.as_deref()), (JobResult::Stopped, Some("user")));
