@@ -584,6 +584,8 @@ const STRONG: &[&str] = &[
     "failed",
     "failure",
     "fail ",
+    "fail\t",
+    "assert ",
     "fail:",
     "panicked at",
     "traceback (most recent call last)",
@@ -658,6 +660,9 @@ fn evidence(lower: &str) -> (i32, bool) {
     {
         score += 4;
     }
+    if t == "fail" {
+        score += 3;
+    }
     if t.starts_with("e ") || t.starts_with("> ") || t.starts_with("--> ") {
         score += 2;
     }
@@ -685,6 +690,12 @@ fn has_location(t: &str) -> bool {
         }
     }
     t.contains(" line ") && t.chars().any(|c| c.is_ascii_digit())
+}
+
+/// A line that introduces the next: `main.c: In function 'main':`, `=== RUN   TestParse`.
+fn heading(body: &[u8]) -> bool {
+    let t = body.trim_ascii();
+    (t.ends_with(b":") && t.len() > 1 && !t.starts_with(b"[")) || t.starts_with(b"=== RUN")
 }
 
 /// Nothing but white space and escapes, or a log level tag alone (`[ERROR] `).
@@ -867,7 +878,7 @@ impl<'a> Scanner<'a> {
                     // One line of lead-in when it says something (a test's name, a heading).
                     if let Some(prev) = self.ring.back()
                         && prev.number + 1 == self.number
-                        && prev.score > 0
+                        && (prev.score > 0 || heading(body(&prev.raw)))
                         && !blank(body(&prev.raw))
                         && self.blocks.last().is_none_or(|b| b.last() < prev.number)
                     {
@@ -1009,6 +1020,15 @@ impl Sink for Scanner<'_> {
 
     fn skipped(&mut self, gap: &[u8]) {
         self.number += count_lines(gap);
+        // The gap's last line may be the heading of the keyword line that follows it.
+        let mut stop = gap.len().saturating_sub(1);
+        if gap.get(stop) == Some(&b'\n') && stop > 0 && gap[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        let start = memchr::memrchr2(b'\n', b'\r', &gap[..stop]).map_or(0, |i| i + 1);
+        if heading(body(&gap[start..stop])) {
+            self.remember(&gap[start..stop], 0, false);
+        }
     }
 
     fn chunk_end(&mut self, region: &[u8]) {

@@ -111,3 +111,68 @@ fn fingerprints_survive_reruns_and_tell_failures_apart() {
     assert_ne!(a, c);
     assert_eq!(a.len(), 16);
 }
+
+/// Failures as common tools print them, buried in 200 lines of build noise: the line that says
+/// why must be in the excerpt, and the class must be right.
+#[test]
+fn failures_of_many_tools_are_found_in_noise() {
+    let cases: &[(&str, &str, Class)] = &[
+        (
+            "=== RUN   TestParse\n    parse_test.go:42: expected 3, got 4\n--- FAIL: TestParse (0.00s)\nFAIL",
+            "    parse_test.go:42: expected 3, got 4",
+            Class::TestFailure,
+        ),
+        (
+            "test tests::adds ... FAILED\nthread 'tests::adds' panicked at src/lib.rs:10:9:\nassertion `left == right` failed\n  left: 3\n right: 4",
+            "thread 'tests::adds' panicked at src/lib.rs:10:9:",
+            Class::TestFailure,
+        ),
+        (
+            ">       assert add(1, 2) == 4\nE       assert 3 == 4\n\ntests/test_math.py:5: AssertionError\nFAILED tests/test_math.py::test_add - assert 3 == 4",
+            "E       assert 3 == 4",
+            Class::TestFailure,
+        ),
+        (
+            "FAIL src/sum.test.js\n  \u{25cf} sum \u{203a} adds numbers\n\n    expect(received).toBe(expected)\n\n    Expected: 4\n    Received: 3",
+            "    Expected: 4",
+            Class::TestFailure,
+        ),
+        (
+            "/src/App/Program.cs(12,20): error CS1002: ; expected [/src/App/App.csproj]\nBuild FAILED.",
+            "/src/App/Program.cs(12,20): error CS1002: ; expected [/src/App/App.csproj]",
+            Class::CompileError,
+        ),
+        (
+            "main.c: In function 'main':\nmain.c:5:3: error: 'x' undeclared (first use in this function)\n    5 |   x = 1;\n      |   ^\nmake: *** [Makefile:3: main.o] Error 1",
+            "main.c:5:3: error: 'x' undeclared (first use in this function)",
+            Class::CompileError,
+        ),
+        (
+            "npm ERR! code ERESOLVE\nnpm ERR! ERESOLVE unable to resolve dependency tree",
+            "npm ERR! ERESOLVE unable to resolve dependency tree",
+            Class::Dependency,
+        ),
+        (
+            "/app/src/a.js\n  3:7  error  'x' is assigned a value but never used  no-unused-vars\n\n\u{2716} 1 problem (1 error, 0 warnings)",
+            "  3:7  error  'x' is assigned a value but never used  no-unused-vars",
+            Class::LintFormat,
+        ),
+        (
+            "+ ./deploy.sh\n./deploy.sh: line 4: kubectl: command not found",
+            "./deploy.sh: line 4: kubectl: command not found",
+            Class::Configuration,
+        ),
+    ];
+    for (failure, key, class) in cases {
+        let mut log = String::new();
+        for i in 0..200 {
+            log.push_str(&format!("[{i:03}] Downloading package {} of 300 (ok)\n", i * 7 % 300));
+        }
+        log.push_str(failure);
+        log.push_str("\nCleaning up\n");
+        let r = report(log.as_bytes(), &Inputs::default(), 4096);
+        let texts: Vec<&str> = r.excerpt.iter().map(|l| l.text.as_str()).collect();
+        assert!(texts.contains(key), "{key:?} not in {texts:#?}");
+        assert_eq!(r.class, *class, "{failure}");
+    }
+}
