@@ -66,6 +66,7 @@ pub fn serve(args: ServeArgs) -> u8 {
     }
     config.sandbox = !args.no_sandbox && file.sandbox.unwrap_or(true);
     config.network = !args.no_network && file.network.unwrap_or(true);
+    config.mcp_allowed_hosts = file.mcp_allowed_hosts.unwrap_or_default();
     if let Some(mb) = file.max_body_mb {
         config.max_body_bytes = mb.saturating_mul(1024 * 1024);
     }

@@ -220,6 +220,31 @@ impl LogReader {
         }
     }
 
+    /// How many lines the log holds: counted from the last index entry, not from the start.
+    pub fn count(&self) -> io::Result<u64> {
+        let (mut line, offset) = self.index.last().map_or((0, 0), |&(line, offset, _)| (line, offset));
+        let mut file = match self.raw() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut last = b'\n';
+        let mut any = false;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            any = true;
+            line += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            last = buf[n - 1];
+        }
+        // A last line without its newline (a job still writing) counts too.
+        Ok(line + u64::from(any && last != b'\n'))
+    }
+
     /// The last `count` lines (read from the end of the file, whatever its size).
     pub fn tail(&self, count: usize) -> io::Result<Vec<Vec<u8>>> {
         let mut file = self.raw()?;

@@ -135,7 +135,7 @@ async fn refuse_oversize(State(server): S, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
-async fn require_token(State(server): S, request: Request, next: Next) -> Response {
+pub async fn require_token(State(server): S, request: Request, next: Next) -> Response {
     match auth::check(&server.store, request.headers()).await {
         Some(_) => next.run(request).await,
         None => ApiError(

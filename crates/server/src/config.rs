@@ -25,6 +25,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// The `salve` binary: linked into jobs as the toolbox and run as the sandbox's jail.
     pub exe: Option<PathBuf>,
+    /// `Host` values `/mcp` answers besides loopback, the listen address and the public URL's.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 /// The keys `salve.toml` may hold. Unknown keys are errors.
@@ -39,6 +41,8 @@ pub struct FileConfig {
     pub sandbox: Option<bool>,
     pub network: Option<bool>,
     pub max_body_mb: Option<usize>,
+    /// `Host` values `/mcp` answers besides loopback, the listen address and the public URL's.
+    pub mcp_allowed_hosts: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -54,7 +58,33 @@ impl FileConfig {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
+/// The host part of `host:port` or of a URL (`[::1]` without its brackets).
+fn host_of(authority: &str) -> String {
+    let rest = authority.split_once("://").map_or(authority, |(_, r)| r);
+    let rest = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("").to_owned();
+    }
+    rest.split(':').next().unwrap_or("").to_owned()
+}
+
 impl Config {
+    /// The `Host` values `/mcp` answers: loopback, the listen address, the public URL's host and
+    /// `mcp_allowed_hosts`.
+    pub fn mcp_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(str::to_owned).to_vec();
+        hosts.push(host_of(&self.listen));
+        if let Some(url) = &self.public_url {
+            hosts.push(host_of(url));
+        }
+        hosts.extend(self.mcp_allowed_hosts.iter().cloned());
+        hosts.retain(|h| !h.is_empty());
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
     /// A configuration with every default, its data in `data_dir`.
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
@@ -67,6 +97,7 @@ impl Config {
             network: true,
             max_body_bytes: 4 * 1024 * 1024,
             exe: None,
+            mcp_allowed_hosts: Vec::new(),
         }
     }
 }

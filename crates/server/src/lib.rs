@@ -132,7 +132,17 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/webhooks/gitlab/{project}", post(webhook::gitlab))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(server.clone());
-    Router::new().route("/metrics", get(metrics)).with_state(server.clone()).merge(git).merge(api::router(server))
+    // MCP tools read the API in-process with the caller's own token.
+    let mcp_api = salve_mcp::Api::in_process(api::router(server.clone()), work::organization_id());
+    let mcp = Router::new()
+        .nest_service("/mcp", salve_mcp::service(mcp_api, server.config.mcp_hosts()))
+        .layer(axum::middleware::from_fn_with_state(server.clone(), api::require_token));
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(server.clone())
+        .merge(git)
+        .merge(mcp)
+        .merge(api::router(server))
 }
 
 /// Opens the store in `config`, recovers what a previous run left, and serves until SIGINT or

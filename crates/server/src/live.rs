@@ -25,10 +25,13 @@ use crate::work::Server;
 pub struct Window {
     from: Option<u64>,
     limit: Option<usize>,
+    /// The last N lines (instead of `from`).
+    tail: Option<usize>,
 }
 
 /// `GET /api/v1/jobs/{id}/logs?from=N&limit=M`: lines `from..from+limit` (default 0 and 1000,
-/// at most 10,000), each with its number and time; `next` is where to continue.
+/// at most 10,000), each with its number and time; `next` is where to continue, `total` how many
+/// lines the log has now. `?tail=N` gives the last N lines instead.
 pub async fn log_window(
     State(server): State<Arc<Server>>,
     Path(id): Path<String>,
@@ -36,10 +39,16 @@ pub async fn log_window(
 ) -> Result<Json<Value>, ApiError> {
     let Query(w) = q.map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))?;
     let job = server.store.job(&id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
-    let (from, limit) = (w.from.unwrap_or(0), w.limit.unwrap_or(1000).clamp(1, 10_000));
+    let limit = w.tail.or(w.limit).unwrap_or(1000).clamp(1, 10_000);
     let dir = PathBuf::from(&job.log_dir);
-    let lines = tokio::task::spawn_blocking(move || {
-        LogReader::open(&dir).and_then(|r| r.lines(from, limit + 1)).unwrap_or_default()
+    let (from, total, lines) = tokio::task::spawn_blocking(move || {
+        let Ok(reader) = LogReader::open(&dir) else { return (0, 0, Vec::new()) };
+        let total = reader.count().unwrap_or(0);
+        let from = match w.tail {
+            Some(n) => total.saturating_sub(n.clamp(1, 10_000) as u64),
+            None => w.from.unwrap_or(0),
+        };
+        (from, total, reader.lines(from, limit + 1).unwrap_or_default())
     })
     .await
     .unwrap_or_default();
@@ -50,7 +59,7 @@ pub async fn log_window(
         .map(|l| json!({"number": l.number, "unix_ms": l.unix_ms, "text": String::from_utf8_lossy(&l.bytes)}))
         .collect();
     let next = if more { Some(from + limit as u64) } else { None };
-    Ok(Json(json!({"job_id": id, "state": job.state, "from": from, "lines": lines, "next": next})))
+    Ok(Json(json!({"job_id": id, "state": job.state, "from": from, "total": total, "lines": lines, "next": next})))
 }
 
 #[derive(Deserialize)]

@@ -643,3 +643,64 @@ fn secrets_job_stop_auto_cancel_branch_deletion_and_signed_webhooks() {
         );
     }
 }
+
+#[test]
+fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    assert!(server.salve(&["project", "create", "agentic"]).status.success());
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let ci = "version: v1.0\nname: CI\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Test\n    task:\n      jobs:\n        - name: unit\n          commands:\n            - for i in $(seq 1 300); do echo \"step $i ok\"; done\n            - \"echo 'error: the widget is broken' >&2; exit 1\"\n";
+    commit(r, &[(".semaphore/semaphore.yml", Some(ci))], "ci");
+    server.push(r, "agentic", "main");
+    let list = server.wait("agentic", "the failure", |l| l.len() == 1 && l[0]["state"] == "done");
+    let detail = server.get(&format!("/api/v1/pipelines/{}", list[0]["id"].as_str().unwrap()));
+    let job = detail["blocks"][0]["jobs"][0]["id"].as_str().unwrap().to_owned();
+
+    // The Python MCP SDK over Streamable HTTP, with a token.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/mcp_client.py");
+    let out =
+        Command::new("python3").args([script, &format!("{}/mcp", server.url), &server.token, &job]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(v["server"], "salve");
+    for tool in [
+        "organizations_list",
+        "projects_list",
+        "workflows_search",
+        "pipelines_list",
+        "pipeline_jobs",
+        "jobs_describe",
+        "jobs_logs",
+        "failure_summary",
+    ] {
+        assert_eq!(v["tools"][tool], true, "{tool} is listed and read-only: {v:#}");
+    }
+    let logs = &v["jobs_logs"]["structured"];
+    let preview = logs["preview"].as_array().unwrap();
+    assert_eq!(preview.len(), 200, "{logs:#}");
+    assert_eq!(preview[198], "error: the widget is broken", "{logs:#}");
+    assert!(preview[199].as_str().unwrap().starts_with("salve: job failed"));
+    let older = &v["jobs_logs_older"]["structured"];
+    assert_eq!(older["preview"][0], "step 1 ok", "the cursor walks to older lines: {older:#}");
+    assert_eq!(older["nextCursor"], Value::Null);
+    let summary = &v["failure_summary"];
+    assert_eq!(summary["isError"], false);
+    assert_eq!(summary["structured"]["failing_command"], "echo 'error: the widget is broken' >&2; exit 1");
+    assert!(summary["text"].as_str().unwrap().contains("error: the widget is broken"), "{summary:#}");
+    assert_eq!(v["unknown"]["isError"], true, "an unknown id is a tool error: {v:#}");
+    assert!(v["unknown"]["text"].as_str().unwrap().contains("no job"));
+
+    // No token, a wrong token: 401 with a WWW-Authenticate header, before any MCP is spoken.
+    for token in [None, Some("salve_wrong")] {
+        let mut req = server.http().post(format!("{}/mcp", server.url)).header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#).send().unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().get("www-authenticate").is_some());
+    }
+}

@@ -1,0 +1,58 @@
+"""A real MCP client (the Python `mcp` SDK) against Salve's /mcp, for the serve tests.
+
+Usage: mcp_client.py URL TOKEN JOB_ID
+Prints one JSON object: the server's name, the tool names with their read-only hints, and the
+results of jobs_logs (no cursor, then its nextCursor), failure_summary, and a call with an
+unknown job id.
+"""
+
+import asyncio
+import json
+import sys
+
+from mcp import ClientSession
+from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+
+def field(obj, camel, snake):
+    """The SDK's 1.x names are camelCase, 2.x's snake_case."""
+    return getattr(obj, snake, None) if hasattr(obj, snake) else getattr(obj, camel, None)
+
+
+def plain(result):
+    return {
+        "isError": bool(field(result, "isError", "is_error")),
+        "text": "".join(getattr(c, "text", "") for c in result.content),
+        "structured": field(result, "structuredContent", "structured_content"),
+    }
+
+
+async def main(url, token, job_id):
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            read, write = streams[0], streams[1]
+            async with ClientSession(read, write) as session:
+                init = await session.initialize()
+                tools = (await session.list_tools()).tools
+                logs = await session.call_tool("jobs_logs", {"job_id": job_id})
+                older = None
+                cursor = (field(logs, "structuredContent", "structured_content") or {}).get("nextCursor")
+                if cursor:
+                    older = plain(await session.call_tool("jobs_logs", {"job_id": job_id, "cursor": cursor}))
+                summary = await session.call_tool("failure_summary", {"job_id": job_id})
+                unknown = await session.call_tool("failure_summary", {"job_id": "no-such-job"})
+                print(json.dumps({
+                    "server": field(init, "serverInfo", "server_info").name,
+                    "tools": {
+                        t.name: bool(t.annotations and field(t.annotations, "readOnlyHint", "read_only_hint"))
+                        for t in tools
+                    },
+                    "jobs_logs": plain(logs),
+                    "jobs_logs_older": older,
+                    "failure_summary": plain(summary),
+                    "unknown": plain(unknown),
+                }))
+
+
+asyncio.run(main(*sys.argv[1:4]))

@@ -1,0 +1,492 @@
+//! Salve's MCP server. The tools carry the names, arguments and result shapes of Semaphore's
+//! MCP server (so an agent configured for Semaphore works unchanged), plus Salve's own
+//! `failure_summary`. Every tool is a thin reading of Salve's REST API: in `salve serve` the API
+//! router is called in-process with the caller's own token, so a tool sees exactly what the
+//! token may see and no more. Failures a caller can act on (unknown id, bad argument, no
+//! permission) are tool results with `isError: true`, never protocol errors.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, header};
+use http_body_util::BodyExt as _;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::schemars::{self, JsonSchema};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+/// The largest Markdown text block a tool returns; the structured content holds the rest.
+const MAX_TEXT: usize = 16 * 1024;
+
+/// How the tools reach Salve's REST API.
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+    organization_id: String,
+}
+
+impl Api {
+    /// The API router of a running server, called in-process.
+    pub fn in_process(router: Router, organization_id: String) -> Api {
+        Api { router, organization_id }
+    }
+
+    /// GET `path` with the caller's `Authorization` header; the JSON answer, or the API's own
+    /// error message.
+    async fn get(&self, authorization: Option<&header::HeaderValue>, path: &str) -> Result<Value, String> {
+        let mut request = Request::get(path);
+        if let Some(a) = authorization {
+            request = request.header(header::AUTHORIZATION, a);
+        }
+        let request = request.body(Body::empty()).map_err(|e| format!("bad request path {path}: {e}"))?;
+        let response = self.router.clone().oneshot(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(body["error"]["message"].as_str().map_or_else(|| format!("the API answered {status}"), str::to_owned))
+        }
+    }
+}
+
+/// Query-string encoding of one value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Clone)]
+pub struct SalveMcp {
+    api: Arc<Api>,
+    tool_router: ToolRouter<SalveMcp>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct OrganizationsList {
+    /// Unused: Salve has one organization.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct ProjectsList {
+    /// The organization (from `organizations_list`).
+    pub organization_id: String,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct WorkflowsSearch {
+    /// The project's id or name.
+    pub project_id: String,
+    pub organization_id: String,
+    /// Only workflows of this branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// 1 to 100, default 20.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct PipelinesList {
+    pub workflow_id: String,
+    pub organization_id: String,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct PipelineJobs {
+    pub pipeline_id: String,
+    pub organization_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct JobsDescribe {
+    pub organization_id: String,
+    pub job_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct JobsLogs {
+    pub job_id: String,
+    /// A line offset from an earlier call's `nextCursor`: the window of (at most 200) lines
+    /// before it. Without it, the last 200 lines.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct FailureSummary {
+    /// The failed job.
+    pub job_id: String,
+}
+
+fn text_result(markdown: String, structured: Value) -> CallToolResult {
+    let mut markdown = markdown;
+    if markdown.len() > MAX_TEXT {
+        let mut cut = MAX_TEXT;
+        while !markdown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        markdown.truncate(cut);
+        markdown.push_str("\n… (cut; the structured content has it all)");
+    }
+    let mut r = CallToolResult::structured(structured);
+    r.content = vec![ContentBlock::text(markdown)];
+    r
+}
+
+fn tool_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+#[tool_router]
+impl SalveMcp {
+    pub fn new(api: Api) -> SalveMcp {
+        SalveMcp { api: Arc::new(api), tool_router: Self::tool_router() }
+    }
+
+    /// The tool error for an organization this Salve does not have.
+    fn wrong_org(&self, organization_id: &str) -> Option<CallToolResult> {
+        (organization_id != self.api.organization_id).then(|| {
+            tool_error(format!(
+                "no organization {organization_id}: this Salve has one, {} (see organizations_list)",
+                self.api.organization_id
+            ))
+        })
+    }
+
+    #[tool(
+        description = "List the organizations this token can see (Salve has one).",
+        annotations(read_only_hint = true)
+    )]
+    async fn organizations_list(&self, Parameters(_p): Parameters<OrganizationsList>) -> CallToolResult {
+        let id = &self.api.organization_id;
+        text_result(
+            format!("Organizations:\n- **salve** (`{id}`)"),
+            json!({"organizations": [{"id": id, "name": "salve", "username": "salve"}]}),
+        )
+    }
+
+    #[tool(description = "List the organization's projects.", annotations(read_only_hint = true))]
+    async fn projects_list(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<ProjectsList>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let auth = parts.headers.get(header::AUTHORIZATION);
+        match self.api.get(auth, "/api/v1/projects").await {
+            Ok(v) => {
+                let limit = p.limit.unwrap_or(25).clamp(1, 200) as usize;
+                let projects: Vec<Value> = v["projects"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .take(limit)
+                    .map(|p| {
+                        json!({"id": p["id"], "name": p["name"], "repository": {"url": p["git_url"].as_str().or(p["repo_url"].as_str()), "pipelineFile": ".semaphore/semaphore.yml"}})
+                    })
+                    .collect();
+                let md =
+                    projects.iter().map(|p| format!("- **{}** (`{}`)", s(&p["name"]), s(&p["id"]))).collect::<Vec<_>>();
+                text_result(format!("Projects:\n{}", md.join("\n")), json!({"projects": projects}))
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "The project's workflows, newest first; filter by branch.",
+        annotations(read_only_hint = true)
+    )]
+    async fn workflows_search(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<WorkflowsSearch>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let limit = p.limit.unwrap_or(20).clamp(1, 100);
+        let mut path = format!("/api/v1/workflows?project={}&limit={limit}", encode(&p.project_id));
+        if let Some(b) = &p.branch {
+            path.push_str(&format!("&branch={}", encode(b)));
+        }
+        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+            Ok(v) => {
+                let list: Vec<Value> = v["workflows"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|w| {
+                        json!({"id": w["id"], "initialPipelineId": w["initial_pipeline_id"], "projectId": w["project_id"], "organizationId": self.api.organization_id, "branch": w["branch"], "commitSha": w["sha"], "triggeredBy": w["triggered_by"], "createdAt": w["created_ms"], "rerunOf": w["rerun_of"]})
+                    })
+                    .collect();
+                let md: Vec<String> = list
+                    .iter()
+                    .map(|w| {
+                        format!(
+                            "- `{}` {} @ {}",
+                            s(&w["id"]),
+                            s(&w["branch"]),
+                            &s(&w["commitSha"])[..s(&w["commitSha"]).len().min(7)]
+                        )
+                    })
+                    .collect();
+                text_result(format!("Workflows:\n{}", md.join("\n")), json!({"workflows": list}))
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "The pipelines of a workflow (promotions included), newest first.",
+        annotations(read_only_hint = true)
+    )]
+    async fn pipelines_list(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<PipelinesList>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let limit = p.limit.unwrap_or(20).clamp(1, 100);
+        let path = format!("/api/v1/pipelines?workflow_id={}&limit={limit}", encode(&p.workflow_id));
+        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+            Ok(v) => {
+                let list: Vec<Value> =
+                    v["pipelines"].as_array().into_iter().flatten().map(|p| self.pipeline(p)).collect();
+                let md: Vec<String> = list
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "- `{}` {}: {} {} {}",
+                            s(&p["id"]),
+                            s(&p["name"]),
+                            s(&p["state"]),
+                            s(&p["result"]),
+                            s(&p["resultReason"])
+                        )
+                    })
+                    .collect();
+                text_result(format!("Pipelines:\n{}", md.join("\n")), json!({"pipelines": list}))
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    fn pipeline(&self, p: &Value) -> Value {
+        json!({"id": p["id"], "name": p["name"], "workflowId": p["workflow_id"], "organizationId": self.api.organization_id, "branch": p["branch"], "commitSha": p["sha"], "state": p["state"], "result": p["result"], "resultReason": p["result_reason"], "errorMessage": p["error"], "createdAt": p["created_ms"], "runningAt": p["started_ms"], "doneAt": p["done_ms"], "promotionOf": p["promotion_of"], "pipelineFile": p["file"]})
+    }
+
+    #[tool(
+        description = "A pipeline with its blocks and jobs (their ids, states and results).",
+        annotations(read_only_hint = true)
+    )]
+    async fn pipeline_jobs(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<PipelineJobs>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let path = format!("/api/v1/pipelines/{}", encode(&p.pipeline_id));
+        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+            Ok(v) => {
+                let mut jobs = Vec::new();
+                let mut md = vec![format!(
+                    "Pipeline `{}` {}: {} {}",
+                    s(&v["id"]),
+                    s(&v["name"]),
+                    s(&v["state"]),
+                    s(&v["result"])
+                )];
+                let blocks: Vec<Value> = v["blocks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|b| {
+                        md.push(format!("- block **{}**: {}", s(&b["name"]), b["result"].as_str().unwrap_or(s(&b["state"]))));
+                        let list: Vec<Value> = b["jobs"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .enumerate()
+                            .map(|(i, j)| {
+                                md.push(format!("  - job {} `{}`: {}", s(&j["name"]), s(&j["id"]), j["result"].as_str().unwrap_or(s(&j["state"]))));
+                                json!({"jobId": j["id"], "name": j["name"], "blockName": b["name"], "index": i, "status": j["state"], "result": j["result"], "error": j["result_reason"]})
+                            })
+                            .collect();
+                        jobs.extend(list.iter().cloned());
+                        json!({"blockName": b["name"], "state": b["state"], "result": b["result"], "jobs": list})
+                    })
+                    .collect();
+                let count = jobs.len();
+                text_result(
+                    md.join("\n"),
+                    json!({"pipeline": self.pipeline(&v), "blocks": blocks, "jobs": jobs, "jobCount": count}),
+                )
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "A job: its state, result, timeline and commands with their exit codes.",
+        annotations(read_only_hint = true)
+    )]
+    async fn jobs_describe(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<JobsDescribe>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let path = format!("/api/v1/jobs/{}", encode(&p.job_id));
+        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+            Ok(j) => {
+                let mut md = vec![format!(
+                    "Job **{}** `{}`: {} {} {}",
+                    s(&j["name"]),
+                    s(&j["id"]),
+                    s(&j["state"]),
+                    s(&j["result"]),
+                    s(&j["result_reason"])
+                )];
+                for c in j["commands"].as_array().into_iter().flatten() {
+                    md.push(format!("- `{}` → {}", s(&c["command"]), c["exit_code"]));
+                }
+                let structured = json!({"id": j["id"], "name": j["name"], "pipelineId": j["pipeline_id"], "organizationId": self.api.organization_id, "state": j["state"], "result": j["result"], "failureReason": j["result_reason"], "timeline": {"startedAt": j["started_ms"], "finishedAt": j["done_ms"]}, "commands": j["commands"]});
+                text_result(md.join("\n"), structured)
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "A job's log, 200 lines at a time: without a cursor the last 200 lines; nextCursor walks to older lines.",
+        annotations(read_only_hint = true)
+    )]
+    async fn jobs_logs(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<JobsLogs>,
+    ) -> CallToolResult {
+        const WINDOW: u64 = 200;
+        let path = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
+            None => format!("/api/v1/jobs/{}/logs?tail={WINDOW}", encode(&p.job_id)),
+            Some(c) => match c.parse::<u64>() {
+                Ok(end) => {
+                    let from = end.saturating_sub(WINDOW);
+                    format!("/api/v1/jobs/{}/logs?from={from}&limit={}", encode(&p.job_id), (end - from).max(1))
+                }
+                Err(_) => {
+                    return tool_error(format!(
+                        "cursor '{c}' is not a line offset: pass a nextCursor from an earlier call, or none"
+                    ));
+                }
+            },
+        };
+        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+            Ok(v) => {
+                let start = v["from"].as_u64().unwrap_or(0);
+                let preview: Vec<String> =
+                    v["lines"].as_array().into_iter().flatten().map(|l| s(&l["text"]).to_owned()).collect();
+                let next = (start > 0).then(|| start.to_string());
+                let md = format!(
+                    "Lines {}–{} of {}:\n```\n{}\n```",
+                    start + 1,
+                    start + preview.len() as u64,
+                    v["total"],
+                    preview.join("\n")
+                );
+                let structured = json!({"jobId": p.job_id, "source": "salve", "preview": preview, "nextCursor": next, "Final": v["state"] == "done", "startLine": start, "previewTruncated": start > 0});
+                text_result(md, structured)
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "Why a job failed: the failure class, the failing command, the few log lines that explain it (diffed against the last green run of the same job), failing tests and a fingerprint.",
+        annotations(read_only_hint = true)
+    )]
+    async fn failure_summary(
+        &self,
+        Extension(parts): Extension<axum::http::request::Parts>,
+        Parameters(p): Parameters<FailureSummary>,
+    ) -> CallToolResult {
+        let path = format!("/api/v1/jobs/{}/failure", encode(&p.job_id));
+        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+            Ok(r) => {
+                let mut md =
+                    vec![format!("**{}** (fingerprint `{}`)", s(&r["class"]).replace('_', " "), s(&r["fingerprint"]))];
+                if let Some(c) = r["failing_command"].as_str() {
+                    md.push(format!("Failing command: `{c}`"));
+                }
+                md.push("```".into());
+                for l in r["excerpt"].as_array().into_iter().flatten() {
+                    md.push(format!("{:>6} | {}", l["line"], s(&l["text"])));
+                }
+                md.push("```".into());
+                for t in r["failing_tests"].as_array().into_iter().flatten() {
+                    md.push(format!("- test {}.{}: {}", s(&t["classname"]), s(&t["name"]), s(&t["message"])));
+                }
+                text_result(md.join("\n"), r)
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SalveMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("salve", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Salve CI. To learn why a pipeline failed: workflows_search → pipelines_list → pipeline_jobs → failure_summary on the failed job (then jobs_logs for more of the log).",
+            )
+    }
+}
+
+/// The Streamable HTTP service to mount at `/mcp`. `allowed_hosts` are the `Host` values it
+/// answers (rmcp's default, loopback only, breaks real deployments).
+pub fn service(api: Api, allowed_hosts: Vec<String>) -> StreamableHttpService<SalveMcp, LocalSessionManager> {
+    StreamableHttpService::new(
+        move || Ok(SalveMcp::new(api.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+    )
+}
