@@ -65,6 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: server_cmd::PipelineCommand,
     },
+    /// An MCP server on stdin/stdout for a local agent, reading a Salve server with SALVE_TOKEN.
+    Mcp(server_cmd::McpArgs),
     /// Jobs on a server: show, stop.
     Job {
         #[command(subcommand)]
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
         Command::Workflow { command } => server_cmd::workflow(command),
         Command::Pipeline { command } => server_cmd::pipeline(command),
         Command::Job { command } => server_cmd::job(command),
+        Command::Mcp(args) => server_cmd::mcp(&args),
         Command::Promote(args) => server_cmd::promote(args),
     };
     ExitCode::from(code)

@@ -392,6 +392,35 @@ pub fn pipeline(command: PipelineCommand) -> u8 {
     }
 }
 
+#[derive(Args)]
+pub struct McpArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// `salve mcp`: the MCP tools on stdio, over a server's API with `SALVE_TOKEN`. Nothing but MCP
+/// messages goes to stdout; errors go to stderr.
+pub fn mcp(args: &McpArgs) -> u8 {
+    let token = std::env::var("SALVE_TOKEN").unwrap_or_default();
+    if token.trim().is_empty() {
+        return fail("set SALVE_TOKEN to an API token of the server");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let served = rt.block_on(async {
+        let api = salve_mcp::Api::remote(&args.server.server, token.trim()).await?;
+        salve_mcp::serve_stdio(api).await
+    });
+    // A pending read of stdin cannot be cancelled: do not wait for it.
+    rt.shutdown_background();
+    match served {
+        Ok(()) => 0,
+        Err(e) => fail(&e),
+    }
+}
+
 #[derive(Subcommand)]
 pub enum JobCommand {
     /// A job with its commands; --json prints the API's object.

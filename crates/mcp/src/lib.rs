@@ -12,13 +12,13 @@ use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt as _;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::schemars::{self, JsonSchema};
+use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+use rmcp::{ServerHandler, ServiceExt as _, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -29,34 +29,81 @@ const MAX_TEXT: usize = 16 * 1024;
 /// How the tools reach Salve's REST API.
 #[derive(Clone)]
 pub struct Api {
-    router: Router,
+    target: Target,
     organization_id: String,
+}
+
+#[derive(Clone)]
+enum Target {
+    /// The API router of this process, called with each caller's own token.
+    InProcess(Router),
+    /// A Salve server over HTTP, with one token (`salve mcp` on stdio).
+    Remote { http: reqwest::Client, base: String, token: String },
 }
 
 impl Api {
     /// The API router of a running server, called in-process.
     pub fn in_process(router: Router, organization_id: String) -> Api {
-        Api { router, organization_id }
+        Api { target: Target::InProcess(router), organization_id }
     }
 
-    /// GET `path` with the caller's `Authorization` header; the JSON answer, or the API's own
-    /// error message.
-    async fn get(&self, authorization: Option<&header::HeaderValue>, path: &str) -> Result<Value, String> {
-        let mut request = Request::get(path);
-        if let Some(a) = authorization {
-            request = request.header(header::AUTHORIZATION, a);
-        }
-        let request = request.body(Body::empty()).map_err(|e| format!("bad request path {path}: {e}"))?;
-        let response = self.router.clone().oneshot(request).await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    /// A Salve server at `base` (its URL), reached with `token`; asks it for its organization.
+    pub async fn remote(base: &str, token: &str) -> Result<Api, String> {
+        let http = reqwest::Client::builder().build().map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+        let base = base.trim_end_matches('/').to_owned();
+        let health: Value = http
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| format!("cannot reach the Salve server at {base}: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("{base} does not answer like a Salve server: {e}"))?;
+        let organization_id = health["organization_id"]
+            .as_str()
+            .ok_or_else(|| format!("{base} does not name its organization (an older Salve?)"))?
+            .to_owned();
+        Ok(Api { target: Target::Remote { http, base, token: token.to_owned() }, organization_id })
+    }
+
+    /// GET `path` with the caller's `Authorization` header (in-process) or the configured token
+    /// (remote); the JSON answer, or the API's own error message.
+    async fn get(&self, ctx: &RequestContext<RoleServer>, path: &str) -> Result<Value, String> {
+        let (status, bytes) = match &self.target {
+            Target::InProcess(router) => {
+                let mut request = Request::get(path);
+                if let Some(a) = authorization(ctx) {
+                    request = request.header(header::AUTHORIZATION, a);
+                }
+                let request = request.body(Body::empty()).map_err(|e| format!("bad request path {path}: {e}"))?;
+                let response = router.clone().oneshot(request).await.map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                (status, response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec())
+            }
+            Target::Remote { http, base, token } => {
+                let response = http
+                    .get(format!("{base}{path}"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach the Salve server at {base}: {e}"))?;
+                let status = response.status().as_u16();
+                (status, response.bytes().await.map_err(|e| e.to_string())?.to_vec())
+            }
+        };
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
+        if (200..300).contains(&status) {
             Ok(body)
         } else {
             Err(body["error"]["message"].as_str().map_or_else(|| format!("the API answered {status}"), str::to_owned))
         }
     }
+}
+
+/// The caller's `Authorization` header, when the request came over HTTP.
+fn authorization(ctx: &RequestContext<RoleServer>) -> Option<header::HeaderValue> {
+    ctx.extensions.get::<axum::http::request::Parts>().and_then(|p| p.headers.get(header::AUTHORIZATION)).cloned()
 }
 
 /// Query-string encoding of one value.
@@ -196,14 +243,13 @@ impl SalveMcp {
     #[tool(description = "List the organization's projects.", annotations(read_only_hint = true))]
     async fn projects_list(
         &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
+        ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<ProjectsList>,
     ) -> CallToolResult {
         if let Some(e) = self.wrong_org(&p.organization_id) {
             return e;
         }
-        let auth = parts.headers.get(header::AUTHORIZATION);
-        match self.api.get(auth, "/api/v1/projects").await {
+        match self.api.get(&ctx, "/api/v1/projects").await {
             Ok(v) => {
                 let limit = p.limit.unwrap_or(25).clamp(1, 200) as usize;
                 let projects: Vec<Value> = v["projects"]
@@ -229,7 +275,7 @@ impl SalveMcp {
     )]
     async fn workflows_search(
         &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
+        ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<WorkflowsSearch>,
     ) -> CallToolResult {
         if let Some(e) = self.wrong_org(&p.organization_id) {
@@ -240,7 +286,7 @@ impl SalveMcp {
         if let Some(b) = &p.branch {
             path.push_str(&format!("&branch={}", encode(b)));
         }
-        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+        match self.api.get(&ctx, &path).await {
             Ok(v) => {
                 let list: Vec<Value> = v["workflows"]
                     .as_array()
@@ -273,7 +319,7 @@ impl SalveMcp {
     )]
     async fn pipelines_list(
         &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
+        ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<PipelinesList>,
     ) -> CallToolResult {
         if let Some(e) = self.wrong_org(&p.organization_id) {
@@ -281,7 +327,7 @@ impl SalveMcp {
         }
         let limit = p.limit.unwrap_or(20).clamp(1, 100);
         let path = format!("/api/v1/pipelines?workflow_id={}&limit={limit}", encode(&p.workflow_id));
-        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+        match self.api.get(&ctx, &path).await {
             Ok(v) => {
                 let list: Vec<Value> =
                     v["pipelines"].as_array().into_iter().flatten().map(|p| self.pipeline(p)).collect();
@@ -314,14 +360,14 @@ impl SalveMcp {
     )]
     async fn pipeline_jobs(
         &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
+        ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<PipelineJobs>,
     ) -> CallToolResult {
         if let Some(e) = self.wrong_org(&p.organization_id) {
             return e;
         }
         let path = format!("/api/v1/pipelines/{}", encode(&p.pipeline_id));
-        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+        match self.api.get(&ctx, &path).await {
             Ok(v) => {
                 let mut jobs = Vec::new();
                 let mut md = vec![format!(
@@ -367,14 +413,14 @@ impl SalveMcp {
     )]
     async fn jobs_describe(
         &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
+        ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<JobsDescribe>,
     ) -> CallToolResult {
         if let Some(e) = self.wrong_org(&p.organization_id) {
             return e;
         }
         let path = format!("/api/v1/jobs/{}", encode(&p.job_id));
-        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+        match self.api.get(&ctx, &path).await {
             Ok(j) => {
                 let mut md = vec![format!(
                     "Job **{}** `{}`: {} {} {}",
@@ -398,11 +444,7 @@ impl SalveMcp {
         description = "A job's log, 200 lines at a time: without a cursor the last 200 lines; nextCursor walks to older lines.",
         annotations(read_only_hint = true)
     )]
-    async fn jobs_logs(
-        &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
-        Parameters(p): Parameters<JobsLogs>,
-    ) -> CallToolResult {
+    async fn jobs_logs(&self, ctx: RequestContext<RoleServer>, Parameters(p): Parameters<JobsLogs>) -> CallToolResult {
         const WINDOW: u64 = 200;
         let path = match p.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => format!("/api/v1/jobs/{}/logs?tail={WINDOW}", encode(&p.job_id)),
@@ -418,7 +460,7 @@ impl SalveMcp {
                 }
             },
         };
-        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+        match self.api.get(&ctx, &path).await {
             Ok(v) => {
                 let start = v["from"].as_u64().unwrap_or(0);
                 let preview: Vec<String> =
@@ -444,11 +486,11 @@ impl SalveMcp {
     )]
     async fn failure_summary(
         &self,
-        Extension(parts): Extension<axum::http::request::Parts>,
+        ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<FailureSummary>,
     ) -> CallToolResult {
         let path = format!("/api/v1/jobs/{}/failure", encode(&p.job_id));
-        match self.api.get(parts.headers.get(header::AUTHORIZATION), &path).await {
+        match self.api.get(&ctx, &path).await {
             Ok(r) => {
                 let mut md =
                     vec![format!("**{}** (fingerprint `{}`)", s(&r["class"]).replace('_', " "), s(&r["fingerprint"]))];
@@ -489,4 +531,10 @@ pub fn service(api: Api, allowed_hosts: Vec<String>) -> StreamableHttpService<Sa
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     )
+}
+
+/// Serves the tools over stdin and stdout until the client closes them (`salve mcp`).
+pub async fn serve_stdio(api: Api) -> Result<(), String> {
+    let running = SalveMcp::new(api).serve(rmcp::transport::stdio()).await.map_err(|e| e.to_string())?;
+    running.waiting().await.map(drop).map_err(|e| e.to_string())
 }

@@ -85,7 +85,9 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 pub fn router(server: Arc<Server>) -> Router {
     let open = Router::new()
-        .route("/api/v1/health", get(|| async { Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")})) }))
+        .route("/api/v1/health", get(|| async {
+                Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "organization_id": crate::work::organization_id()}))
+            }))
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }));
     let guarded = Router::new()
         .route("/api/v1/projects", get(projects).post(create_project))

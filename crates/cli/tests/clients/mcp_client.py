@@ -1,6 +1,7 @@
 """A real MCP client (the Python `mcp` SDK) against Salve's /mcp, for the serve tests.
 
-Usage: mcp_client.py URL TOKEN JOB_ID
+Usage: mcp_client.py http URL TOKEN JOB_ID
+       mcp_client.py stdio SALVE_BINARY SERVER_URL TOKEN JOB_ID   (runs `salve mcp`)
 Prints one JSON object: the server's name, the tool names with their read-only hints, and the
 results of jobs_logs (no cursor, then its nextCursor), failure_summary, and a call with an
 unknown job id.
@@ -10,7 +11,11 @@ import asyncio
 import json
 import sys
 
-from mcp import ClientSession
+import contextlib
+import os
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
 
@@ -27,32 +32,45 @@ def plain(result):
     }
 
 
-async def main(url, token, job_id):
-    http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
-    async with http:
-        async with streamable_http_client(url, http_client=http) as streams:
-            read, write = streams[0], streams[1]
-            async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                tools = (await session.list_tools()).tools
-                logs = await session.call_tool("jobs_logs", {"job_id": job_id})
-                older = None
-                cursor = (field(logs, "structuredContent", "structured_content") or {}).get("nextCursor")
-                if cursor:
-                    older = plain(await session.call_tool("jobs_logs", {"job_id": job_id, "cursor": cursor}))
-                summary = await session.call_tool("failure_summary", {"job_id": job_id})
-                unknown = await session.call_tool("failure_summary", {"job_id": "no-such-job"})
-                print(json.dumps({
-                    "server": field(init, "serverInfo", "server_info").name,
-                    "tools": {
-                        t.name: bool(t.annotations and field(t.annotations, "readOnlyHint", "read_only_hint"))
-                        for t in tools
-                    },
-                    "jobs_logs": plain(logs),
-                    "jobs_logs_older": older,
-                    "failure_summary": plain(summary),
-                    "unknown": plain(unknown),
-                }))
+@contextlib.asynccontextmanager
+async def connect(argv):
+    if argv[0] == "http":
+        url, token = argv[1], argv[2]
+        http = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+        async with http:
+            async with streamable_http_client(url, http_client=http) as streams:
+                yield streams[0], streams[1]
+    else:
+        binary, server, token = argv[1], argv[2], argv[3]
+        env = dict(os.environ, SALVE_TOKEN=token)
+        params = StdioServerParameters(command=binary, args=["mcp", "--server", server], env=env)
+        async with stdio_client(params) as streams:
+            yield streams[0], streams[1]
 
 
-asyncio.run(main(*sys.argv[1:4]))
+async def main(argv):
+    job_id = argv[-1]
+    async with connect(argv) as (read, write), ClientSession(read, write) as session:
+        init = await session.initialize()
+        tools = (await session.list_tools()).tools
+        logs = await session.call_tool("jobs_logs", {"job_id": job_id})
+        older = None
+        cursor = (field(logs, "structuredContent", "structured_content") or {}).get("nextCursor")
+        if cursor:
+            older = plain(await session.call_tool("jobs_logs", {"job_id": job_id, "cursor": cursor}))
+        summary = await session.call_tool("failure_summary", {"job_id": job_id})
+        unknown = await session.call_tool("failure_summary", {"job_id": "no-such-job"})
+        print(json.dumps({
+            "server": field(init, "serverInfo", "server_info").name,
+            "tools": {
+                t.name: bool(t.annotations and field(t.annotations, "readOnlyHint", "read_only_hint"))
+                for t in tools
+            },
+            "jobs_logs": plain(logs),
+            "jobs_logs_older": older,
+            "failure_summary": plain(summary),
+            "unknown": plain(unknown),
+        }))
+
+
+asyncio.run(main(sys.argv[1:]))

@@ -661,10 +661,36 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
 
     // The Python MCP SDK over Streamable HTTP, with a token.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/mcp_client.py");
-    let out =
-        Command::new("python3").args([script, &format!("{}/mcp", server.url), &server.token, &job]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let http = Command::new("python3")
+        .args([script, "http", &format!("{}/mcp", server.url), &server.token, &job])
+        .output()
+        .unwrap();
+    // And over stdio, through `salve mcp --server URL` with SALVE_TOKEN.
+    let stdio = Command::new("python3")
+        .args([script, "stdio", env!("CARGO_BIN_EXE_salve"), &server.url, &server.token, &job])
+        .output()
+        .unwrap();
+    for out in [http, stdio] {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        check_mcp_answers(&v);
+    }
+
+    // No token, a wrong token: 401 with a WWW-Authenticate header, before any MCP is spoken.
+    for token in [None, Some("salve_wrong")] {
+        let mut req = server.http().post(format!("{}/mcp", server.url)).header("content-type", "application/json");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#).send().unwrap();
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().get("www-authenticate").is_some());
+    }
+}
+
+/// What `tests/clients/mcp_client.py` saw of a failed job whose log is 300 `step N ok` lines,
+/// the error and the runner's closing line.
+fn check_mcp_answers(v: &Value) {
     assert_eq!(v["server"], "salve");
     for tool in [
         "organizations_list",
@@ -692,15 +718,4 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
     assert!(summary["text"].as_str().unwrap().contains("error: the widget is broken"), "{summary:#}");
     assert_eq!(v["unknown"]["isError"], true, "an unknown id is a tool error: {v:#}");
     assert!(v["unknown"]["text"].as_str().unwrap().contains("no job"));
-
-    // No token, a wrong token: 401 with a WWW-Authenticate header, before any MCP is spoken.
-    for token in [None, Some("salve_wrong")] {
-        let mut req = server.http().post(format!("{}/mcp", server.url)).header("content-type", "application/json");
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#).send().unwrap();
-        assert_eq!(r.status(), 401);
-        assert!(r.headers().get("www-authenticate").is_some());
-    }
 }
