@@ -3,8 +3,8 @@
 Usage: mcp_client.py http URL TOKEN JOB_ID
        mcp_client.py stdio SALVE_BINARY SERVER_URL TOKEN JOB_ID   (runs `salve mcp`)
 Prints one JSON object: the server's name, the tool names with their read-only hints, and the
-results of jobs_logs (no cursor, then its nextCursor), failure_summary, and a call with an
-unknown job id.
+results of jobs_logs (no cursor, then its nextCursor), failure_summary, a call with an unknown
+job id, calls with missing, wrong-typed, out-of-range and hostile arguments, and one after those.
 """
 
 import asyncio
@@ -60,6 +60,24 @@ async def main(argv):
             older = plain(await session.call_tool("jobs_logs", {"job_id": job_id, "cursor": cursor}))
         summary = await session.call_tool("failure_summary", {"job_id": job_id})
         unknown = await session.call_tool("failure_summary", {"job_id": "no-such-job"})
+        bad = []
+        for name, args in [
+            ("jobs_logs", {}),
+            ("jobs_logs", {"job_id": 5}),
+            ("jobs_logs", {"job_id": job_id, "cursor": "-1"}),
+            ("jobs_logs", {"job_id": job_id, "cursor": "x" * 100000}),
+            ("jobs_logs", {"job_id": "../../../etc/passwd"}),
+            ("failure_summary", {"job_id": "%2e%2e/%2e%2e/salve.db"}),
+            ("jobs_describe", {"job_id": job_id, "organization_id": "someone-else"}),
+            ("workflows_search", {"project_id": "p", "organization_id": "o", "limit": -5}),
+            ("pipeline_jobs", {"pipeline_id": ["not", "a", "string"], "organization_id": "o"}),
+            ("projects_list", {"organization_id": "x" * 1000000}),
+        ]:
+            r = await session.call_tool(name, args)
+            bad.append({"call": name, "isError": bool(field(r, "isError", "is_error")),
+                        "text": "".join(getattr(c, "text", "") for c in r.content)[:300]})
+        # Still up and answering after all that.
+        after = await session.call_tool("organizations_list", {})
         print(json.dumps({
             "server": field(init, "serverInfo", "server_info").name,
             "tools": {
@@ -70,6 +88,8 @@ async def main(argv):
             "jobs_logs_older": older,
             "failure_summary": plain(summary),
             "unknown": plain(unknown),
+            "bad": bad,
+            "after": plain(after),
         }))
 
 

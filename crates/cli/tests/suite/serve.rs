@@ -779,4 +779,9 @@ fn check_mcp_answers(v: &Value) {
     assert!(summary["text"].as_str().unwrap().contains("error: the widget is broken"), "{summary:#}");
     assert_eq!(v["unknown"]["isError"], true, "an unknown id is a tool error: {v:#}");
     assert!(v["unknown"]["text"].as_str().unwrap().contains("no job"));
+    for call in v["bad"].as_array().unwrap() {
+        assert_eq!(call["isError"], true, "bad arguments are a tool error: {call:#}");
+        assert!(!call["text"].as_str().unwrap().is_empty(), "with a message: {call:#}");
+    }
+    assert_eq!(v["after"]["isError"], false, "the server is still up: {v:#}");
 }
