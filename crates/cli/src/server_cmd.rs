@@ -67,6 +67,7 @@ pub fn serve(args: ServeArgs) -> u8 {
     config.sandbox = !args.no_sandbox && file.sandbox.unwrap_or(true);
     config.network = !args.no_network && file.network.unwrap_or(true);
     config.mcp_allowed_hosts = file.mcp_allowed_hosts.unwrap_or_default();
+    config.mcp_write_tools = file.mcp_write_tools.unwrap_or(false);
     if let Some(mb) = file.max_body_mb {
         config.max_body_bytes = mb.saturating_mul(1024 * 1024);
     }
@@ -394,6 +395,9 @@ pub fn pipeline(command: PipelineCommand) -> u8 {
 
 #[derive(Args)]
 pub struct McpArgs {
+    /// Also list the tools that start workflows (workflows_run, workflows_rerun).
+    #[arg(long)]
+    write_tools: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -411,7 +415,7 @@ pub fn mcp(args: &McpArgs) -> u8 {
     };
     let served = rt.block_on(async {
         let api = salve_mcp::Api::remote(&args.server.server, token.trim()).await?;
-        salve_mcp::serve_stdio(api).await
+        salve_mcp::serve_stdio(api, args.write_tools).await
     });
     // A pending read of stdin cannot be cancelled: do not wait for it.
     rt.shutdown_background();

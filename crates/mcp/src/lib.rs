@@ -11,14 +11,17 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, header};
 use http_body_util::BodyExt as _;
+use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, PromptMessage, Role, ServerCapabilities, ServerConfig,
+};
 use rmcp::schemars::{self, JsonSchema};
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rmcp::{ServerHandler, ServiceExt as _, tool, tool_handler, tool_router};
+use rmcp::{ServerHandler, ServiceExt as _, prompt, prompt_handler, prompt_router, tool, tool_handler, tool_router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -70,20 +73,36 @@ impl Api {
     /// GET `path` with the caller's `Authorization` header (in-process) or the configured token
     /// (remote); the JSON answer, or the API's own error message.
     async fn get(&self, ctx: &RequestContext<RoleServer>, path: &str) -> Result<Value, String> {
+        self.call(ctx, path, None).await
+    }
+
+    /// POST `body` to `path`.
+    async fn post(&self, ctx: &RequestContext<RoleServer>, path: &str, body: Value) -> Result<Value, String> {
+        self.call(ctx, path, Some(body)).await
+    }
+
+    async fn call(&self, ctx: &RequestContext<RoleServer>, path: &str, body: Option<Value>) -> Result<Value, String> {
         let (status, bytes) = match &self.target {
             Target::InProcess(router) => {
-                let mut request = Request::get(path);
+                let mut request = match body {
+                    Some(_) => Request::post(path).header(header::CONTENT_TYPE, "application/json"),
+                    None => Request::get(path),
+                };
                 if let Some(a) = authorization(ctx) {
                     request = request.header(header::AUTHORIZATION, a);
                 }
-                let request = request.body(Body::empty()).map_err(|e| format!("bad request path {path}: {e}"))?;
+                let payload = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+                let request = request.body(payload).map_err(|e| format!("bad request path {path}: {e}"))?;
                 let response = router.clone().oneshot(request).await.map_err(|e| e.to_string())?;
                 let status = response.status().as_u16();
                 (status, response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes().to_vec())
             }
             Target::Remote { http, base, token } => {
-                let response = http
-                    .get(format!("{base}{path}"))
+                let request = match body {
+                    Some(b) => http.post(format!("{base}{path}")).json(&b),
+                    None => http.get(format!("{base}{path}")),
+                };
+                let response = request
                     .bearer_auth(token)
                     .send()
                     .await
@@ -116,10 +135,14 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
+/// The tools that change something; listed only when switched on.
+pub const WRITE_TOOLS: &[&str] = &["workflows_run", "workflows_rerun"];
+
 #[derive(Clone)]
 pub struct SalveMcp {
     api: Arc<Api>,
     tool_router: ToolRouter<SalveMcp>,
+    prompt_router: PromptRouter<SalveMcp>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -184,6 +207,35 @@ pub struct JobsLogs {
 }
 
 #[derive(Deserialize, JsonSchema)]
+pub struct WorkflowsRun {
+    /// The project's id or name.
+    pub project_id: String,
+    pub organization_id: String,
+    /// `main`, `refs/heads/main` or `refs/tags/v1.0`.
+    pub reference: String,
+    /// A commit of that branch or tag (default: its head).
+    #[serde(default)]
+    pub commit_sha: Option<String>,
+    /// Only `.semaphore/semaphore.yml` for now.
+    #[serde(default)]
+    pub pipeline_file: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct WorkflowsRerun {
+    pub workflow_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct McpSetup {
+    /// The project the agent works on, when known.
+    #[serde(default)]
+    pub project_name: Option<String>,
+    #[serde(default)]
+    pub organization_name: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
 pub struct FailureSummary {
     /// The failed job.
     pub job_id: String,
@@ -214,8 +266,15 @@ fn s(v: &Value) -> &str {
 
 #[tool_router]
 impl SalveMcp {
-    pub fn new(api: Api) -> SalveMcp {
-        SalveMcp { api: Arc::new(api), tool_router: Self::tool_router() }
+    /// The server; `write` lists the tools that start workflows too.
+    pub fn new(api: Api, write: bool) -> SalveMcp {
+        let mut tool_router = Self::tool_router();
+        if !write {
+            for name in WRITE_TOOLS {
+                tool_router.remove_route(name);
+            }
+        }
+        SalveMcp { api: Arc::new(api), tool_router, prompt_router: Self::prompt_router() }
     }
 
     /// The tool error for an organization this Salve does not have.
@@ -481,6 +540,68 @@ impl SalveMcp {
     }
 
     #[tool(
+        description = "Start a workflow at a branch or tag (and commit) of a project. Switched on by the server's mcp_write_tools.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn workflows_run(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<WorkflowsRun>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        if p.pipeline_file.as_deref().is_some_and(|f| f != ".semaphore/semaphore.yml") {
+            return tool_error("Salve starts workflows from .semaphore/semaphore.yml only; leave pipeline_file out");
+        }
+        let (kind, name) = match p.reference.strip_prefix("refs/tags/") {
+            Some(tag) => ("tag", tag),
+            None => ("branch", p.reference.strip_prefix("refs/heads/").unwrap_or(&p.reference)),
+        };
+        if p.reference.starts_with("refs/")
+            && !p.reference.starts_with("refs/heads/")
+            && !p.reference.starts_with("refs/tags/")
+        {
+            return tool_error(format!(
+                "reference '{}' is not a branch or a tag (refs/heads/… or refs/tags/…)",
+                p.reference
+            ));
+        }
+        let body = json!({"project": p.project_id, kind: name, "sha": p.commit_sha});
+        match self.api.post(&ctx, "/api/v1/workflows", body).await {
+            Ok(v) => text_result(
+                format!(
+                    "Started workflow `{}` (pipeline `{}`) at {}.",
+                    s(&v["workflow_id"]),
+                    s(&v["pipeline_id"]),
+                    p.reference
+                ),
+                json!({"workflowId": v["workflow_id"], "pipelineId": v["pipeline_id"], "reference": p.reference, "commitSha": p.commit_sha, "pipelineFile": ".semaphore/semaphore.yml"}),
+            ),
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "Run a workflow again at the same commit. Switched on by the server's mcp_write_tools.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn workflows_rerun(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<WorkflowsRerun>,
+    ) -> CallToolResult {
+        let path = format!("/api/v1/workflows/{}/rerun", encode(&p.workflow_id));
+        match self.api.post(&ctx, &path, json!({})).await {
+            Ok(v) => text_result(
+                format!("Rerunning workflow `{}` as `{}`.", p.workflow_id, s(&v["workflow_id"])),
+                json!({"workflowId": v["workflow_id"], "pipelineId": v["pipeline_id"], "rerunOf": p.workflow_id, "organizationId": self.api.organization_id}),
+            ),
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
         description = "Why a job failed: the failure class, the failing command, the few log lines that explain it (diffed against the last green run of the same job), failing tests and a fingerprint.",
         annotations(read_only_hint = true)
     )]
@@ -512,10 +633,33 @@ impl SalveMcp {
     }
 }
 
+#[prompt_router]
+impl SalveMcp {
+    #[prompt(description = "How to set up an agent to debug this project's CI with Salve's MCP tools.")]
+    async fn mcp_setup(&self, Parameters(p): Parameters<McpSetup>) -> Vec<PromptMessage> {
+        let project = p.project_name.map_or_else(|| "the project".to_owned(), |n| format!("project `{n}`"));
+        let text = format!(
+            "Create `.salve/MCP.md` in the repository for agents that debug {project} on Salve CI.\n\n\
+             1. Call `organizations_list` and `projects_list` once and keep the ids in `.salve/config.json` \
+             (organization `{}`{}).\n\
+             2. To learn why CI failed: `workflows_search` (by branch) → `pipelines_list` (the workflow's \
+             pipelines, promotions included) → `pipeline_jobs` → `failure_summary` on each failed job: its class, \
+             the failing command, the lines that explain it and the failing tests. Use `jobs_logs` only for more \
+             of the log (no cursor: the last 200 lines; `nextCursor` walks back).\n\
+             3. Fix the cause, not the symptom: never weaken or skip a test to make it pass.\n\n\
+             Add a short section to AGENTS.md or CLAUDE.md that points to `.salve/MCP.md`.",
+            self.api.organization_id,
+            p.organization_name.map(|n| format!(", named `{n}`")).unwrap_or_default()
+        );
+        vec![PromptMessage::new_text(Role::User, text)]
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for SalveMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_prompts().build())
             .with_server_info(Implementation::new("salve", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Salve CI. To learn why a pipeline failed: workflows_search → pipelines_list → pipeline_jobs → failure_summary on the failed job (then jobs_logs for more of the log).",
@@ -524,17 +668,22 @@ impl ServerHandler for SalveMcp {
 }
 
 /// The Streamable HTTP service to mount at `/mcp`. `allowed_hosts` are the `Host` values it
-/// answers (rmcp's default, loopback only, breaks real deployments).
-pub fn service(api: Api, allowed_hosts: Vec<String>) -> StreamableHttpService<SalveMcp, LocalSessionManager> {
+/// answers (rmcp's default, loopback only, breaks real deployments); `write` lists the
+/// [`WRITE_TOOLS`].
+pub fn service(
+    api: Api,
+    allowed_hosts: Vec<String>,
+    write: bool,
+) -> StreamableHttpService<SalveMcp, LocalSessionManager> {
     StreamableHttpService::new(
-        move || Ok(SalveMcp::new(api.clone())),
+        move || Ok(SalveMcp::new(api.clone(), write)),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
     )
 }
 
 /// Serves the tools over stdin and stdout until the client closes them (`salve mcp`).
-pub async fn serve_stdio(api: Api) -> Result<(), String> {
-    let running = SalveMcp::new(api).serve(rmcp::transport::stdio()).await.map_err(|e| e.to_string())?;
+pub async fn serve_stdio(api: Api, write: bool) -> Result<(), String> {
+    let running = SalveMcp::new(api, write).serve(rmcp::transport::stdio()).await.map_err(|e| e.to_string())?;
     running.waiting().await.map(drop).map_err(|e| e.to_string())
 }

@@ -27,6 +27,8 @@ pub struct Config {
     pub exe: Option<PathBuf>,
     /// `Host` values `/mcp` answers besides loopback, the listen address and the public URL's.
     pub mcp_allowed_hosts: Vec<String>,
+    /// List the MCP tools that start workflows.
+    pub mcp_write_tools: bool,
 }
 
 /// The keys `salve.toml` may hold. Unknown keys are errors.
@@ -43,6 +45,8 @@ pub struct FileConfig {
     pub max_body_mb: Option<usize>,
     /// `Host` values `/mcp` answers besides loopback, the listen address and the public URL's.
     pub mcp_allowed_hosts: Option<Vec<String>>,
+    /// List the MCP tools that start workflows (off by default).
+    pub mcp_write_tools: Option<bool>,
 }
 
 impl FileConfig {
@@ -98,6 +102,7 @@ impl Config {
             max_body_bytes: 4 * 1024 * 1024,
             exe: None,
             mcp_allowed_hosts: Vec::new(),
+            mcp_write_tools: false,
         }
     }
 }

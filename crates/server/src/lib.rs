@@ -135,7 +135,7 @@ pub fn router(server: Arc<Server>) -> Router {
     // MCP tools read the API in-process with the caller's own token.
     let mcp_api = salve_mcp::Api::in_process(api::router(server.clone()), work::organization_id());
     let mcp = Router::new()
-        .nest_service("/mcp", salve_mcp::service(mcp_api, server.config.mcp_hosts()))
+        .nest_service("/mcp", salve_mcp::service(mcp_api, server.config.mcp_hosts(), server.config.mcp_write_tools))
         .layer(axum::middleware::from_fn_with_state(server.clone(), api::require_token));
     Router::new()
         .route("/metrics", get(metrics))

@@ -78,6 +78,8 @@ async def main(argv):
                         "text": "".join(getattr(c, "text", "") for c in r.content)[:300]})
         # Still up and answering after all that.
         after = await session.call_tool("organizations_list", {})
+        prompts = [p.name for p in (await session.list_prompts()).prompts]
+        setup = await session.get_prompt("mcp_setup", {"project_name": "agentic"})
         print(json.dumps({
             "server": field(init, "serverInfo", "server_info").name,
             "tools": {
@@ -90,6 +92,8 @@ async def main(argv):
             "unknown": plain(unknown),
             "bad": bad,
             "after": plain(after),
+            "prompts": prompts,
+            "setup": "".join(getattr(m.content, "text", "") for m in setup.messages),
         }))
 
 

@@ -725,6 +725,24 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
         &format!("job_id={job}"),
     ]);
     assert!(ok && logs.contains("step 300 ok"), "{logs}");
+    // Write tools, when switched on, start workflows with the caller's token.
+    let (ok, rerun) = inspector(&[
+        "-e",
+        &format!("SALVE_TOKEN={}", server.token),
+        "-e",
+        &format!("SALVE_SERVER={}", server.url),
+        env!("CARGO_BIN_EXE_salve"),
+        "mcp",
+        "--write-tools",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "workflows_rerun",
+        "--tool-arg",
+        &format!("workflow_id={}", list[0]["workflow_id"].as_str().unwrap()),
+    ]);
+    assert!(ok && rerun.contains("rerunOf"), "{rerun}");
+    server.wait("agentic", "the rerun", |l| l.len() == 2 && l[1]["state"] == "done");
     let (ok, refused) = inspector(&[
         &mcp_url,
         "--transport",
@@ -784,4 +802,7 @@ fn check_mcp_answers(v: &Value) {
         assert!(!call["text"].as_str().unwrap().is_empty(), "with a message: {call:#}");
     }
     assert_eq!(v["after"]["isError"], false, "the server is still up: {v:#}");
+    assert!(v["tools"].get("workflows_run").is_none(), "write tools are off unless switched on: {v:#}");
+    assert_eq!(v["prompts"], json!(["mcp_setup"]));
+    assert!(v["setup"].as_str().unwrap().contains("failure_summary"), "{v:#}");
 }
