@@ -227,6 +227,32 @@ pub struct WorkflowsRerun {
 }
 
 #[derive(Deserialize, JsonSchema)]
+pub struct GetTestResults {
+    /// `job` or `pipeline` (a done pipeline: every job's report).
+    pub scope: String,
+    /// With scope `job`.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// With scope `pipeline`.
+    #[serde(default)]
+    pub pipeline_id: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct ArtifactsList {
+    pub organization_id: String,
+    /// `projects`, `workflows` or `jobs`.
+    pub scope: String,
+    /// The project's, workflow's or job's id.
+    pub scope_id: String,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// A folder inside the scope's artifacts, relative (no leading `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
 pub struct McpSetup {
     /// The project the agent works on, when known.
     #[serde(default)]
@@ -534,6 +560,96 @@ impl SalveMcp {
                 );
                 let structured = json!({"jobId": p.job_id, "source": "salve", "preview": preview, "nextCursor": next, "Final": v["state"] == "done", "startLine": start, "previewTruncated": start > 0});
                 text_result(md, structured)
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "The parsed JUnit test results a job published (scope job), or every job's of a done pipeline (scope pipeline): suites, tests, failures with their messages and traces.",
+        annotations(read_only_hint = true)
+    )]
+    async fn get_test_results(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<GetTestResults>,
+    ) -> CallToolResult {
+        let path = match (p.scope.as_str(), &p.job_id, &p.pipeline_id) {
+            ("job", Some(job), _) => format!("/api/v1/jobs/{}/test-results", encode(job)),
+            ("pipeline", _, Some(pipeline)) => format!("/api/v1/pipelines/{}/test-results", encode(pipeline)),
+            ("job", None, _) => return tool_error("scope job needs job_id"),
+            ("pipeline", _, None) => return tool_error("scope pipeline needs pipeline_id"),
+            (other, _, _) => return tool_error(format!("scope '{other}' is not job or pipeline")),
+        };
+        match self.api.get(&ctx, &path).await {
+            Ok(v) => {
+                let mut md = Vec::new();
+                let reports: Vec<&Value> = match v["jobs"].as_array() {
+                    Some(jobs) => jobs.iter().map(|j| &j["report"]).collect(),
+                    None => vec![&v["report"]],
+                };
+                for report in reports {
+                    for r in report["testResults"].as_array().into_iter().flatten() {
+                        let sum = &r["summary"];
+                        md.push(format!(
+                            "**{}**: {} tests, {} failed, {} errors",
+                            s(&r["name"]),
+                            sum["total"],
+                            sum["failed"],
+                            sum["error"]
+                        ));
+                        for suite in r["suites"].as_array().into_iter().flatten() {
+                            for t in suite["tests"].as_array().into_iter().flatten() {
+                                if let Some(f) = t.get("failure").or_else(|| t.get("error")) {
+                                    md.push(format!(
+                                        "- {} {}: {}",
+                                        s(&t["classname"]),
+                                        s(&t["name"]),
+                                        s(&f["message"])
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+                text_result(md.join("\n"), v)
+            }
+            Err(e) => tool_error(e),
+        }
+    }
+
+    #[tool(
+        description = "The files and folders of a project's, workflow's or job's artifacts.",
+        annotations(read_only_hint = true)
+    )]
+    async fn artifacts_list(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<ArtifactsList>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let folder = p.path.unwrap_or_default();
+        let path =
+            format!("/api/v1/artifacts?scope={}&id={}&path={}", encode(&p.scope), encode(&p.scope_id), encode(&folder));
+        match self.api.get(&ctx, &path).await {
+            Ok(mut v) => {
+                let md: Vec<String> = v["artifacts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        if a["isDirectory"] == true {
+                            format!("- {}/", s(&a["path"]))
+                        } else {
+                            format!("- {} ({} bytes)", s(&a["path"]), a["size"])
+                        }
+                    })
+                    .collect();
+                v["organizationId"] = json!(self.api.organization_id);
+                v["projectId"] = json!(p.project_id);
+                text_result(if md.is_empty() { "No artifacts there.".to_owned() } else { md.join("\n") }, v)
             }
             Err(e) => tool_error(e),
         }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::work::{Server, Trigger, WorkError};
-use crate::{auth, forge, live};
+use crate::{artifacts, auth, forge, live};
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -101,6 +101,9 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/pipelines/{id}/promote", post(promote))
         .route("/api/v1/jobs/{id}", get(job))
         .route("/api/v1/jobs/{id}/stop", post(stop_job))
+        .route("/api/v1/jobs/{id}/test-results", get(artifacts::job_test_results))
+        .route("/api/v1/pipelines/{id}/test-results", get(artifacts::pipeline_test_results))
+        .route("/api/v1/artifacts", get(artifacts::list))
         .route("/api/v1/jobs/{id}/logs", get(live::log_window))
         .route("/api/v1/jobs/{id}/logs/stream", get(live::log_stream))
         .route("/api/v1/jobs/{id}/failure", get(live::failure))

@@ -3,6 +3,7 @@
 //! (`live`), Prometheus metrics, all on one axum router over the store.
 
 pub mod api;
+pub mod artifacts;
 pub mod auth;
 pub mod config;
 pub mod failure;

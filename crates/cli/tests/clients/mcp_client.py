@@ -72,12 +72,20 @@ async def main(argv):
             ("workflows_search", {"project_id": "p", "organization_id": "o", "limit": -5}),
             ("pipeline_jobs", {"pipeline_id": ["not", "a", "string"], "organization_id": "o"}),
             ("projects_list", {"organization_id": "x" * 1000000}),
+            ("artifacts_list", {"organization_id": "o", "scope": "jobs", "scope_id": job_id}),
+            ("get_test_results", {"scope": "everything"}),
+            ("get_test_results", {"scope": "job"}),
         ]:
             r = await session.call_tool(name, args)
             bad.append({"call": name, "isError": bool(field(r, "isError", "is_error")),
                         "text": "".join(getattr(c, "text", "") for c in r.content)[:300]})
         # Still up and answering after all that.
         after = await session.call_tool("organizations_list", {})
+        org = field(await session.call_tool("organizations_list", {}), "structuredContent", "structured_content")
+        org_id = org["organizations"][0]["id"]
+        tests = await session.call_tool("get_test_results", {"scope": "job", "job_id": job_id})
+        artifacts = await session.call_tool(
+            "artifacts_list", {"organization_id": org_id, "scope": "jobs", "scope_id": job_id})
         prompts = [p.name for p in (await session.list_prompts()).prompts]
         setup = await session.get_prompt("mcp_setup", {"project_name": "agentic"})
         print(json.dumps({
@@ -93,6 +101,8 @@ async def main(argv):
             "bad": bad,
             "after": plain(after),
             "prompts": prompts,
+            "tests": plain(tests),
+            "artifacts": plain(artifacts),
             "setup": "".join(getattr(m.content, "text", "") for m in setup.messages),
         }))
 

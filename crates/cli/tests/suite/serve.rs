@@ -652,7 +652,7 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
     git(r, &["init", "-q", "-b", "main"]);
-    let ci = "version: v1.0\nname: CI\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Test\n    task:\n      jobs:\n        - name: unit\n          commands:\n            - for i in $(seq 1 300); do echo \"step $i ok\"; done\n            - \"echo 'error: the widget is broken' >&2; exit 1\"\n";
+    let ci = "version: v1.0\nname: CI\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Test\n    task:\n      jobs:\n        - name: unit\n          commands:\n            - for i in $(seq 1 300); do echo \"step $i ok\"; done\n            - 'printf ''<testsuite name=\"widgets\"><testcase classname=\"w\" name=\"turns\"><failure message=\"widget broken\">at w.rs:3</failure></testcase></testsuite>'' > report.xml'\n            - test-results publish report.xml\n            - \"echo 'error: the widget is broken' >&2; exit 1\"\n";
     commit(r, &[(".semaphore/semaphore.yml", Some(ci))], "ci");
     server.push(r, "agentic", "main");
     let list = server.wait("agentic", "the failure", |l| l.len() == 1 && l[0]["state"] == "done");
@@ -674,6 +674,18 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let v: Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
         check_mcp_answers(&v);
+    }
+
+    // Artifact paths stay inside their scope.
+    for path in ["../..", "/etc", "test-results/../../../x"] {
+        let r = server
+            .http()
+            .get(format!("{}/api/v1/artifacts", server.url))
+            .query(&[("scope", "jobs"), ("id", job.as_str()), ("path", path)])
+            .bearer_auth(&server.token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
     }
 
     // The MCP Inspector CLI, over Streamable HTTP and over stdio.
@@ -804,5 +816,11 @@ fn check_mcp_answers(v: &Value) {
     assert_eq!(v["after"]["isError"], false, "the server is still up: {v:#}");
     assert!(v["tools"].get("workflows_run").is_none(), "write tools are off unless switched on: {v:#}");
     assert_eq!(v["prompts"], json!(["mcp_setup"]));
+    let tests = &v["tests"];
+    assert_eq!(tests["isError"], false, "{tests:#}");
+    assert!(tests["text"].as_str().unwrap().contains("w turns: widget broken"), "{tests:#}");
+    let listed = &v["artifacts"]["structured"]["artifacts"];
+    assert_eq!(listed[0]["path"], "test-results", "{v:#}");
+    assert_eq!(listed[0]["isDirectory"], true);
     assert!(v["setup"].as_str().unwrap().contains("failure_summary"), "{v:#}");
 }

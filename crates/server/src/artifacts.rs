@@ -1,0 +1,155 @@
+//! Artifacts and test results over the API. A project's artifacts live in
+//! `<data>/artifacts/<project id>/{jobs,workflows,projects}/<id>/…` (what the toolbox's
+//! `artifact` and `test-results publish` write from inside jobs).
+
+use std::path::{Component, Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::ApiError;
+use crate::work::Server;
+
+/// The most entries one listing returns.
+const MAX_ENTRIES: usize = 1000;
+
+/// The folder of one scope's artifacts, after checking the scope exists.
+async fn scope_dir(server: &Server, scope: &str, id: &str) -> Result<PathBuf, ApiError> {
+    let project_id = match scope {
+        "jobs" => {
+            let job = server.store.job(id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
+            let info = server
+                .store
+                .pipeline_info(&job.pipeline_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("the job's pipeline is gone"))?;
+            info.workflow.project_id
+        }
+        "workflows" => {
+            server.store.workflow(id).await?.ok_or_else(|| ApiError::not_found(format!("no workflow {id}")))?.project_id
+        }
+        "projects" => {
+            server.store.project(id).await?.ok_or_else(|| ApiError::not_found(format!("no project {id}")))?.id
+        }
+        other => return Err(ApiError::bad(format!("unknown scope '{other}': use jobs, workflows or projects"))),
+    };
+    // Ids come from the store, but a project's own id names the folder of its jobs and workflows.
+    let id = if scope == "projects" { project_id.clone() } else { id.to_owned() };
+    Ok(server.config.data_dir.join("artifacts").join(project_id).join(scope).join(id))
+}
+
+/// A relative path inside a scope: no `..`, no root, no prefix.
+fn inside(path: &str) -> Result<PathBuf, ApiError> {
+    let p = FsPath::new(path.trim_start_matches("./"));
+    if p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        Ok(p.to_owned())
+    } else {
+        Err(ApiError::bad(format!("'{path}' is not a relative path inside the artifacts (no leading '/', no '..')")))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    scope: String,
+    id: String,
+    #[serde(default)]
+    path: String,
+}
+
+/// `GET /api/v1/artifacts?scope=jobs|workflows|projects&id=ID[&path=DIR]`: the entries of a
+/// folder of a scope's artifacts.
+pub async fn list(
+    State(server): State<Arc<Server>>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))?;
+    let rel = inside(&q.path)?;
+    let dir = scope_dir(&server, &q.scope, &q.id).await?.join(&rel);
+    let entries = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<Value>, bool)> {
+        let mut list = Vec::new();
+        let read = match std::fs::read_dir(&dir) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((list, false)),
+            Err(e) => return Err(e),
+        };
+        let mut truncated = false;
+        for entry in read {
+            let entry = entry?;
+            if list.len() == MAX_ENTRIES {
+                truncated = true;
+                break;
+            }
+            // Links are not followed: a job may have left one pointing anywhere.
+            let meta = entry.path().symlink_metadata()?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            list.push(json!({
+                "name": name,
+                "path": rel.join(&name).to_string_lossy(),
+                "isDirectory": meta.is_dir(),
+                "size": if meta.is_file() { meta.len() } else { 0 },
+            }));
+        }
+        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        Ok((list, truncated))
+    })
+    .await
+    .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("cannot list the artifacts: {e}")))?;
+    let (artifacts, truncated) = entries;
+    Ok(Json(json!({
+        "scope": q.scope, "scopeId": q.id, "path": q.path,
+        "artifacts": artifacts, "page": {"returned": artifacts.len(), "truncated": truncated},
+    })))
+}
+
+/// `GET /api/v1/jobs/{id}/test-results`: the JUnit report the job published
+/// (`test-results publish`), as JSON, with its summary.
+pub async fn job_test_results(
+    State(server): State<Arc<Server>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let dir = scope_dir(&server, "jobs", &id).await?.join("test-results");
+    let report = read_json(&dir.join("junit.json")).ok_or_else(|| {
+        ApiError::not_found(format!("job {id} published no test results (`test-results publish` in the job does)"))
+    })?;
+    Ok(Json(json!({"scope": "job", "jobId": id, "summary": read_json(&dir.join("summary.json")), "report": report})))
+}
+
+/// `GET /api/v1/pipelines/{id}/test-results`: the reports every job of a done pipeline
+/// published.
+pub async fn pipeline_test_results(
+    State(server): State<Arc<Server>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let info =
+        server.store.pipeline_info(&id).await?.ok_or_else(|| ApiError::not_found(format!("no pipeline {id}")))?;
+    if info.pipeline.state != "done" {
+        return Err(ApiError(
+            axum::http::StatusCode::CONFLICT,
+            format!("pipeline {id} is still {}: its test results are whole when it is done", info.pipeline.state),
+        ));
+    }
+    let dir = scope_dir(&server, "workflows", &info.workflow.id).await?.join("test-results").join(&id);
+    let mut reports = Vec::new();
+    if let Ok(read) = std::fs::read_dir(&dir) {
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let (Some(job), Some(report)) = (name.strip_suffix(".json"), read_json(&entry.path())) {
+                reports.push(json!({"jobId": job, "report": report}));
+            }
+        }
+    }
+    if reports.is_empty() {
+        return Err(ApiError::not_found(format!("no job of pipeline {id} published test results")));
+    }
+    reports.sort_by(|a, b| a["jobId"].as_str().cmp(&b["jobId"].as_str()));
+    Ok(Json(json!({"scope": "pipeline", "pipelineId": id, "jobs": reports})))
+}
+
+fn read_json(path: &FsPath) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
