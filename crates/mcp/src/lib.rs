@@ -263,8 +263,26 @@ pub struct McpSetup {
 
 #[derive(Deserialize, JsonSchema)]
 pub struct FailureSummary {
-    /// The failed job.
-    pub job_id: String,
+    /// A failed job.
+    #[serde(default)]
+    pub job_id: Option<String>,
+    /// Or a pipeline: the summary of each of its failed jobs.
+    #[serde(default)]
+    pub pipeline_id: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct ProjectsSearch {
+    pub organization_id: String,
+    /// Words of the project's name (case does not matter).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Or (part of) its repository URL.
+    #[serde(default)]
+    pub repository_url: Option<String>,
+    /// 1 to 50, default 20.
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 fn text_result(markdown: String, structured: Value) -> CallToolResult {
@@ -726,26 +744,109 @@ impl SalveMcp {
         ctx: RequestContext<RoleServer>,
         Parameters(p): Parameters<FailureSummary>,
     ) -> CallToolResult {
-        let path = format!("/api/v1/jobs/{}/failure", encode(&p.job_id));
-        match self.api.get(&ctx, &path).await {
-            Ok(r) => {
-                let mut md =
-                    vec![format!("**{}** (fingerprint `{}`)", s(&r["class"]).replace('_', " "), s(&r["fingerprint"]))];
-                if let Some(c) = r["failing_command"].as_str() {
-                    md.push(format!("Failing command: `{c}`"));
+        let jobs: Vec<String> = match (&p.job_id, &p.pipeline_id) {
+            (Some(job), _) => vec![job.clone()],
+            (None, Some(pipeline)) => {
+                match self.api.get(&ctx, &format!("/api/v1/pipelines/{}", encode(pipeline))).await {
+                    Ok(v) => v["blocks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .flat_map(|b| b["jobs"].as_array().into_iter().flatten())
+                        .filter(|j| j["result"] == "failed")
+                        .filter_map(|j| j["id"].as_str().map(str::to_owned))
+                        .collect(),
+                    Err(e) => return tool_error(e),
                 }
-                md.push("```".into());
-                for l in r["excerpt"].as_array().into_iter().flatten() {
-                    md.push(format!("{:>6} | {}", l["line"], s(&l["text"])));
-                }
-                md.push("```".into());
-                for t in r["failing_tests"].as_array().into_iter().flatten() {
-                    md.push(format!("- test {}.{}: {}", s(&t["classname"]), s(&t["name"]), s(&t["message"])));
-                }
-                text_result(md.join("\n"), r)
             }
-            Err(e) => tool_error(e),
+            (None, None) => return tool_error("give job_id (a failed job) or pipeline_id (its failed jobs)"),
+        };
+        if jobs.is_empty() {
+            return text_result("No job of this pipeline failed.".into(), json!({"jobs": []}));
         }
+        let mut md = Vec::new();
+        let mut reports = Vec::new();
+        for job in &jobs {
+            let r = match self.api.get(&ctx, &format!("/api/v1/jobs/{}/failure", encode(job))).await {
+                Ok(r) => r,
+                Err(e) => return tool_error(e),
+            };
+            md.push(format!(
+                "**{}** in job `{job}` (fingerprint `{}`)",
+                s(&r["class"]).replace('_', " "),
+                s(&r["fingerprint"])
+            ));
+            if let Some(c) = r["failing_command"].as_str() {
+                md.push(format!("Failing command: `{c}`"));
+            }
+            md.push("```".into());
+            for l in r["excerpt"].as_array().into_iter().flatten() {
+                md.push(format!("{:>6} | {}", l["line"], s(&l["text"])));
+            }
+            md.push("```".into());
+            for t in r["failing_tests"].as_array().into_iter().flatten() {
+                md.push(format!("- test {}.{}: {}", s(&t["classname"]), s(&t["name"]), s(&t["message"])));
+            }
+            reports.push(r);
+        }
+        // One job: its report as it is; a pipeline: the reports of its failed jobs.
+        let structured = if p.job_id.is_some() { reports.swap_remove(0) } else { json!({"jobs": reports}) };
+        text_result(md.join("\n"), structured)
+    }
+
+    #[tool(
+        description = "Find projects by name words or repository URL; best matches first.",
+        annotations(read_only_hint = true)
+    )]
+    async fn projects_search(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<ProjectsSearch>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let query = p.query.as_deref().unwrap_or("").to_lowercase();
+        let url = p.repository_url.as_deref().unwrap_or("").to_lowercase();
+        if query.trim().is_empty() && url.trim().is_empty() {
+            return tool_error("give a query (words of the name) or a repository_url");
+        }
+        let all = match self.api.get(&ctx, "/api/v1/projects").await {
+            Ok(v) => v,
+            Err(e) => return tool_error(e),
+        };
+        let words: Vec<&str> = query.split_whitespace().collect();
+        let mut found: Vec<(f64, Value)> = all["projects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|pr| {
+                let name = s(&pr["name"]).to_lowercase();
+                let repo = pr["git_url"].as_str().or(pr["repo_url"].as_str()).unwrap_or("").to_lowercase();
+                let mut fields = Vec::new();
+                let mut confidence = 0.0;
+                if !words.is_empty() && words.iter().all(|w| name.contains(w)) {
+                    fields.push("name");
+                    confidence = if name == query.trim() { 1.0 } else { 0.7 };
+                }
+                if !url.is_empty() && repo.contains(url.trim_end_matches(".git")) {
+                    fields.push("repository.url");
+                    confidence = f64::max(confidence, 0.9);
+                }
+                (!fields.is_empty()).then(|| {
+                    (confidence, json!({"id": pr["id"], "name": pr["name"], "repository": {"url": pr["git_url"].as_str().or(pr["repo_url"].as_str())}, "matchConfidence": confidence, "matchedFields": fields}))
+                })
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let total = found.len();
+        let limit = p.limit.unwrap_or(20).clamp(1, 50) as usize;
+        let projects: Vec<Value> = found.into_iter().take(limit).map(|(_, v)| v).collect();
+        let md: Vec<String> = projects.iter().map(|p| format!("- **{}** (`{}`)", s(&p["name"]), s(&p["id"]))).collect();
+        text_result(
+            if md.is_empty() { "No project matches.".to_owned() } else { md.join("\n") },
+            json!({"projects": projects, "totalMatches": total, "searchedPages": 1, "moreAvailable": total > limit}),
+        )
     }
 }
 

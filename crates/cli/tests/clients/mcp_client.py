@@ -75,6 +75,8 @@ async def main(argv):
             ("artifacts_list", {"organization_id": "o", "scope": "jobs", "scope_id": job_id}),
             ("get_test_results", {"scope": "everything"}),
             ("get_test_results", {"scope": "job"}),
+            ("failure_summary", {}),
+            ("projects_search", {"organization_id": "o"}),
         ]:
             r = await session.call_tool(name, args)
             bad.append({"call": name, "isError": bool(field(r, "isError", "is_error")),
@@ -83,6 +85,10 @@ async def main(argv):
         after = await session.call_tool("organizations_list", {})
         org = field(await session.call_tool("organizations_list", {}), "structuredContent", "structured_content")
         org_id = org["organizations"][0]["id"]
+        described = await session.call_tool("jobs_describe", {"organization_id": org_id, "job_id": job_id})
+        pipeline_id = field(described, "structuredContent", "structured_content")["pipelineId"]
+        by_pipeline = await session.call_tool("failure_summary", {"pipeline_id": pipeline_id})
+        search = await session.call_tool("projects_search", {"organization_id": org_id, "query": "AGENTIC"})
         tests = await session.call_tool("get_test_results", {"scope": "job", "job_id": job_id})
         artifacts = await session.call_tool(
             "artifacts_list", {"organization_id": org_id, "scope": "jobs", "scope_id": job_id})
@@ -102,6 +108,8 @@ async def main(argv):
             "after": plain(after),
             "prompts": prompts,
             "tests": plain(tests),
+            "by_pipeline": plain(by_pipeline),
+            "search": plain(search),
             "artifacts": plain(artifacts),
             "setup": "".join(getattr(m.content, "text", "") for m in setup.messages),
         }))

@@ -720,37 +720,30 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
         &format!("job_id={job}"),
     ]);
     assert!(ok && called.contains("error: the widget is broken"), "{called}");
-    let (ok, logs) = inspector(&[
-        "-e",
-        &format!("SALVE_TOKEN={}", server.token),
-        "-e",
-        &format!("SALVE_SERVER={}", server.url),
-        env!("CARGO_BIN_EXE_salve"),
-        "mcp",
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "jobs_logs",
-        "--tool-arg",
-        &format!("job_id={job}"),
-    ]);
+    // Over stdio: `salve mcp [FLAGS]` with the token and server in its environment.
+    let token_env = format!("SALVE_TOKEN={}", server.token);
+    let server_env = format!("SALVE_SERVER={}", server.url);
+    let stdio = |flags: &[&str], call: &[&str]| {
+        let mut args = vec!["-e", token_env.as_str(), "-e", server_env.as_str(), env!("CARGO_BIN_EXE_salve"), "mcp"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(call);
+        inspector(&args)
+    };
+    let (ok, logs) =
+        stdio(&[], &["--method", "tools/call", "--tool-name", "jobs_logs", "--tool-arg", &format!("job_id={job}")]);
     assert!(ok && logs.contains("step 300 ok"), "{logs}");
     // Write tools, when switched on, start workflows with the caller's token.
-    let (ok, rerun) = inspector(&[
-        "-e",
-        &format!("SALVE_TOKEN={}", server.token),
-        "-e",
-        &format!("SALVE_SERVER={}", server.url),
-        env!("CARGO_BIN_EXE_salve"),
-        "mcp",
-        "--write-tools",
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "workflows_rerun",
-        "--tool-arg",
-        &format!("workflow_id={}", list[0]["workflow_id"].as_str().unwrap()),
-    ]);
+    let (ok, rerun) = stdio(
+        &["--write-tools"],
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "workflows_rerun",
+            "--tool-arg",
+            &format!("workflow_id={}", list[0]["workflow_id"].as_str().unwrap()),
+        ],
+    );
     assert!(ok && rerun.contains("rerunOf"), "{rerun}");
     server.wait("agentic", "the rerun", |l| l.len() == 2 && l[1]["state"] == "done");
     let (ok, refused) = inspector(&[
@@ -836,11 +829,14 @@ fn check_mcp_answers(v: &Value) {
     for tool in [
         "organizations_list",
         "projects_list",
+        "projects_search",
         "workflows_search",
         "pipelines_list",
         "pipeline_jobs",
         "jobs_describe",
         "jobs_logs",
+        "get_test_results",
+        "artifacts_list",
         "failure_summary",
     ] {
         assert_eq!(v["tools"][tool], true, "{tool} is listed and read-only: {v:#}");
@@ -866,6 +862,10 @@ fn check_mcp_answers(v: &Value) {
     assert_eq!(v["after"]["isError"], false, "the server is still up: {v:#}");
     assert!(v["tools"].get("workflows_run").is_none(), "write tools are off unless switched on: {v:#}");
     assert_eq!(v["prompts"], json!(["mcp_setup"]));
+    let by_pipeline = &v["by_pipeline"]["structured"]["jobs"];
+    assert_eq!(by_pipeline.as_array().map(Vec::len), Some(1), "the pipeline's one failed job: {v:#}");
+    assert_eq!(by_pipeline[0]["failing_command"], summary["structured"]["failing_command"]);
+    assert_eq!(v["search"]["structured"]["projects"][0]["name"], "agentic", "{v:#}");
     let tests = &v["tests"];
     assert_eq!(tests["isError"], false, "{tests:#}");
     assert!(tests["text"].as_str().unwrap().contains("w turns: widget broken"), "{tests:#}");
