@@ -333,7 +333,7 @@ impl SalveMcp {
 
     #[tool(
         description = "List the organizations this token can see (Salve has one).",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn organizations_list(&self, Parameters(_p): Parameters<OrganizationsList>) -> CallToolResult {
         let id = &self.api.organization_id;
@@ -343,7 +343,10 @@ impl SalveMcp {
         )
     }
 
-    #[tool(description = "List the organization's projects.", annotations(read_only_hint = true))]
+    #[tool(
+        description = "List the organization's projects.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
     async fn projects_list(
         &self,
         ctx: RequestContext<RoleServer>,
@@ -374,7 +377,7 @@ impl SalveMcp {
 
     #[tool(
         description = "The project's workflows, newest first; filter by branch.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn workflows_search(
         &self,
@@ -418,7 +421,7 @@ impl SalveMcp {
 
     #[tool(
         description = "The pipelines of a workflow (promotions included), newest first.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn pipelines_list(
         &self,
@@ -459,7 +462,7 @@ impl SalveMcp {
 
     #[tool(
         description = "A pipeline with its blocks and jobs (their ids, states and results).",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn pipeline_jobs(
         &self,
@@ -512,7 +515,7 @@ impl SalveMcp {
 
     #[tool(
         description = "A job: its state, result, timeline and commands with their exit codes.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn jobs_describe(
         &self,
@@ -545,7 +548,7 @@ impl SalveMcp {
 
     #[tool(
         description = "A job's log, 200 lines at a time: without a cursor the last 200 lines; nextCursor walks to older lines.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn jobs_logs(&self, ctx: RequestContext<RoleServer>, Parameters(p): Parameters<JobsLogs>) -> CallToolResult {
         const WINDOW: u64 = 200;
@@ -585,7 +588,7 @@ impl SalveMcp {
 
     #[tool(
         description = "The parsed JUnit test results a job published (scope job), or every job's of a done pipeline (scope pipeline): suites, tests, failures with their messages and traces.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn get_test_results(
         &self,
@@ -638,7 +641,7 @@ impl SalveMcp {
 
     #[tool(
         description = "The files and folders of a project's, workflow's or job's artifacts.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn artifacts_list(
         &self,
@@ -737,7 +740,7 @@ impl SalveMcp {
 
     #[tool(
         description = "Why a job failed: the failure class, the failing command, the few log lines that explain it (diffed against the last green run of the same job), failing tests and a fingerprint.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn failure_summary(
         &self,
@@ -796,7 +799,7 @@ impl SalveMcp {
 
     #[tool(
         description = "Find projects by name words or repository URL; best matches first.",
-        annotations(read_only_hint = true)
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     async fn projects_search(
         &self,
