@@ -175,9 +175,10 @@ pub fn run(args: &DemoArgs) -> u8 {
         out!("  branch {branch:<18} result {result:<7} -> {outcome}{this}");
     }
     out!("");
-    out!("What runs today: the pipeline language, the `when` language, and pipelines on this");
-    out!("machine (`salve run`). Not yet: the heal pipeline and the pull request; they arrive with");
-    out!("the server and self-heal work (see README.md, \"Status\").");
+    out!("What runs today: the pipeline language, the `when` language, pipelines on this machine");
+    out!("(`salve run`), the failure report above, and the CI server with its MCP endpoint");
+    out!("(`salve serve`). Not yet: the heal pipeline and the pull request; they arrive with the");
+    out!("self-heal work (see README.md, \"Status\").");
     0
 }
 
@@ -185,6 +186,22 @@ const CARGO_TOML: &str = "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedi
 
 /// Correct code, badly formatted: `cargo fmt --check` fails, `cargo fmt` would fix it.
 const LIB_RS: &str = "pub fn add(a:i32,b:i32)->i32{a+b}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 2), 4);\n    }\n}\n";
+
+/// Prints the failure report the run kept for a failed job: what a heal starts from.
+fn why(report: &std::path::Path) {
+    let Some(r) = std::fs::read(report).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
+        return;
+    };
+    out!(
+        "      why: {} in `{}` (fingerprint {})",
+        r["class"].as_str().unwrap_or("unknown").replace('_', " "),
+        r["failing_command"].as_str().unwrap_or("?"),
+        r["fingerprint"].as_str().unwrap_or("")
+    );
+    for l in r["excerpt"].as_array().into_iter().flatten().take(6) {
+        out!("      {:>5} | {}", l["line"], l["text"].as_str().unwrap_or(""));
+    }
+}
 
 /// Commits the sample project and runs its CI with `salve run`; returns the pipeline result.
 fn run_ci(dir: &std::path::Path) -> Option<String> {
@@ -228,6 +245,7 @@ fn run_ci(dir: &std::path::Path) -> Option<String> {
                 out!("  job {:<38} {:<7} {}", s("job"), s("result"), s("summary"));
                 if s("result") != "passed" {
                     out!("      log: SALVE_DATA_DIR={} salve logs {}", data.display(), s("job_id"));
+                    why(&data.join("jobs").join(s("job_id")).join("failure.json"));
                 }
             }
             "block_finished" if s("result") == "canceled" => {

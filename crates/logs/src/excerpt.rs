@@ -57,7 +57,7 @@ const KEYWORDS: &[&str] = &[
     "imeout",
     "imed out",
     "abort",
-    "Abort",
+    "Diff in",
     "cannot",
     "Cannot",
     "nable to",
@@ -139,14 +139,15 @@ fn lower_clean(raw: &[u8]) -> String {
 /// bare `[` digits/`;` `m` (an SGR code that lost its ESC).
 fn escape_len(b: &[u8], i: usize) -> Option<usize> {
     match b[i] {
-        0x1b => {
-            if b.get(i + 1) == Some(&b'[') {
+        0x1b => match b.get(i + 1) {
+            Some(b'[') => {
                 let end = b[i + 2..].iter().position(u8::is_ascii_alphabetic).map_or(b.len(), |p| i + 2 + p + 1);
                 Some(end - i)
-            } else {
-                Some(2.min(b.len() - i))
             }
-        }
+            // Character set selection: ESC ( B.
+            Some(b'(' | b')') => Some(3.min(b.len() - i)),
+            _ => Some(2.min(b.len() - i)),
+        },
         b'[' => {
             let n = b[i + 1..].iter().take(12).take_while(|c| c.is_ascii_digit() || **c == b';').count();
             (b.get(i + 1 + n) == Some(&b'm')).then_some(n + 2)
@@ -585,6 +586,7 @@ const STRONG: &[&str] = &[
     "failure",
     "fail ",
     "fail\t",
+    "diff in ",
     "assert ",
     "fail:",
     "panicked at",
@@ -725,6 +727,11 @@ fn blank(body: &[u8]) -> bool {
 /// A line that continues the one before: indented, a stack frame, a caret line, pytest's
 /// `E ` and `> ` lines.
 fn continues(body: &[u8]) -> bool {
+    let mut start = 0;
+    while let Some(n) = body.get(start).and_then(|_| escape_len(body, start)) {
+        start += n;
+    }
+    let body = &body[start..];
     let body = &body[level_tag(body)..];
     let t = body.trim_ascii_start();
     if t.is_empty() {
@@ -740,6 +747,16 @@ fn continues(body: &[u8]) -> bool {
         || t.starts_with(b"E ")
         || t.starts_with(b"> ")
         || gutter(t)
+}
+
+/// A line of a diff's body (`-old`, `+new`, ` context`), which continues a block that a diff
+/// header (`Diff in …`, `diff --git`, `@@`) opened.
+fn diff_line(body: &[u8]) -> bool {
+    let mut start = 0;
+    while let Some(n) = body.get(start).and_then(|_| escape_len(body, start)) {
+        start += n;
+    }
+    matches!(body.get(start), Some(b'+' | b'-' | b' ' | b'@'))
 }
 
 /// A source line quoted in a diagnostic: `42 |     count`.
@@ -761,6 +778,8 @@ pub struct CommandSpan {
 struct Block {
     lines: Vec<Line>,
     score: i32,
+    /// A diff header opened it: `+`/`-` lines continue it.
+    diff: bool,
 }
 
 impl Block {
@@ -831,10 +850,13 @@ impl<'a> Scanner<'a> {
         let novel = with_baseline && !empty_line && shape_of.is_some_and(|s| !self.baseline.contains(s));
         let mut score = 0;
         let mut boiler = false;
+        let mut diff_head = false;
         // Evidence before repeats are discounted: a repeated error still continues a block.
         let mut strong = false;
         if hit {
-            (score, boiler) = evidence(&lower_clean(b));
+            let lower = lower_clean(b);
+            (score, boiler) = evidence(&lower);
+            diff_head = lower.contains("diff in ") || lower.starts_with("diff --git");
             if with_baseline && score > 0 {
                 score = if novel { score + 2 } else { score / 4 };
             }
@@ -857,7 +879,8 @@ impl<'a> Scanner<'a> {
             score = 1;
         }
         let anchor = score >= self.threshold;
-        let extends = !empty_line && !boiler && (strong || continues(b) || (novel && score > 0));
+        let in_diff = self.open.as_ref().is_some_and(|o| o.diff) && diff_line(b);
+        let extends = !empty_line && !boiler && (strong || continues(b) || in_diff || (novel && score > 0));
         let cut = raw.len() > LINE_CAP;
         let keep = &raw[..raw.len().min(LINE_CAP)];
         match &mut self.open {
@@ -868,6 +891,7 @@ impl<'a> Scanner<'a> {
             }
             Some(block) if extends && block.lines.len() < MAX_BLOCK_LINES => {
                 block.lines.extend(self.bridge.take());
+                block.diff |= diff_head;
                 block.score += score.max(1);
                 block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
             }
@@ -886,6 +910,7 @@ impl<'a> Scanner<'a> {
                         block.lines.push(prev.clone());
                     }
                     block.score += score;
+                    block.diff = diff_head;
                     block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
                     self.open = Some(block);
                 }
@@ -1118,5 +1143,8 @@ mod tests {
         assert_eq!(clean(b"\x1b[1;31mERROR\x1b[m] x"), "ERROR] x");
         assert_eq!(clean(b"[[1;31mERROR[m] x"), "[ERROR] x");
         assert_eq!(clean(b"a[1] b"), "a[1] b");
+        assert_eq!(clean(b"\x1b[31m-x\x1b(B\x1b[m"), "-x");
+        assert!(diff_line(b"\x1b[31m-pub fn add"));
+        assert!(continues(b"\x1b[2m    at x.java:3"));
     }
 }

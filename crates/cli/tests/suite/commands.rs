@@ -169,5 +169,8 @@ fn demo_runs() {
     assert!(text.contains("result failed  -> starts: Self-heal   <- this run"), "{text}");
     assert!(text.contains("job cargo fmt") && text.contains("`cargo fmt --check` — exit code 1"), "{text}");
     assert!(text.contains("pipeline: failed (test)"), "{text}");
+    // The failure report a heal starts from: the class and the formatter's diff.
+    assert!(text.contains("why: lint format in `cargo fmt --check`"), "{text}");
+    assert!(text.contains("| -pub fn add(a:i32,b:i32)->i32{a+b}"), "{text}");
     assert!(text.contains("selfheal-3f2a9c1   result failed  -> nothing fires"), "{text}");
 }

@@ -158,6 +158,11 @@ fn failures_of_many_tools_are_found_in_noise() {
             Class::LintFormat,
         ),
         (
+            "Diff in /work/src/lib.rs:1:\n\x1b[31m-pub fn add(a:i32)->i32{a}\n\x1b(B\x1b[m\x1b[32m+pub fn add(a: i32) -> i32 {\n+    a\n+}",
+            "-pub fn add(a:i32)->i32{a}",
+            Class::LintFormat,
+        ),
+        (
             "+ ./deploy.sh\n./deploy.sh: line 4: kubectl: command not found",
             "./deploy.sh: line 4: kubectl: command not found",
             Class::Configuration,
