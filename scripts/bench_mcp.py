@@ -8,16 +8,14 @@ Needs the Python `mcp` package (scripts/test-tools.sh installs it).
 """
 
 import asyncio
-import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 from mcp import ClientSession
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+from salvebench import Server
 
 CLIENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 CALLS = int(sys.argv[2]) if len(sys.argv) > 2 else 10
@@ -37,10 +35,6 @@ blocks:
             - "yes 'test suite::case ... ok (build output line of a long noisy job)' | head -c {LOG_MB * 1000 * 1000}"
             - "echo 'error[E0308]: mismatched types' >&2; exit 1"
 """
-
-
-def run(*args, cwd=None, env=None):
-    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
 def pct(values, p):
@@ -69,50 +63,25 @@ async def load(url, token, job):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
-    salve = os.path.abspath("target/release/salve")
-    work = tempfile.mkdtemp(prefix="salve-bench-mcp-")
-    data = os.path.join(work, "data")
-    token = run(salve, "token", "create", "bench", "--data-dir", data).strip()
-    server = subprocess.Popen(
-        [salve, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "SALVE_LOG": "warn"},
-    )
-    url = server.stdout.readline().split()[-1]
-    env = {**os.environ, "SALVE_SERVER": url, "SALVE_TOKEN": token}
-
-    def api(path):
-        req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
-        with urllib.request.urlopen(req) as r:
-            return json.load(r)
-
+    server = Server("salve-bench-mcp-")
     try:
-        run(salve, "project", "create", "big", env=env)
-        repo = os.path.join(work, "big")
-        os.makedirs(os.path.join(repo, ".semaphore"))
-        with open(os.path.join(repo, ".semaphore", "semaphore.yml"), "w") as f:
-            f.write(PIPELINE)
-        run("git", "init", "-q", "-b", "main", cwd=repo)
-        run("git", "add", "-A", cwd=repo)
-        run("git", "-c", "user.email=b@x", "-c", "user.name=B", "commit", "-qm", "init", cwd=repo)
-        run("git", "-c", f"http.extraHeader=Authorization: Bearer {token}", "push", "-q", f"{url}/git/big.git",
-            "main", cwd=repo)
+        repo = server.project("big", PIPELINE)
+        server.push(repo, "big", "main")
         while True:
-            pipelines = api("/api/v1/pipelines?project=big")["pipelines"]
+            pipelines = server.api("/api/v1/pipelines?project=big")["pipelines"]
             if pipelines and pipelines[0]["state"] == "done":
                 break
             time.sleep(0.5)
-        job = api(f"/api/v1/pipelines/{pipelines[0]['id']}")["blocks"][0]["jobs"][0]["id"]
-        size = os.path.getsize(os.path.join(data, "jobs", job, "log"))
-        times, elapsed = asyncio.run(load(f"{url}/mcp", token, job))
+        job = server.api(f"/api/v1/pipelines/{pipelines[0]['id']}")["blocks"][0]["jobs"][0]["id"]
+        size = os.path.getsize(os.path.join(server.data, "jobs", job, "log"))
+        times, elapsed = asyncio.run(load(f"{server.url}/mcp", server.token, job))
         calls = sum(len(v) for v in times.values())
         print(f"{CLIENTS} MCP clients x {CALLS} rounds on a job with a {size / 1e6:.0f} MB log: "
               f"{calls} calls in {elapsed:.1f} s ({calls / elapsed:.0f}/s)")
         for tool, values in times.items():
             print(f"  {tool:16} p50 {pct(values, 0.5):7.1f} ms   p99 {pct(values, 0.99):7.1f} ms   max {max(values):7.1f} ms")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 main()

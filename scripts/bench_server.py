@@ -9,7 +9,6 @@ Usage: python3 scripts/bench_server.py [PUSHES] [PROJECTS]   (from the repositor
 Set SALVE_DATABASE_URL=postgres://... to run it on PostgreSQL.
 """
 
-import json
 import os
 import statistics
 import subprocess
@@ -17,7 +16,8 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
+
+from salvebench import Server
 
 PUSHES = int(sys.argv[1]) if len(sys.argv) > 1 else 50
 PROJECTS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -39,42 +39,13 @@ blocks:
 """
 
 
-def run(*args, cwd=None, env=None):
-    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
-
-
 def main():
-    subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
-    salve = os.path.abspath("target/release/salve")
-    work = tempfile.mkdtemp(prefix="salve-bench-")
-    data = os.path.join(work, "data")
-    token = run(salve, "token", "create", "bench", "--data-dir", data).strip()
-    log = open(os.path.join(work, "server.log"), "w")
-    server = subprocess.Popen(
-        [salve, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
-        stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "SALVE_LOG": "warn"},
-    )
-    url = server.stdout.readline().split()[-1]
-    env = {**os.environ, "SALVE_SERVER": url, "SALVE_TOKEN": token}
-
-    def api(path):
-        req = urllib.request.Request(url + path, headers={"Authorization": "Bearer " + token})
-        with urllib.request.urlopen(req) as r:
-            return json.load(r)
-
+    log_path = os.path.join(tempfile.mkdtemp(prefix="salve-bench-log-"), "server.log")
+    log = open(log_path, "w")
+    server = Server("salve-bench-", log=log)
+    api = server.api
     try:
-        repos = []
-        for p in range(PROJECTS):
-            name = f"p{p}"
-            run(salve, "project", "create", name, env=env)
-            repo = os.path.join(work, name)
-            os.makedirs(os.path.join(repo, ".semaphore"))
-            with open(os.path.join(repo, ".semaphore", "semaphore.yml"), "w") as f:
-                f.write(PIPELINE)
-            run("git", "init", "-q", "-b", "main", cwd=repo)
-            run("git", "add", "-A", cwd=repo)
-            run("git", "-c", "user.email=b@x", "-c", "user.name=B", "commit", "-qm", "init", cwd=repo)
-            repos.append((name, repo))
+        repos = [(f"p{p}", server.project(f"p{p}", PIPELINE)) for p in range(PROJECTS)]
         pushed = {}
         errors = []
 
@@ -83,8 +54,7 @@ def main():
             branch = f"b{i}"
             try:
                 pushed[(name, branch)] = time.time() * 1000
-                run("git", "-c", f"http.extraHeader=Authorization: Bearer {token}", "push", "-q",
-                    f"{url}/git/{name}.git", f"HEAD:refs/heads/{branch}", cwd=repo)
+                server.push(repo, name, f"HEAD:refs/heads/{branch}")
             except subprocess.CalledProcessError as e:
                 errors.append(e.stderr)
 
@@ -115,7 +85,7 @@ def main():
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(round(0.99 * len(latencies))) - 1)]
         log.flush()
-        locked = open(os.path.join(work, "server.log")).read().count("database is locked")
+        locked = open(log_path).read().count("database is locked")
         print(f"{PUSHES} pushes to {PROJECTS} projects: {len(pipelines)} workflows finished in {elapsed:.1f} s, "
               f"results {results}, 'database is locked' in the server log: {locked}")
         print(f"push-to-first-command latency: median {statistics.median(latencies):.0f} ms, "
@@ -123,8 +93,7 @@ def main():
         if len(pipelines) != PUSHES or locked:
             sys.exit("lost workflows or lock errors")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""What the benchmark scripts share: a release build of `salve serve` on a free port with a
+fresh data folder and token, its API, and sample repositories pushed to it."""
+
+import json
+import os
+import subprocess
+import tempfile
+import urllib.request
+
+
+def run(*args, cwd=None, env=None):
+    return subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+class Server:
+    """`salve serve` on 127.0.0.1:0 in a temporary data folder (release build)."""
+
+    def __init__(self, prefix, log=subprocess.DEVNULL):
+        subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
+        self.salve = os.path.abspath("target/release/salve")
+        self.work = tempfile.mkdtemp(prefix=prefix)
+        self.data = os.path.join(self.work, "data")
+        self.token = run(self.salve, "token", "create", "bench", "--data-dir", self.data).strip()
+        self.process = subprocess.Popen(
+            [self.salve, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data],
+            stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "SALVE_LOG": "warn"},
+        )
+        self.url = self.process.stdout.readline().split()[-1]
+        self.env = {**os.environ, "SALVE_SERVER": self.url, "SALVE_TOKEN": self.token}
+
+    def api(self, path):
+        req = urllib.request.Request(self.url + path, headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req) as r:
+            return json.load(r)
+
+    def project(self, name, pipeline):
+        """Creates project `name` and a repository beside it whose one commit holds `pipeline`."""
+        run(self.salve, "project", "create", name, env=self.env)
+        repo = os.path.join(self.work, name)
+        os.makedirs(os.path.join(repo, ".semaphore"))
+        with open(os.path.join(repo, ".semaphore", "semaphore.yml"), "w") as f:
+            f.write(pipeline)
+        run("git", "init", "-q", "-b", "main", cwd=repo)
+        run("git", "add", "-A", cwd=repo)
+        run("git", "-c", "user.email=b@x", "-c", "user.name=B", "commit", "-qm", "init", cwd=repo)
+        return repo
+
+    def push(self, repo, name, refspec):
+        run("git", "-c", f"http.extraHeader=Authorization: Bearer {self.token}", "push", "-q",
+            f"{self.url}/git/{name}.git", refspec, cwd=repo)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
