@@ -67,6 +67,7 @@ const RULES: &[(Class, &[&str])] = &[
             "execution time limit",
             "took too long",
             "job stopped: timeout",
+            "maximum execution time",
         ],
     ),
     (Class::Killed, &["killed", "sigkill", "signal 9", "terminated by signal", "exit code 137", "exit code 143"]),
@@ -140,6 +141,9 @@ const RULES: &[(Class, &[&str])] = &[
         Class::LintFormat,
         &[
             "rustfmt",
+            "black --check",
+            "isort",
+            "mypy",
             "cargo fmt",
             "diff in ",
             "would reformat",
@@ -156,6 +160,7 @@ const RULES: &[(Class, &[&str])] = &[
             "golangci-lint",
             "lint",
             "code style",
+            "fixable with the",
             " problems (",
             " problem (",
             "no-unused-vars",
@@ -216,8 +221,8 @@ const RULES: &[(Class, &[&str])] = &[
 
 /// The class of a failure shown by `lines`, with the numbers of the lines that say so. `hint`
 /// is what the runner knows (its stop reason or failure kind: `timeout`, `out_of_memory`,
-/// `killed`, `malformed`) and wins when given.
-pub fn classify(lines: &[Line], hint: Option<&str>) -> (Class, Vec<usize>) {
+/// `killed`, `malformed`) and wins when given; the failing `command` decides when no line does.
+pub fn classify(lines: &[Line], hint: Option<&str>, command: Option<&str>) -> (Class, Vec<usize>) {
     match hint {
         Some("timeout") => return (Class::Timeout, Vec::new()),
         Some("out_of_memory") => return (Class::OutOfMemory, Vec::new()),
@@ -237,7 +242,12 @@ pub fn classify(lines: &[Line], hint: Option<&str>) -> (Class, Vec<usize>) {
             return (*class, hits);
         }
     }
-    (Class::Unknown, Vec::new())
+    // The failing command says what ran when the lines do not (`ruff check .`, `black --check`).
+    let command = command.unwrap_or("").to_lowercase();
+    RULES
+        .iter()
+        .find(|(_, phrases)| phrases.iter().any(|p| command.contains(p)))
+        .map_or((Class::Unknown, Vec::new()), |(class, _)| (*class, Vec::new()))
 }
 
 /// A short hex digest of the class and the shapes of the excerpt's evidence lines (numbers,

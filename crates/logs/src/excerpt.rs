@@ -33,7 +33,7 @@ const KEEP_BLOCKS: usize = 32;
 const MAX_SEEN: usize = 1 << 16;
 
 /// Words that make a line worth scoring, in the cases logs write them. Case-sensitive stems (at
-/// most 32) let the SIMD "Teddy" searcher scan a chunk at memory speed; a case-insensitive
+/// most 64) let the SIMD "Teddy" searcher scan a chunk at memory speed; a case-insensitive
 /// automaton cannot use it. A stem without its first letter covers both cases (`xception`).
 const KEYWORDS: &[&str] = &[
     "error",
@@ -55,6 +55,9 @@ const KEYWORDS: &[&str] = &[
     "killed",
     "Killed",
     "imeout",
+    "reformat",
+    "style issue",
+    "exceeded",
     "imed out",
     "abort",
     "Diff in",
@@ -587,6 +590,13 @@ const STRONG: &[&str] = &[
     "fail ",
     "fail\t",
     "diff in ",
+    "would reformat",
+    "would be reformatted",
+    "code style issues",
+    "code style issues found",
+    "exceeded the maximum",
+    "error.",
+    "##[error]",
     "assert ",
     "fail:",
     "panicked at",
@@ -692,6 +702,14 @@ fn has_location(t: &str) -> bool {
         }
     }
     t.contains(" line ") && t.chars().any(|c| c.is_ascii_digit())
+}
+
+/// Lines of lead-in an anchor may take from just before it.
+const LEAD: usize = 3;
+
+/// A line that may lead into evidence below it: a heading, or a diagnostic with a location.
+fn leads_in(body: &[u8]) -> bool {
+    heading(body) || has_location(&String::from_utf8_lossy(body))
 }
 
 /// A line that introduces the next: `main.c: In function 'main':`, `=== RUN   TestParse`.
@@ -899,13 +917,24 @@ impl<'a> Scanner<'a> {
                 self.close();
                 if anchor {
                     let mut block = Block::default();
-                    // One line of lead-in when it says something (a test's name, a heading).
-                    if let Some(prev) = self.ring.back()
-                        && prev.number + 1 == self.number
-                        && (prev.score > 0 || heading(body(&prev.raw)))
-                        && !blank(body(&prev.raw))
-                        && self.blocks.last().is_none_or(|b| b.last() < prev.number)
-                    {
+                    // Lead-in: the lines just before that say something (a test's name, a
+                    // heading, diagnostics with a location), not already in a block.
+                    let taken = self.blocks.last().map_or(0, Block::last);
+                    let mut expect = self.number;
+                    let mut lead: Vec<&Line> = Vec::new();
+                    for prev in self.ring.iter().rev() {
+                        if lead.len() == LEAD
+                            || prev.number + 1 != expect
+                            || prev.number <= taken
+                            || blank(body(&prev.raw))
+                            || !(prev.score > 0 || leads_in(body(&prev.raw)))
+                        {
+                            break;
+                        }
+                        lead.push(prev);
+                        expect = prev.number;
+                    }
+                    for prev in lead.into_iter().rev() {
                         block.score += prev.score;
                         block.lines.push(prev.clone());
                     }
@@ -1045,15 +1074,28 @@ impl Sink for Scanner<'_> {
 
     fn skipped(&mut self, gap: &[u8]) {
         self.number += count_lines(gap);
-        // The gap's last line may be the heading of the keyword line that follows it.
-        let mut stop = gap.len().saturating_sub(1);
-        if gap.get(stop) == Some(&b'\n') && stop > 0 && gap[stop - 1] == b'\r' {
-            stop -= 1;
+        // The gap's last lines may lead into the keyword line that follows: a heading, or
+        // diagnostics with a location (`src/app.py:3:8: F401 …` before `Found 1 error.`).
+        let mut leads: Vec<&[u8]> = Vec::new();
+        let mut end = gap.len();
+        while leads.len() < LEAD && end > 0 {
+            let mut stop = end - 1;
+            if gap[stop] == b'\n' && stop > 0 && gap[stop - 1] == b'\r' {
+                stop -= 1;
+            }
+            let start = memchr::memrchr2(b'\n', b'\r', &gap[..stop]).map_or(0, |i| i + 1);
+            if !leads_in(body(&gap[start..stop])) {
+                break;
+            }
+            leads.push(&gap[start..stop]);
+            end = start;
         }
-        let start = memchr::memrchr2(b'\n', b'\r', &gap[..stop]).map_or(0, |i| i + 1);
-        if heading(body(&gap[start..stop])) {
-            self.remember(&gap[start..stop], 0, false);
+        let last = self.number;
+        for (k, l) in leads.iter().enumerate().rev() {
+            self.number = last - k;
+            self.remember(l, 0, false);
         }
+        self.number = last;
     }
 
     fn chunk_end(&mut self, region: &[u8]) {

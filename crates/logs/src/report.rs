@@ -84,7 +84,7 @@ pub fn from_excerpt(ex: &Excerpt, inputs: &Inputs<'_>) -> Report {
         })
         .collect();
     let (mut class, class_lines) =
-        if ex.evidence { classify::classify(&ex.lines, inputs.hint) } else { classify::classify(&[], inputs.hint) };
+        classify::classify(if ex.evidence { &ex.lines } else { &[] }, inputs.hint, ex.failing_command.as_deref());
     if class == Class::Unknown && !failing_tests.is_empty() {
         class = Class::TestFailure;
     }

@@ -92,6 +92,12 @@ fn classes_of_common_failures() {
     let quiet = report(b"step one\nstep two\n\n", &Inputs::default(), 4096);
     assert!(!quiet.evidence);
     assert_eq!(quiet.excerpt.iter().map(|l| l.line).collect::<Vec<_>>(), [1, 2], "the log's last lines");
+    // Lint output without a telling word: the failing command decides.
+    let ruff = b"src/app.py:3:8: F401 [*] `os` imported but unused\nFound 1 error.\n";
+    let commands = [CommandSpan { command: "ruff check .".into(), first_line: 0, end_line: 2, exit_code: Some(1) }];
+    let r = report(ruff, &Inputs { commands: &commands, ..Inputs::default() }, 4096);
+    assert_eq!(r.class, Class::LintFormat);
+    assert_eq!(r.excerpt.len(), 2, "the violation leads into its count: {:?}", r.excerpt);
     let hinted = report(b"sleeping\n", &Inputs { hint: Some("timeout"), ..Inputs::default() }, 4096);
     assert_eq!(hinted.class, Class::Timeout);
 }
@@ -161,6 +167,21 @@ fn failures_of_many_tools_are_found_in_noise() {
             "Diff in /work/src/lib.rs:1:\n\x1b[31m-pub fn add(a:i32)->i32{a}\n\x1b(B\x1b[m\x1b[32m+pub fn add(a: i32) -> i32 {\n+    a\n+}",
             "-pub fn add(a:i32)->i32{a}",
             Class::LintFormat,
+        ),
+        (
+            "would reformat /app/src/main.py\n1 file would be reformatted, 3 files would be left unchanged.",
+            "would reformat /app/src/main.py",
+            Class::LintFormat,
+        ),
+        (
+            "Checking formatting...\n[warn] src/index.js\n[warn] Code style issues found in the above file. Run Prettier with --write to fix.",
+            "[warn] Code style issues found in the above file. Run Prettier with --write to fix.",
+            Class::LintFormat,
+        ),
+        (
+            "##[error]The job running on runner GitHub Actions 2 has exceeded the maximum execution time of 360 minutes.",
+            "##[error]The job running on runner GitHub Actions 2 has exceeded the maximum execution time of 360 minutes.",
+            Class::Timeout,
         ),
         (
             "+ ./deploy.sh\n./deploy.sh: line 4: kubectl: command not found",
