@@ -98,6 +98,11 @@ impl Line {
         clean(&self.raw)
     }
 
+    /// Line `number`, kept at most [`LINE_CAP`] bytes long.
+    fn new(number: usize, raw: &[u8], score: i32, novel: bool) -> Line {
+        Line { number, raw: raw[..raw.len().min(LINE_CAP)].to_vec(), cut: raw.len() > LINE_CAP, score, novel }
+    }
+
     /// True for a line that is evidence by itself (not context around one).
     pub fn is_evidence(&self) -> bool {
         self.score >= 3
@@ -107,21 +112,15 @@ impl Line {
 /// The line without ANSI escapes (also the `[1;31m` left when a log lost its ESC bytes), as text
 /// (invalid UTF-8 replaced).
 pub fn clean(raw: &[u8]) -> String {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if let Some(n) = escape_len(raw, i) {
-            i += n;
-            continue;
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    strip_escapes(raw, false)
 }
 
 /// [`clean`], with ASCII letters lower-cased: what the scorer reads.
 fn lower_clean(raw: &[u8]) -> String {
+    strip_escapes(raw, true)
+}
+
+fn strip_escapes(raw: &[u8], lower: bool) -> String {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -132,10 +131,39 @@ fn lower_clean(raw: &[u8]) -> String {
             i += n;
             continue;
         }
-        out.push(c.to_ascii_lowercase());
+        out.push(if lower { c.to_ascii_lowercase() } else { c });
         i += 1;
     }
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `body` after the escape sequences it starts with.
+fn skip_escapes(body: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while let Some(n) = body.get(start).and_then(|_| escape_len(body, start)) {
+        start += n;
+    }
+    &body[start..]
+}
+
+/// The last lines of `region` (which ends just after a line break), newest first: at most
+/// `max`, and only while `take` accepts them.
+fn last_lines(region: &[u8], max: usize, take: impl Fn(&[u8]) -> bool) -> Vec<&[u8]> {
+    let mut lines = Vec::new();
+    let mut end = region.len();
+    while lines.len() < max && end > 0 {
+        let mut stop = end - 1;
+        if region[stop] == b'\n' && stop > 0 && region[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        let start = memchr::memrchr2(b'\n', b'\r', &region[..stop]).map_or(0, |i| i + 1);
+        if !take(&region[start..stop]) {
+            break;
+        }
+        lines.push(&region[start..stop]);
+        end = start;
+    }
+    lines
 }
 
 /// The length of an escape sequence starting at `i`: ESC `[` … letter, ESC and one byte, or a
@@ -745,11 +773,7 @@ fn blank(body: &[u8]) -> bool {
 /// A line that continues the one before: indented, a stack frame, a caret line, pytest's
 /// `E ` and `> ` lines.
 fn continues(body: &[u8]) -> bool {
-    let mut start = 0;
-    while let Some(n) = body.get(start).and_then(|_| escape_len(body, start)) {
-        start += n;
-    }
-    let body = &body[start..];
+    let body = skip_escapes(body);
     let body = &body[level_tag(body)..];
     let t = body.trim_ascii_start();
     if t.is_empty() {
@@ -770,11 +794,7 @@ fn continues(body: &[u8]) -> bool {
 /// A line of a diff's body (`-old`, `+new`, ` context`), which continues a block that a diff
 /// header (`Diff in …`, `diff --git`, `@@`) opened.
 fn diff_line(body: &[u8]) -> bool {
-    let mut start = 0;
-    while let Some(n) = body.get(start).and_then(|_| escape_len(body, start)) {
-        start += n;
-    }
-    matches!(body.get(start), Some(b'+' | b'-' | b' ' | b'@'))
+    matches!(skip_escapes(body).first(), Some(b'+' | b'-' | b' ' | b'@'))
 }
 
 /// A source line quoted in a diagnostic: `42 |     count`.
@@ -899,19 +919,17 @@ impl<'a> Scanner<'a> {
         let anchor = score >= self.threshold;
         let in_diff = self.open.as_ref().is_some_and(|o| o.diff) && diff_line(b);
         let extends = !empty_line && !boiler && (strong || continues(b) || in_diff || (novel && score > 0));
-        let cut = raw.len() > LINE_CAP;
-        let keep = &raw[..raw.len().min(LINE_CAP)];
         match &mut self.open {
             // One blank line inside a block (between a trace and its "Caused by:") is held; a
             // second one, or a line that does not continue the block, ends it.
             Some(_) if empty_line && !boiler && self.bridge.is_none() => {
-                self.bridge = Some(Line { number: self.number, raw: keep.to_vec(), cut, score: 0, novel: false });
+                self.bridge = Some(Line::new(self.number, raw, 0, false));
             }
             Some(block) if extends && block.lines.len() < MAX_BLOCK_LINES => {
                 block.lines.extend(self.bridge.take());
                 block.diff |= diff_head;
                 block.score += score.max(1);
-                block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
+                block.lines.push(Line::new(self.number, raw, score, novel));
             }
             _ => {
                 self.close();
@@ -940,44 +958,26 @@ impl<'a> Scanner<'a> {
                     }
                     block.score += score;
                     block.diff = diff_head;
-                    block.lines.push(Line { number: self.number, raw: keep.to_vec(), cut, score, novel });
+                    block.lines.push(Line::new(self.number, raw, score, novel));
                     self.open = Some(block);
                 }
             }
         }
-        self.remember(raw, score, novel);
+        self.remember(self.number, raw, score, novel);
     }
 
     /// The last lines of a chunk: how the log ends, should it show no evidence.
     fn chunk_end(&mut self, region: &[u8]) {
-        let mut lines: Vec<&[u8]> = Vec::with_capacity(RING);
-        let mut end = region.len();
-        while lines.len() < RING && end > 0 {
-            // `end` is just past a line break; the line is before it.
-            let mut stop = end - 1;
-            if region[stop] == b'\n' && stop > 0 && region[stop - 1] == b'\r' {
-                stop -= 1;
-            }
-            let start = memchr::memrchr2(b'\n', b'\r', &region[..stop]).map_or(0, |i| i + 1);
-            lines.push(&region[start..stop]);
-            end = start;
-        }
-        self.tail.clear();
-        for (k, l) in lines.iter().enumerate().rev() {
-            let mut line = empty();
-            line.number = self.number - k;
-            line.raw.extend_from_slice(&l[..l.len().min(LINE_CAP)]);
-            line.cut = l.len() > LINE_CAP;
-            self.tail.push(line);
-        }
+        let lines = last_lines(region, RING, |_| true);
+        self.tail = lines.iter().enumerate().rev().map(|(k, l)| Line::new(self.number - k, l, 0, false)).collect();
     }
 
     /// Keeps the line in the ring of recent lines, reusing its buffers: one copy, no allocation.
-    fn remember(&mut self, raw: &[u8], score: i32, novel: bool) {
+    fn remember(&mut self, number: usize, raw: &[u8], score: i32, novel: bool) {
         let mut slot = if self.ring.len() == RING { self.ring.pop_front().unwrap_or_else(empty) } else { empty() };
         slot.raw.clear();
         slot.raw.extend_from_slice(&raw[..raw.len().min(LINE_CAP)]);
-        slot.number = self.number;
+        slot.number = number;
         slot.cut = raw.len() > LINE_CAP;
         slot.score = score;
         slot.novel = novel;
@@ -1076,26 +1076,10 @@ impl Sink for Scanner<'_> {
         self.number += count_lines(gap);
         // The gap's last lines may lead into the keyword line that follows: a heading, or
         // diagnostics with a location (`src/app.py:3:8: F401 …` before `Found 1 error.`).
-        let mut leads: Vec<&[u8]> = Vec::new();
-        let mut end = gap.len();
-        while leads.len() < LEAD && end > 0 {
-            let mut stop = end - 1;
-            if gap[stop] == b'\n' && stop > 0 && gap[stop - 1] == b'\r' {
-                stop -= 1;
-            }
-            let start = memchr::memrchr2(b'\n', b'\r', &gap[..stop]).map_or(0, |i| i + 1);
-            if !leads_in(body(&gap[start..stop])) {
-                break;
-            }
-            leads.push(&gap[start..stop]);
-            end = start;
-        }
-        let last = self.number;
+        let leads = last_lines(gap, LEAD, |l| leads_in(body(l)));
         for (k, l) in leads.iter().enumerate().rev() {
-            self.number = last - k;
-            self.remember(l, 0, false);
+            self.remember(self.number - k, l, 0, false);
         }
-        self.number = last;
     }
 
     fn chunk_end(&mut self, region: &[u8]) {
