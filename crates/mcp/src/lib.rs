@@ -300,6 +300,14 @@ fn text_result(markdown: String, structured: Value) -> CallToolResult {
     r
 }
 
+/// The API's answer rendered by `render`, or its error as a tool error.
+fn answer(reply: Result<Value, String>, render: impl FnOnce(Value) -> CallToolResult) -> CallToolResult {
+    match reply {
+        Ok(v) => render(v),
+        Err(e) => tool_error(e),
+    }
+}
+
 fn tool_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])
 }
@@ -355,10 +363,9 @@ impl SalveMcp {
         if let Some(e) = self.wrong_org(&p.organization_id) {
             return e;
         }
-        match self.api.get(&ctx, "/api/v1/projects").await {
-            Ok(v) => {
-                let limit = p.limit.unwrap_or(25).clamp(1, 200) as usize;
-                let projects: Vec<Value> = v["projects"]
+        answer(self.api.get(&ctx, "/api/v1/projects").await, |v| {
+            let limit = p.limit.unwrap_or(25).clamp(1, 200) as usize;
+            let projects: Vec<Value> = v["projects"]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -367,12 +374,10 @@ impl SalveMcp {
                         json!({"id": p["id"], "name": p["name"], "repository": {"url": p["git_url"].as_str().or(p["repo_url"].as_str()), "pipelineFile": ".semaphore/semaphore.yml"}})
                     })
                     .collect();
-                let md =
-                    projects.iter().map(|p| format!("- **{}** (`{}`)", s(&p["name"]), s(&p["id"]))).collect::<Vec<_>>();
-                text_result(format!("Projects:\n{}", md.join("\n")), json!({"projects": projects}))
-            }
-            Err(e) => tool_error(e),
-        }
+            let md =
+                projects.iter().map(|p| format!("- **{}** (`{}`)", s(&p["name"]), s(&p["id"]))).collect::<Vec<_>>();
+            text_result(format!("Projects:\n{}", md.join("\n")), json!({"projects": projects}))
+        })
     }
 
     #[tool(
@@ -392,9 +397,8 @@ impl SalveMcp {
         if let Some(b) = &p.branch {
             path.push_str(&format!("&branch={}", encode(b)));
         }
-        match self.api.get(&ctx, &path).await {
-            Ok(v) => {
-                let list: Vec<Value> = v["workflows"]
+        answer(self.api.get(&ctx, &path).await, |v| {
+            let list: Vec<Value> = v["workflows"]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -402,21 +406,19 @@ impl SalveMcp {
                         json!({"id": w["id"], "initialPipelineId": w["initial_pipeline_id"], "projectId": w["project_id"], "organizationId": self.api.organization_id, "branch": w["branch"], "commitSha": w["sha"], "triggeredBy": w["triggered_by"], "createdAt": w["created_ms"], "rerunOf": w["rerun_of"]})
                     })
                     .collect();
-                let md: Vec<String> = list
-                    .iter()
-                    .map(|w| {
-                        format!(
-                            "- `{}` {} @ {}",
-                            s(&w["id"]),
-                            s(&w["branch"]),
-                            &s(&w["commitSha"])[..s(&w["commitSha"]).len().min(7)]
-                        )
-                    })
-                    .collect();
-                text_result(format!("Workflows:\n{}", md.join("\n")), json!({"workflows": list}))
-            }
-            Err(e) => tool_error(e),
-        }
+            let md: Vec<String> = list
+                .iter()
+                .map(|w| {
+                    format!(
+                        "- `{}` {} @ {}",
+                        s(&w["id"]),
+                        s(&w["branch"]),
+                        &s(&w["commitSha"])[..s(&w["commitSha"]).len().min(7)]
+                    )
+                })
+                .collect();
+            text_result(format!("Workflows:\n{}", md.join("\n")), json!({"workflows": list}))
+        })
     }
 
     #[tool(
@@ -433,27 +435,23 @@ impl SalveMcp {
         }
         let limit = p.limit.unwrap_or(20).clamp(1, 100);
         let path = format!("/api/v1/pipelines?workflow_id={}&limit={limit}", encode(&p.workflow_id));
-        match self.api.get(&ctx, &path).await {
-            Ok(v) => {
-                let list: Vec<Value> =
-                    v["pipelines"].as_array().into_iter().flatten().map(|p| self.pipeline(p)).collect();
-                let md: Vec<String> = list
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "- `{}` {}: {} {} {}",
-                            s(&p["id"]),
-                            s(&p["name"]),
-                            s(&p["state"]),
-                            s(&p["result"]),
-                            s(&p["resultReason"])
-                        )
-                    })
-                    .collect();
-                text_result(format!("Pipelines:\n{}", md.join("\n")), json!({"pipelines": list}))
-            }
-            Err(e) => tool_error(e),
-        }
+        answer(self.api.get(&ctx, &path).await, |v| {
+            let list: Vec<Value> = v["pipelines"].as_array().into_iter().flatten().map(|p| self.pipeline(p)).collect();
+            let md: Vec<String> = list
+                .iter()
+                .map(|p| {
+                    format!(
+                        "- `{}` {}: {} {} {}",
+                        s(&p["id"]),
+                        s(&p["name"]),
+                        s(&p["state"]),
+                        s(&p["result"]),
+                        s(&p["resultReason"])
+                    )
+                })
+                .collect();
+            text_result(format!("Pipelines:\n{}", md.join("\n")), json!({"pipelines": list}))
+        })
     }
 
     fn pipeline(&self, p: &Value) -> Value {
@@ -473,17 +471,11 @@ impl SalveMcp {
             return e;
         }
         let path = format!("/api/v1/pipelines/{}", encode(&p.pipeline_id));
-        match self.api.get(&ctx, &path).await {
-            Ok(v) => {
-                let mut jobs = Vec::new();
-                let mut md = vec![format!(
-                    "Pipeline `{}` {}: {} {}",
-                    s(&v["id"]),
-                    s(&v["name"]),
-                    s(&v["state"]),
-                    s(&v["result"])
-                )];
-                let blocks: Vec<Value> = v["blocks"]
+        answer(self.api.get(&ctx, &path).await, |v| {
+            let mut jobs = Vec::new();
+            let mut md =
+                vec![format!("Pipeline `{}` {}: {} {}", s(&v["id"]), s(&v["name"]), s(&v["state"]), s(&v["result"]))];
+            let blocks: Vec<Value> = v["blocks"]
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -503,14 +495,12 @@ impl SalveMcp {
                         json!({"blockName": b["name"], "state": b["state"], "result": b["result"], "jobs": list})
                     })
                     .collect();
-                let count = jobs.len();
-                text_result(
-                    md.join("\n"),
-                    json!({"pipeline": self.pipeline(&v), "blocks": blocks, "jobs": jobs, "jobCount": count}),
-                )
-            }
-            Err(e) => tool_error(e),
-        }
+            let count = jobs.len();
+            text_result(
+                md.join("\n"),
+                json!({"pipeline": self.pipeline(&v), "blocks": blocks, "jobs": jobs, "jobCount": count}),
+            )
+        })
     }
 
     #[tool(
@@ -526,24 +516,21 @@ impl SalveMcp {
             return e;
         }
         let path = format!("/api/v1/jobs/{}", encode(&p.job_id));
-        match self.api.get(&ctx, &path).await {
-            Ok(j) => {
-                let mut md = vec![format!(
-                    "Job **{}** `{}`: {} {} {}",
-                    s(&j["name"]),
-                    s(&j["id"]),
-                    s(&j["state"]),
-                    s(&j["result"]),
-                    s(&j["result_reason"])
-                )];
-                for c in j["commands"].as_array().into_iter().flatten() {
-                    md.push(format!("- `{}` → {}", s(&c["command"]), c["exit_code"]));
-                }
-                let structured = json!({"id": j["id"], "name": j["name"], "pipelineId": j["pipeline_id"], "organizationId": self.api.organization_id, "state": j["state"], "result": j["result"], "failureReason": j["result_reason"], "timeline": {"startedAt": j["started_ms"], "finishedAt": j["done_ms"]}, "commands": j["commands"]});
-                text_result(md.join("\n"), structured)
+        answer(self.api.get(&ctx, &path).await, |j| {
+            let mut md = vec![format!(
+                "Job **{}** `{}`: {} {} {}",
+                s(&j["name"]),
+                s(&j["id"]),
+                s(&j["state"]),
+                s(&j["result"]),
+                s(&j["result_reason"])
+            )];
+            for c in j["commands"].as_array().into_iter().flatten() {
+                md.push(format!("- `{}` → {}", s(&c["command"]), c["exit_code"]));
             }
-            Err(e) => tool_error(e),
-        }
+            let structured = json!({"id": j["id"], "name": j["name"], "pipelineId": j["pipeline_id"], "organizationId": self.api.organization_id, "state": j["state"], "result": j["result"], "failureReason": j["result_reason"], "timeline": {"startedAt": j["started_ms"], "finishedAt": j["done_ms"]}, "commands": j["commands"]});
+            text_result(md.join("\n"), structured)
+        })
     }
 
     #[tool(
@@ -566,24 +553,21 @@ impl SalveMcp {
                 }
             },
         };
-        match self.api.get(&ctx, &path).await {
-            Ok(v) => {
-                let start = v["from"].as_u64().unwrap_or(0);
-                let preview: Vec<String> =
-                    v["lines"].as_array().into_iter().flatten().map(|l| s(&l["text"]).to_owned()).collect();
-                let next = (start > 0).then(|| start.to_string());
-                let md = format!(
-                    "Lines {}–{} of {}:\n```\n{}\n```",
-                    start + 1,
-                    start + preview.len() as u64,
-                    v["total"],
-                    preview.join("\n")
-                );
-                let structured = json!({"jobId": p.job_id, "source": "salve", "preview": preview, "nextCursor": next, "Final": v["state"] == "done", "startLine": start, "previewTruncated": start > 0});
-                text_result(md, structured)
-            }
-            Err(e) => tool_error(e),
-        }
+        answer(self.api.get(&ctx, &path).await, |v| {
+            let start = v["from"].as_u64().unwrap_or(0);
+            let preview: Vec<String> =
+                v["lines"].as_array().into_iter().flatten().map(|l| s(&l["text"]).to_owned()).collect();
+            let next = (start > 0).then(|| start.to_string());
+            let md = format!(
+                "Lines {}–{} of {}:\n```\n{}\n```",
+                start + 1,
+                start + preview.len() as u64,
+                v["total"],
+                preview.join("\n")
+            );
+            let structured = json!({"jobId": p.job_id, "source": "salve", "preview": preview, "nextCursor": next, "Final": v["state"] == "done", "startLine": start, "previewTruncated": start > 0});
+            text_result(md, structured)
+        })
     }
 
     #[tool(
@@ -602,41 +586,33 @@ impl SalveMcp {
             ("pipeline", _, None) => return tool_error("scope pipeline needs pipeline_id"),
             (other, _, _) => return tool_error(format!("scope '{other}' is not job or pipeline")),
         };
-        match self.api.get(&ctx, &path).await {
-            Ok(v) => {
-                let mut md = Vec::new();
-                let reports: Vec<&Value> = match v["jobs"].as_array() {
-                    Some(jobs) => jobs.iter().map(|j| &j["report"]).collect(),
-                    None => vec![&v["report"]],
-                };
-                for report in reports {
-                    for r in report["testResults"].as_array().into_iter().flatten() {
-                        let sum = &r["summary"];
-                        md.push(format!(
-                            "**{}**: {} tests, {} failed, {} errors",
-                            s(&r["name"]),
-                            sum["total"],
-                            sum["failed"],
-                            sum["error"]
-                        ));
-                        for suite in r["suites"].as_array().into_iter().flatten() {
-                            for t in suite["tests"].as_array().into_iter().flatten() {
-                                if let Some(f) = t.get("failure").or_else(|| t.get("error")) {
-                                    md.push(format!(
-                                        "- {} {}: {}",
-                                        s(&t["classname"]),
-                                        s(&t["name"]),
-                                        s(&f["message"])
-                                    ));
-                                }
+        answer(self.api.get(&ctx, &path).await, |v| {
+            let mut md = Vec::new();
+            let reports: Vec<&Value> = match v["jobs"].as_array() {
+                Some(jobs) => jobs.iter().map(|j| &j["report"]).collect(),
+                None => vec![&v["report"]],
+            };
+            for report in reports {
+                for r in report["testResults"].as_array().into_iter().flatten() {
+                    let sum = &r["summary"];
+                    md.push(format!(
+                        "**{}**: {} tests, {} failed, {} errors",
+                        s(&r["name"]),
+                        sum["total"],
+                        sum["failed"],
+                        sum["error"]
+                    ));
+                    for suite in r["suites"].as_array().into_iter().flatten() {
+                        for t in suite["tests"].as_array().into_iter().flatten() {
+                            if let Some(f) = t.get("failure").or_else(|| t.get("error")) {
+                                md.push(format!("- {} {}: {}", s(&t["classname"]), s(&t["name"]), s(&f["message"])));
                             }
                         }
                     }
                 }
-                text_result(md.join("\n"), v)
             }
-            Err(e) => tool_error(e),
-        }
+            text_result(md.join("\n"), v)
+        })
     }
 
     #[tool(
@@ -654,26 +630,23 @@ impl SalveMcp {
         let folder = p.path.unwrap_or_default();
         let path =
             format!("/api/v1/artifacts?scope={}&id={}&path={}", encode(&p.scope), encode(&p.scope_id), encode(&folder));
-        match self.api.get(&ctx, &path).await {
-            Ok(mut v) => {
-                let md: Vec<String> = v["artifacts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|a| {
-                        if a["isDirectory"] == true {
-                            format!("- {}/", s(&a["path"]))
-                        } else {
-                            format!("- {} ({} bytes)", s(&a["path"]), a["size"])
-                        }
-                    })
-                    .collect();
-                v["organizationId"] = json!(self.api.organization_id);
-                v["projectId"] = json!(p.project_id);
-                text_result(if md.is_empty() { "No artifacts there.".to_owned() } else { md.join("\n") }, v)
-            }
-            Err(e) => tool_error(e),
-        }
+        answer(self.api.get(&ctx, &path).await, |mut v| {
+            let md: Vec<String> = v["artifacts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    if a["isDirectory"] == true {
+                        format!("- {}/", s(&a["path"]))
+                    } else {
+                        format!("- {} ({} bytes)", s(&a["path"]), a["size"])
+                    }
+                })
+                .collect();
+            v["organizationId"] = json!(self.api.organization_id);
+            v["projectId"] = json!(p.project_id);
+            text_result(if md.is_empty() { "No artifacts there.".to_owned() } else { md.join("\n") }, v)
+        })
     }
 
     #[tool(
@@ -705,8 +678,8 @@ impl SalveMcp {
             ));
         }
         let body = json!({"project": p.project_id, kind: name, "sha": p.commit_sha});
-        match self.api.post(&ctx, "/api/v1/workflows", body).await {
-            Ok(v) => text_result(
+        answer(self.api.post(&ctx, "/api/v1/workflows", body).await, |v| {
+            text_result(
                 format!(
                     "Started workflow `{}` (pipeline `{}`) at {}.",
                     s(&v["workflow_id"]),
@@ -714,9 +687,8 @@ impl SalveMcp {
                     p.reference
                 ),
                 json!({"workflowId": v["workflow_id"], "pipelineId": v["pipeline_id"], "reference": p.reference, "commitSha": p.commit_sha, "pipelineFile": ".semaphore/semaphore.yml"}),
-            ),
-            Err(e) => tool_error(e),
-        }
+            )
+        })
     }
 
     #[tool(
@@ -729,13 +701,12 @@ impl SalveMcp {
         Parameters(p): Parameters<WorkflowsRerun>,
     ) -> CallToolResult {
         let path = format!("/api/v1/workflows/{}/rerun", encode(&p.workflow_id));
-        match self.api.post(&ctx, &path, json!({})).await {
-            Ok(v) => text_result(
+        answer(self.api.post(&ctx, &path, json!({})).await, |v| {
+            text_result(
                 format!("Rerunning workflow `{}` as `{}`.", p.workflow_id, s(&v["workflow_id"])),
                 json!({"workflowId": v["workflow_id"], "pipelineId": v["pipeline_id"], "rerunOf": p.workflow_id, "organizationId": self.api.organization_id}),
-            ),
-            Err(e) => tool_error(e),
-        }
+            )
+        })
     }
 
     #[tool(
