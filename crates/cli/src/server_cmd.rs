@@ -119,7 +119,7 @@ pub fn token(command: TokenCommand) -> u8 {
             if let (Some(url), None) = (&server, &dir) {
                 return with_client(&ServerArgs { server: url.clone() }, |c| {
                     let v = c.post("/api/v1/tokens", &json!({"name": name}))?;
-                    out!("{}", v["token"].as_str().unwrap_or(""));
+                    out!("{}", s(&v["token"]));
                     Ok(())
                 });
             }
@@ -147,7 +147,7 @@ pub fn token(command: TokenCommand) -> u8 {
         }
         TokenCommand::List(server) => with_client(&server, |c| {
             for t in c.get("/api/v1/tokens")?["tokens"].as_array().into_iter().flatten() {
-                out!("{}  {}", t["id"].as_str().unwrap_or(""), t["name"].as_str().unwrap_or(""));
+                out!("{}  {}", s(&t["id"]), s(&t["name"]));
             }
             Ok(())
         }),
@@ -157,6 +157,11 @@ pub fn token(command: TokenCommand) -> u8 {
             Ok(())
         }),
     }
+}
+
+/// A JSON string field, or "" when it is missing or not a string.
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
 }
 
 fn with_client(args: &ServerArgs, f: impl FnOnce(&Client) -> Result<(), String>) -> u8 {
@@ -203,7 +208,7 @@ pub fn project(command: ProjectCommand) -> u8 {
         ProjectCommand::List(server) => with_client(&server, |c| {
             for p in c.get("/api/v1/projects")?["projects"].as_array().into_iter().flatten() {
                 let url = p["git_url"].as_str().or(p["repo_url"].as_str()).unwrap_or("");
-                out!("{}  {}  {url}", p["name"].as_str().unwrap_or(""), p["kind"].as_str().unwrap_or(""));
+                out!("{}  {}  {url}", s(&p["name"]), s(&p["kind"]));
             }
             Ok(())
         }),
@@ -258,10 +263,10 @@ pub fn workflow(command: WorkflowCommand) -> u8 {
                     out!(
                         "#{}  {}  {} {}  {}",
                         w["number"],
-                        w["id"].as_str().unwrap_or(""),
-                        w["ref_type"].as_str().unwrap_or(""),
-                        w["label"].as_str().unwrap_or(""),
-                        &w["sha"].as_str().unwrap_or("")[..7.min(w["sha"].as_str().unwrap_or("").len())]
+                        s(&w["id"]),
+                        s(&w["ref_type"]),
+                        s(&w["label"]),
+                        s(&w["sha"]).get(..7).unwrap_or(s(&w["sha"]))
                     );
                 }
             }
@@ -270,20 +275,12 @@ pub fn workflow(command: WorkflowCommand) -> u8 {
         WorkflowCommand::Run { project, branch, tag, sha, server } => with_client(&server, |c| {
             let v =
                 c.post("/api/v1/workflows", &json!({"project": project, "branch": branch, "tag": tag, "sha": sha}))?;
-            out!(
-                "workflow {}  pipeline {}",
-                v["workflow_id"].as_str().unwrap_or(""),
-                v["pipeline_id"].as_str().unwrap_or("")
-            );
+            out!("workflow {}  pipeline {}", s(&v["workflow_id"]), s(&v["pipeline_id"]));
             Ok(())
         }),
         WorkflowCommand::Rerun { id, server } => with_client(&server, |c| {
             let v = c.post(&format!("/api/v1/workflows/{}/rerun", encode(&id)), &json!({}))?;
-            out!(
-                "workflow {}  pipeline {}",
-                v["workflow_id"].as_str().unwrap_or(""),
-                v["pipeline_id"].as_str().unwrap_or("")
-            );
+            out!("workflow {}  pipeline {}", s(&v["workflow_id"]), s(&v["pipeline_id"]));
             Ok(())
         }),
     }
@@ -330,13 +327,13 @@ pub fn pipeline(command: PipelineCommand) -> u8 {
                 } else {
                     out!(
                         "{}  {:<8} {:<7} {:<14} {} {}  {}",
-                        p["id"].as_str().unwrap_or(""),
-                        p["state"].as_str().unwrap_or(""),
+                        s(&p["id"]),
+                        s(&p["state"]),
                         p["result"].as_str().unwrap_or("-"),
                         p["result_reason"].as_str().unwrap_or("-"),
-                        p["ref_type"].as_str().unwrap_or(""),
-                        p["label"].as_str().unwrap_or(""),
-                        p["file"].as_str().unwrap_or("")
+                        s(&p["ref_type"]),
+                        s(&p["label"]),
+                        s(&p["file"])
                     );
                 }
             }
@@ -348,35 +345,19 @@ pub fn pipeline(command: PipelineCommand) -> u8 {
                 out!("{p}");
                 return Ok(());
             }
-            out!(
-                "{} ({})  {} {} @ {}",
-                p["name"].as_str().unwrap_or(""),
-                p["file"].as_str().unwrap_or(""),
-                p["ref_type"].as_str().unwrap_or(""),
-                p["label"].as_str().unwrap_or(""),
-                p["sha"].as_str().unwrap_or("")
-            );
-            out!(
-                "{} {} {}",
-                p["state"].as_str().unwrap_or(""),
-                p["result"].as_str().unwrap_or(""),
-                p["result_reason"].as_str().unwrap_or("")
-            );
+            out!("{} ({})  {} {} @ {}", s(&p["name"]), s(&p["file"]), s(&p["ref_type"]), s(&p["label"]), s(&p["sha"]));
+            out!("{} {} {}", s(&p["state"]), s(&p["result"]), s(&p["result_reason"]));
             if let Some(e) = p["error"].as_str() {
                 out!("{e}");
             }
             for b in p["blocks"].as_array().into_iter().flatten() {
-                out!(
-                    "  {}: {}",
-                    b["name"].as_str().unwrap_or(""),
-                    b["result"].as_str().unwrap_or(b["state"].as_str().unwrap_or(""))
-                );
+                out!("  {}: {}", s(&b["name"]), b["result"].as_str().unwrap_or(s(&b["state"])));
                 for j in b["jobs"].as_array().into_iter().flatten() {
                     out!(
                         "      {}: {}  {}",
-                        j["name"].as_str().unwrap_or(""),
-                        j["result"].as_str().unwrap_or(j["state"].as_str().unwrap_or("")),
-                        j["id"].as_str().unwrap_or("")
+                        s(&j["name"]),
+                        j["result"].as_str().unwrap_or(s(&j["state"])),
+                        s(&j["id"])
                     );
                 }
             }
@@ -453,15 +434,15 @@ pub fn job(command: JobCommand) -> u8 {
             }
             out!(
                 "{} / {}  {} {} {}",
-                j["block"].as_str().unwrap_or(""),
-                j["name"].as_str().unwrap_or(""),
-                j["state"].as_str().unwrap_or(""),
-                j["result"].as_str().unwrap_or(""),
-                j["result_reason"].as_str().unwrap_or("")
+                s(&j["block"]),
+                s(&j["name"]),
+                s(&j["state"]),
+                s(&j["result"]),
+                s(&j["result_reason"])
             );
             for cmd in j["commands"].as_array().into_iter().flatten() {
                 let exit = cmd["exit_code"].as_i64().map_or_else(|| "-".to_owned(), |e| e.to_string());
-                out!("  [{exit:>3}] {}", cmd["command"].as_str().unwrap_or(""));
+                out!("  [{exit:>3}] {}", s(&cmd["command"]));
             }
             Ok(())
         }),
@@ -501,7 +482,7 @@ pub fn promote(args: PromoteArgs) -> u8 {
     with_client(&args.server, |c| {
         let body = json!({"target": args.target, "params": params, "override": args.override_});
         let v = c.post(&format!("/api/v1/pipelines/{}/promote", encode(&args.pipeline_id)), &body)?;
-        out!("{}", v["pipeline_id"].as_str().unwrap_or(""));
+        out!("{}", s(&v["pipeline_id"]));
         Ok(())
     })
 }
