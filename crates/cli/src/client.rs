@@ -33,6 +33,15 @@ impl Client {
         Ok(Client { base: args.server.trim_end_matches('/').to_owned(), token: token.trim().to_owned(), http })
     }
 
+    /// A client for `base` with `token` (the demo's own server).
+    pub fn with_token(base: &str, token: &str) -> Result<Client, String> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+    }
+
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, String> {
         let response = request
             .bearer_auth(&self.token)
@@ -53,6 +62,20 @@ impl Client {
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body))?.json().map_err(|e| e.to_string())
+    }
+
+    /// A POST whose answer matters whatever its status (a 409 that says what exists): the
+    /// status and the JSON body.
+    pub fn post_any(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .map_err(|e| format!("cannot reach the Salve server at {}: {e}", self.base))?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().unwrap_or(Value::Null)))
     }
 
     pub fn delete(&self, path: &str) -> Result<Value, String> {

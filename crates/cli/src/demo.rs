@@ -1,22 +1,28 @@
-//! `salve demo`: Salve's main job on a sample project. Today: the self-heal pipeline files are
-//! linted and compiled, the project's CI really runs (`salve run`, every job in the sandbox) and
-//! fails on a formatting mistake, and the promotions are evaluated for that result and the other
-//! outcomes that matter. Healing and pull requests join the demo as the server and heal crates
-//! land (see the README).
+//! `salve demo`: Salve's main job, end to end, on this machine. An embedded server in a fresh
+//! data folder; a sample Rust crate with self-healing wired in (`salve init --self-heal`'s
+//! files) whose commit fails CI on formatting; the push; then the timeline as it happens: CI
+//! failed, the heal pipeline's fixer, `selfheal-<sha>` pushed, CI passed there, the pull request
+//! opened. Exits 0 when the pull request is open, with the time each phase took.
 
-use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use salve_git::files::WorkTree;
-use salve_pipeline::model::When;
-use salve_pipeline::{Mode, analyze, when};
+use serde_json::{Value, json};
 
+use crate::client::{Client, encode};
+use crate::server_cmd::s;
 use crate::{err, out};
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Keep the sample project in this directory instead of a temporary one.
+    /// Keep the data folder and sample project here instead of a new temporary folder.
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Print the phase timings as one JSON object at the end (for benchmarks).
+    #[arg(long)]
+    json: bool,
 }
 
 const SEMAPHORE_YML: &str = r#"version: v1.0
@@ -82,185 +88,278 @@ blocks:
         - name: salve pr create
           commands:
             - checkout
-            - 'salve pr create --base main --title "Selfheal CI: $SEMAPHORE_GIT_BRANCH" --body "Verified by CI"'
+            - 'salve pr create --base main --title "$(git log -1 --format=%s)" --body "$(git log -1 --format=%b)"'
 "#;
 
 pub fn run(args: &DemoArgs) -> u8 {
-    let dir =
-        args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("salve-demo-{}", std::process::id())));
-    let sem = dir.join(".semaphore");
-    let files =
-        [("semaphore.yml", SEMAPHORE_YML), ("selfheal.yml", SELFHEAL_YML), ("selfheal-pr.yml", SELFHEAL_PR_YML)];
-    let sources = [("Cargo.toml", CARGO_TOML), ("src/lib.rs", LIB_RS), (".gitignore", "target/\n.salve/\n")];
-    let written = std::fs::create_dir_all(&sem)
-        .and_then(|()| std::fs::create_dir_all(dir.join("src")))
-        .and_then(|()| files.iter().try_for_each(|(n, t)| std::fs::write(sem.join(n), t)))
-        .and_then(|()| sources.iter().try_for_each(|(n, t)| std::fs::write(dir.join(n), t)));
-    if let Err(e) = written {
-        err!("salve demo: cannot write the sample project in {}: {e}", dir.display());
-        return 2;
+    match demo(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            err!("salve demo: {e}");
+            1
+        }
     }
-    out!("Salve demo: a sample project with self-healing wired in, at {}", dir.display());
+}
+
+/// The sample project's files: the pipelines `salve init --self-heal` writes, a crate.
+fn sample_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (".semaphore/semaphore.yml", SEMAPHORE_YML),
+        (".semaphore/selfheal.yml", SELFHEAL_YML),
+        (".semaphore/selfheal-pr.yml", SELFHEAL_PR_YML),
+        ("Cargo.toml", CARGO_TOML),
+        ("src/lib.rs", LIB_RS),
+        (".gitignore", "target/\n"),
+    ]
+}
+
+fn demo(args: &DemoArgs) -> Result<(), String> {
+    let root = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("salve-demo-{}", uuid::Uuid::new_v4().simple())),
+    };
+    let (data, work) = (root.join("data"), root.join("sample"));
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    if let Err(e) = salve_runner::find_bwrap() {
+        return Err(format!("every job runs in the sandbox: {e}"));
+    }
+    out!("Salve demo: a CI server, a project whose CI fails, and the heal, in {}", root.display());
+    let started = Instant::now();
+    let (url, token) = start_server(&data)?;
+    out!("  server      {url} (embedded; data in {})", data.display());
+    let client = Client::with_token(&url, &token)?;
+    let project = client.post("/api/v1/projects", &json!({"name": "sample"}))?;
+    let git_url = s(&project["git_url"]).to_owned();
+    for (path, text) in sample_files() {
+        let p = work.join(path);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+    }
+    let repo = salve_git::Repo::new(&work);
+    let ident = ["-c", "user.name=Demo User", "-c", "user.email=demo@salve.invalid"];
+    repo.run(&["init", "--quiet", "-b", "main"])
+        .and_then(|_| repo.run(&["add", "-A"]))
+        .and_then(|_| repo.run(&[ident[0], ident[1], ident[2], ident[3], "commit", "--quiet", "-m", "Add add()"]))
+        .map_err(|e| format!("cannot commit the sample project: {e}"))?;
+    let sha = repo.run(&["rev-parse", "HEAD"]).map_err(|e| e.to_string())?;
+    out!("  project     sample: a Rust crate; `src/lib.rs` is not formatted, so `cargo fmt --check` fails");
+    let pushed = Instant::now();
+    repo.push(&git_url, "HEAD:refs/heads/main", Some(&token)).map_err(|e| format!("cannot push: {e}"))?;
+    out!("{} pushed main at {}", stamp(pushed), &sha[..7]);
+    let timeline = watch(&client, pushed, Duration::from_secs(args.timeout))?;
+    let total = pushed.elapsed();
     out!("");
-    let tree = WorkTree::new(&dir);
-    let mut main_plan = None;
-    for (name, text) in files {
-        let rel = format!(".semaphore/{name}");
-        let a = analyze(&rel, text.as_bytes(), &tree, &BTreeMap::new(), Mode::Compile);
-        if a.has_errors() {
-            for d in &a.diagnostics {
-                err!("{}", salve_pipeline::diag::render(d, Some(text)));
+    out!(
+        "Push to pull request in {:.1}s (setup {:.1}s before the push):",
+        total.as_secs_f64(),
+        (pushed - started).as_secs_f64()
+    );
+    let mut phases = serde_json::Map::new();
+    for (name, p) in &timeline.phases {
+        let overhead = p.wall_ms.saturating_sub(p.user_ms);
+        out!(
+            "  {name:<18} {:>6.1}s   user commands {:>5.1}s   Salve {:>5.1}s",
+            p.wall_ms as f64 / 1000.0,
+            p.user_ms as f64 / 1000.0,
+            overhead as f64 / 1000.0
+        );
+        phases.insert((*name).into(), json!({"wall_ms": p.wall_ms, "user_ms": p.user_ms}));
+    }
+    out!("");
+    out!("Look at it: the data folder is kept. Start the server again and ask it:");
+    out!("  salve serve --data-dir {} --listen {}", data.display(), url.trim_start_matches("http://"));
+    out!(
+        "  SALVE_TOKEN=$(cat {}) salve pr show {} --project sample --server {url}",
+        data.join("demo-token").display(),
+        timeline.pull
+    );
+    out!("  web: {url}/projects/sample/pulls/{}", timeline.pull);
+    if args.json {
+        out!("{}", json!({"total_ms": total.as_millis() as u64, "phases": phases, "pull": timeline.pull}));
+    }
+    Ok(())
+}
+
+fn stamp(since: Instant) -> String {
+    format!("[{:>5.1}s]", since.elapsed().as_secs_f64())
+}
+
+/// Starts the server on a thread of its own, with a token for the demo; returns its URL.
+fn start_server(data: &std::path::Path) -> Result<(String, String), String> {
+    let mut config = salve_server::Config::new(data.to_owned());
+    config.listen = "127.0.0.1:0".into();
+    config.exe = Some(std::env::current_exe().map_err(|e| format!("cannot find the salve binary: {e}"))?);
+    config.jobs = config.jobs.max(2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let db = config.database_url.clone();
+    let token = rt.block_on(async {
+        let store = salve_store::Store::open(&db).await.map_err(|e| e.to_string())?;
+        salve_server::auth::create(&store, "demo").await.map(|(_, t)| t).map_err(|e| e.to_string())
+    })?;
+    let token_file = data.join("demo-token");
+    std::fs::write(&token_file, &token).map_err(|e| format!("cannot write {}: {e}", token_file.display()))?;
+    let _ = std::fs::set_permissions(&token_file, std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let served = rt.block_on(salve_server::serve(config, |url| {
+            let _ = tx.send(Ok(url.to_owned()));
+        }));
+        if let Err(e) = served {
+            let _ = tx.send(Err(e));
+        }
+    });
+    let url = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| "the server did not start in 30 s".to_owned())??;
+    Ok((url, token))
+}
+
+#[derive(Default, Clone, Copy)]
+struct Phase {
+    wall_ms: u64,
+    user_ms: u64,
+}
+
+struct Timeline {
+    phases: Vec<(&'static str, Phase)>,
+    pull: i64,
+}
+
+/// Follows the project's pipelines, heals and pull requests until a pull request is open,
+/// printing each step once.
+fn watch(client: &Client, pushed: Instant, limit: Duration) -> Result<Timeline, String> {
+    let mut said = std::collections::HashSet::new();
+    let say = |said: &mut std::collections::HashSet<String>, key: String, line: String| {
+        if said.insert(key) {
+            out!("{} {line}", stamp(pushed));
+        }
+    };
+    let mut phases: Vec<(&'static str, Phase)> = Vec::new();
+    loop {
+        if pushed.elapsed() > limit {
+            return Err(format!(
+                "no pull request after {} s; see the pipelines with `salve pipeline list`",
+                limit.as_secs()
+            ));
+        }
+        let list = client.get("/api/v1/pipelines?project=sample&limit=50")?;
+        let mut pipelines: Vec<Value> = list["pipelines"].as_array().cloned().unwrap_or_default();
+        pipelines.sort_by_key(|p| p["created_ms"].as_i64().unwrap_or(0));
+        for p in &pipelines {
+            let id = s(&p["id"]);
+            let (branch, name) = (s(&p["branch"]), s(&p["name"]));
+            let what = format!("{name} on {branch}");
+            match s(&p["state"]) {
+                "running" | "done" => say(&mut said, format!("{id} started"), format!("{what}: started")),
+                _ => {}
             }
-            return 1;
+            if p["state"] != "done" {
+                continue;
+            }
+            if said.contains(&format!("{id} done")) {
+                continue;
+            }
+            let detail = client.get(&format!("/api/v1/pipelines/{}", encode(id)))?;
+            let phase = phase_of(client, &detail)?;
+            let result = s(&p["result"]);
+            say(&mut said, format!("{id} done"), format!("{what}: {result} in {:.1}s", phase.wall_ms as f64 / 1000.0));
+            for j in detail["blocks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|b| b["jobs"].as_array().into_iter().flatten())
+            {
+                if j["result"] == "failed" {
+                    let f = client.get(&format!("/api/v1/jobs/{}/failure", encode(s(&j["id"])))).unwrap_or(Value::Null);
+                    out!(
+                        "          job '{}' failed: {} in `{}`",
+                        s(&j["name"]),
+                        s(&f["class"]).replace('_', " "),
+                        s(&f["failing_command"])
+                    );
+                    for l in f["excerpt"].as_array().into_iter().flatten().take(4) {
+                        out!("          {:>5} | {}", l["line"], s(&l["text"]));
+                    }
+                }
+            }
+            let label = match (name, branch.starts_with("selfheal-")) {
+                ("Self-heal", _) => {
+                    heal_lines(client, pushed)?;
+                    "heal"
+                }
+                ("Self-heal pull request", _) => "pull request",
+                (_, false) => "first CI run",
+                (_, true) => "second CI run",
+            };
+            phases.push((label, phase));
         }
-        let plan = a.plan;
-        let jobs: usize = plan.as_ref().map_or(0, |p| p.blocks.iter().map(|b| b.jobs.len()).sum());
-        out!("  lint + compile {rel:<30} ok  ({jobs} job(s))");
-        if name == "semaphore.yml" {
-            main_plan = plan.zip(a.pipeline);
+        let pulls = client.get("/api/v1/pulls?project=sample&state=open")?;
+        if let Some(pr) = pulls["pulls"].as_array().and_then(|a| a.first()) {
+            // The pull-request pipeline ends right after it opens the pull request.
+            let done = pipelines.iter().any(|p| p["name"] == "Self-heal pull request" && p["state"] == "done");
+            if done {
+                out!(
+                    "{} pull request #{} opened: {} ({} -> {})",
+                    stamp(pushed),
+                    pr["number"],
+                    s(&pr["title"]),
+                    s(&pr["head"]),
+                    s(&pr["base"])
+                );
+                return Ok(Timeline { phases, pull: pr["number"].as_i64().unwrap_or(1) });
+            }
         }
-    }
-    let Some((plan, pipeline)) = main_plan else { return 1 };
-    out!("");
-    out!("CI pipeline '{}':", plan.name);
-    for b in &plan.blocks {
-        let deps = if b.dependencies.is_empty() {
-            "starts first".to_owned()
-        } else {
-            format!("after {}", b.dependencies.join(", "))
-        };
-        out!("  block {:<8} ({deps})", b.name);
-        for j in &b.jobs {
-            out!("    job {:<40} {} command(s)", j.name, j.commands.len());
+        if let Some(p) = pipelines.iter().find(|p| p["state"] == "done" && p["result"] != "passed" && p["name"] != "CI")
+        {
+            return Err(format!(
+                "{} on {} {}: see `salve pipeline show {}`",
+                s(&p["name"]),
+                s(&p["branch"]),
+                s(&p["result"]),
+                s(&p["id"])
+            ));
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    out!("");
-    let result = run_ci(&dir);
-    out!("");
-    out!("Promotions, evaluated with Semaphore's `when` rules:");
-    let mut cases: Vec<(&str, &str)> = Vec::new();
-    if let Some(r) = result.as_deref() {
-        cases.push(("main", r));
+}
+
+/// What the heal did, from its record.
+fn heal_lines(client: &Client, pushed: Instant) -> Result<(), String> {
+    let heals = client.get("/api/v1/heals?project=sample")?;
+    let Some(h) = heals["heals"].as_array().and_then(|a| a.first()) else { return Ok(()) };
+    let r = &h["report"];
+    for t in r["tiers"].as_array().into_iter().flatten() {
+        out!("          tier {} {}: {} ({})", t["tier"], s(&t["name"]), s(&t["result"]), s(&t["detail"]));
     }
-    cases.extend([
-        ("main", "failed"),
-        ("main", "passed"),
-        ("selfheal-3f2a9c1", "failed"),
-        ("selfheal-3f2a9c1", "passed"),
-    ]);
-    let this_run = cases.first().copied().filter(|_| result.is_some());
-    let cases: Vec<(&str, &str)> =
-        cases.iter().enumerate().filter(|(i, c)| !cases[..*i].contains(c)).map(|(_, c)| *c).collect();
-    for &(branch, result) in &cases {
-        let mut params = when::Params::new();
-        params.insert("branch".into(), branch.into());
-        params.insert("tag".into(), "".into());
-        params.insert("pull_request".into(), "".into());
-        params.insert("result".into(), result.into());
-        params.insert("result_reason".into(), if result == "failed" { "test" } else { "" }.into());
-        let fired: Vec<&str> = pipeline
-            .promotions
-            .iter()
-            .filter(|p| {
-                p.auto_promote.as_ref().is_some_and(|c| match &c.when {
-                    When::Bool(b) => *b,
-                    When::Expr(e) => when::evaluate(e, &params, &when::NoFunctions, false).unwrap_or(false),
-                })
-            })
-            .map(|p| p.name.as_str())
-            .collect();
-        let outcome =
-            if fired.is_empty() { "nothing fires".to_owned() } else { format!("starts: {}", fired.join(", ")) };
-        let this = if Some((branch, result)) == this_run { "   <- this run" } else { "" };
-        out!("  branch {branch:<18} result {result:<7} -> {outcome}{this}");
+    out!("{} heal {}: {}", stamp(pushed), s(&h["outcome"]), s(&r["summary"]));
+    if !s(&r["heal_branch"]).is_empty() {
+        out!("          {} pushed: {}", s(&r["heal_branch"]), s(&r["diff_stat"]).lines().last().unwrap_or("").trim());
     }
-    out!("");
-    out!("What runs today: the pipeline language, the `when` language, pipelines on this machine");
-    out!("(`salve run`), the failure report above, and the CI server with its MCP endpoint");
-    out!("(`salve serve`). Not yet: the heal pipeline and the pull request; they arrive with the");
-    out!("self-heal work (see README.md, \"Status\").");
-    0
+    Ok(())
+}
+
+/// A done pipeline's wall time, and the critical path of its user commands (blocks in
+/// sequence, jobs of a block in parallel).
+fn phase_of(client: &Client, detail: &Value) -> Result<Phase, String> {
+    let wall = detail["done_ms"].as_i64().unwrap_or(0) - detail["created_ms"].as_i64().unwrap_or(0);
+    let mut user = 0;
+    for b in detail["blocks"].as_array().into_iter().flatten() {
+        let mut longest = 0;
+        for j in b["jobs"].as_array().into_iter().flatten() {
+            let job = client.get(&format!("/api/v1/jobs/{}", encode(s(&j["id"]))))?;
+            let sum: i64 =
+                job["commands"].as_array().into_iter().flatten().filter_map(|c| c["duration_ms"].as_i64()).sum();
+            longest = longest.max(sum);
+        }
+        user += longest;
+    }
+    Ok(Phase { wall_ms: wall.max(0) as u64, user_ms: user.max(0) as u64 })
 }
 
 const CARGO_TOML: &str = "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
 
 /// Correct code, badly formatted: `cargo fmt --check` fails, `cargo fmt` would fix it.
 const LIB_RS: &str = "pub fn add(a:i32,b:i32)->i32{a+b}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 2), 4);\n    }\n}\n";
-
-/// Prints the failure report the run kept for a failed job: what a heal starts from.
-fn why(report: &std::path::Path) {
-    let Some(r) = std::fs::read(report).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()) else {
-        return;
-    };
-    out!(
-        "      why: {} in `{}` (fingerprint {})",
-        r["class"].as_str().unwrap_or("unknown").replace('_', " "),
-        r["failing_command"].as_str().unwrap_or("?"),
-        r["fingerprint"].as_str().unwrap_or("")
-    );
-    for l in r["excerpt"].as_array().into_iter().flatten().take(6) {
-        out!("      {:>5} | {}", l["line"], l["text"].as_str().unwrap_or(""));
-    }
-}
-
-/// Commits the sample project and runs its CI with `salve run`; returns the pipeline result.
-fn run_ci(dir: &std::path::Path) -> Option<String> {
-    let repo = salve_git::Repo::new(dir);
-    let committed =
-        repo.run(&["init", "--quiet", "-b", "main"]).and_then(|_| repo.run(&["add", "-A"])).and_then(|_| {
-            repo.run(&[
-                "-c",
-                "user.name=Salve Demo",
-                "-c",
-                "user.email=demo@salve.invalid",
-                "commit",
-                "--quiet",
-                "-m",
-                "Sample project",
-            ])
-        });
-    if let Err(e) = committed {
-        err!("salve demo: cannot commit the sample project: {e}");
-        return None;
-    }
-    if let Err(e) = salve_runner::find_bwrap() {
-        out!("Running the CI pipeline needs the sandbox: {e}");
-        return None;
-    }
-    out!("Running the CI pipeline for real (salve run, every job in the sandbox):");
-    let Ok(exe) = std::env::current_exe() else { return None };
-    let data = dir.join(".salve");
-    let out = std::process::Command::new(exe)
-        .args(["run", "--branch", "main", "--json"])
-        .current_dir(dir)
-        .env("SALVE_DATA_DIR", &data)
-        .output()
-        .ok()?;
-    let mut result = None;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(ev) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        let s = |k: &str| ev[k].as_str().unwrap_or("").to_owned();
-        match s("event").as_str() {
-            "job_finished" => {
-                out!("  job {:<38} {:<7} {}", s("job"), s("result"), s("summary"));
-                if s("result") != "passed" {
-                    out!("      log: SALVE_DATA_DIR={} salve logs {}", data.display(), s("job_id"));
-                    why(&data.join("jobs").join(s("job_id")).join("failure.json"));
-                }
-            }
-            "block_finished" if s("result") == "canceled" => {
-                out!("  block {:<36} canceled (a block it depends on failed)", s("block"));
-            }
-            "pipeline_finished" => {
-                let reason = ev["result_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
-                out!("  pipeline: {}{reason}", s("result"));
-                result = Some(s("result"));
-            }
-            _ => {}
-        }
-    }
-    if result.is_none() {
-        err!("{}", String::from_utf8_lossy(&out.stderr));
-    }
-    result
-}

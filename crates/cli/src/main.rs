@@ -2,7 +2,9 @@
 
 mod client;
 mod demo;
+mod heal_cmd;
 mod pipeline_cmd;
+mod pr_cmd;
 mod run_cmd;
 mod secret_cmd;
 mod server_cmd;
@@ -74,6 +76,13 @@ enum Command {
     },
     /// Promote a done pipeline to one of its promotion targets.
     Promote(server_cmd::PromoteArgs),
+    /// Heal a failed pipeline (in a heal pipeline's job, after `checkout`); `heal list`: attempts.
+    Heal(heal_cmd::HealArgs),
+    /// Pull requests on the embedded forge: create (like `gh pr create`), list, show, merge, close.
+    Pr {
+        #[command(subcommand)]
+        command: pr_cmd::PrCommand,
+    },
     /// Show Salve's main job on a sample project (what exists today; see the README).
     Demo(demo::DemoArgs),
 }
@@ -108,6 +117,8 @@ fn main() -> ExitCode {
         Command::Job { command } => server_cmd::job(command),
         Command::Mcp(args) => server_cmd::mcp(&args),
         Command::Promote(args) => server_cmd::promote(args),
+        Command::Heal(args) => heal_cmd::run(args),
+        Command::Pr { command } => pr_cmd::run(command),
     };
     ExitCode::from(code)
 }

@@ -288,6 +288,7 @@ pub fn run(args: &RunArgs) -> u8 {
         writable: vec![cache_dir.clone(), artifact_dir.clone()],
         readable: vec![mirror],
         extra_env: salve_server::work::storage_env(&cache_dir, &artifact_dir),
+        secret_env: Vec::new(),
         secrets: &secrets,
         functions: &functions,
         observer: &recorder,
@@ -333,6 +334,7 @@ fn sandbox(args: &RunArgs) -> Result<Sandbox, String> {
         network: !args.no_network,
         memory_bytes: args.memory.map(|m| m * 1024 * 1024),
         max_processes: args.max_processes,
+        nested: false,
     })
 }
 

@@ -160,7 +160,7 @@ pub fn token(command: TokenCommand) -> u8 {
 }
 
 /// A JSON string field, or "" when it is missing or not a string.
-fn s(v: &Value) -> &str {
+pub fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 

@@ -237,6 +237,9 @@ pub struct Engine<'a> {
     /// Variables of this installation every job gets after the platform ones (where the
     /// toolbox keeps caches and artifacts).
     pub extra_env: Vec<(String, String)>,
+    /// Variables every job gets whose values are masked like secrets (the API token of a
+    /// promoted pipeline).
+    pub secret_env: Vec<(String, String)>,
     pub secrets: &'a dyn Secrets,
     /// `change_in` and any other function conditions may call.
     pub functions: &'a dyn Functions,
@@ -586,7 +589,8 @@ impl Engine<'_> {
         vars.extend(self.extra_env.iter().cloned());
         vars.extend(env::git(&ctx.git));
         let mut files = Vec::new();
-        let mut secret_values = Vec::new();
+        let mut secret_values: Vec<String> = self.secret_env.iter().map(|(_, v)| v.clone()).collect();
+        vars.extend(self.secret_env.iter().cloned());
         for name in &job.secrets {
             let secret = secrets.get(name).ok_or_else(|| format!("secret '{name}' was not read before the run"))?;
             for (k, v) in &secret.env_vars {

@@ -101,6 +101,77 @@ impl Repo {
         git(&["commit-tree", &tree, "-p", "HEAD", "-m", "salve run --dirty: the work tree"])
     }
 
+    /// Merges commit `head` into branch `base` of this (bare) repository, the way a forge
+    /// merges a pull request: a fast-forward when `base` is an ancestor of `head`, else a merge
+    /// commit with `message` by `author` (`Name <email>`). Refuses conflicts without touching
+    /// anything. Returns the branch's old and new commit.
+    pub fn merge_into(
+        &self,
+        base: &str,
+        head: &str,
+        message: &str,
+        author: &str,
+    ) -> Result<(String, String), GitError> {
+        let refname = format!("refs/heads/{base}");
+        let old = self.run(&["rev-parse", "--verify", &format!("{refname}^{{commit}}")])?;
+        let ff = self.run(&["merge-base", "--is-ancestor", &old, head]).is_ok();
+        let new = if ff {
+            head.to_owned()
+        } else {
+            let tree = self.run(&["merge-tree", "--write-tree", "--no-messages", &old, head]).map_err(|e| match e {
+                GitError::Failed { args, .. } => GitError::Failed {
+                    args,
+                    stderr: format!("{head} does not merge cleanly into {base}: update the branch first"),
+                },
+                e => e,
+            })?;
+            let tree = tree.lines().next().unwrap_or("").to_owned();
+            let (name, email) = author.split_once(" <").unwrap_or((author, "salve@localhost>"));
+            let email = email.trim_end_matches('>');
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(&self.dir)
+                .args(["commit-tree", &tree, "-p", &old, "-p", head, "-m", message])
+                .env("GIT_AUTHOR_NAME", name)
+                .env("GIT_AUTHOR_EMAIL", email)
+                .env("GIT_COMMITTER_NAME", name)
+                .env("GIT_COMMITTER_EMAIL", email)
+                .output()
+                .map_err(GitError::Spawn)?;
+            if !out.status.success() {
+                return Err(GitError::Failed {
+                    args: "commit-tree".into(),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
+            }
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        self.run(&["update-ref", &refname, &new, &old])?;
+        Ok((old, new))
+    }
+
+    /// Pushes `refspec` to `url`. A token goes in an HTTP header through git's environment
+    /// configuration: never in the URL, the command line or git's output.
+    pub fn push(&self, url: &str, refspec: &str, token: Option<&str>) -> Result<(), GitError> {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&self.dir).args(["push", "--quiet", "--porcelain", "--", url, refspec]);
+        cmd.env("GIT_TERMINAL_PROMPT", "0");
+        if let Some(t) = token {
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {t}"));
+        }
+        let out = cmd.output().map_err(GitError::Spawn)?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            stderr = stderr.replace(t, "[MASKED]");
+        }
+        Err(GitError::Failed { args: format!("push {url} {refspec}"), stderr: stderr.trim().to_owned() })
+    }
+
     /// Whether `name` is acceptable as a branch name.
     pub fn valid_branch(name: &str) -> bool {
         valid_branch_name(name)

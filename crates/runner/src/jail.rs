@@ -1,5 +1,5 @@
-//! `salve __jail [--cgroup DIR]... [--landlock] [--writable DIR]... [--rlimit-as BYTES]
-//! [--rlimit-nproc N] -- PROGRAM ARGS...`: applies restrictions to itself, then becomes PROGRAM.
+//! `salve __jail [--cgroup DIR]... [--landlock] [--writable DIR]... [--no-network]
+//! [--rlimit-as BYTES] [--rlimit-nproc N] -- PROGRAM ARGS...`: applies restrictions to itself, then becomes PROGRAM.
 //! The runner puts it in front of bwrap (to join the job's cgroup before any process of the job
 //! exists) and inside bwrap (Landlock cannot be set up before bwrap, which needs mount(2)).
 
@@ -8,7 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-use landlock::{ABI, Access, AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules};
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
+};
 use rustix::process::{Resource, Rlimit, setrlimit};
 
 #[derive(Debug, Default)]
@@ -16,6 +18,7 @@ struct Options {
     cgroups: Vec<PathBuf>,
     landlock: bool,
     writable: Vec<PathBuf>,
+    no_network: bool,
     rlimit_as: Option<u64>,
     rlimit_nproc: Option<u64>,
     program: Vec<OsString>,
@@ -29,6 +32,7 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
         match arg.to_str() {
             Some("--cgroup") => o.cgroups.push(value()?.into()),
             Some("--landlock") => o.landlock = true,
+            Some("--no-network") => o.no_network = true,
             Some("--writable") => o.writable.push(value()?.into()),
             Some("--rlimit-as") => o.rlimit_as = Some(number(&value()?)?),
             Some("--rlimit-nproc") => o.rlimit_nproc = Some(number(&value()?)?),
@@ -77,24 +81,33 @@ fn run(args: &[OsString]) -> Result<Never, String> {
         setrlimit(Resource::Nproc, Rlimit { current: Some(n), maximum: Some(n) })
             .map_err(|e| format!("cannot limit processes: {e}"))?;
     }
-    if o.landlock {
-        landlock(&o.writable)?;
+    if o.landlock || o.no_network {
+        landlock(o.landlock.then_some(o.writable.as_slice()), o.no_network)?;
     }
     let err = Command::new(&o.program[0]).args(&o.program[1..]).exec();
     Err(format!("cannot run {}: {err}", o.program[0].to_string_lossy()))
 }
 
-/// Everything readable and executable; writes only below `writable`. Best effort on kernels
-/// with an older Landlock (or none): bwrap's read-only root still holds.
-fn landlock(writable: &[PathBuf]) -> Result<(), String> {
+/// With `writable`: everything readable and executable, writes only below those folders. With
+/// `no_network`: no TCP connect or bind (Landlock ABI 4). Best effort on kernels with an older
+/// Landlock (or none): bwrap's read-only root and network namespace still hold where it runs.
+fn landlock(writable: Option<&[PathBuf]>, no_network: bool) -> Result<(), String> {
     let abi = ABI::V5;
-    let status = Ruleset::default()
-        .handle_access(AccessFs::from_all(abi))
-        .and_then(|r| r.create())
-        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
-        .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
-        .and_then(|r| r.restrict_self())
-        .map_err(|e| format!("Landlock: {e}"))?;
+    let mut ruleset = Ruleset::default();
+    if writable.is_some() {
+        ruleset = ruleset.handle_access(AccessFs::from_all(abi)).map_err(|e| format!("Landlock: {e}"))?;
+    }
+    if no_network {
+        ruleset = ruleset.handle_access(AccessNet::from_all(abi)).map_err(|e| format!("Landlock: {e}"))?;
+    }
+    let mut created = ruleset.create().map_err(|e| format!("Landlock: {e}"))?;
+    if let Some(writable) = writable {
+        created = created
+            .add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi)))
+            .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
+            .map_err(|e| format!("Landlock: {e}"))?;
+    }
+    let status = created.restrict_self().map_err(|e| format!("Landlock: {e}"))?;
     if status.ruleset == RulesetStatus::NotEnforced {
         eprintln!("salve: Landlock is not available on this kernel; the job runs in bubblewrap only");
     }

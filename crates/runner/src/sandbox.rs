@@ -3,7 +3,8 @@
 //! namespaces (a job cannot see or signal other processes, nor read their `/proc/*/environ`),
 //! Salve's data directory hidden except for this job's own folders, and optionally no network.
 //! Inside, `salve __jail` adds a Landlock rule set (writes only where bwrap allows them) and the
-//! resource limits, then runs bash. Without a sandbox (`--no-sandbox`, asked for explicitly),
+//! resource limits, then runs bash. Nested in another job's sandbox (a heal verifying a fix),
+//! bubblewrap cannot run again; the jail's Landlock rules (files and TCP) restrict alone. Without a sandbox (`--no-sandbox`, asked for explicitly),
 //! bash runs directly, still with a cleared environment.
 
 use std::ffi::OsString;
@@ -21,6 +22,9 @@ pub struct Sandbox {
     pub network: bool,
     pub memory_bytes: Option<u64>,
     pub max_processes: Option<u64>,
+    /// Already inside a job's sandbox, where bubblewrap cannot nest: the jail alone restricts
+    /// the job further with Landlock (writes only to its folders; no TCP without `network`).
+    pub nested: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +77,7 @@ pub struct Mounts<'a> {
 
 impl Sandbox {
     pub fn none() -> Sandbox {
-        Sandbox { isolation: None, jail: None, network: true, memory_bytes: None, max_processes: None }
+        Sandbox { isolation: None, jail: None, network: true, memory_bytes: None, max_processes: None, nested: false }
     }
 
     /// The command that runs `argv` (bash and its script) for a job. The environment is cleared;
@@ -128,12 +132,15 @@ impl Sandbox {
         }
         if let Some(jail) = &self.jail {
             words.extend(jail.iter().cloned());
-            if self.isolation.is_some() {
+            if self.isolation.is_some() || self.nested {
                 words.push("--landlock".into());
                 let fixed = [mounts.home, Path::new("/tmp"), Path::new("/dev")];
                 for dir in fixed.into_iter().chain(mounts.writable.iter().map(PathBuf::as_path)) {
                     words.extend(["--writable".into(), dir.into()]);
                 }
+            }
+            if !self.network {
+                words.push("--no-network".into());
             }
             if let Some(bytes) = self.memory_bytes.filter(|_| cgroups.is_empty()) {
                 words.extend(["--rlimit-as".into(), bytes.to_string().into()]);

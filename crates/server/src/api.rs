@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::work::{Server, Trigger, WorkError};
-use crate::{artifacts, auth, forge, live};
+use crate::{artifacts, auth, forge, heals, live};
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -69,14 +69,14 @@ fn internal(m: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {m}"))
 }
 
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v).map_err(|e| {
         let status = if e.status() == StatusCode::PAYLOAD_TOO_LARGE { e.status() } else { StatusCode::BAD_REQUEST };
         ApiError(status, format!("the request body is not what this call takes: {}", e.body_text()))
     })
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v).map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))
 }
 
@@ -110,6 +110,13 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/events", get(live::events))
         .route("/api/v1/secrets", get(secrets).post(put_secret))
         .route("/api/v1/secrets/{name}", axum::routing::delete(delete_secret))
+        .route("/api/v1/heals", get(heals::heals).post(heals::claim))
+        .route("/api/v1/heals/{id}", get(heals::heal))
+        .route("/api/v1/heals/{id}/finish", post(heals::finish))
+        .route("/api/v1/pulls", get(heals::pulls).post(heals::create_pull))
+        .route("/api/v1/pulls/{project}/{number}", get(heals::pull))
+        .route("/api/v1/pulls/{project}/{number}/merge", post(heals::merge))
+        .route("/api/v1/pulls/{project}/{number}/close", post(heals::close))
         .route("/api/v1/tokens", get(tokens).post(create_token))
         .route("/api/v1/tokens/{id}", axum::routing::delete(delete_token))
         .route(
@@ -176,7 +183,7 @@ fn job_json(j: &JobRow) -> Value {
     })
 }
 
-async fn find_project(server: &Server, name: &str) -> Result<ProjectRow, ApiError> {
+pub async fn find_project(server: &Server, name: &str) -> Result<ProjectRow, ApiError> {
     server
         .store
         .project(name)

@@ -47,6 +47,9 @@ pub struct FileConfig {
     pub mcp_allowed_hosts: Option<Vec<String>>,
     /// List the MCP tools that start workflows (off by default).
     pub mcp_write_tools: Option<bool>,
+    /// A repository's heal settings (`salve heal` reads them; the server ignores them), so one
+    /// salve.toml can hold both.
+    pub heal: Option<toml::Value>,
 }
 
 impl FileConfig {

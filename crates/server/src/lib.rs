@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod failure;
 pub mod forge;
+pub mod heals;
 pub mod live;
 pub mod record;
 pub mod webhook;

@@ -28,6 +28,8 @@ use crate::forge::{self, RefUpdate};
 use crate::record::{Recorder, StoredSecrets};
 
 pub const DEFAULT_FILE: &str = ".semaphore/semaphore.yml";
+/// The name of the token a promoted pipeline's jobs get, before the pipeline's id.
+pub const PIPELINE_TOKEN: &str = "pipeline ";
 const SERVER_STOPPED: &str = "the Salve server stopped while this ran; push again or rerun the workflow";
 
 /// Counters for `/metrics`.
@@ -137,6 +139,10 @@ impl Server {
         }
         for info in self.store.unpromoted().await? {
             self.promote_auto(&info, None).await;
+        }
+        // Tokens of pipelines that ran when the server stopped.
+        for t in self.store.tokens().await?.iter().filter(|t| t.name.starts_with(PIPELINE_TOKEN)) {
+            self.store.delete_token(&t.id).await?;
         }
         Ok(())
     }
@@ -513,6 +519,19 @@ impl Server {
         let announcer = Announcer { server: self, pipeline_id: &p.id };
         let recorder = Recorder::new(self.rt.clone(), &self.store, &p.id, jobs_dir.clone(), &announcer);
         let secrets = StoredSecrets { rt: self.rt.clone(), store: &self.store, sealer: &self.sealer };
+        // A promoted pipeline (a heal, a pull request) talks back to this server: its jobs get
+        // the URL and a token that lives as long as the pipeline runs, masked in their logs.
+        let mut extra_env = storage_env(&cache_dir, &artifact_dir);
+        extra_env.push(("SALVE_SERVER".into(), self.base_url()));
+        let token = match p.promotion_of {
+            Some(_) => Some(
+                self.rt
+                    .block_on(crate::auth::create(&self.store, &format!("{PIPELINE_TOKEN}{}", p.id)))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let secret_env = token.iter().map(|(_, t)| ("SALVE_TOKEN".to_owned(), t.clone())).collect();
         let engine = Engine {
             jobs_dir,
             parallel: self.config.jobs.max(1),
@@ -520,12 +539,16 @@ impl Server {
             toolbox: self.config.exe.as_ref().map(|_| data.join("toolbox")),
             writable: vec![cache_dir.clone(), artifact_dir.clone()],
             readable: vec![repo_dir],
-            extra_env: storage_env(&cache_dir, &artifact_dir),
+            extra_env,
+            secret_env,
             secrets: &secrets,
             functions: &functions,
             observer: &recorder,
         };
         let run = engine.run(&plan, &ctx, control);
+        if let Some((row, _)) = &token {
+            let _ = self.rt.block_on(self.store.delete_token(&row.id));
+        }
         if let Some(e) = recorder.error() {
             tracing::error!(pipeline = %p.id, "events could not be stored: {e}");
         }
@@ -550,6 +573,7 @@ impl Server {
             network: self.config.network,
             memory_bytes: None,
             max_processes: None,
+            nested: false,
         })
     }
 
@@ -782,18 +806,5 @@ pub fn organization_id() -> String {
     uuid::Uuid::from_u128(0x5a17e000_0000_4000_8000_000000000001).to_string()
 }
 
-/// Links the toolbox commands to the salve binary in `dir` (refreshed when the binary moved).
-pub fn install_toolbox(dir: &std::path::Path, exe: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for name in salve_toolbox::COMMANDS {
-        let link = dir.join(name);
-        if std::fs::read_link(&link).is_ok_and(|target| target == exe) {
-            continue;
-        }
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(exe, &link)?;
-    }
-    Ok(())
-}
-
 pub use forge::valid_name;
+pub use salve_toolbox::install as install_toolbox;

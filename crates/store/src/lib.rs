@@ -3,15 +3,21 @@
 //! when several servers or workers share state). Queries use `$N` placeholders, which both
 //! accept. The schema is embedded and migrated on open. No business rules live here.
 
+pub mod heal;
 pub mod secrets;
+
+pub use heal::{HealRow, PullRow};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 /// Embedded migrations, in order. One text serves both backends: `__BYTES__` becomes `BLOB`
 /// (SQLite) or `BYTEA` (PostgreSQL), the only type they spell differently.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_init.sql")), (2, include_str!("../migrations/0002_server.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_server.sql")),
+    (3, include_str!("../migrations/0003_heal.sql")),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

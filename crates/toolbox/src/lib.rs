@@ -13,6 +13,20 @@ use std::ffi::OsString;
 /// The commands this crate provides.
 pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum", "cache", "artifact", "sem-context", "test-results"];
 
+/// Links the toolbox commands, and `salve` itself, to the salve binary in `dir` (refreshed when the binary moved).
+pub fn install(dir: &std::path::Path, exe: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for name in COMMANDS.iter().chain(&["salve"]) {
+        let link = dir.join(name);
+        if std::fs::read_link(&link).is_ok_and(|target| target == exe) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(exe, &link)?;
+    }
+    Ok(())
+}
+
 /// Runs toolbox command `name`; returns its exit code.
 pub fn main(name: &str, args: &[OsString]) -> i32 {
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();

@@ -159,18 +159,3 @@ fn when_list_inputs_and_reduce_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not valid JSON"));
 }
-
-#[test]
-fn demo_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = salve(&["demo", "--dir", dir.path().to_str().unwrap()], dir.path());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
-    assert!(text.contains("result failed  -> starts: Self-heal   <- this run"), "{text}");
-    assert!(text.contains("job cargo fmt") && text.contains("`cargo fmt --check` — exit code 1"), "{text}");
-    assert!(text.contains("pipeline: failed (test)"), "{text}");
-    // The failure report a heal starts from: the class and the formatter's diff.
-    assert!(text.contains("why: lint format in `cargo fmt --check`"), "{text}");
-    assert!(text.contains("| -pub fn add(a:i32,b:i32)->i32{a+b}"), "{text}");
-    assert!(text.contains("selfheal-3f2a9c1   result failed  -> nothing fires"), "{text}");
-}

@@ -48,15 +48,15 @@ fn side(name: &str) -> String {
     )
 }
 
-struct Server {
+pub(super) struct Server {
     child: Child,
-    url: String,
+    pub(super) url: String,
     data: PathBuf,
-    token: String,
+    pub(super) token: String,
 }
 
 impl Server {
-    fn start(data: &Path) -> Server {
+    pub(super) fn start(data: &Path) -> Server {
         let token = String::from_utf8(
             Command::new(env!("CARGO_BIN_EXE_salve"))
                 .args(["token", "create", "test", "--data-dir"])
@@ -89,13 +89,13 @@ impl Server {
         reqwest::blocking::Client::new()
     }
 
-    fn get(&self, path: &str) -> Value {
+    pub(super) fn get(&self, path: &str) -> Value {
         let r = self.http().get(format!("{}{path}", self.url)).bearer_auth(&self.token).send().unwrap();
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().unwrap()
     }
 
-    fn salve(&self, args: &[&str]) -> std::process::Output {
+    pub(super) fn salve(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_salve"))
             .args(args)
             .env("SALVE_SERVER", &self.url)
@@ -105,14 +105,14 @@ impl Server {
     }
 
     /// `salve pipeline list --project NAME --json`.
-    fn pipelines(&self, project: &str) -> Vec<Value> {
+    pub(super) fn pipelines(&self, project: &str) -> Vec<Value> {
         let out = self.salve(&["pipeline", "list", "--project", project, "--json"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 
     /// Waits until `done` holds for the project's pipelines.
-    fn wait(&self, project: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(super) fn wait(&self, project: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let start = Instant::now();
         loop {
             let list = self.pipelines(project);
@@ -124,7 +124,7 @@ impl Server {
         }
     }
 
-    fn push(&self, repo: &Path, project: &str, refspec: &str) {
+    pub(super) fn push(&self, repo: &Path, project: &str, refspec: &str) {
         git(
             repo,
             &[
@@ -147,12 +147,12 @@ impl Drop for Server {
     }
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub(super) fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git").args(args).current_dir(dir).output().unwrap();
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn commit(repo: &Path, files: &[(&str, Option<&str>)], message: &str) {
+pub(super) fn commit(repo: &Path, files: &[(&str, Option<&str>)], message: &str) {
     for (path, text) in files {
         let p = repo.join(path);
         match text {

@@ -75,6 +75,7 @@ fn run_observed(
         writable: Vec::new(),
         readable: Vec::new(),
         extra_env: vec![("SALVE_EXTRA".into(), "x".into())],
+        secret_env: vec![("SALVE_TOKEN".into(), "tok-secret-value".into())],
         secrets: &NoSecrets,
         functions: &NoFunctions,
         observer: events,

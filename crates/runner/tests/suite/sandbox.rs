@@ -9,7 +9,14 @@ use super::common::*;
 
 fn sandbox(network: bool, hide: Vec<std::path::PathBuf>) -> Sandbox {
     let bwrap = find_bwrap().expect("bubblewrap is installed by scripts/test.sh");
-    Sandbox { isolation: Some(Isolation { bwrap, hide }), jail: None, network, memory_bytes: None, max_processes: None }
+    Sandbox {
+        isolation: Some(Isolation { bwrap, hide }),
+        jail: None,
+        network,
+        memory_bytes: None,
+        max_processes: None,
+        nested: false,
+    }
 }
 
 #[test]

@@ -1,0 +1,294 @@
+//! `salve heal`: run inside a heal pipeline's job after `checkout`. Reads the failed pipeline
+//! through the server's API, runs the heal (crates/heal), records the attempt, keeps the
+//! report as a job artifact. `salve heal list` shows the attempts.
+
+use std::path::PathBuf;
+
+use salve_heal::{Ci, Claimed, FailedJob, Failure};
+use serde_json::{Value, json};
+
+use crate::client::{Client, ServerArgs, encode};
+use crate::server_cmd::s;
+use crate::{err, out};
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HealArgs {
+    #[command(subcommand)]
+    command: Option<HealCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum HealCommand {
+    /// Heal attempts, newest first.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The failed pipeline, or a pipeline promoted from it (default: $SEMAPHORE_PIPELINE_ID).
+    #[arg(long, env = "SEMAPHORE_PIPELINE_ID")]
+    pipeline: Option<String>,
+    /// The repository, checked out at the failed commit (default: the current folder).
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// An external agent for tier 2; the prompt is in $PROMPT, e.g.
+    /// 'codex exec --dangerously-bypass-approvals-and-sandbox "$PROMPT"'.
+    #[arg(long)]
+    agent_command: Option<String>,
+    /// Run fixers and verification without bubblewrap where it cannot start (outside a job).
+    #[arg(long)]
+    no_sandbox: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn run(args: HealArgs) -> u8 {
+    match args.command {
+        Some(HealCommand::List { project, server }) => list(project.as_deref(), &server),
+        None => heal(&args.run),
+    }
+}
+
+fn list(project: Option<&str>, server: &ServerArgs) -> u8 {
+    let client = match Client::new(server) {
+        Ok(c) => c,
+        Err(e) => {
+            err!("salve heal list: {e}");
+            return 2;
+        }
+    };
+    let path = match project {
+        Some(p) => format!("/api/v1/heals?project={}", encode(p)),
+        None => "/api/v1/heals".to_owned(),
+    };
+    match client.get(&path) {
+        Ok(v) => {
+            let heals = v["heals"].as_array().cloned().unwrap_or_default();
+            if heals.is_empty() {
+                out!("no heals yet");
+            }
+            for h in heals {
+                let r = &h["report"];
+                out!(
+                    "{}  {:<10} {:<11} {:<24} {}  {}",
+                    s(&h["id"]).get(..8).unwrap_or(""),
+                    s(&h["outcome"]).to_owned() + if h["state"] == "running" { "running" } else { "" },
+                    s(&h["sha"]).get(..7).unwrap_or(""),
+                    s(&h["branch"]),
+                    s(&r["heal_branch"]),
+                    s(&r["summary"]),
+                );
+            }
+            0
+        }
+        Err(e) => {
+            err!("salve heal list: {e}");
+            1
+        }
+    }
+}
+
+fn heal(args: &RunArgs) -> u8 {
+    let client = match Client::new(&args.server) {
+        Ok(c) => c,
+        Err(e) => {
+            err!("salve heal: {e}");
+            return 2;
+        }
+    };
+    let Some(pipeline) = args.pipeline.clone().filter(|p| !p.is_empty()) else {
+        err!(
+            "salve heal: say which pipeline failed: --pipeline ID (in a heal pipeline's job, SEMAPHORE_PIPELINE_ID says it)"
+        );
+        return 2;
+    };
+    let repo = match args.repo.clone().map_or_else(std::env::current_dir, Ok) {
+        Ok(r) => r,
+        Err(e) => {
+            err!("salve heal: no current folder: {e}");
+            return 2;
+        }
+    };
+    if !repo.join(".git").exists() {
+        err!("salve heal: {} is not a git repository: run `checkout` first (or pass --repo DIR)", repo.display());
+        return 2;
+    }
+    let scratch = std::env::temp_dir().join(format!("salve-heal-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&scratch) {
+        err!("salve heal: cannot create {}: {e}", scratch.display());
+        return 2;
+    }
+    let ci = HttpCi { client, pipeline, project: Default::default() };
+    let server = args.server.server.trim_end_matches('/').to_owned();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let say = |line: &str| out!("{line}");
+    // The project is known once the failure is read; the push URL needs it.
+    let project = match ci.project() {
+        Ok(p) => p,
+        Err(e) => {
+            err!("salve heal: {e}");
+            return 1;
+        }
+    };
+    let options = salve_heal::Options {
+        repo: repo.clone(),
+        scratch: scratch.clone(),
+        env: std::env::vars().collect(),
+        writable: home.into_iter().collect(),
+        no_sandbox: args.no_sandbox,
+        push_url: format!("{server}/git/{project}.git"),
+        push_token: std::env::var("SALVE_TOKEN").ok(),
+        agent_command: args.agent_command.clone(),
+        say: &say,
+    };
+    let outcome = salve_heal::heal(&ci, &options);
+    keep_report(&scratch, &outcome.report);
+    let _ = std::fs::remove_dir_all(&scratch);
+    if outcome.ok() { 0 } else { 1 }
+}
+
+/// The report as the job's artifact `selfheal/report.json`, when the job has artifact storage.
+fn keep_report(scratch: &std::path::Path, report: &Value) {
+    if std::env::var_os("SALVE_ARTIFACT_DIR").is_none() {
+        return;
+    }
+    let path = scratch.join("report.json");
+    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    if std::fs::write(&path, text).is_ok() {
+        let args: Vec<std::ffi::OsString> =
+            ["push", "job", &path.to_string_lossy(), "-d", "selfheal/report.json", "-f"]
+                .iter()
+                .map(Into::into)
+                .collect();
+        salve_toolbox::main("artifact", &args);
+    }
+}
+
+struct HttpCi {
+    client: Client,
+    /// The pipeline the heal was started for (the failed one or one promoted from it).
+    pipeline: String,
+    project: std::cell::OnceCell<Value>,
+}
+
+impl HttpCi {
+    /// The failed pipeline, fetched once.
+    fn failed(&self) -> Result<&Value, String> {
+        if let Some(v) = self.project.get() {
+            return Ok(v);
+        }
+        let mut p = self.client.get(&format!("/api/v1/pipelines/{}", encode(&self.pipeline)))?;
+        if let Some(parent) = p["promotion_of"].as_str().filter(|_| p["result"] != "failed").map(str::to_owned) {
+            p = self.client.get(&format!("/api/v1/pipelines/{}", encode(&parent)))?;
+        }
+        if p["state"] != "done" || p["result"] == "passed" {
+            return Err(format!(
+                "pipeline {} has not failed ({} {}): nothing to heal",
+                s(&p["id"]),
+                s(&p["state"]),
+                s(&p["result"])
+            ));
+        }
+        Ok(self.project.get_or_init(|| p))
+    }
+
+    fn project(&self) -> Result<String, String> {
+        Ok(s(&self.failed()?["project"]).to_owned())
+    }
+}
+
+impl Ci for HttpCi {
+    fn failure(&self) -> Result<Failure, String> {
+        let p = self.failed()?;
+        let mut jobs = Vec::new();
+        for j in p["blocks"].as_array().into_iter().flatten().flat_map(|b| b["jobs"].as_array().into_iter().flatten()) {
+            if j["result"] != "failed" {
+                continue;
+            }
+            let id = s(&j["id"]).to_owned();
+            let report = self.client.get(&format!("/api/v1/jobs/{}/failure", encode(&id))).unwrap_or(Value::Null);
+            let excerpt: Vec<&str> =
+                report["excerpt"].as_array().into_iter().flatten().map(|l| s(&l["text"])).collect();
+            jobs.push(FailedJob {
+                name: s(&j["name"]).to_owned(),
+                class: report["class"].as_str().unwrap_or("unknown").to_owned(),
+                fingerprint: s(&report["fingerprint"]).to_owned(),
+                failing_command: s(&report["failing_command"]).to_owned(),
+                excerpt: excerpt.join("\n"),
+                id,
+            });
+        }
+        let project = s(&p["project"]);
+        let others = self.client.get(&format!("/api/v1/pipelines?project={}&limit=500", encode(project)))?;
+        let passed_before = others["pipelines"].as_array().into_iter().flatten().any(|o| {
+            o["sha"] == p["sha"] && o["file"] == p["file"] && o["result"] == "passed" && o["promotion_of"].is_null()
+        });
+        Ok(Failure {
+            pipeline_id: s(&p["id"]).to_owned(),
+            project: project.to_owned(),
+            sha: s(&p["sha"]).to_owned(),
+            branch: s(&p["branch"]).to_owned(),
+            file: s(&p["file"]).to_owned(),
+            passed_before,
+            jobs,
+        })
+    }
+
+    fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String> {
+        let mut body = json!({"pipeline_id": failure.pipeline_id, "fingerprint": fingerprint});
+        if let Ok(job) = std::env::var("SEMAPHORE_JOB_ID") {
+            body["job_id"] = json!(job);
+        }
+        let (status, v) = self.client.post_any("/api/v1/heals", &body)?;
+        match status {
+            201 => Ok(Claimed::Mine(s(&v["id"]).to_owned())),
+            409 => Ok(Claimed::Taken(format!("{}, {}", s(&v["id"]), v["outcome"].as_str().unwrap_or(s(&v["state"]))))),
+            _ => Err(format!("the server said {status}: {}", s(&v["error"]["message"]))),
+        }
+    }
+
+    fn finish(&self, heal_id: &str, outcome: &str, report: &Value) -> Result<(), String> {
+        self.client
+            .post(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &json!({"outcome": outcome, "report": report}))
+            .map(|_| ())
+    }
+
+    fn latest_sha(&self, branch: &str) -> Result<Option<String>, String> {
+        let project = self.project()?;
+        let v = self.client.get(&format!(
+            "/api/v1/workflows?project={}&branch={}&limit=1",
+            encode(&project),
+            encode(branch)
+        ))?;
+        Ok(v["workflows"][0]["sha"].as_str().map(str::to_owned))
+    }
+
+    fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, String> {
+        let project = self.project()?;
+        let v = self.client.get(&format!(
+            "/api/v1/heals?project={}&branch={}&since_ms={since_ms}&limit=1000",
+            encode(&project),
+            encode(branch)
+        ))?;
+        Ok(v["heals"].as_array().map_or(0, Vec::len))
+    }
+
+    fn open_heal_pulls(&self) -> Result<usize, String> {
+        let project = self.project()?;
+        let v = self.client.get(&format!("/api/v1/pulls?project={}&state=open&limit=1000", encode(&project)))?;
+        Ok(v["pulls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| s(&p["head"]).starts_with(salve_heal::HEAL_PREFIX))
+            .count())
+    }
+}

@@ -1,0 +1,210 @@
+//! Self-heal end to end, on a real server, real git and the sandbox: `salve demo`'s formatting
+//! failure healed to a pull request (then merged), a flaky failure rerun with no change, a fix
+//! the guards refuse, and a heal whose fix still fails CI on its branch (no pull request, no
+//! heal of the heal, even when the YAML forgets the branch condition).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::serve::{Server, commit, git};
+use super::{salve, stderr, stdout};
+
+fn bare(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").arg("-C").arg(repo).args(args).output().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn the_demo_heals_a_formatting_failure_to_a_pull_request_that_merges() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = salve(&["demo", "--dir", dir.path().to_str().unwrap(), "--json", "--timeout", "300"], dir.path());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    for step in [
+        "CI on main: failed",
+        "tier 1 fixers: verified (apply cargo fmt)",
+        "heal pushed: selfheal CI: apply cargo fmt",
+        "passed",
+        "pull request #1 opened",
+    ] {
+        assert!(text.contains(step), "missing '{step}':\n{text}");
+    }
+    let timings: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    for phase in ["first CI run", "heal", "second CI run", "pull request"] {
+        assert!(timings["phases"][phase]["wall_ms"].is_u64(), "{timings}");
+    }
+
+    // The heal's diff is exactly the formatter's.
+    let repo = dir.path().join("data/repos/sample.git");
+    let heal = bare(&repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/selfheal-*"]);
+    let heal = heal.trim();
+    assert!(heal.starts_with("selfheal-"), "{heal}");
+    assert_eq!(bare(&repo, &["diff", "--name-only", "main", heal]).trim(), "src/lib.rs");
+    let original = bare(&repo, &["show", "main:src/lib.rs"]);
+    let mut rustfmt = Command::new("rustfmt")
+        .args(["--edition", "2021", "--emit", "stdout"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut rustfmt.stdin.take().unwrap(), original.as_bytes()).unwrap();
+    let formatted = String::from_utf8(rustfmt.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(bare(&repo, &["show", &format!("{heal}:src/lib.rs")]), formatted);
+    let message = bare(&repo, &["log", "-1", "--format=%B", heal]);
+    assert!(message.starts_with("selfheal CI: apply cargo fmt"), "{message}");
+    for trailer in ["Selfheal-Pipeline: ", "Selfheal-Tier: 1 (fixers: cargo fmt)", "Selfheal-Tokens: 0"] {
+        assert!(message.contains(trailer), "{message}");
+    }
+    assert_eq!(bare(&repo, &["rev-list", "--count", &format!("main..{heal}")]).trim(), "1");
+
+    // The data folder serves again: the pull request is there, creating it again finds it, and
+    // it merges (its head passed CI); the merge starts CI on main.
+    let server = Server::start(&dir.path().join("data"));
+    let show = server.salve(&["pr", "show", "1", "--project", "sample"]);
+    let shown = stdout(&show);
+    assert!(shown.contains(&format!("{heal} -> main")) && shown.contains("passed"), "{shown}{}", stderr(&show));
+    assert!(shown.contains("+pub fn add(a: i32, b: i32) -> i32 {"), "{shown}");
+    let again =
+        server.salve(&["pr", "create", "--project", "sample", "--head", heal, "--base", "main", "--title", "again"]);
+    assert!(stdout(&again).contains("is open already"), "{}{}", stdout(&again), stderr(&again));
+    let heals = server.get("/api/v1/heals?project=sample");
+    assert_eq!(heals["heals"][0]["outcome"], "pushed", "{heals:#}");
+    assert_eq!(heals["heals"][0]["report"]["tokens"], 0);
+    let merged = server.salve(&["pr", "merge", "1", "--project", "sample"]);
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    assert_eq!(bare(&repo, &["rev-parse", "main"]), bare(&repo, &["rev-parse", heal]), "a fast-forward");
+    let twice = server.salve(&["pr", "merge", "1", "--project", "sample"]);
+    assert!(stderr(&twice).contains("merged already"), "{}", stderr(&twice));
+    let main_sha = bare(&repo, &["rev-parse", "main"]);
+    server.wait("sample", "CI on the merged main", |l| {
+        l.iter().any(|p| p["branch"] == "main" && p["sha"] == main_sha.trim() && p["result"] == "passed")
+    });
+}
+
+const HEAL_YML: &str = "version: v1.0\nname: Self-heal\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Heal\n    task:\n      jobs:\n        - name: salve heal\n          commands:\n            - checkout\n            - salve heal\n";
+const PR_YML: &str = "version: v1.0\nname: PR\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: PR\n    task:\n      jobs:\n        - name: pr\n          commands:\n            - checkout\n            - salve pr create --base main --title \"$(git log -1 --format=%s)\"\n";
+
+/// A CI pipeline with `blocks` (YAML text) and the two promotions; `heal_when` is the heal
+/// promotion's condition.
+fn ci(blocks: &str, heal_when: &str) -> String {
+    format!(
+        "version: v1.0\nname: CI\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n{blocks}promotions:\n  - name: Self-heal\n    pipeline_file: selfheal.yml\n    auto_promote:\n      when: \"{heal_when}\"\n  - name: Open pull request\n    pipeline_file: selfheal-pr.yml\n    auto_promote:\n      when: \"result = 'passed' AND branch =~ '^selfheal-.*'\"\n"
+    )
+}
+
+fn job(block: &str, deps: &str, command: &str) -> String {
+    let command = command.replace('\'', "''");
+    format!(
+        "  - name: {block}\n    dependencies: [{deps}]\n    task:\n      jobs:\n        - name: {block}\n          commands:\n            - checkout\n            - '{command}'\n"
+    )
+}
+
+const SEED_WHEN: &str = "result = 'failed' AND branch !~ '^selfheal-.*'";
+
+/// Creates project `name`, commits `files` and the heal pipelines, pushes main.
+fn project(server: &Server, name: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let created = server.salve(&["project", "create", name]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    let mut all: Vec<(&str, Option<&str>)> =
+        vec![(".semaphore/selfheal.yml", Some(HEAL_YML)), (".semaphore/selfheal-pr.yml", Some(PR_YML))];
+    all.extend(files.iter().map(|(p, t)| (*p, Some(*t))));
+    commit(dir.path(), &all, "a change");
+    server.push(dir.path(), name, "HEAD:refs/heads/main");
+    dir
+}
+
+fn heal_log(server: &Server, pipeline: &Value) -> String {
+    let p = server.get(&format!("/api/v1/pipelines/{}", pipeline["id"].as_str().unwrap()));
+    let job = p["blocks"][0]["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let log = server.get(&format!("/api/v1/jobs/{job}/logs?tail=200"));
+    log["lines"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap().to_owned() + "\n").collect()
+}
+
+#[test]
+fn heals_that_must_not_push() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+
+    // Flaky: a network error the first time, fine on the rerun (the cache remembers).
+    let flaky = "if cache has_key flaky-once; then echo fine; else cache store flaky-once .semaphore; echo 'curl: (56) Recv failure: Connection reset by peer'; exit 1; fi";
+    let _f = project(&server, "flaky", &[(".semaphore/semaphore.yml", &ci(&job("Fetch", "", flaky), SEED_WHEN))]);
+
+    // Refused: the only "fix" the agent finds is deleting the failing test.
+    let _r = project(
+        &server,
+        "refused",
+        &[
+            (".semaphore/semaphore.yml", &ci(&job("Test", "", "bash tests/test_math.sh"), SEED_WHEN)),
+            ("tests/test_math.sh", "test \"$((2 + 2))\" = 5\n"),
+            (
+                "agent.sh",
+                "rm tests/test_math.sh\nsed -i 's#bash tests/test_math.sh#true#' .semaphore/semaphore.yml\necho 'make CI pass' > commit-message.txt\n",
+            ),
+            ("salve.toml", "[heal.agent]\ncommand = \"bash agent.sh\"\n"),
+        ],
+    );
+
+    // A fix that still fails CI on its branch: a user fixer sorts the list (Lint passes), but
+    // Test fails too. The heal promotion forgets the branch condition.
+    let blocks = job("Lint", "", "sort -c list.txt") + &job("Test", "Lint", "bash tests/test_math.sh");
+    let _l = project(
+        &server,
+        "loop",
+        &[
+            (".semaphore/semaphore.yml", &ci(&blocks, "result = 'failed'")),
+            ("list.txt", "b\na\n"),
+            ("tests/test_math.sh", "test \"$((2 + 2))\" = 5\n"),
+            (
+                "salve.toml",
+                "[[heal.fixer]]\nname = \"sort the list\"\nwhen_command = 'sort -c'\nrun = [\"sort -o list.txt list.txt\"]\n",
+            ),
+        ],
+    );
+
+    let healed = |l: &[Value]| l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done");
+    let flaky_list = server.wait("flaky", "the flaky heal", healed);
+    let refused_list = server.wait("refused", "the refused heal", healed);
+    let loop_list = server.wait("loop", "the heal of the heal branch", |l| {
+        l.iter().filter(|p| p["name"] == "Self-heal" && p["state"] == "done").count() == 2
+    });
+
+    // Flaky: rerun, passed, reported, no branch, no pull request.
+    let h = server.get("/api/v1/heals?project=flaky");
+    assert_eq!(h["heals"][0]["outcome"], "flaky", "{h:#}");
+    assert_eq!(h["heals"][0]["report"]["tiers"][0]["name"], "rerun", "{h:#}");
+    let log = heal_log(&server, flaky_list.iter().find(|p| p["name"] == "Self-heal").unwrap());
+    assert!(log.contains("tier 0: network infrastructure is not the code's fault"), "{log}");
+    assert!(!flaky_list.iter().any(|p| p["branch"].as_str().unwrap().starts_with("selfheal-")), "{flaky_list:#?}");
+
+    // Refused: the guards name the rule, nothing is pushed, the heal job fails.
+    let h = server.get("/api/v1/heals?project=refused");
+    assert_eq!(h["heals"][0]["outcome"], "refused", "{h:#}");
+    let rules: Vec<&str> =
+        h["heals"][0]["report"]["refusals"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"deletes_test") && rules.contains(&"edits_ci"), "{h:#}");
+    let heal = refused_list.iter().find(|p| p["name"] == "Self-heal").unwrap();
+    assert_eq!(heal["result"], "failed");
+    let repo = data.path().join("repos/refused.git");
+    assert_eq!(bare(&repo, &["for-each-ref", "refs/heads/selfheal-*"]), "", "nothing pushed");
+
+    // The loop: one heal pushed; CI failed on its branch; the heal pipeline that the careless
+    // promotion started there did nothing; no pull request.
+    let h = server.get("/api/v1/heals?project=loop");
+    assert_eq!(h["heals"].as_array().unwrap().len(), 1, "{h:#}");
+    assert_eq!(h["heals"][0]["outcome"], "pushed", "{h:#}");
+    let branch = h["heals"][0]["report"]["heal_branch"].as_str().unwrap();
+    let ci_there = loop_list.iter().find(|p| p["branch"] == branch && p["name"] == "CI").unwrap();
+    assert_eq!(ci_there["result"], "failed", "{loop_list:#?}");
+    let second = loop_list.iter().find(|p| p["branch"] == branch && p["name"] == "Self-heal").unwrap();
+    let log = heal_log(&server, second);
+    assert!(log.contains("is a heal branch: Salve never heals a heal"), "{log}");
+    let pulls = server.get("/api/v1/pulls?project=loop&state=all");
+    assert_eq!(pulls["pulls"].as_array().unwrap().len(), 0, "{pulls:#}");
+    let repo = data.path().join("repos/loop.git");
+    assert_eq!(bare(&repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/selfheal-*"]).trim(), branch);
+}

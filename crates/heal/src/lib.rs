@@ -1,0 +1,521 @@
+//! Salve's heal policy: given a failed pipeline, find the cheapest fix that works and push it
+//! to `selfheal-<sha>`, or say why not.
+//!
+//! Tiers, cheapest first, each recorded in the report:
+//! 0. **classify**: an infrastructure failure (by its class) or a commit that passed CI before
+//!    is rerun once unchanged; a pass means *flaky*: no change, no push.
+//! 1. **fixers**: recipes matched on the failing command and the excerpt (`fixers.toml`, plus
+//!    the project's own), run in the sandbox. Zero model tokens.
+//! 2. **agent**: an external agent command (the seed's Codex recipe), when one is configured.
+//!
+//! Every candidate diff goes through [`guards::check`], then the failed jobs' commands run again
+//! on it in the sandbox ([`verify`]); only a fix that passes is committed and pushed. Loop and
+//! budget guards come first: never a `selfheal-*` branch, one heal per commit and failure
+//! fingerprint (claimed on the server), a cap per branch and day, a cap on open heal pull
+//! requests, and a newer push to the branch supersedes the heal.
+
+pub mod config;
+pub mod fixers;
+pub mod guards;
+pub mod template;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use salve_git::Repo;
+use serde_json::{Value, json};
+
+pub use config::HealConfig;
+
+/// Branches heals push to.
+pub const HEAL_PREFIX: &str = "selfheal-";
+
+/// Failure classes that are not the code's fault: rerun before changing anything.
+const INFRA: &[&str] = &["network_infrastructure", "timeout", "killed", "out_of_memory"];
+
+/// A failed pipeline, as the heal sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Failure {
+    pub pipeline_id: String,
+    pub project: String,
+    pub sha: String,
+    pub branch: String,
+    /// The pipeline file, relative to the repository.
+    pub file: String,
+    /// A pipeline of the same file passed on this commit before.
+    pub passed_before: bool,
+    pub jobs: Vec<FailedJob>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FailedJob {
+    pub id: String,
+    pub name: String,
+    pub class: String,
+    pub fingerprint: String,
+    pub failing_command: String,
+    /// The excerpt's lines, joined.
+    pub excerpt: String,
+}
+
+pub enum Claimed {
+    /// This heal's id.
+    Mine(String),
+    /// Another heal has this failure: its id and state.
+    Taken(String),
+}
+
+/// What the heal reads from and records on the CI server.
+pub trait Ci {
+    fn failure(&self) -> Result<Failure, String>;
+    fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String>;
+    fn finish(&self, heal_id: &str, outcome: &str, report: &Value) -> Result<(), String>;
+    /// The newest commit CI started a workflow for on `branch`.
+    fn latest_sha(&self, branch: &str) -> Result<Option<String>, String>;
+    /// Heals of `branch` created since `since_ms`.
+    fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, String>;
+    /// Open pull requests from `selfheal-*` branches.
+    fn open_heal_pulls(&self) -> Result<usize, String>;
+}
+
+/// Where the heal works and pushes.
+pub struct Options<'a> {
+    /// The checked-out repository at the failed commit.
+    pub repo: PathBuf,
+    /// A folder for the heal's own runs.
+    pub scratch: PathBuf,
+    /// Variables commands get (the job's; the API token and model keys are withheld).
+    pub env: Vec<(String, String)>,
+    /// Folders commands may write besides the repository.
+    pub writable: Vec<PathBuf>,
+    pub no_sandbox: bool,
+    /// The git URL to push to, and the token for it.
+    pub push_url: String,
+    pub push_token: Option<String>,
+    /// An external agent command, overriding `[heal.agent] command`.
+    pub agent_command: Option<String>,
+    /// Progress, one line at a time.
+    pub say: &'a dyn Fn(&str),
+}
+
+/// How a heal ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// pushed, flaky, refused, failed, skipped or superseded.
+    pub outcome: &'static str,
+    pub summary: String,
+    pub report: Value,
+}
+
+impl Outcome {
+    /// Whether the heal job should pass: it did its job (pushed, or nothing to do).
+    pub fn ok(&self) -> bool {
+        !matches!(self.outcome, "refused" | "failed")
+    }
+}
+
+/// The report being built, and the heal it belongs to.
+struct Record {
+    tiers: Vec<Value>,
+    started: Instant,
+}
+
+impl Record {
+    fn tier(&mut self, tier: u8, name: &str, result: &str, detail: impl Into<String>, started: Instant) {
+        self.tiers.push(json!({
+            "tier": tier, "name": name, "result": result, "detail": detail.into(),
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// The failure's fingerprint: its jobs', sorted, so reruns of the same failure match.
+pub fn fingerprint(failure: &Failure) -> String {
+    let mut fps: Vec<&str> = failure.jobs.iter().map(|j| j.fingerprint.as_str()).filter(|f| !f.is_empty()).collect();
+    fps.sort_unstable();
+    fps.dedup();
+    let joined = fps.join("+");
+    if joined.is_empty() { "unknown".into() } else { joined.chars().take(200).collect() }
+}
+
+/// Heals the failure `ci` describes; never panics, every end is an [`Outcome`].
+pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
+    let say = opts.say;
+    let end = |outcome: &'static str, summary: String, report: Value| {
+        say(&format!("heal {outcome}: {summary}"));
+        Outcome { outcome, summary, report }
+    };
+    let config = match HealConfig::load(&opts.repo) {
+        Ok(c) => c,
+        Err(e) => return end("failed", e, json!({})),
+    };
+    let failure = match ci.failure() {
+        Ok(f) => f,
+        Err(e) => return end("failed", format!("cannot read the failure: {e}"), json!({})),
+    };
+    say(&format!(
+        "failed pipeline {} on {} at {}: {} failed job(s)",
+        failure.pipeline_id,
+        failure.branch,
+        short(&failure.sha),
+        failure.jobs.len()
+    ));
+    for j in &failure.jobs {
+        say(&format!("  {}: {} in `{}`", j.name, j.class.replace('_', " "), j.failing_command));
+    }
+    let base = json!({"failed_pipeline": failure.pipeline_id, "sha": failure.sha, "branch": failure.branch});
+    if failure.branch.starts_with(HEAL_PREFIX) {
+        return end("skipped", format!("'{}' is a heal branch: Salve never heals a heal", failure.branch), base);
+    }
+    if failure.jobs.is_empty() {
+        return end(
+            "skipped",
+            "no job failed (the pipeline itself did): nothing a fix to the code can do".into(),
+            base,
+        );
+    }
+    let limits = (config.max_attempts_per_day.unwrap_or(3), config.max_open_prs.unwrap_or(5));
+    match ci.heals_since(&failure.branch, now_ms() - 24 * 3600 * 1000) {
+        Ok(n) if n >= limits.0 as usize => {
+            return end(
+                "skipped",
+                format!(
+                    "{n} heal(s) of '{}' in the last 24 hours; the cap is {} (max_attempts_per_day)",
+                    failure.branch, limits.0
+                ),
+                base,
+            );
+        }
+        Err(e) => return end("failed", format!("cannot count earlier heals: {e}"), base),
+        Ok(_) => {}
+    }
+    match ci.open_heal_pulls() {
+        Ok(n) if n >= limits.1 as usize => {
+            return end(
+                "skipped",
+                format!("{n} heal pull request(s) are open; the cap is {} (max_open_prs): review them first", limits.1),
+                base,
+            );
+        }
+        Err(e) => return end("failed", format!("cannot count open pull requests: {e}"), base),
+        Ok(_) => {}
+    }
+    let fp = fingerprint(&failure);
+    let heal_id = match ci.claim(&failure, &fp) {
+        Ok(Claimed::Mine(id)) => id,
+        Ok(Claimed::Taken(other)) => {
+            return end(
+                "skipped",
+                format!("this failure of {} has a heal already ({other})", short(&failure.sha)),
+                base,
+            );
+        }
+        Err(e) => return end("failed", format!("cannot claim the heal: {e}"), base),
+    };
+    let mut record = Record { tiers: Vec::new(), started: Instant::now() };
+    let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
+    let mut report = base;
+    report["heal_id"] = json!(heal_id);
+    report["fingerprint"] = json!(fp);
+    report["tiers"] = Value::Array(record.tiers);
+    report["summary"] = json!(summary);
+    report["duration_ms"] = json!(record.started.elapsed().as_millis() as u64);
+    if let (Some(r), Some(e)) = (report.as_object_mut(), extra.as_object()) {
+        r.extend(e.clone());
+    }
+    if let Err(e) = ci.finish(&heal_id, outcome, &report) {
+        say(&format!("cannot record the heal's outcome: {e}"));
+    }
+    end(outcome, summary, report)
+}
+
+/// The tiers; returns the outcome, its summary, and what to add to the report.
+fn attempt(
+    ci: &dyn Ci,
+    opts: &Options<'_>,
+    config: &HealConfig,
+    failure: &Failure,
+    record: &mut Record,
+) -> (&'static str, String, Value) {
+    let say = opts.say;
+    if let Some(s) = superseded(ci, failure) {
+        return ("superseded", s, json!({}));
+    }
+    let runner = match verify::Runner::new(&opts.scratch, opts.env.clone(), opts.writable.clone(), opts.no_sandbox) {
+        Ok(r) => r,
+        Err(e) => return ("failed", format!("no sandbox to run commands in: {e}"), json!({})),
+    };
+    let names: Vec<String> = failure.jobs.iter().map(|j| j.name.clone()).collect();
+    let jobs = match verify::failed_jobs(&opts.repo, &failure.file, &names) {
+        Ok(j) => j,
+        Err(e) => return ("failed", format!("cannot find the failed jobs' commands: {e}"), json!({})),
+    };
+    let extra = json!({"isolation": runner.isolation()});
+    let repo = Repo::new(&opts.repo);
+
+    // Tier 0: rerun an infrastructure failure, or a commit that passed before, unchanged.
+    let infra: Vec<&str> = failure.jobs.iter().map(|j| j.class.as_str()).filter(|c| INFRA.contains(c)).collect();
+    if !infra.is_empty() || failure.passed_before {
+        let t = Instant::now();
+        let why = if failure.passed_before {
+            "this commit passed CI before".to_owned()
+        } else {
+            format!("{} is not the code's fault", infra[0].replace('_', " "))
+        };
+        say(&format!("tier 0: {why}; rerunning the failed job(s) once"));
+        match verify_jobs(&runner, &opts.repo, &jobs, say) {
+            Ok(None) => {
+                record.tier(0, "rerun", "passed", why, t);
+                return (
+                    "flaky",
+                    format!(
+                        "the failed job(s) passed on a rerun ({})",
+                        infra.first().copied().unwrap_or("passed before")
+                    ),
+                    extra,
+                );
+            }
+            Ok(Some(failed)) => record.tier(0, "rerun", "failed", format!("{failed} failed again"), t),
+            Err(e) => return ("failed", e, extra),
+        }
+    }
+
+    // Tier 1: deterministic fixers.
+    let recipes = config.recipes();
+    let mut applied: Vec<String> = Vec::new();
+    let t = Instant::now();
+    for j in &failure.jobs {
+        for r in fixers::matching(&recipes, &j.failing_command, &j.excerpt) {
+            if applied.contains(&r.name) {
+                continue;
+            }
+            say(&format!("tier 1: fixer '{}' ({})", r.name, r.run.join("; ")));
+            match runner.run(&r.name, &opts.repo, &r.run, &[], r.network) {
+                Ok(ran) if ran.passed => applied.push(r.name.clone()),
+                Ok(ran) => say(&format!("  fixer '{}' failed: {}", r.name, ran.summary)),
+                Err(e) => say(&format!("  fixer '{}' could not run: {e}", r.name)),
+            }
+        }
+    }
+    if applied.is_empty() {
+        record.tier(1, "fixers", "none", "no fixer recipe matched the failure", t);
+    } else {
+        let summary = format!("apply {}", applied.join(", "));
+        match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, 1, &summary, t) {
+            Some(end) => return (end.0, end.1, merge(extra, end.2)),
+            None => reset(&repo),
+        }
+    }
+
+    // Tier 2: an agent.
+    let command = opts.agent_command.clone().or_else(|| config.agent.command.clone());
+    let Some(command) = command else {
+        record.tier(
+            2,
+            "agent",
+            "skipped",
+            "no agent configured (salve heal --agent-command, or [heal.agent] command)",
+            Instant::now(),
+        );
+        return ("failed", "no tier could fix this failure (tier 2 skipped: no agent configured)".into(), extra);
+    };
+    let t = Instant::now();
+    say("tier 2: external agent");
+    let template = config.agent.prompt_template.clone().unwrap_or_else(|| "selfheal/prompt-template.txt".into());
+    let prompt = match std::fs::read_to_string(opts.repo.join(&template)) {
+        Ok(text) => template::envsubst(&text, &|k| lookup(&opts.env, k)),
+        Err(_) => default_prompt(failure),
+    };
+    let env = vec![("PROMPT".to_owned(), prompt)];
+    let agent_runner = runner.with_agent_env(&opts.env);
+    match agent_runner.run("agent", &opts.repo, &[command], &env, true) {
+        Ok(ran) if ran.passed => {}
+        Ok(ran) => {
+            record.tier(2, "agent", "failed", format!("the agent command failed: {}", ran.summary), t);
+            return ("failed", "the agent command failed".into(), extra);
+        }
+        Err(e) => return ("failed", e, extra),
+    }
+    let message = std::fs::read_to_string(opts.repo.join("commit-message.txt"))
+        .ok()
+        .and_then(|m| m.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned()))
+        .unwrap_or_else(|| "fix the failure".into());
+    let _ = std::fs::remove_file(opts.repo.join("commit-message.txt"));
+    let summary = message.strip_prefix("selfheal CI:").map_or(message.as_str(), str::trim).to_owned();
+    match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, 2, &summary, t) {
+        Some(end) => (end.0, end.1, merge(extra, end.2)),
+        None => ("failed", "the agent's change did not fix the failed job(s)".into(), extra),
+    }
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) {
+        a.extend(b.clone());
+    }
+    a
+}
+
+fn lookup(env: &[(String, String)], key: &str) -> Option<String> {
+    env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| std::env::var(key).ok())
+}
+
+fn default_prompt(failure: &Failure) -> String {
+    let mut p = format!(
+        "CI failed on branch {} at commit {}. Fix the code so the failed job(s) pass. Do not delete or skip tests, \
+         do not weaken assertions, do not edit .semaphore/. When done, write a one-line summary of the fix to \
+         commit-message.txt.\n",
+        failure.branch, failure.sha
+    );
+    for j in &failure.jobs {
+        p.push_str(&format!("\nJob '{}' failed: {} in `{}`:\n{}\n", j.name, j.class, j.failing_command, j.excerpt));
+    }
+    p
+}
+
+/// A newer push to the failed branch, when there is one.
+fn superseded(ci: &dyn Ci, failure: &Failure) -> Option<String> {
+    match ci.latest_sha(&failure.branch) {
+        Ok(Some(latest)) if latest != failure.sha => Some(format!(
+            "'{}' moved on to {} since {} failed: the newer push's CI decides",
+            failure.branch,
+            short(&latest),
+            short(&failure.sha)
+        )),
+        _ => None,
+    }
+}
+
+/// Runs each failed job again; `Ok(None)` when all passed, else the first that failed.
+fn verify_jobs(
+    runner: &verify::Runner,
+    repo: &Path,
+    jobs: &[verify::JobCommands],
+    say: &dyn Fn(&str),
+) -> Result<Option<String>, String> {
+    for j in jobs {
+        let ran = runner.run(&j.name, repo, &j.commands, &j.env, true)?;
+        say(&format!(
+            "  verify {}: {} in {:.1}s",
+            j.name,
+            if ran.passed { "passed" } else { "failed" },
+            ran.duration_ms as f64 / 1000.0
+        ));
+        if !ran.passed {
+            for l in ran.tail.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev() {
+                say(&format!("    | {l}"));
+            }
+            return Ok(Some(j.name.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Guards, verification, commit and push of the work tree's change. `None`: the change did not
+/// fix the failure (the caller resets and tries the next tier); `Some` ends the heal.
+#[allow(clippy::too_many_arguments)]
+fn candidate(
+    ci: &dyn Ci,
+    repo: &Repo,
+    runner: &verify::Runner,
+    opts: &Options<'_>,
+    config: &HealConfig,
+    failure: &Failure,
+    jobs: &[verify::JobCommands],
+    record: &mut Record,
+    tier: u8,
+    summary: &str,
+    started: Instant,
+) -> Option<(&'static str, String, Value)> {
+    let say = opts.say;
+    let name = if tier == 1 { "fixers" } else { "agent" };
+    let diff = match repo
+        .run(&["add", "--all"])
+        .and_then(|_| repo.run(&["diff", "--cached", "--no-color", "--no-ext-diff"]))
+    {
+        Ok(d) => d,
+        Err(e) => return Some(("failed", format!("cannot read the change: {e}"), json!({}))),
+    };
+    if diff.trim().is_empty() {
+        record.tier(tier, name, "no_change", format!("{summary}: nothing changed"), started);
+        return None;
+    }
+    let stat = repo.run(&["diff", "--cached", "--stat", "--no-color"]).unwrap_or_default();
+    say(&format!("  change: {}", stat.lines().last().unwrap_or("").trim()));
+    let refusals = guards::check(&diff, &config.policy());
+    if !refusals.is_empty() {
+        for r in &refusals {
+            say(&format!("  refused ({}): {} {}", r.rule, r.file, r.detail));
+        }
+        let first = &refusals[0];
+        record.tier(tier, name, "refused", format!("{}: {} {}", first.rule, first.file, first.detail), started);
+        let why = format!("the fix was refused: {} ({} {})", first.rule, first.file, first.detail);
+        return Some(("refused", why, json!({"refusals": refusals, "diff_stat": stat})));
+    }
+    say("  guards passed; verifying: the failed job(s) run again on the change");
+    match verify_jobs(runner, &opts.repo, jobs, say) {
+        Ok(None) => {}
+        Ok(Some(failed)) => {
+            record.tier(tier, name, "not_verified", format!("{summary}: {failed} still fails"), started);
+            return None;
+        }
+        Err(e) => return Some(("failed", e, json!({}))),
+    }
+    record.tier(tier, name, "verified", summary, started);
+    if let Some(s) = superseded(ci, failure) {
+        return Some(("superseded", s, json!({})));
+    }
+    let branch = format!("{HEAL_PREFIX}{}", short(&failure.sha));
+    let tier_name = if tier == 1 {
+        format!("1 (fixers: {})", summary.trim_start_matches("apply "))
+    } else {
+        "2 (external agent)".into()
+    };
+    let message = format!(
+        "selfheal CI: {summary}\n\nThe failed pipeline {} ({} at {}) passes its failed job(s) with this change.\n\n\
+         Selfheal-Pipeline: {}\nSelfheal-Tier: {tier_name}\nSelfheal-Model: none\nSelfheal-Tokens: 0\n",
+        failure.pipeline_id,
+        failure.branch,
+        short(&failure.sha),
+        failure.pipeline_id,
+    );
+    let committed = repo.run(&[
+        "-c",
+        "user.name=Salve",
+        "-c",
+        "user.email=salve@localhost",
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "-m",
+        &message,
+    ]);
+    if let Err(e) = committed {
+        return Some(("failed", format!("cannot commit the fix: {e}"), json!({})));
+    }
+    let commit = repo.run(&["rev-parse", "HEAD"]).unwrap_or_default();
+    say(&format!("  committed {} on {branch}: selfheal CI: {summary}", short(&commit)));
+    if let Err(e) = repo.push(&opts.push_url, &format!("HEAD:refs/heads/{branch}"), opts.push_token.as_deref()) {
+        return Some(("failed", format!("cannot push {branch}: {e}"), json!({})));
+    }
+    say(&format!("  pushed {branch}"));
+    Some((
+        "pushed",
+        format!("selfheal CI: {summary}"),
+        json!({"heal_branch": branch, "commit": commit, "diff_stat": stat, "tier": tier, "model": null, "tokens": 0}),
+    ))
+}
+
+/// Drops a change that did not work.
+fn reset(repo: &Repo) {
+    let _ = repo.run(&["reset", "--quiet", "--hard", "HEAD"]);
+    let _ = repo.run(&["clean", "-fdq"]);
+}

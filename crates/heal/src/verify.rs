@@ -1,0 +1,171 @@
+//! Running commands for a heal: fixers, and the failed jobs' commands again to verify a fix.
+//! Always through the runner and its sandbox: bubblewrap where it can start, and inside another
+//! job's sandbox (where a heal job runs, and bubblewrap cannot nest) Landlock alone, through
+//! the jail. Commands get no network unless asked, and never the heal job's API token.
+
+use std::path::{Path, PathBuf};
+
+use salve_runner::{Epilogue, Isolation, JobControl, JobResult, JobSpec, NoObserver, Sandbox, find_bwrap};
+
+/// A job of the failed pipeline, as the heal re-runs it.
+#[derive(Debug, Clone)]
+pub struct JobCommands {
+    pub name: String,
+    pub commands: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// What one run did.
+#[derive(Debug, Clone)]
+pub struct Ran {
+    pub passed: bool,
+    pub summary: String,
+    /// The last lines of the log (masked).
+    pub tail: String,
+    pub duration_ms: u64,
+}
+
+pub struct Runner {
+    sandbox: Sandbox,
+    toolbox: PathBuf,
+    /// Where each run gets its folder.
+    scratch: PathBuf,
+    /// Variables every command gets (the heal job's, without the secrets).
+    env: Vec<(String, String)>,
+    /// Folders commands may write besides the repository (the heal job's home, caches).
+    writable: Vec<PathBuf>,
+    runs: std::sync::atomic::AtomicUsize,
+}
+
+/// Variables a command run by a heal never gets: the API token, model keys.
+pub const WITHHELD: &[&str] =
+    &["SALVE_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SALVE_MODEL_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN"];
+
+impl Runner {
+    /// A runner for this machine: bubblewrap when it starts here, Landlock alone inside a job's
+    /// sandbox, an error otherwise (unless `no_sandbox`).
+    pub fn new(
+        scratch: &Path,
+        env: Vec<(String, String)>,
+        writable: Vec<PathBuf>,
+        no_sandbox: bool,
+    ) -> Result<Runner, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the salve binary: {e}"))?;
+        let toolbox = scratch.join("toolbox");
+        salve_toolbox::install(&toolbox, &exe)
+            .map_err(|e| format!("cannot link the toolbox in {}: {e}", toolbox.display()))?;
+        let jail = Some(vec![exe.into_os_string(), "__jail".into()]);
+        let in_job = std::env::var_os("SEMAPHORE_JOB_ID").is_some();
+        let (isolation, nested) = match find_bwrap() {
+            Ok(bwrap) => (Some(Isolation { bwrap, hide: Vec::new() }), false),
+            Err(_) if in_job => (None, true),
+            Err(_) if no_sandbox => (None, false),
+            Err(e) => return Err(e.to_string()),
+        };
+        let sandbox = Sandbox { isolation, jail, network: false, memory_bytes: None, max_processes: None, nested };
+        let env = env.into_iter().filter(|(k, _)| !WITHHELD.contains(&k.as_str())).collect();
+        Ok(Runner { sandbox, toolbox, scratch: scratch.to_owned(), env, writable, runs: Default::default() })
+    }
+
+    /// The same runner for an agent command: the job's variables but the API token (an agent
+    /// needs its model key).
+    pub fn with_agent_env(&self, env: &[(String, String)]) -> Runner {
+        Runner {
+            sandbox: self.sandbox.clone(),
+            toolbox: self.toolbox.clone(),
+            scratch: self.scratch.join("agent"),
+            env: env.iter().filter(|(k, _)| k != "SALVE_TOKEN").cloned().collect(),
+            writable: self.writable.clone(),
+            runs: Default::default(),
+        }
+    }
+
+    /// How commands are isolated, for the report.
+    pub fn isolation(&self) -> &'static str {
+        match (&self.sandbox.isolation, self.sandbox.nested) {
+            (Some(_), _) => "bubblewrap + Landlock",
+            (None, true) => "Landlock inside the heal job's sandbox",
+            (None, false) => "none (--no-sandbox)",
+        }
+    }
+
+    /// Runs `commands` in `repo` (one bash session, stop at the first failure).
+    pub fn run(
+        &self,
+        name: &str,
+        repo: &Path,
+        commands: &[String],
+        env: &[(String, String)],
+        network: bool,
+    ) -> Result<Ran, String> {
+        let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.scratch.join(format!("run-{n}"));
+        let mut all = vec![format!("cd {}", shell_quote(&repo.to_string_lossy()))];
+        all.extend(commands.iter().cloned());
+        let mut vars = self.env.clone();
+        vars.extend(env.iter().cloned());
+        let mut writable = self.writable.clone();
+        writable.push(repo.to_owned());
+        let spec = JobSpec {
+            id: format!("heal-{}-{n}", std::process::id()),
+            commands: all,
+            epilogue: Epilogue::default(),
+            env: vars,
+            files: Vec::new(),
+            secret_values: Vec::new(),
+            time_limit: Some(std::time::Duration::from_secs(30 * 60)),
+            dir: dir.clone(),
+            toolbox: Some(self.toolbox.clone()),
+            writable,
+            readable: Vec::new(),
+            sandbox: Sandbox { network, ..self.sandbox.clone() },
+        };
+        let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)
+            .map_err(|e| format!("cannot run {name}: {e}"))?;
+        let log = std::fs::read(dir.join("log")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&log);
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+        Ok(Ran {
+            passed: outcome.result == JobResult::Passed,
+            summary: outcome.summary,
+            tail,
+            duration_ms: outcome.finished_ms.saturating_sub(outcome.started_ms),
+        })
+    }
+}
+
+/// The failed jobs' commands from the pipeline file in `repo`, by job name: prologue and
+/// job commands without `checkout` (the repository is checked out already), with the job's
+/// variables (matrix values included). Secrets are not there: a command that needs one fails
+/// here as it would without it.
+pub fn failed_jobs(repo: &Path, file: &str, names: &[String]) -> Result<Vec<JobCommands>, String> {
+    let bytes = std::fs::read(repo.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
+    let tree = salve_git::files::WorkTree::new(repo);
+    let analysis = salve_pipeline::analyze(file, &bytes, &tree, &Default::default(), salve_pipeline::Mode::Compile);
+    let errors = analysis.has_errors();
+    let plan = analysis.plan.filter(|_| !errors).ok_or_else(|| format!("{file} does not compile"))?;
+    let mut out = Vec::new();
+    for name in names {
+        let job = plan
+            .blocks
+            .iter()
+            .flat_map(|b| &b.jobs)
+            .find(|j| &j.name == name)
+            .ok_or_else(|| format!("{file} has no job named '{name}' any more"))?;
+        out.push(JobCommands {
+            name: name.clone(),
+            commands: job.commands.iter().filter(|c| !is_checkout(c)).cloned().collect(),
+            env: job.env_vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
+        });
+    }
+    Ok(out)
+}
+
+fn is_checkout(command: &str) -> bool {
+    command.split_whitespace().next() == Some("checkout")
+}
+
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}

@@ -1,0 +1,62 @@
+//! Fixer recipes: the built-ins match the failures they are for and no others; user recipes
+//! are checked when salve.toml is read; envsubst follows envsubst.
+
+use salve_heal::HealConfig;
+use salve_heal::fixers::{builtin, matching};
+use salve_heal::template::envsubst;
+
+fn names(command: &str, log: &str) -> Vec<String> {
+    let all = builtin();
+    matching(&all, command, log).iter().map(|r| r.name.clone()).collect()
+}
+
+#[test]
+fn built_in_recipes_match_their_failures() {
+    assert_eq!(names("cargo fmt --check", ""), ["cargo fmt"]);
+    assert_eq!(names("cargo fmt --all -- --check", ""), ["cargo fmt"]);
+    assert_eq!(names("cargo clippy --all-targets -- -D warnings", ""), ["cargo clippy --fix"]);
+    assert_eq!(names("gofmt -l .", ""), ["gofmt -w"]);
+    assert_eq!(names("black --check .", ""), ["black"]);
+    assert_eq!(names("npx prettier --check .", ""), ["prettier --write"]);
+    assert_eq!(names("npx eslint .", ""), ["eslint --fix"]);
+    assert_eq!(names("go build ./...", "go: updates to go.mod needed; to update it:\n\tgo mod tidy"), ["go mod tidy"]);
+    assert_eq!(names("cargo test", "error: unused variable: `x`"), ["cargo fix"]);
+    assert!(names("cargo test", "test adds ... FAILED").is_empty());
+    assert!(names("pytest -q", "E   assert 5 == 4").is_empty());
+    assert!(names("make", "").is_empty());
+}
+
+#[test]
+fn user_recipes_come_first_and_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("salve.toml"),
+        "listen = \"127.0.0.1:9000\"\n[heal]\nmax_attempts_per_day = 1\n[[heal.fixer]]\nname = \"sort\"\nwhen_command = 'check-sorted'\nrun = [\"sort -o list.txt list.txt\"]\n",
+    )
+    .expect("write");
+    let config = HealConfig::load(dir.path()).expect("valid");
+    assert_eq!(config.max_attempts_per_day, Some(1));
+    assert_eq!(config.recipes()[0].name, "sort");
+    for (text, says) in [
+        ("[heal]\nmax_atempts = 1\n", "unknown field `max_atempts`"),
+        ("[[heal.fixer]]\nname = \"x\"\nrun = [\"true\"]\n", "needs when_command or when_log"),
+        ("[[heal.fixer]]\nname = \"x\"\nwhen_log = '('\nrun = [\"true\"]\n", "is not a regular expression"),
+        ("[heal\n", "not valid TOML"),
+    ] {
+        std::fs::write(dir.path().join("salve.toml"), text).expect("write");
+        let e = HealConfig::load(dir.path()).expect_err(text);
+        assert!(e.contains(says), "{text}: {e}");
+    }
+}
+
+#[test]
+fn envsubst_replaces_names_and_keeps_the_rest() {
+    let get = |k: &str| match k {
+        "SEMAPHORE_GIT_SHA" => Some("abc123".to_owned()),
+        "PIPE" => Some("p1".to_owned()),
+        _ => None,
+    };
+    assert_eq!(envsubst("fix $SEMAPHORE_GIT_SHA in ${PIPE}.", &get), "fix abc123 in p1.");
+    assert_eq!(envsubst("cost $5, $ alone, ${ not, $UNSET!", &get), "cost $5, $ alone, ${ not, !");
+    assert_eq!(envsubst("ünïcode $PIPE€", &get), "ünïcode p1€");
+}

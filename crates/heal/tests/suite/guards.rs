@@ -1,0 +1,111 @@
+//! The guards on a candidate diff: each rule refuses what it should, and a plain code fix passes.
+
+use salve_heal::guards::{Policy, check};
+
+/// A one-file diff: `removed` and `added` lines under `path`.
+fn diff(path: &str, removed: &[&str], added: &[&str]) -> String {
+    let mut d = format!(
+        "diff --git a/{path} b/{path}\nindex 1111111..2222222 100644\n--- a/{path}\n+++ b/{path}\n@@ -1,{} +1,{} @@\n",
+        removed.len(),
+        added.len()
+    );
+    for l in removed {
+        d.push_str(&format!("-{l}\n"));
+    }
+    for l in added {
+        d.push_str(&format!("+{l}\n"));
+    }
+    d
+}
+
+fn rules(diff: &str, policy: &Policy) -> Vec<&'static str> {
+    check(diff, policy).iter().map(|r| r.rule).collect()
+}
+
+#[test]
+fn each_rule_refuses_what_it_names() {
+    let p = Policy::default();
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("a code fix", diff("src/lib.rs", &["    a - b"], &["    a + b"]), vec![]),
+        (
+            "a formatter's change",
+            diff(
+                "src/lib.rs",
+                &["pub fn add(a:i32,b:i32)->i32{a+b}"],
+                &["pub fn add(a: i32, b: i32) -> i32 {", "    a + b", "}"],
+            ),
+            vec![],
+        ),
+        (
+            "a fixed test keeps its assertion",
+            diff("tests/math.rs", &["    assert_eq!(add(2, 2), 5);"], &["    assert_eq!(add(2, 2), 4);"]),
+            vec![],
+        ),
+        ("rust #[ignore]", diff("src/lib.rs", &[], &["    #[ignore]"]), vec!["adds_skip"]),
+        ("pytest skip", diff("tests/test_api.py", &[], &["@pytest.mark.skip(reason='flaky')"]), vec!["adds_skip"]),
+        (
+            "jest it.skip",
+            diff("src/app.test.js", &["it('adds', () => {"], &["it.skip('adds', () => {"]),
+            vec!["removes_test", "adds_skip"],
+        ),
+        ("go t.Skip", diff("calc_test.go", &[], &["\tt.Skip(\"later\")"]), vec!["adds_skip"]),
+        (
+            "a removed rust test",
+            diff("src/lib.rs", &["    #[test]", "    fn adds() {", "        assert_eq!(add(2, 2), 4);", "    }"], &[]),
+            vec!["removes_test", "weakens_assertion"],
+        ),
+        (
+            "a removed python test",
+            diff("tests/test_calc.py", &["def test_add():", "    assert add(2, 2) == 4"], &[]),
+            vec!["removes_test", "weakens_assertion"],
+        ),
+        (
+            "an assertion dropped",
+            diff("tests/math.rs", &["    assert_eq!(add(2, 2), 4);"], &["    let _ = add(2, 2);"]),
+            vec!["weakens_assertion"],
+        ),
+        (
+            "an assertion made vacuous",
+            diff("tests/test_calc.py", &["    assert add(2, 2) == 4"], &["    assert True"]),
+            vec!["weakens_assertion"],
+        ),
+        (
+            "assert!(true)",
+            diff("src/lib.rs", &["        assert_eq!(add(2, 2), 4);"], &["        assert!(true);"]),
+            vec!["weakens_assertion"],
+        ),
+        ("|| true", diff("Makefile", &["\tcargo test"], &["\tcargo test || true"]), vec!["swallows_failure"]),
+        (
+            "the pipeline",
+            diff(".semaphore/semaphore.yml", &["            - cargo test"], &["            - echo skip"]),
+            vec!["edits_ci"],
+        ),
+        ("the heal's own files", diff("selfheal/prompt-template.txt", &["Fix it"], &["Pass it"]), vec!["edits_ci"]),
+    ];
+    for (name, d, want) in cases {
+        assert_eq!(rules(&d, &p), want, "{name}:\n{d}");
+    }
+}
+
+#[test]
+fn deleted_test_files_binaries_size_and_protected_paths() {
+    let p = Policy { max_diff_lines: 10, protected: vec!["migrations/**".into()], allow_ci_edits: false };
+    let deleted = "diff --git a/tests/test_calc.py b/tests/test_calc.py\ndeleted file mode 100644\nindex 1111111..0000000\n--- a/tests/test_calc.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-def test_add():\n-    assert add(2, 2) == 4\n";
+    assert_eq!(rules(deleted, &p), vec!["deletes_test"]);
+    let binary = "diff --git a/logo.png b/logo.png\nindex 1111111..2222222 100644\nBinary files a/logo.png and b/logo.png differ\n";
+    assert_eq!(rules(binary, &p), vec!["binary"]);
+    let big: Vec<String> = (0..11).map(|i| format!("let x{i} = {i};")).collect();
+    let big: Vec<&str> = big.iter().map(String::as_str).collect();
+    assert_eq!(rules(&diff("src/lib.rs", &[], &big), &p), vec!["too_large"]);
+    assert_eq!(rules(&diff("migrations/0001.sql", &["a"], &["b"]), &p), vec!["protected_path"]);
+    let allowed = Policy { allow_ci_edits: true, ..Policy::default() };
+    assert!(check(&diff(".semaphore/semaphore.yml", &["a: 1"], &["a: 2"]), &allowed).is_empty());
+}
+
+#[test]
+fn a_refusal_says_where_and_why() {
+    let r = check(&diff("tests/test_api.py", &[], &["@pytest.mark.skip"]), &Policy::default());
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].file, "tests/test_api.py");
+    assert!(r[0].detail.contains("@pytest.mark.skip"), "{}", r[0].detail);
+}

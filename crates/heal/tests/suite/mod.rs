@@ -1,0 +1,2 @@
+mod fixers;
+mod guards;
