@@ -251,8 +251,13 @@ pub async fn pulls(State(server): S, q: Result<Query<PullQuery>, QueryRejection>
 async fn find_pull(
     server: &Server,
     project: &str,
-    number: i64,
+    number: &str,
 ) -> Result<(salve_store::ProjectRow, PullRow), ApiError> {
+    let number: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::bad(format!("'{number}' is not a pull request number: use 1, 2, ...")))?;
     let project = find_project(server, project).await?;
     let pull = server
         .store
@@ -279,8 +284,8 @@ async fn head_checks(server: &Server, project: &salve_store::ProjectRow, pull: &
     }))
 }
 
-pub async fn pull(State(server): S, Path((project, number)): Path<(String, i64)>) -> ApiResult {
-    let (project, pull) = find_pull(&server, &project, number).await?;
+pub async fn pull(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
+    let (project, pull) = find_pull(&server, &project, &number).await?;
     let mut v = pull_json(&project.name, &pull);
     v["checks"] = head_checks(&server, &project, &pull).await?;
     let repo = Repo::new(&project.repo_url);
@@ -301,8 +306,8 @@ pub async fn pull(State(server): S, Path((project, number)): Path<(String, i64)>
 
 /// `POST /api/v1/pulls/{project}/{number}/merge`: refused unless CI passed on the head's
 /// current commit; the merge starts the base branch's workflow as a push would.
-pub async fn merge(State(server): S, Path((project, number)): Path<(String, i64)>) -> ApiResult {
-    let (project, pull) = find_pull(&server, &project, number).await?;
+pub async fn merge(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
+    let (project, pull) = find_pull(&server, &project, &number).await?;
     if pull.state != "open" {
         return Err(ApiError(StatusCode::CONFLICT, format!("pull request #{number} is {} already", pull.state)));
     }
@@ -339,13 +344,13 @@ pub async fn merge(State(server): S, Path((project, number)): Path<(String, i64)
     tracing::info!(project = %project.name, number, sha = %merged.1, "pull request merged");
     let update = RefUpdate { old: merged.0, new: merged.1, name: format!("refs/heads/{}", pull.base) };
     server.pushed(&project, &[update]).await;
-    let pull = server.store.pull(&project.id, number).await?.unwrap_or(pull);
+    let pull = server.store.pull(&project.id, pull.number).await?.unwrap_or(pull);
     Ok(Json(pull_json(&project.name, &pull)))
 }
 
-pub async fn close(State(server): S, Path((project, number)): Path<(String, i64)>) -> ApiResult {
-    let (project, pull) = find_pull(&server, &project, number).await?;
+pub async fn close(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
+    let (project, pull) = find_pull(&server, &project, &number).await?;
     server.store.end_pull(&pull.id, None).await?;
-    let pull = server.store.pull(&project.id, number).await?.unwrap_or(pull);
+    let pull = server.store.pull(&project.id, pull.number).await?.unwrap_or(pull);
     Ok(Json(pull_json(&project.name, &pull)))
 }

@@ -84,7 +84,7 @@ fn the_demo_heals_a_formatting_failure_to_a_pull_request_that_merges() {
     });
 }
 
-const HEAL_YML: &str = "version: v1.0\nname: Self-heal\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Heal\n    task:\n      jobs:\n        - name: salve heal\n          commands:\n            - checkout\n            - salve heal\n";
+const HEAL_YML: &str = "version: v1.0\nname: Self-heal\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Heal\n    task:\n      jobs:\n        - name: salve heal\n          commands:\n            - checkout\n            - echo \"token=$SALVE_TOKEN\"\n            - salve heal\n";
 const PR_YML: &str = "version: v1.0\nname: PR\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: PR\n    task:\n      jobs:\n        - name: pr\n          commands:\n            - checkout\n            - salve pr create --base main --title \"$(git log -1 --format=%s)\"\n";
 
 /// A CI pipeline with `blocks` (YAML text) and the two promotions; `heal_when` is the heal
@@ -179,6 +179,7 @@ fn heals_that_must_not_push() {
     assert_eq!(h["heals"][0]["report"]["tiers"][0]["name"], "rerun", "{h:#}");
     let log = heal_log(&server, flaky_list.iter().find(|p| p["name"] == "Self-heal").unwrap());
     assert!(log.contains("tier 0: network infrastructure is not the code's fault"), "{log}");
+    assert!(log.contains("token=[MASKED]"), "the job's API token is masked: {log}");
     assert!(!flaky_list.iter().any(|p| p["branch"].as_str().unwrap().starts_with("selfheal-")), "{flaky_list:#?}");
 
     // Refused: the guards name the rule, nothing is pushed, the heal job fails.

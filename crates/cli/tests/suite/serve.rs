@@ -378,7 +378,8 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
     let doc = send(http.get(format!("{url}/api/v1/openapi.json"))).1;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "x").replace("{name}", "x");
+            let concrete =
+                path.replace("{id}", "x").replace("{name}", "x").replace("{project}", "x").replace("{number}", "1");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (s, _, _) = send(http.request(m, format!("{url}{concrete}")));
             let public = ops[method]["security"] == json!([]);
@@ -494,6 +495,29 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         401
     );
     assert!(server.pipelines("ext").is_empty());
+    // Heals and pull requests: wrong ids, names and values are refused with what to do.
+    let post = |path: &str, body: Value| send(http.post(format!("{url}{path}")).bearer_auth(t).json(&body));
+    let cases = [
+        ("/api/v1/heals", json!({"pipeline_id": "nope", "fingerprint": "f"}), 404, "no pipeline nope"),
+        ("/api/v1/heals", json!({"pipeline_id": 1}), 400, "request body"),
+        ("/api/v1/heals/nope/finish", json!({"outcome": "won"}), 400, "not an outcome"),
+        ("/api/v1/heals/nope/finish", json!({"outcome": "pushed"}), 404, "no heal nope"),
+        (
+            "/api/v1/pulls",
+            json!({"project": "ext", "head": "../x", "base": "main", "title": "t"}),
+            400,
+            "not a valid head branch",
+        ),
+        ("/api/v1/pulls", json!({"project": "ext", "head": "fix", "base": "main", "title": "t"}), 422, "push it first"),
+        ("/api/v1/pulls", json!({"project": "nope", "head": "fix", "base": "main", "title": "t"}), 404, "no project"),
+        ("/api/v1/pulls/ext/abc/merge", json!({}), 400, "not a pull request number"),
+        ("/api/v1/pulls/ext/7/merge", json!({}), 404, "no pull request #7"),
+    ];
+    for (path, body, status, says) in cases {
+        let (s, answer, _) = post(path, body.clone());
+        assert_eq!(s, status, "{path} {body}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains(says), "{path} {body}: {answer}");
+    }
     // The server is still up.
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
 }
