@@ -50,45 +50,6 @@ blocks:
           commands:
             - checkout
             - cargo test
-promotions:
-  - name: Self-heal
-    pipeline_file: selfheal.yml
-    auto_promote:
-      when: "result = 'failed' AND branch !~ '^selfheal-.*'"
-  - name: Open pull request
-    pipeline_file: selfheal-pr.yml
-    auto_promote:
-      when: "result = 'passed' AND branch =~ '^selfheal-.*'"
-"#;
-
-const SELFHEAL_YML: &str = r#"version: v1.0
-name: Self-heal
-agent:
-  machine:
-    type: e1-standard-2
-blocks:
-  - name: Heal
-    task:
-      jobs:
-        - name: salve heal
-          commands:
-            - checkout
-            - salve heal
-"#;
-
-const SELFHEAL_PR_YML: &str = r#"version: v1.0
-name: Self-heal pull request
-agent:
-  machine:
-    type: e1-standard-2
-blocks:
-  - name: Pull request
-    task:
-      jobs:
-        - name: salve pr create
-          commands:
-            - checkout
-            - 'salve pr create --base main --title "$(git log -1 --format=%s)" --body "$(git log -1 --format=%b)"'
 "#;
 
 pub fn run(args: &DemoArgs) -> u8 {
@@ -101,12 +62,10 @@ pub fn run(args: &DemoArgs) -> u8 {
     }
 }
 
-/// The sample project's files: the pipelines `salve init --self-heal` writes, a crate.
+/// The sample project's files: its CI pipeline and a crate (`salve init --self-heal` adds the rest).
 fn sample_files() -> Vec<(&'static str, &'static str)> {
     vec![
         (".semaphore/semaphore.yml", SEMAPHORE_YML),
-        (".semaphore/selfheal.yml", SELFHEAL_YML),
-        (".semaphore/selfheal-pr.yml", SELFHEAL_PR_YML),
         ("Cargo.toml", CARGO_TOML),
         ("src/lib.rs", LIB_RS),
         (".gitignore", "target/\n"),
@@ -137,6 +96,8 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         }
         std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
+    crate::init_cmd::self_heal(&work, "main")?;
+    out!("  init        salve init --self-heal: the two promotions, selfheal.yml, selfheal-pr.yml");
     let repo = salve_git::Repo::new(&work);
     let ident = ["-c", "user.name=Demo User", "-c", "user.email=demo@salve.invalid"];
     repo.run(&["init", "--quiet", "-b", "main"])

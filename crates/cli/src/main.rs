@@ -3,6 +3,7 @@
 mod client;
 mod demo;
 mod heal_cmd;
+mod init_cmd;
 mod pipeline_cmd;
 mod pr_cmd;
 mod run_cmd;
@@ -76,6 +77,8 @@ enum Command {
     },
     /// Promote a done pipeline to one of its promotion targets.
     Promote(server_cmd::PromoteArgs),
+    /// Set a repository up: --self-heal adds the heal promotions and pipelines.
+    Init(init_cmd::InitArgs),
     /// Heal a failed pipeline (in a heal pipeline's job, after `checkout`); `heal list`: attempts.
     Heal(heal_cmd::HealArgs),
     /// Pull requests on the embedded forge: create (like `gh pr create`), list, show, merge, close.
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         Command::Mcp(args) => server_cmd::mcp(&args),
         Command::Promote(args) => server_cmd::promote(args),
         Command::Heal(args) => heal_cmd::run(args),
+        Command::Init(args) => init_cmd::run(&args),
         Command::Pr { command } => pr_cmd::run(command),
     };
     ExitCode::from(code)

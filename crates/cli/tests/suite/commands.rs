@@ -159,3 +159,36 @@ fn when_list_inputs_and_reduce_files() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not valid JSON"));
 }
+
+#[test]
+fn init_self_heal_adds_the_promotions_keeps_the_file_and_runs_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::create_dir_all(p.join(".semaphore")).unwrap();
+    let yml = "version: v1.0\nname: CI   # ours\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Test\n    task:\n      jobs:\n        - name: test\n          commands:\n            - make test\npromotions:\n    # deploys\n    - name: Deploy\n      pipeline_file: deploy.yml\n\nafter_pipeline:\n  task:\n    jobs:\n      - name: notify\n        commands:\n          - echo done\n";
+    std::fs::write(p.join(".semaphore/semaphore.yml"), yml).unwrap();
+    let out = salve(&["init", "--self-heal", "--base", "trunk"], p);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(p.join(".semaphore/semaphore.yml")).unwrap();
+    assert!(text.starts_with(&yml[..yml.find("\nafter_pipeline").unwrap()]), "{text}");
+    assert!(text.contains("    - name: Self-heal\n      pipeline_file: selfheal.yml\n      auto_promote:\n        when: \"result = 'failed' AND branch !~ '^selfheal-.*'\"\n"), "{text}");
+    assert!(text.contains("        when: \"result = 'passed' AND branch =~ '^selfheal-.*'\"\n"), "{text}");
+    assert!(std::fs::read_to_string(p.join(".semaphore/selfheal-pr.yml")).unwrap().contains("--base trunk"));
+    assert!(std::fs::read_to_string(p.join("salve.toml")).unwrap().contains("[heal]"));
+    let lint = salve(&["lint", ".semaphore/semaphore.yml", ".semaphore/selfheal.yml", ".semaphore/selfheal-pr.yml"], p);
+    assert_eq!(lint.status.code(), Some(0), "{}{}", stdout(&lint), stderr(&lint));
+    let again = salve(&["init", "--self-heal"], p);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(stdout(&again).contains("kept    .semaphore/semaphore.yml"), "{}", stdout(&again));
+    assert_eq!(std::fs::read_to_string(p.join(".semaphore/semaphore.yml")).unwrap(), text);
+    // No pipeline yet, or a broken one: a clear message and nothing written.
+    let empty = tempfile::tempdir().unwrap();
+    let out = salve(&["init", "--self-heal"], empty.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("write the project's CI pipeline first"), "{}", stderr(&out));
+    std::fs::create_dir_all(empty.path().join(".semaphore")).unwrap();
+    std::fs::write(empty.path().join(".semaphore/semaphore.yml"), "version: v1.0\nblocks: [").unwrap();
+    let out = salve(&["init", "--self-heal"], empty.path());
+    assert!(stderr(&out).contains("has errors"), "{}", stderr(&out));
+    assert!(!empty.path().join(".semaphore/selfheal.yml").exists());
+}
