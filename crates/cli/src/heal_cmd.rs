@@ -150,24 +150,25 @@ fn heal(args: &RunArgs) -> u8 {
         say: &say,
     };
     let outcome = salve_heal::heal(&ci, &options);
-    keep_report(&scratch, &outcome.report);
+    keep(&scratch, "report.json", &outcome.report);
+    if let Some(t) = &outcome.transcript {
+        keep(&scratch, "transcript.json", t);
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     if outcome.ok() { 0 } else { 1 }
 }
 
-/// The report as the job's artifact `selfheal/report.json`, when the job has artifact storage.
-fn keep_report(scratch: &std::path::Path, report: &Value) {
+/// A JSON document as the job's artifact `selfheal/NAME`, when the job has artifact storage.
+fn keep(scratch: &std::path::Path, name: &str, value: &Value) {
     if std::env::var_os("SALVE_ARTIFACT_DIR").is_none() {
         return;
     }
-    let path = scratch.join("report.json");
-    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+    let path = scratch.join(name);
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
     if std::fs::write(&path, text).is_ok() {
+        let dest = format!("selfheal/{name}");
         let args: Vec<std::ffi::OsString> =
-            ["push", "job", &path.to_string_lossy(), "-d", "selfheal/report.json", "-f"]
-                .iter()
-                .map(Into::into)
-                .collect();
+            ["push", "job", &path.to_string_lossy(), "-d", &dest, "-f"].iter().map(Into::into).collect();
         salve_toolbox::main("artifact", &args);
     }
 }
@@ -279,6 +280,11 @@ impl Ci for HttpCi {
             encode(branch)
         ))?;
         Ok(v["heals"].as_array().map_or(0, Vec::len))
+    }
+
+    fn job_log(&self, job_id: &str, tail: usize) -> Result<String, String> {
+        let v = self.client.get(&format!("/api/v1/jobs/{}/logs?tail={tail}", encode(job_id)))?;
+        Ok(v["lines"].as_array().into_iter().flatten().map(|l| s(&l["text"])).collect::<Vec<_>>().join("\n"))
     }
 
     fn open_heal_pulls(&self) -> Result<usize, String> {

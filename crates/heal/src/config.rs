@@ -39,6 +39,21 @@ pub struct AgentConfig {
     pub prompt_template: Option<String>,
     /// Wall time of the agent tier, in minutes (default 15).
     pub max_minutes: Option<u64>,
+    /// The built-in agent's model API: chat (OpenAI-compatible chat completions, the default),
+    /// responses (OpenAI's Responses API) or anthropic. `SALVE_MODEL_API` wins.
+    pub api: Option<String>,
+    /// The API's base URL (`http://localhost:11434/v1` for Ollama). `SALVE_MODEL_URL` wins.
+    pub url: Option<String>,
+    /// The model's name. `SALVE_MODEL` wins.
+    pub model: Option<String>,
+    /// Model turns per heal (default 30).
+    pub max_turns: Option<u32>,
+    /// Input plus output tokens per heal (default 400000).
+    pub max_tokens: Option<u64>,
+    /// Dollars per heal, estimated with the two prices below.
+    pub max_cost_usd: Option<f64>,
+    pub usd_per_mtok_in: Option<f64>,
+    pub usd_per_mtok_out: Option<f64>,
 }
 
 impl HealConfig {

@@ -14,6 +14,7 @@
 //! fingerprint (claimed on the server), a cap per branch and day, a cap on open heal pull
 //! requests, and a newer push to the branch supersedes the heal.
 
+mod agent_tier;
 pub mod config;
 pub mod fixers;
 pub mod guards;
@@ -77,6 +78,8 @@ pub trait Ci {
     fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, String>;
     /// Open pull requests from `selfheal-*` branches.
     fn open_heal_pulls(&self) -> Result<usize, String>;
+    /// The last `tail` lines of a job's log (masked as stored).
+    fn job_log(&self, job_id: &str, tail: usize) -> Result<String, String>;
 }
 
 /// Where the heal works and pushes.
@@ -106,6 +109,8 @@ pub struct Outcome {
     pub outcome: &'static str,
     pub summary: String,
     pub report: Value,
+    /// The agent's transcript, when an agent ran.
+    pub transcript: Option<Value>,
 }
 
 impl Outcome {
@@ -152,7 +157,7 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     let say = opts.say;
     let end = |outcome: &'static str, summary: String, report: Value| {
         say(&format!("heal {outcome}: {summary}"));
-        Outcome { outcome, summary, report }
+        Outcome { outcome, summary, report, transcript: None }
     };
     let config = match HealConfig::load(&opts.repo) {
         Ok(c) => c,
@@ -232,10 +237,17 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     if let (Some(r), Some(e)) = (report.as_object_mut(), extra.as_object()) {
         r.extend(e.clone());
     }
+    // The agent's transcript goes to the job's artifacts, not into the record.
+    let transcript = report.as_object_mut().and_then(|r| r.remove("transcript")).filter(|t| !t.is_null());
+    if transcript.is_some() {
+        report["transcript_artifact"] = json!("selfheal/transcript.json");
+    }
     if let Err(e) = ci.finish(&heal_id, outcome, &report) {
         say(&format!("cannot record the heal's outcome: {e}"));
     }
-    end(outcome, summary, report)
+    let mut o = end(outcome, summary, report);
+    o.transcript = transcript;
+    o
 }
 
 /// The tiers; returns the outcome, its summary, and what to add to the report.
@@ -310,51 +322,44 @@ fn attempt(
         record.tier(1, "fixers", "none", "no fixer recipe matched the failure", t);
     } else {
         let summary = format!("apply {}", applied.join(", "));
-        match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, 1, &summary, t) {
+        let provenance = Provenance { tier: 1, name: applied.join(", "), model: None, tokens: 0 };
+        match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, &provenance, &summary, t) {
             Some(end) => return (end.0, end.1, merge(extra, end.2)),
             None => reset(&repo),
         }
     }
 
-    // Tier 2: an agent.
-    let command = opts.agent_command.clone().or_else(|| config.agent.command.clone());
-    let Some(command) = command else {
-        record.tier(
-            2,
-            "agent",
-            "skipped",
-            "no agent configured (salve heal --agent-command, or [heal.agent] command)",
-            Instant::now(),
-        );
-        return ("failed", "no tier could fix this failure (tier 2 skipped: no agent configured)".into(), extra);
-    };
+    // Tier 2: an agent: the configured command, else the built-in agent when a model is set.
     let t = Instant::now();
-    say("tier 2: external agent");
-    let template = config.agent.prompt_template.clone().unwrap_or_else(|| "selfheal/prompt-template.txt".into());
-    let prompt = match std::fs::read_to_string(opts.repo.join(&template)) {
-        Ok(text) => template::envsubst(&text, &|k| lookup(&opts.env, k)),
-        Err(_) => default_prompt(failure),
-    };
-    let env = vec![("PROMPT".to_owned(), prompt)];
-    let agent_runner = runner.with_agent_env(&opts.env);
-    match agent_runner.run("agent", &opts.repo, &[command], &env, true) {
-        Ok(ran) if ran.passed => {}
-        Ok(ran) => {
-            record.tier(2, "agent", "failed", format!("the agent command failed: {}", ran.summary), t);
-            return ("failed", "the agent command failed".into(), extra);
+    let done = match agent_tier::run(ci, opts, config, failure, &jobs, &runner) {
+        agent_tier::Tier2::Skipped(why) => {
+            record.tier(2, "agent", "skipped", why.clone(), t);
+            return ("failed", format!("no tier could fix this failure (tier 2 skipped: {why})"), extra);
         }
-        Err(e) => return ("failed", e, extra),
-    }
-    let message = std::fs::read_to_string(opts.repo.join("commit-message.txt"))
-        .ok()
-        .and_then(|m| m.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned()))
-        .unwrap_or_else(|| "fix the failure".into());
-    let _ = std::fs::remove_file(opts.repo.join("commit-message.txt"));
-    let summary = message.strip_prefix("selfheal CI:").map_or(message.as_str(), str::trim).to_owned();
-    match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, 2, &summary, t) {
+        agent_tier::Tier2::Failed(why, transcript) => {
+            record.tier(2, "agent", "failed", why.clone(), t);
+            return ("failed", why, merge(extra, json!({"transcript": transcript})));
+        }
+        agent_tier::Tier2::Changed(done) => done,
+    };
+    let provenance = Provenance { tier: 2, name: done.name.clone(), model: done.model.clone(), tokens: done.tokens };
+    let extra = merge(
+        extra,
+        json!({"transcript": done.transcript, "agent": done.name, "turns": done.turns, "cost_usd": done.cost_usd}),
+    );
+    match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, &provenance, &done.summary, t) {
         Some(end) => (end.0, end.1, merge(extra, end.2)),
         None => ("failed", "the agent's change did not fix the failed job(s)".into(), extra),
     }
+}
+
+/// Who made a change, for the commit's trailers and the report.
+pub struct Provenance {
+    pub tier: u8,
+    /// The fixers' names, or the agent's.
+    pub name: String,
+    pub model: Option<String>,
+    pub tokens: u64,
 }
 
 fn merge(mut a: Value, b: Value) -> Value {
@@ -362,23 +367,6 @@ fn merge(mut a: Value, b: Value) -> Value {
         a.extend(b.clone());
     }
     a
-}
-
-fn lookup(env: &[(String, String)], key: &str) -> Option<String> {
-    env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| std::env::var(key).ok())
-}
-
-fn default_prompt(failure: &Failure) -> String {
-    let mut p = format!(
-        "CI failed on branch {} at commit {}. Fix the code so the failed job(s) pass. Do not delete or skip tests, \
-         do not weaken assertions, do not edit .semaphore/. When done, write a one-line summary of the fix to \
-         commit-message.txt.\n",
-        failure.branch, failure.sha
-    );
-    for j in &failure.jobs {
-        p.push_str(&format!("\nJob '{}' failed: {} in `{}`:\n{}\n", j.name, j.class, j.failing_command, j.excerpt));
-    }
-    p
 }
 
 /// A newer push to the failed branch, when there is one.
@@ -431,11 +419,12 @@ fn candidate(
     failure: &Failure,
     jobs: &[verify::JobCommands],
     record: &mut Record,
-    tier: u8,
+    provenance: &Provenance,
     summary: &str,
     started: Instant,
 ) -> Option<(&'static str, String, Value)> {
     let say = opts.say;
+    let tier = provenance.tier;
     let name = if tier == 1 { "fixers" } else { "agent" };
     let diff = match repo
         .run(&["add", "--all"])
@@ -474,18 +463,19 @@ fn candidate(
         return Some(("superseded", s, json!({})));
     }
     let branch = format!("{HEAL_PREFIX}{}", short(&failure.sha));
-    let tier_name = if tier == 1 {
-        format!("1 (fixers: {})", summary.trim_start_matches("apply "))
-    } else {
-        "2 (external agent)".into()
+    let tier_name = match tier {
+        1 => format!("1 (fixers: {})", provenance.name),
+        _ => format!("2 ({})", provenance.name),
     };
+    let model = provenance.model.as_deref().unwrap_or("none");
     let message = format!(
         "selfheal CI: {summary}\n\nThe failed pipeline {} ({} at {}) passes its failed job(s) with this change.\n\n\
-         Selfheal-Pipeline: {}\nSelfheal-Tier: {tier_name}\nSelfheal-Model: none\nSelfheal-Tokens: 0\n",
+         Selfheal-Pipeline: {}\nSelfheal-Tier: {tier_name}\nSelfheal-Model: {model}\nSelfheal-Tokens: {}\n",
         failure.pipeline_id,
         failure.branch,
         short(&failure.sha),
         failure.pipeline_id,
+        provenance.tokens,
     );
     let committed = repo.run(&[
         "-c",
@@ -510,7 +500,7 @@ fn candidate(
     Some((
         "pushed",
         format!("selfheal CI: {summary}"),
-        json!({"heal_branch": branch, "commit": commit, "diff_stat": stat, "tier": tier, "model": null, "tokens": 0}),
+        json!({"heal_branch": branch, "commit": commit, "diff_stat": stat, "tier": tier, "model": provenance.model, "tokens": provenance.tokens}),
     ))
 }
 

@@ -41,6 +41,17 @@ pub struct Runner {
 pub const WITHHELD: &[&str] =
     &["SALVE_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SALVE_MODEL_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN"];
 
+/// The model keys an external agent command keeps (it calls its model itself).
+const MODEL_KEYS: &[&str] = &["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SALVE_MODEL_KEY"];
+
+/// Whether a variable's name says it holds a secret (`*KEY*`, `*TOKEN*`, `*PASSWORD*`, ...):
+/// such values never reach a heal's commands or the model.
+pub fn secret_looking(name: &str) -> bool {
+    let k = name.to_ascii_uppercase();
+    WITHHELD.contains(&k.as_str())
+        || ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL"].iter().any(|w| k.contains(w))
+}
+
 impl Runner {
     /// A runner for this machine: bubblewrap when it starts here, Landlock alone inside a job's
     /// sandbox, an error otherwise (unless `no_sandbox`).
@@ -63,18 +74,18 @@ impl Runner {
             Err(e) => return Err(e.to_string()),
         };
         let sandbox = Sandbox { isolation, jail, network: false, memory_bytes: None, max_processes: None, nested };
-        let env = env.into_iter().filter(|(k, _)| !WITHHELD.contains(&k.as_str())).collect();
+        let env = env.into_iter().filter(|(k, _)| !secret_looking(k)).collect();
         Ok(Runner { sandbox, toolbox, scratch: scratch.to_owned(), env, writable, runs: Default::default() })
     }
 
-    /// The same runner for an agent command: the job's variables but the API token (an agent
-    /// needs its model key).
+    /// The same runner for an external agent command: it keeps its model key (it calls the model
+    /// itself), never the API token or other secrets.
     pub fn with_agent_env(&self, env: &[(String, String)]) -> Runner {
         Runner {
             sandbox: self.sandbox.clone(),
             toolbox: self.toolbox.clone(),
             scratch: self.scratch.join("agent"),
-            env: env.iter().filter(|(k, _)| k != "SALVE_TOKEN").cloned().collect(),
+            env: env.iter().filter(|(k, _)| !secret_looking(k) || MODEL_KEYS.contains(&k.as_str())).cloned().collect(),
             writable: self.writable.clone(),
             runs: Default::default(),
         }

@@ -209,3 +209,203 @@ fn heals_that_must_not_push() {
     let repo = data.path().join("repos/loop.git");
     assert_eq!(bare(&repo, &["for-each-ref", "--format=%(refname:short)", "refs/heads/selfheal-*"]).trim(), branch);
 }
+
+/// The scripted model server, killed when dropped.
+struct ScriptedModel {
+    child: std::process::Child,
+    port: u16,
+    record: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ScriptedModel {
+    fn start(turns: Value) -> ScriptedModel {
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("script.json");
+        std::fs::write(&script, serde_json::json!({"turns": turns}).to_string()).unwrap();
+        let record = dir.path().join("requests.jsonl");
+        let mut child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/scripted_turns.py"))
+            .arg(&script)
+            .arg(&record)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut port).unwrap();
+        ScriptedModel { child, port: port.trim().parse().unwrap(), record, _dir: dir }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.record).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for ScriptedModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn heal_with(secrets: &[&str]) -> String {
+    let list: String = secrets.iter().map(|s| format!("        - name: {s}\n")).collect();
+    HEAL_YML.replace("    task:\n      jobs:", &format!("    task:\n      secrets:\n{list}      jobs:"))
+}
+
+const MATH: &str = "sub() { echo $(($1 + $2)); }\n";
+const MATH_TEST: &str =
+    "source src/math.sh\ntest \"$(sub 3 1)\" = 2 || { echo \"sub 3 1 gave $(sub 3 1), expected 2\"; exit 1; }\n";
+
+#[test]
+fn the_agent_fixes_what_no_fixer_can_and_never_sees_a_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let call = |name: &str, arguments: Value| serde_json::json!({"calls": [{"name": name, "arguments": arguments}]});
+    let fixer = ScriptedModel::start(serde_json::json!([
+        call("failure_summary", serde_json::json!({})),
+        call("read_file", serde_json::json!({"path": "src/math.sh"})),
+        call(
+            "replace_in_file",
+            serde_json::json!({"path": "src/math.sh", "old": "$(($1 + $2))", "new": "$(($1 - $2))"})
+        ),
+        call("run", serde_json::json!({"command": "bash tests/test_math.sh"})),
+        call("done", serde_json::json!({"summary": "Subtract in sub() instead of adding"})),
+    ]));
+    let cheat = ScriptedModel::start(serde_json::json!([
+        call("run", serde_json::json!({"command": "rm tests/test_math.sh"})),
+        {"text": "Removed the failing test: CI passes now."},
+    ]));
+    let (chat_url, anthropic_url) = (
+        format!("SALVE_MODEL_URL=http://127.0.0.1:{}/v1", fixer.port),
+        format!("SALVE_MODEL_URL=http://127.0.0.1:{}", cheat.port),
+    );
+    let secrets = [
+        vec!["db", "-e", "PASSWORD=hunter2-db-password"],
+        vec![
+            "model-chat",
+            "-e",
+            &chat_url,
+            "-e",
+            "SALVE_MODEL_KEY=sk-scripted-chat-key",
+            "-e",
+            "SALVE_MODEL=scripted-chat",
+        ],
+        vec![
+            "model-anthropic",
+            "-e",
+            &anthropic_url,
+            "-e",
+            "SALVE_MODEL_API=anthropic",
+            "-e",
+            "ANTHROPIC_API_KEY=sk-scripted-anthropic-key",
+            "-e",
+            "SALVE_MODEL=scripted-claude",
+        ],
+    ];
+    for s in secrets {
+        let mut args = vec!["secret", "create"];
+        args.extend(s.iter().copied());
+        let made = server.salve(&args);
+        assert!(made.status.success(), "{}", stderr(&made));
+    }
+    let test_job = "  - name: Test\n    dependencies: []\n    task:\n      secrets:\n        - name: db\n      jobs:\n        - name: Test\n          commands:\n            - checkout\n            - 'echo \"db password: $PASSWORD\"'\n            - bash tests/test_math.sh\n";
+    let pipeline = ci(test_job, SEED_WHEN);
+    let (logic_heal, cheat_heal) = (heal_with(&["model-chat", "db"]), heal_with(&["model-anthropic"]));
+    let _l = project(
+        &server,
+        "logic",
+        &[
+            (".semaphore/semaphore.yml", &pipeline),
+            (".semaphore/selfheal.yml", &logic_heal),
+            ("src/math.sh", MATH),
+            ("tests/test_math.sh", MATH_TEST),
+        ],
+    );
+    let _c = project(
+        &server,
+        "cheat",
+        &[
+            (".semaphore/semaphore.yml", &pipeline),
+            (".semaphore/selfheal.yml", &cheat_heal),
+            ("src/math.sh", MATH),
+            ("tests/test_math.sh", MATH_TEST),
+        ],
+    );
+    let logic = server
+        .wait("logic", "the agent's pull request", |l| l.iter().any(|p| p["name"] == "PR" && p["state"] == "done"));
+    let cheated = server
+        .wait("cheat", "the cheat's heal", |l| l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done"));
+
+    // The fix: verified, pushed with the model's provenance, CI passed, a pull request opened.
+    let h = server.get("/api/v1/heals?project=logic");
+    let heal = &h["heals"][0];
+    assert_eq!(heal["outcome"], "pushed", "{h:#}");
+    assert_eq!(heal["report"]["model"], "scripted-chat");
+    assert_eq!(heal["report"]["tokens"], 600, "five turns of 120 tokens");
+    let branch = heal["report"]["heal_branch"].as_str().unwrap();
+    assert!(logic.iter().any(|p| p["branch"] == branch && p["name"] == "CI" && p["result"] == "passed"), "{logic:#?}");
+    let repo = data.path().join("repos/logic.git");
+    assert_eq!(bare(&repo, &["show", &format!("{branch}:src/math.sh")]), "sub() { echo $(($1 - $2)); }\n");
+    let message = bare(&repo, &["log", "-1", "--format=%B", branch]);
+    assert!(message.starts_with("selfheal CI: Subtract in sub() instead of adding"), "{message}");
+    assert!(
+        message.contains("Selfheal-Tier: 2 (agent scripted-chat)")
+            && message.contains("Selfheal-Model: scripted-chat")
+            && message.contains("Selfheal-Tokens: 600"),
+        "{message}"
+    );
+    let pulls = server.get("/api/v1/pulls?project=logic");
+    assert_eq!(pulls["pulls"][0]["title"], "selfheal CI: Subtract in sub() instead of adding", "{pulls:#}");
+
+    // What the model was sent: the condensed report first, every tool result after; never a
+    // secret value, the API token or its own key (that went in the header).
+    let requests = fixer.requests();
+    assert_eq!(requests.len(), 5, "{requests:#?}");
+    for r in &requests {
+        assert_eq!(r["path"], "/v1/chat/completions");
+        assert_eq!(r["authorization"], "Bearer sk-scripted-chat-key");
+        let body = r["body"].to_string();
+        for secret in ["hunter2-db-password", "sk-scripted-chat-key", "salve_"] {
+            assert!(!body.contains(secret), "the model was sent '{secret}': {body}");
+        }
+    }
+    let first = &requests[0]["body"];
+    assert_eq!(first["model"], "scripted-chat");
+    let task = first["messages"][1]["content"].as_str().unwrap();
+    assert!(task.contains("sub 3 1 gave 4, expected 2") && task.contains("bash tests/test_math.sh"), "{task}");
+    assert!(first["tools"].as_array().unwrap().iter().any(|t| t["function"]["name"] == "replace_in_file"), "{first:#}");
+    let last = requests[4]["body"]["messages"].as_array().unwrap();
+    assert!(last.last().unwrap()["content"].as_str().unwrap().starts_with("exit: passed"), "{last:#?}");
+    let artifacts = data.path().join("artifacts");
+    let transcripts: Vec<_> =
+        walk(&artifacts).into_iter().filter(|p| p.ends_with("selfheal/transcript.json")).collect();
+    assert_eq!(transcripts.len(), 2, "one per agent heal: {transcripts:?}");
+
+    // The cheat: deleting the test is refused; nothing pushed; the Anthropic wire format was used.
+    let h = server.get("/api/v1/heals?project=cheat");
+    assert_eq!(h["heals"][0]["outcome"], "refused", "{h:#}");
+    let rules = h["heals"][0]["report"]["refusals"].to_string();
+    assert!(rules.contains("deletes_test"), "{h:#}");
+    assert!(cheated.iter().all(|p| !p["branch"].as_str().unwrap().starts_with("selfheal-")), "{cheated:#?}");
+    let requests = cheat.requests();
+    assert_eq!(requests[0]["path"], "/v1/messages");
+    assert_eq!(requests[0]["x-api-key"], "sk-scripted-anthropic-key");
+    assert!(requests[0]["body"]["system"].as_str().unwrap().contains("do not delete"), "{:#}", requests[0]);
+    assert_eq!(bare(&data.path().join("repos/cheat.git"), &["for-each-ref", "refs/heads/selfheal-*"]), "");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
