@@ -247,3 +247,54 @@ async fn tokens_are_found_by_hash_only() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_heal_per_commit_and_fingerprint_and_one_open_pull_per_head() {
+    each_backend(|store| async move {
+        let p = store.ensure_project("p-1", "demo", "file:///tmp/demo.git").await.unwrap();
+        let heal = |id: &str, fp: &str| salve_store::HealRow {
+            id: id.into(),
+            project_id: p.id.clone(),
+            pipeline_id: "pl-1".into(),
+            sha: "abc".into(),
+            branch: "main".into(),
+            fingerprint: fp.into(),
+            created_ms: salve_store::now_ms(),
+            ..Default::default()
+        };
+        let first = store.claim_heal(&heal("h-1", "lint_format:1")).await.unwrap().unwrap();
+        assert_eq!(first.state, "running");
+        let taken = store.claim_heal(&heal("h-2", "lint_format:1")).await.unwrap().unwrap_err();
+        assert_eq!(taken.id, "h-1");
+        assert!(store.claim_heal(&heal("h-3", "test_failure:2")).await.unwrap().is_ok());
+        assert!(store.finish_heal("h-1", "pushed", "{\"tier\": 1}").await.unwrap());
+        assert!(!store.finish_heal("h-1", "failed", "{}").await.unwrap(), "done once");
+        let h = store.heal("h-1").await.unwrap().unwrap();
+        assert_eq!((h.outcome.as_deref(), h.report.as_str()), (Some("pushed"), "{\"tier\": 1}"));
+        assert_eq!(store.heals(Some(&p.id), Some("main"), 0, 10).await.unwrap().len(), 2);
+        assert_eq!(store.heals(None, Some("other"), 0, 10).await.unwrap().len(), 0);
+
+        let pull = |id: &str, head: &str| salve_store::PullRow {
+            id: id.into(),
+            project_id: p.id.clone(),
+            head: head.into(),
+            base: "main".into(),
+            title: "t".into(),
+            created_by: "test".into(),
+            created_ms: salve_store::now_ms(),
+            ..Default::default()
+        };
+        let one = store.open_pull(&pull("r-1", "selfheal-abc")).await.unwrap().unwrap();
+        assert_eq!(one.number, 1);
+        let again = store.open_pull(&pull("r-2", "selfheal-abc")).await.unwrap().unwrap_err();
+        assert_eq!(again.id, "r-1");
+        assert_eq!(store.open_pull(&pull("r-3", "feature")).await.unwrap().unwrap().number, 2);
+        store.end_pull("r-1", Some("def")).await.unwrap();
+        assert!(store.end_pull("r-1", None).await.is_err(), "not open any more");
+        // Merged: the same head may have a new one.
+        assert_eq!(store.open_pull(&pull("r-4", "selfheal-abc")).await.unwrap().unwrap().number, 3);
+        assert_eq!(store.pulls(Some(&p.id), Some("open"), 10).await.unwrap().len(), 2);
+        assert_eq!(store.pull(&p.id, 1).await.unwrap().unwrap().merged_sha.as_deref(), Some("def"));
+    })
+    .await;
+}
