@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+# The seed's hand-written heal recipe renders its prompt with envsubst.
+command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
+# The demo's sample project and the heal tests format Rust code.
+command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

@@ -76,6 +76,15 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("Revision: {sha} not found .... Exiting");
         return 1;
     }
+    // On a Salve server, `git push origin` goes to the server's git URL, authenticated by the
+    // job's SALVE_TOKEN (a promoted pipeline's), read from the environment by a credential
+    // helper: the token is never written to the repository's configuration.
+    if let (Some(server), Some(project)) = (var("SALVE_SERVER"), var("SEMAPHORE_PROJECT_NAME")) {
+        let push_url = format!("{}/git/{project}.git", server.trim_end_matches('/'));
+        let helper = "!f() { test \"$1\" = get && echo username=salve && echo \"password=$SALVE_TOKEN\"; }; f";
+        let _ = repo.run(&["config", "remote.origin.pushurl", &push_url]);
+        let _ = repo.run(&["config", &format!("credential.{push_url}.helper"), helper]);
+    }
     println!("HEAD is now at {}", &sha[..sha.len().min(7)]);
     0
 }

@@ -409,3 +409,86 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The seed's hand-written recipe, as a Semaphore user has it: a prompt template rendered with
+/// envsubst, an agent command (a stand-in script where the seed runs `codex exec`), a commit
+/// pushed with `git push origin`, the commit message handed to the PR pipeline through the
+/// cache, and `salve pr create` where the seed runs `gh pr create`.
+const SEED_HEAL: &str = r#"version: v1.0
+name: Self-heal
+agent:
+  machine:
+    type: e1-standard-2
+blocks:
+  - name: Fix
+    task:
+      prologue:
+        commands:
+          - checkout
+          - export SELFHEAL_BRANCH="selfheal-${SEMAPHORE_GIT_SHA:0:7}"
+      jobs:
+        - name: Fix
+          commands:
+            - git checkout -b "$SELFHEAL_BRANCH"
+            - export PROMPT="$(envsubst < selfheal/prompt-template.txt)"
+            - bash selfheal/agent.sh "$PROMPT"
+            - git add -A -- . ':!commit-message.txt'
+            - 'git -c user.name=selfheal -c user.email=selfheal@example.com commit -m "Selfheal CI: $(cat commit-message.txt)"'
+            - cache store "commit-message-$SELFHEAL_BRANCH" commit-message.txt
+            - git push origin "$SELFHEAL_BRANCH"
+"#;
+
+const SEED_PR: &str = r#"version: v1.0
+name: PR
+agent:
+  machine:
+    type: e1-standard-2
+blocks:
+  - name: PR
+    task:
+      jobs:
+        - name: pr
+          commands:
+            - checkout
+            - cache restore "commit-message-$SEMAPHORE_GIT_BRANCH"
+            - 'salve pr create --base main --title "Selfheal CI: $(cat commit-message.txt)" --body "Fixed by the self-heal pipeline"'
+"#;
+
+#[test]
+fn the_seeds_hand_written_recipe_runs_unchanged_but_for_its_agent_and_gh() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let agent =
+        "echo \"agent got: $1\"\nsed -i 's/+ \\$2/- $2/' src/math.sh\necho 'Subtract in sub()' > commit-message.txt\n";
+    let _s = project(
+        &server,
+        "seed",
+        &[
+            (".semaphore/semaphore.yml", &ci(&job("Test", "", "bash tests/test_math.sh"), SEED_WHEN)),
+            (".semaphore/selfheal.yml", SEED_HEAL),
+            (".semaphore/selfheal-pr.yml", SEED_PR),
+            (
+                "selfheal/prompt-template.txt",
+                "Fix CI of $SEMAPHORE_PROJECT_NAME on ${SEMAPHORE_GIT_BRANCH}; write commit-message.txt.",
+            ),
+            ("selfheal/agent.sh", agent),
+            ("src/math.sh", MATH),
+            ("tests/test_math.sh", MATH_TEST),
+        ],
+    );
+    let list = server.wait("seed", "the seed recipe's pull request", |l| {
+        l.iter().any(|p| p["name"] == "PR" && p["state"] == "done")
+            || l.iter().any(|p| p["file"] != ".semaphore/semaphore.yml" && p["result"] == "failed")
+    });
+    let heal = list.iter().find(|p| p["name"] == "Self-heal").unwrap();
+    let log = heal_log(&server, heal);
+    assert_eq!(heal["result"], "passed", "{log}");
+    assert!(log.contains("agent got: Fix CI of seed on main; write commit-message.txt."), "{log}");
+    let pulls = server.get("/api/v1/pulls?project=seed");
+    let pr = &pulls["pulls"][0];
+    assert_eq!(pr["title"], "Selfheal CI: Subtract in sub()", "{pulls:#}");
+    let branch = pr["head"].as_str().unwrap();
+    assert!(list.iter().any(|p| p["branch"] == branch && p["name"] == "CI" && p["result"] == "passed"), "{list:#?}");
+    let repo = data.path().join("repos/seed.git");
+    assert_eq!(bare(&repo, &["show", &format!("{branch}:src/math.sh")]), "sub() { echo $(($1 - $2)); }\n");
+}
