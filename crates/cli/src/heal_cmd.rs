@@ -138,14 +138,22 @@ fn heal(args: &RunArgs) -> u8 {
             return 1;
         }
     };
+    let (push_url, push_auth, push_secret) = match push_target(&ci, &server, &project) {
+        Ok(t) => t,
+        Err(e) => {
+            err!("salve heal: {e}");
+            return 1;
+        }
+    };
     let options = salve_heal::Options {
         repo: repo.clone(),
         scratch: scratch.clone(),
         env: std::env::vars().collect(),
         writable: home.into_iter().collect(),
         no_sandbox: args.no_sandbox,
-        push_url: format!("{server}/git/{project}.git"),
-        push_token: std::env::var("SALVE_TOKEN").ok(),
+        push_url,
+        push_auth,
+        push_secret,
         agent_command: args.agent_command.clone(),
         say: &say,
     };
@@ -156,6 +164,26 @@ fn heal(args: &RunArgs) -> u8 {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     if outcome.ok() { 0 } else { 1 }
+}
+
+/// Where the heal pushes: the server's repository for a hosted project (the job's token), the
+/// upstream on GitHub or GitLab for an external one (GITHUB_TOKEN or GITLAB_TOKEN).
+type PushTarget = (String, Option<String>, Option<String>);
+
+fn push_target(ci: &HttpCi, server: &str, project: &str) -> Result<PushTarget, String> {
+    let p = ci.client.get(&format!("/api/v1/projects/{}", encode(project)))?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if p["kind"] != "external" {
+        let token = env("SALVE_TOKEN");
+        return Ok((format!("{server}/git/{project}.git"), token.as_ref().map(|t| format!("Bearer {t}")), token));
+    }
+    let url = s(&p["repo_url"]).to_owned();
+    let forge = crate::forges::detect(&url, &env)
+        .ok_or_else(|| format!("{url} is on neither GitHub nor GitLab: give the heal an agent command that pushes"))?;
+    let token = forge.token(&env).ok_or_else(|| {
+        format!("healing {url} pushes to {}: give the heal job GITHUB_TOKEN or GITLAB_TOKEN (a secret)", forge.name())
+    })?;
+    Ok((url, Some(forge.git_auth(&token)), Some(token)))
 }
 
 /// A JSON document as the job's artifact `selfheal/NAME`, when the job has artifact storage.

@@ -2,6 +2,7 @@
 
 mod client;
 mod demo;
+mod forges;
 mod heal_cmd;
 mod init_cmd;
 mod pipeline_cmd;

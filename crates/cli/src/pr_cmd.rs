@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ServerArgs, encode};
+use crate::forges::{self, Forge};
 use crate::server_cmd::s;
 use crate::{err, out};
 
@@ -22,6 +23,10 @@ pub enum PrCommand {
         /// The branch with the change (default: $SEMAPHORE_GIT_BRANCH, else the current branch).
         #[arg(long, short = 'H')]
         head: Option<String>,
+        /// Where: the project's own forge (auto: Salve's for a hosted project, GitHub or GitLab
+        /// for an external one, by its URL), or one of embedded, github, gitlab.
+        #[arg(long, default_value = "auto")]
+        forge: String,
         #[command(flatten)]
         at: At,
     },
@@ -75,7 +80,7 @@ impl At {
 
 pub fn run(command: PrCommand) -> u8 {
     let result = match command {
-        PrCommand::Create { base, title, body, head, at } => create(&at, &base, &title, &body, head),
+        PrCommand::Create { base, title, body, head, forge, at } => create(&at, &base, &title, &body, head, &forge),
         PrCommand::List { state, at } => list(&at, &state),
         PrCommand::Show { number, at } => show(&at, number),
         PrCommand::Merge { number, at } => end(&at, number, "merge"),
@@ -90,13 +95,33 @@ pub fn run(command: PrCommand) -> u8 {
     }
 }
 
-fn create(at: &At, base: &str, title: &str, body: &str, head: Option<String>) -> Result<(), String> {
+fn create(at: &At, base: &str, title: &str, body: &str, head: Option<String>, forge: &str) -> Result<(), String> {
     let head = head
         .or_else(|| std::env::var("SEMAPHORE_GIT_BRANCH").ok())
         .filter(|h| !h.is_empty())
         .or_else(|| salve_git::Repo::new(".").current_branch())
         .ok_or("say which branch has the change: --head BRANCH")?;
     let (client, project) = at.open("in a job, SEMAPHORE_PROJECT_NAME says it")?;
+    if let Some(f) = external_forge(&client, &project, forge)? {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let token = f.token(&env).ok_or_else(|| {
+            format!(
+                "a {} pull request needs a token: set {} (from a secret)",
+                f.name(),
+                match f {
+                    Forge::GitHub { .. } => "GITHUB_TOKEN",
+                    Forge::GitLab { .. } => "GITLAB_TOKEN",
+                }
+            )
+        })?;
+        let (number, url, new) = f.open(&token, &head, base, title, body)?;
+        match new {
+            true => out!("opened {} pull request #{number}: {title} ({head} -> {base})", f.name()),
+            false => out!("{} pull request #{number} from {head} is open already", f.name()),
+        }
+        out!("{url}");
+        return Ok(());
+    }
     let by = std::env::var("SEMAPHORE_PIPELINE_ID").map_or_else(|_| "cli".to_owned(), |p| format!("pipeline {p}"));
     let (status, v) = client.post_any(
         "/api/v1/pulls",
@@ -109,6 +134,32 @@ fn create(at: &At, base: &str, title: &str, body: &str, head: Option<String>) ->
     }
     out!("{}", url(at, &project, &v));
     Ok(())
+}
+
+/// The project's external forge, when its pull requests go there.
+fn external_forge(client: &Client, project: &str, forced: &str) -> Result<Option<Forge>, String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match forced {
+        "embedded" => return Ok(None),
+        "auto" | "github" | "gitlab" => {}
+        other => return Err(format!("'{other}' is not a forge: use auto, embedded, github or gitlab")),
+    }
+    let p = client.get(&format!("/api/v1/projects/{}", encode(project)))?;
+    if p["kind"] != "external" {
+        return match forced {
+            "auto" => Ok(None),
+            _ => Err(format!("project {project} is hosted by Salve: its pull requests are Salve's (--forge embedded)")),
+        };
+    }
+    let url = s(&p["repo_url"]);
+    let forge = forges::detect(url, &env)
+        .ok_or_else(|| format!("{url} is on neither GitHub nor GitLab: Salve cannot open a pull request there"))?;
+    match (forced, &forge) {
+        ("github", Forge::GitLab { .. }) | ("gitlab", Forge::GitHub { .. }) => {
+            Err(format!("{url} is a {} repository, not --forge {forced}", forge.name()))
+        }
+        _ => Ok(Some(forge)),
+    }
 }
 
 fn url(at: &At, project: &str, v: &Value) -> String {

@@ -150,23 +150,35 @@ impl Repo {
         Ok((old, new))
     }
 
-    /// Pushes `refspec` to `url`. A token goes in an HTTP header through git's environment
-    /// configuration: never in the URL, the command line or git's output.
+    /// Pushes `refspec` to `url`. A token goes in an HTTP header (`Authorization: Bearer`, or
+    /// `auth` when given: a whole header value such as `Basic …` for GitHub and GitLab) through
+    /// git's environment configuration: never in the URL, the command line or git's output.
     pub fn push(&self, url: &str, refspec: &str, token: Option<&str>) -> Result<(), GitError> {
+        self.push_with(url, refspec, token.map(|t| format!("Bearer {t}")).as_deref(), token)
+    }
+
+    /// [`Repo::push`] with a whole `Authorization` header value; `secret` is masked in errors.
+    pub fn push_with(
+        &self,
+        url: &str,
+        refspec: &str,
+        auth: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<(), GitError> {
         let mut cmd = Command::new("git");
         cmd.arg("-C").arg(&self.dir).args(["push", "--quiet", "--porcelain", "--", url, refspec]);
         cmd.env("GIT_TERMINAL_PROMPT", "0");
-        if let Some(t) = token {
+        if let Some(a) = auth {
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {t}"));
+                .env("GIT_CONFIG_VALUE_0", format!("Authorization: {a}"));
         }
         let out = cmd.output().map_err(GitError::Spawn)?;
         if out.status.success() {
             return Ok(());
         }
         let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        if let Some(t) = token.filter(|t| !t.is_empty()) {
+        for t in [secret, auth].into_iter().flatten().filter(|t| !t.is_empty()) {
             stderr = stderr.replace(t, "[MASKED]");
         }
         Err(GitError::Failed { args: format!("push {url} {refspec}"), stderr: stderr.trim().to_owned() })

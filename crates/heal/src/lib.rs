@@ -93,9 +93,11 @@ pub struct Options<'a> {
     /// Folders commands may write besides the repository.
     pub writable: Vec<PathBuf>,
     pub no_sandbox: bool,
-    /// The git URL to push to, and the token for it.
+    /// The git URL to push to, the `Authorization` header value for it, and the secret in it
+    /// (masked in errors).
     pub push_url: String,
-    pub push_token: Option<String>,
+    pub push_auth: Option<String>,
+    pub push_secret: Option<String>,
     /// An external agent command, overriding `[heal.agent] command`.
     pub agent_command: Option<String>,
     /// Progress, one line at a time.
@@ -493,7 +495,12 @@ fn candidate(
     }
     let commit = repo.run(&["rev-parse", "HEAD"]).unwrap_or_default();
     say(&format!("  committed {} on {branch}: selfheal CI: {summary}", short(&commit)));
-    if let Err(e) = repo.push(&opts.push_url, &format!("HEAD:refs/heads/{branch}"), opts.push_token.as_deref()) {
+    if let Err(e) = repo.push_with(
+        &opts.push_url,
+        &format!("HEAD:refs/heads/{branch}"),
+        opts.push_auth.as_deref(),
+        opts.push_secret.as_deref(),
+    ) {
         return Some(("failed", format!("cannot push {branch}: {e}"), json!({})));
     }
     say(&format!("  pushed {branch}"));

@@ -160,7 +160,10 @@ pub async fn require_token(State(server): S, request: Request, next: Next) -> Re
 
 pub fn project_json(server: &Server, p: &ProjectRow) -> Value {
     let git_url = (p.kind == "hosted").then(|| format!("{}/git/{}.git", server.base_url(), p.name));
-    json!({"id": p.id, "name": p.name, "kind": p.kind, "git_url": git_url, "repo_url": if p.kind == "external" { Some(&p.repo_url) } else { None }, "created_ms": p.created_ms})
+    // An external project's repository is the upstream its mirror fetches from.
+    let upstream =
+        (p.kind == "external").then(|| Repo::new(&p.repo_url).run(&["config", "remote.upstream.url"]).ok()).flatten();
+    json!({"id": p.id, "name": p.name, "kind": p.kind, "git_url": git_url, "repo_url": upstream, "created_ms": p.created_ms})
 }
 
 pub fn pipeline_json(i: &PipelineInfo) -> Value {
