@@ -23,7 +23,22 @@ pub struct DemoArgs {
     /// Print the phase timings as one JSON object at the end (for benchmarks).
     #[arg(long)]
     json: bool,
+    /// formatting: a failure the fixers heal (no model needed). logic-bug: a wrong result only
+    /// an agent can fix; needs a model (SALVE_MODEL_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY).
+    #[arg(long, default_value = "formatting", value_parser = ["formatting", "logic-bug"])]
+    scenario: String,
 }
+
+/// The variables that configure the heal agent's model, handed to the heal job as a secret.
+const MODEL_VARS: &[&str] = &[
+    "SALVE_MODEL_URL",
+    "SALVE_MODEL",
+    "SALVE_MODEL_KEY",
+    "SALVE_MODEL_API",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+];
 
 const SEMAPHORE_YML: &str = r#"version: v1.0
 name: CI
@@ -63,11 +78,11 @@ pub fn run(args: &DemoArgs) -> u8 {
 }
 
 /// The sample project's files: its CI pipeline and a crate (`salve init --self-heal` adds the rest).
-fn sample_files() -> Vec<(&'static str, &'static str)> {
+fn sample_files(logic_bug: bool) -> Vec<(&'static str, &'static str)> {
     vec![
         (".semaphore/semaphore.yml", SEMAPHORE_YML),
         ("Cargo.toml", CARGO_TOML),
-        ("src/lib.rs", LIB_RS),
+        ("src/lib.rs", if logic_bug { LOGIC_BUG_RS } else { LIB_RS }),
         (".gitignore", "target/\n"),
     ]
 }
@@ -89,7 +104,18 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     let client = Client::with_token(&url, &token)?;
     let project = client.post("/api/v1/projects", &json!({"name": "sample"}))?;
     let git_url = s(&project["git_url"]).to_owned();
-    for (path, text) in sample_files() {
+    let logic_bug = args.scenario == "logic-bug";
+    let model: Vec<Value> = MODEL_VARS
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| json!({"name": k, "value": v})))
+        .collect();
+    if logic_bug && !model.iter().any(|v| v["name"] != "SALVE_MODEL" && v["name"] != "SALVE_MODEL_API") {
+        return Err("the logic-bug scenario needs a model for the agent: set SALVE_MODEL_URL (any OpenAI-compatible server), OPENAI_API_KEY or ANTHROPIC_API_KEY".into());
+    }
+    if logic_bug {
+        client.post("/api/v1/secrets", &json!({"name": "model", "env_vars": model}))?;
+    }
+    for (path, text) in sample_files(logic_bug) {
         let p = work.join(path);
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -98,6 +124,13 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     }
     crate::init_cmd::self_heal(&work, "main")?;
     out!("  init        salve init --self-heal: the two promotions, selfheal.yml, selfheal-pr.yml");
+    if logic_bug {
+        // The heal job gets the model through the secret (the commented lines init wrote).
+        let heal = work.join(".semaphore/selfheal.yml");
+        let text = std::fs::read_to_string(&heal).map_err(|e| e.to_string())?;
+        let text = text.replace("      # secrets:\n      #   - name: model", "      secrets:\n        - name: model");
+        std::fs::write(&heal, text).map_err(|e| e.to_string())?;
+    }
     let repo = salve_git::Repo::new(&work);
     let ident = ["-c", "user.name=Demo User", "-c", "user.email=demo@salve.invalid"];
     repo.run(&["init", "--quiet", "-b", "main"])
@@ -105,7 +138,11 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         .and_then(|_| repo.run(&[ident[0], ident[1], ident[2], ident[3], "commit", "--quiet", "-m", "Add add()"]))
         .map_err(|e| format!("cannot commit the sample project: {e}"))?;
     let sha = repo.run(&["rev-parse", "HEAD"]).map_err(|e| e.to_string())?;
-    out!("  project     sample: a Rust crate; `src/lib.rs` is not formatted, so `cargo fmt --check` fails");
+    if logic_bug {
+        out!("  project     sample: a Rust crate whose sub() adds, so `cargo test` fails; the agent's turn");
+    } else {
+        out!("  project     sample: a Rust crate; `src/lib.rs` is not formatted, so `cargo fmt --check` fails");
+    }
     let pushed = Instant::now();
     repo.push(&git_url, "HEAD:refs/heads/main", Some(&token)).map_err(|e| format!("cannot push: {e}"))?;
     out!("{} pushed main at {}", stamp(pushed), &sha[..7]);
@@ -324,3 +361,6 @@ const CARGO_TOML: &str = "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedi
 
 /// Correct code, badly formatted: `cargo fmt --check` fails, `cargo fmt` would fix it.
 const LIB_RS: &str = "pub fn add(a:i32,b:i32)->i32{a+b}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 2), 4);\n    }\n}\n";
+
+/// Formatted, and wrong: only reading the code and the test tells what to change.
+const LOGIC_BUG_RS: &str = "/// The difference of two numbers.\npub fn sub(a: i32, b: i32) -> i32 {\n    a + b\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn subtracts() {\n        assert_eq!(super::sub(3, 1), 2);\n    }\n}\n";

@@ -492,3 +492,35 @@ fn the_seeds_hand_written_recipe_runs_unchanged_but_for_its_agent_and_gh() {
     let repo = data.path().join("repos/seed.git");
     assert_eq!(bare(&repo, &["show", &format!("{branch}:src/math.sh")]), "sub() { echo $(($1 - $2)); }\n");
 }
+
+#[test]
+fn the_demo_logic_bug_needs_a_model_and_heals_with_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut no_model = Command::new(env!("CARGO_BIN_EXE_salve"));
+    no_model.args(["demo", "--scenario", "logic-bug", "--dir"]).arg(dir.path().join("a"));
+    for k in ["SALVE_MODEL_URL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SALVE_MODEL_KEY"] {
+        no_model.env_remove(k);
+    }
+    let out = no_model.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("needs a model"), "{}", stderr(&out));
+
+    let call = |name: &str, arguments: Value| serde_json::json!({"calls": [{"name": name, "arguments": arguments}]});
+    let model = ScriptedModel::start(serde_json::json!([
+        call("read_file", serde_json::json!({"path": "src/lib.rs"})),
+        call("replace_in_file", serde_json::json!({"path": "src/lib.rs", "old": "    a + b\n", "new": "    a - b\n"})),
+        call("done", serde_json::json!({"summary": "Make sub() subtract"})),
+    ]));
+    let out = Command::new(env!("CARGO_BIN_EXE_salve"))
+        .args(["demo", "--scenario", "logic-bug", "--timeout", "300", "--dir"])
+        .arg(dir.path().join("b"))
+        .env("SALVE_MODEL_URL", format!("http://127.0.0.1:{}/v1", model.port))
+        .env("SALVE_MODEL", "scripted")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(text.contains("tier 2 agent: verified (Make sub() subtract)"), "{text}");
+    assert!(text.contains("pull request #1 opened: selfheal CI: Make sub() subtract"), "{text}");
+    assert_eq!(model.requests().len(), 3);
+}
