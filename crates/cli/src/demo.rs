@@ -173,7 +173,7 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         data.join("demo-token").display(),
         timeline.pull
     );
-    out!("  web: {url}/projects/sample/pulls/{}", timeline.pull);
+    out!("  the API: {url}/api/v1/pulls/sample/{} (with the token; the web UI is not built yet)", timeline.pull);
     if args.json {
         out!("{}", json!({"total_ms": total.as_millis() as u64, "phases": phases, "pull": timeline.pull}));
     }

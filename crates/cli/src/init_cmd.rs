@@ -153,7 +153,10 @@ pub fn self_heal(dir: &Path, base: &str) -> Result<Vec<String>, String> {
         let t = add_promotions(&text, &wanted);
         let check = analyze(".semaphore/semaphore.yml", t.as_bytes(), &tree, &BTreeMap::new(), Mode::Lint);
         if check.has_errors() {
-            return Err("adding the promotions would break .semaphore/semaphore.yml (an unusual layout?): add them by hand, see docs/self-heal.md".into());
+            return Err(format!(
+                "adding the promotions would break .semaphore/semaphore.yml (an unusual layout?); nothing was written. Add them by hand:\n{}",
+                add_promotions("", &wanted)
+            ));
         }
         done.push(format!("  updated .semaphore/semaphore.yml: {} promotion(s) added", wanted.len()));
         Some(t)
