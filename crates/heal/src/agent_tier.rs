@@ -11,7 +11,7 @@ use salve_agent::{Api, Host, Limits, Model, ModelConfig, ToolSpec};
 use serde_json::{Value, json};
 
 use crate::config::{AgentConfig, HealConfig};
-use crate::{Ci, Failure, Options, template, verify};
+use crate::{Attempt, Ci, Failure, Options, template, verify};
 
 pub struct Done {
     /// "external agent" or "agent <model>".
@@ -30,14 +30,8 @@ pub enum Tier2 {
     Changed(Done),
 }
 
-pub fn run(
-    ci: &dyn Ci,
-    opts: &Options<'_>,
-    config: &HealConfig,
-    failure: &Failure,
-    jobs: &[verify::JobCommands],
-    runner: &verify::Runner,
-) -> Tier2 {
+pub fn run(a: &Attempt<'_>) -> Tier2 {
+    let Attempt { opts, config, failure, runner, .. } = a;
     if let Some(command) = opts.agent_command.clone().or_else(|| config.agent.command.clone()) {
         return external(opts, config, failure, runner, &command);
     }
@@ -48,7 +42,7 @@ pub fn run(
                 .into(),
         ),
         Some(Err(e)) => Tier2::Failed(e, Value::Null),
-        Some(Ok(mc)) => builtin(ci, opts, config, failure, jobs, runner, mc),
+        Some(Ok(mc)) => builtin(a, mc),
     }
 }
 
@@ -175,15 +169,8 @@ impl Host for HealHost<'_> {
     }
 }
 
-fn builtin(
-    ci: &dyn Ci,
-    opts: &Options<'_>,
-    config: &HealConfig,
-    failure: &Failure,
-    jobs: &[verify::JobCommands],
-    runner: &verify::Runner,
-    mc: ModelConfig,
-) -> Tier2 {
+fn builtin(a: &Attempt<'_>, mc: ModelConfig) -> Tier2 {
+    let Attempt { ci, opts, config, failure, jobs, runner, .. } = a;
     let say = opts.say;
     let a = &config.agent;
     say(&format!("tier 2: agent, model {} ({} API)", mc.model, mc.api.as_str()));
@@ -202,7 +189,7 @@ fn builtin(
     };
     let report = report(failure, jobs);
     let task = format!("{report}\nFix it.");
-    let host = HealHost { ci, runner, repo: &opts.repo, report };
+    let host = HealHost { ci: *ci, runner, repo: &opts.repo, report };
     let redact = redactor(&opts.env);
     let run = salve_agent::run(&model, SYSTEM, &task, &opts.repo, &host, &limits, &redact, say);
     let tokens = run.usage.input_tokens + run.usage.output_tokens;
@@ -247,7 +234,8 @@ fn external(
         ),
     };
     let env = vec![("PROMPT".to_owned(), prompt)];
-    let agent_runner = runner.with_agent_env(&opts.env);
+    let minutes = config.agent.max_minutes.unwrap_or(15);
+    let agent_runner = runner.with_agent_env(&opts.env, Duration::from_secs(60 * minutes));
     let transcript = match agent_runner.run("agent", &opts.repo, &[command.to_owned()], &env, true) {
         Ok(ran) if ran.passed => json!({"command": command, "log_tail": ran.tail}),
         Ok(ran) => {

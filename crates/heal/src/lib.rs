@@ -274,7 +274,8 @@ fn attempt(
         Err(e) => return ("failed", format!("cannot find the failed jobs' commands: {e}"), json!({})),
     };
     let extra = json!({"isolation": runner.isolation()});
-    let repo = Repo::new(&opts.repo);
+    let a = Attempt { ci, opts, config, failure, jobs, runner, repo: Repo::new(&opts.repo) };
+    let (runner, jobs, repo) = (&a.runner, &a.jobs, &a.repo);
 
     // Tier 0: rerun an infrastructure failure, or a commit that passed before, unchanged.
     let infra: Vec<&str> = failure.jobs.iter().map(|j| j.class.as_str()).filter(|c| INFRA.contains(c)).collect();
@@ -286,7 +287,7 @@ fn attempt(
             format!("{} is not the code's fault", infra[0].replace('_', " "))
         };
         say(&format!("tier 0: {why}; rerunning the failed job(s) once"));
-        match verify_jobs(&runner, &opts.repo, &jobs, say) {
+        match verify_jobs(runner, &opts.repo, jobs, say) {
             Ok(None) => {
                 record.tier(0, "rerun", "passed", why, t);
                 return (
@@ -325,15 +326,15 @@ fn attempt(
     } else {
         let summary = format!("apply {}", applied.join(", "));
         let provenance = Provenance { tier: 1, name: applied.join(", "), model: None, tokens: 0 };
-        match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, &provenance, &summary, t) {
+        match candidate(&a, record, &provenance, &summary, t) {
             Some(end) => return (end.0, end.1, merge(extra, end.2)),
-            None => reset(&repo),
+            None => reset(repo),
         }
     }
 
     // Tier 2: an agent: the configured command, else the built-in agent when a model is set.
     let t = Instant::now();
-    let done = match agent_tier::run(ci, opts, config, failure, &jobs, &runner) {
+    let done = match agent_tier::run(&a) {
         agent_tier::Tier2::Skipped(why) => {
             record.tier(2, "agent", "skipped", why.clone(), t);
             return ("failed", format!("no tier could fix this failure (tier 2 skipped: {why})"), extra);
@@ -349,10 +350,22 @@ fn attempt(
         extra,
         json!({"transcript": done.transcript, "agent": done.name, "turns": done.turns, "cost_usd": done.cost_usd}),
     );
-    match candidate(ci, &repo, &runner, opts, config, failure, &jobs, record, &provenance, &done.summary, t) {
+    match candidate(&a, record, &provenance, &done.summary, t) {
         Some(end) => (end.0, end.1, merge(extra, end.2)),
         None => ("failed", "the agent's change did not fix the failed job(s)".into(), extra),
     }
+}
+
+/// One heal at work: what it knows of the failure and what it runs commands with.
+pub(crate) struct Attempt<'a> {
+    pub ci: &'a dyn Ci,
+    pub opts: &'a Options<'a>,
+    pub config: &'a HealConfig,
+    pub failure: &'a Failure,
+    /// The failed jobs' commands, as the pipeline file has them.
+    pub jobs: Vec<verify::JobCommands>,
+    pub runner: verify::Runner,
+    pub repo: Repo,
 }
 
 /// Who made a change, for the commit's trailers and the report.
@@ -411,20 +424,14 @@ fn verify_jobs(
 
 /// Guards, verification, commit and push of the work tree's change. `None`: the change did not
 /// fix the failure (the caller resets and tries the next tier); `Some` ends the heal.
-#[allow(clippy::too_many_arguments)]
 fn candidate(
-    ci: &dyn Ci,
-    repo: &Repo,
-    runner: &verify::Runner,
-    opts: &Options<'_>,
-    config: &HealConfig,
-    failure: &Failure,
-    jobs: &[verify::JobCommands],
+    a: &Attempt<'_>,
     record: &mut Record,
     provenance: &Provenance,
     summary: &str,
     started: Instant,
 ) -> Option<(&'static str, String, Value)> {
+    let Attempt { ci, opts, config, failure, jobs, runner, repo } = a;
     let say = opts.say;
     let tier = provenance.tier;
     let name = if tier == 1 { "fixers" } else { "agent" };
@@ -461,7 +468,7 @@ fn candidate(
         Err(e) => return Some(("failed", e, json!({}))),
     }
     record.tier(tier, name, "verified", summary, started);
-    if let Some(s) = superseded(ci, failure) {
+    if let Some(s) = superseded(*ci, failure) {
         return Some(("superseded", s, json!({})));
     }
     let branch = format!("{HEAL_PREFIX}{}", short(&failure.sha));

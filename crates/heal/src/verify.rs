@@ -34,6 +34,8 @@ pub struct Runner {
     env: Vec<(String, String)>,
     /// Folders commands may write besides the repository (the heal job's home, caches).
     writable: Vec<PathBuf>,
+    /// Each run's time limit.
+    time_limit: std::time::Duration,
     runs: std::sync::atomic::AtomicUsize,
 }
 
@@ -75,18 +77,28 @@ impl Runner {
         };
         let sandbox = Sandbox { isolation, jail, network: false, memory_bytes: None, max_processes: None, nested };
         let env = env.into_iter().filter(|(k, _)| !secret_looking(k)).collect();
-        Ok(Runner { sandbox, toolbox, scratch: scratch.to_owned(), env, writable, runs: Default::default() })
+        let time_limit = std::time::Duration::from_secs(30 * 60);
+        Ok(Runner {
+            sandbox,
+            toolbox,
+            scratch: scratch.to_owned(),
+            env,
+            writable,
+            time_limit,
+            runs: Default::default(),
+        })
     }
 
     /// The same runner for an external agent command: it keeps its model key (it calls the model
     /// itself), never the API token or other secrets.
-    pub fn with_agent_env(&self, env: &[(String, String)]) -> Runner {
+    pub fn with_agent_env(&self, env: &[(String, String)], time_limit: std::time::Duration) -> Runner {
         Runner {
             sandbox: self.sandbox.clone(),
             toolbox: self.toolbox.clone(),
             scratch: self.scratch.join("agent"),
             env: env.iter().filter(|(k, _)| !secret_looking(k) || MODEL_KEYS.contains(&k.as_str())).cloned().collect(),
             writable: self.writable.clone(),
+            time_limit,
             runs: Default::default(),
         }
     }
@@ -124,7 +136,7 @@ impl Runner {
             env: vars,
             files: Vec::new(),
             secret_values: Vec::new(),
-            time_limit: Some(std::time::Duration::from_secs(30 * 60)),
+            time_limit: Some(self.time_limit),
             dir: dir.clone(),
             toolbox: Some(self.toolbox.clone()),
             writable,
