@@ -144,27 +144,44 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         out!("  project     sample: a Rust crate; `src/lib.rs` is not formatted, so `cargo fmt --check` fails");
     }
     let pushed = Instant::now();
+    let pushed_unix_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     repo.push(&git_url, "HEAD:refs/heads/main", Some(&token)).map_err(|e| format!("cannot push: {e}"))?;
     out!("{} pushed main at {}", stamp(pushed), &sha[..7]);
-    let timeline = watch(&client, pushed, Duration::from_secs(args.timeout))?;
-    let total = pushed.elapsed();
+    let timeline = watch(&client, pushed, pushed_unix_ms, Duration::from_secs(args.timeout))?;
+    // From the server's clock: the first pipeline's creation (the push's end) to the pull
+    // request pipeline's end. Salve's share: each pipeline's time outside its jobs' commands,
+    // plus the gaps between one pipeline's end and the next one's creation.
+    let ps: Vec<&Phase> = timeline.phases.iter().map(|(_, p)| p).collect();
+    let first = ps.iter().map(|p| p.created_ms).min().unwrap_or(0);
+    let last = ps.iter().map(|p| p.done_ms).max().unwrap_or(0);
+    let total_ms = (last - first).max(0) as u64;
+    let gaps: i64 = ps.windows(2).map(|w| (w[1].created_ms - w[0].done_ms).max(0)).sum();
+    let salve_ms = ps.iter().map(|p| p.wall_ms.saturating_sub(p.user_ms)).sum::<u64>() + gaps as u64;
     out!("");
     out!(
-        "Push to pull request in {:.1}s (setup {:.1}s before the push):",
-        total.as_secs_f64(),
+        "Push to pull request in {:.2}s (the push itself {:.2}s before that; setup {:.1}s):",
+        total_ms as f64 / 1000.0,
+        timeline.push_ms as f64 / 1000.0,
         (pushed - started).as_secs_f64()
     );
     let mut phases = serde_json::Map::new();
     for (name, p) in &timeline.phases {
         let overhead = p.wall_ms.saturating_sub(p.user_ms);
         out!(
-            "  {name:<18} {:>6.1}s   user commands {:>5.1}s   Salve {:>5.1}s",
+            "  {name:<18} {:>6.2}s   job commands {:>5.2}s   Salve {:>5.2}s",
             p.wall_ms as f64 / 1000.0,
             p.user_ms as f64 / 1000.0,
             overhead as f64 / 1000.0
         );
         phases.insert((*name).into(), json!({"wall_ms": p.wall_ms, "user_ms": p.user_ms}));
     }
+    out!(
+        "  Salve's own time {:.2}s of {:.2}s ({:.0}%): pipelines' time outside job commands, and between pipelines",
+        salve_ms as f64 / 1000.0,
+        total_ms as f64 / 1000.0,
+        100.0 * salve_ms as f64 / total_ms.max(1) as f64
+    );
     out!("");
     out!("Look at it: the data folder is kept. Start the server again and ask it:");
     out!("  salve serve --data-dir {} --listen {}", data.display(), url.trim_start_matches("http://"));
@@ -175,7 +192,10 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     );
     out!("  the API: {url}/api/v1/pulls/sample/{} (with the token; the web UI is not built yet)", timeline.pull);
     if args.json {
-        out!("{}", json!({"total_ms": total.as_millis() as u64, "phases": phases, "pull": timeline.pull}));
+        out!(
+            "{}",
+            json!({"total_ms": total_ms, "push_ms": timeline.push_ms, "salve_ms": salve_ms, "phases": phases, "pull": timeline.pull})
+        );
     }
     Ok(())
 }
@@ -219,16 +239,20 @@ fn start_server(data: &std::path::Path) -> Result<(String, String), String> {
 struct Phase {
     wall_ms: u64,
     user_ms: u64,
+    created_ms: i64,
+    done_ms: i64,
 }
 
 struct Timeline {
     phases: Vec<(&'static str, Phase)>,
     pull: i64,
+    /// From the start of `git push` to the server's creation of the first pipeline.
+    push_ms: u64,
 }
 
 /// Follows the project's pipelines, heals and pull requests until a pull request is open,
 /// printing each step once.
-fn watch(client: &Client, pushed: Instant, limit: Duration) -> Result<Timeline, String> {
+fn watch(client: &Client, pushed: Instant, pushed_unix_ms: i64, limit: Duration) -> Result<Timeline, String> {
     let mut said = std::collections::HashSet::new();
     let say = |said: &mut std::collections::HashSet<String>, key: String, line: String| {
         if said.insert(key) {
@@ -307,7 +331,9 @@ fn watch(client: &Client, pushed: Instant, limit: Duration) -> Result<Timeline, 
                     s(&pr["head"]),
                     s(&pr["base"])
                 );
-                return Ok(Timeline { phases, pull: pr["number"].as_i64().unwrap_or(1) });
+                let first = phases.iter().map(|(_, p)| p.created_ms).min().unwrap_or(0);
+                let push_ms = (first - pushed_unix_ms).max(0) as u64;
+                return Ok(Timeline { phases, pull: pr["number"].as_i64().unwrap_or(1), push_ms });
             }
         }
         if let Some(p) = pipelines.iter().find(|p| p["state"] == "done" && p["result"] != "passed" && p["name"] != "CI")
@@ -354,7 +380,12 @@ fn phase_of(client: &Client, detail: &Value) -> Result<Phase, String> {
         }
         user += longest;
     }
-    Ok(Phase { wall_ms: wall.max(0) as u64, user_ms: user.max(0) as u64 })
+    Ok(Phase {
+        wall_ms: wall.max(0) as u64,
+        user_ms: user.max(0) as u64,
+        created_ms: detail["created_ms"].as_i64().unwrap_or(0),
+        done_ms: detail["done_ms"].as_i64().unwrap_or(0),
+    })
 }
 
 const CARGO_TOML: &str = "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
