@@ -15,9 +15,14 @@ pub struct Recipe {
     #[serde(default)]
     pub when_log: Option<String>,
     pub run: Vec<String>,
-    /// Let the commands reach the network (lockfile refreshes).
-    #[serde(default)]
+    /// Let the commands reach the network, as CI's jobs do (the default: fixers build the
+    /// project, which may fetch its dependencies); `false` cuts them off.
+    #[serde(default = "yes")]
     pub network: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]

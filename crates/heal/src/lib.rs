@@ -314,7 +314,8 @@ fn attempt(
                 continue;
             }
             say(&format!("tier 1: fixer '{}' ({})", r.name, r.run.join("; ")));
-            match runner.run(&r.name, &opts.repo, &r.run, &[], r.network) {
+            let env = jobs.iter().find(|c| c.name == j.name).map_or(&[][..], |c| c.env.as_slice());
+            match runner.run(&r.name, &opts.repo, &r.run, env, r.network) {
                 Ok(ran) if ran.passed => applied.push(r.name.clone()),
                 Ok(ran) => say(&format!("  fixer '{}' failed: {}", r.name, ran.summary)),
                 Err(e) => say(&format!("  fixer '{}' could not run: {e}", r.name)),
