@@ -524,3 +524,33 @@ fn the_demo_logic_bug_needs_a_model_and_heals_with_one() {
     assert!(text.contains("pull request #1 opened: selfheal CI: Make sub() subtract"), "{text}");
     assert_eq!(model.requests().len(), 3);
 }
+
+#[test]
+fn a_lint_is_healed_by_clippys_own_fix() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let lib = "pub fn double(x: i32) -> i32 {\n    return x * 2;\n}\n";
+    let _p = project(
+        &server,
+        "lint",
+        &[
+            (".semaphore/semaphore.yml", &ci(&job("Lint", "", "cargo clippy --all-targets -- -D warnings"), SEED_WHEN)),
+            ("Cargo.toml", "[package]\nname = \"lint\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+            ("src/lib.rs", lib),
+            (".gitignore", "target/\n"),
+        ],
+    );
+    let list = server.wait("lint", "the lint's pull request", |l| {
+        l.iter().any(|p| p["name"] == "PR" && p["state"] == "done")
+            || l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done" && p["result"] != "passed")
+    });
+    let h = server.get("/api/v1/heals?project=lint");
+    assert_eq!(h["heals"][0]["outcome"], "pushed", "{h:#}\n{list:#?}");
+    assert_eq!(h["heals"][0]["report"]["tiers"][0]["detail"], "apply cargo clippy --fix", "{h:#}");
+    let branch = h["heals"][0]["report"]["heal_branch"].as_str().unwrap();
+    let repo = data.path().join("repos/lint.git");
+    assert_eq!(
+        bare(&repo, &["show", &format!("{branch}:src/lib.rs")]),
+        "pub fn double(x: i32) -> i32 {\n    x * 2\n}\n"
+    );
+}
