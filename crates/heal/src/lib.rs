@@ -457,7 +457,7 @@ fn candidate(
         let first = &refusals[0];
         record.tier(tier, name, "refused", format!("{}: {} {}", first.rule, first.file, first.detail), started);
         let why = format!("the fix was refused: {} ({} {})", first.rule, first.file, first.detail);
-        return Some(("refused", why, json!({"refusals": refusals, "diff_stat": stat})));
+        return Some(("refused", why, json!({"refusals": refusals, "diff_stat": stat, "diff": cut(&diff)})));
     }
     say("  guards passed; verifying: the failed job(s) run again on the change");
     match verify_jobs(runner, &opts.repo, jobs, say) {
@@ -515,8 +515,24 @@ fn candidate(
     Some((
         "pushed",
         format!("selfheal CI: {summary}"),
-        json!({"heal_branch": branch, "commit": commit, "diff_stat": stat, "tier": tier, "model": provenance.model, "tokens": provenance.tokens}),
+        json!({
+            "heal_branch": branch, "commit": commit, "diff_stat": stat, "diff": cut(&diff), "tier": tier,
+            "model": provenance.model, "tokens": provenance.tokens,
+        }),
     ))
+}
+
+/// A diff for the record: at most 64 KiB (the commit has all of it).
+fn cut(diff: &str) -> String {
+    const MAX: usize = 64 * 1024;
+    if diff.len() <= MAX {
+        return diff.to_owned();
+    }
+    let mut end = MAX;
+    while !diff.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n... (cut at 64 KiB)\n", &diff[..end])
 }
 
 /// Drops a change that did not work.

@@ -148,8 +148,12 @@ async fn refuse_oversize(State(server): S, request: Request, next: Next) -> Resp
 }
 
 pub async fn require_token(State(server): S, request: Request, next: Next) -> Response {
-    match auth::check(&server.store, request.headers()).await {
-        Some(_) => next.run(request).await,
+    // The web pages' scripts read (never write) with the browser's session instead.
+    let reading = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let allowed = auth::check(&server.store, request.headers()).await.is_some()
+        || (reading && crate::web::session(&server, request.headers()).await.is_some());
+    match allowed.then_some(()) {
+        Some(()) => next.run(request).await,
         None => ApiError(
             StatusCode::UNAUTHORIZED,
             "a valid API token is needed: send it as `Authorization: Bearer <token>` (create one with `salve token create NAME --data-dir DIR`)".into(),

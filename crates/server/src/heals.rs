@@ -248,7 +248,7 @@ pub async fn pulls(State(server): S, q: Result<Query<PullQuery>, QueryRejection>
     Ok(Json(json!({"pulls": list})))
 }
 
-async fn find_pull(
+pub async fn find_pull(
     server: &Server,
     project: &str,
     number: &str,
@@ -269,7 +269,11 @@ async fn find_pull(
 
 /// The head's CI: its newest workflow's first pipeline, and whether it ran on the head's
 /// current commit.
-async fn head_checks(server: &Server, project: &salve_store::ProjectRow, pull: &PullRow) -> Result<Value, ApiError> {
+pub async fn head_checks(
+    server: &Server,
+    project: &salve_store::ProjectRow,
+    pull: &PullRow,
+) -> Result<Value, ApiError> {
     let head_sha = Repo::new(&project.repo_url).resolve(&format!("refs/heads/{}", pull.head));
     let latest = server.store.workflows(&project.id, Some(&pull.head), 1).await?;
     let Some(w) = latest.first() else {
@@ -307,11 +311,16 @@ pub async fn pull(State(server): S, Path((project, number)): Path<(String, Strin
 /// `POST /api/v1/pulls/{project}/{number}/merge`: refused unless CI passed on the head's
 /// current commit; the merge starts the base branch's workflow as a push would.
 pub async fn merge(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
-    let (project, pull) = find_pull(&server, &project, &number).await?;
+    merge_pull(&server, &project, &number).await.map(Json)
+}
+
+/// Merges a pull request (the API's and the web page's merge).
+pub async fn merge_pull(server: &Arc<Server>, project: &str, number: &str) -> Result<Value, ApiError> {
+    let (project, pull) = find_pull(server, project, number).await?;
     if pull.state != "open" {
         return Err(ApiError(StatusCode::CONFLICT, format!("pull request #{number} is {} already", pull.state)));
     }
-    let checks = head_checks(&server, &project, &pull).await?;
+    let checks = head_checks(server, &project, &pull).await?;
     let head_sha = checks["head_sha"].as_str().map(str::to_owned);
     let Some(head_sha) = head_sha else {
         return Err(ApiError(StatusCode::CONFLICT, format!("branch '{}' is gone: nothing to merge", pull.head)));
@@ -345,12 +354,16 @@ pub async fn merge(State(server): S, Path((project, number)): Path<(String, Stri
     let update = RefUpdate { old: merged.0, new: merged.1, name: format!("refs/heads/{}", pull.base) };
     server.pushed(&project, &[update]).await;
     let pull = server.store.pull(&project.id, pull.number).await?.unwrap_or(pull);
-    Ok(Json(pull_json(&project.name, &pull)))
+    Ok(pull_json(&project.name, &pull))
 }
 
 pub async fn close(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
-    let (project, pull) = find_pull(&server, &project, &number).await?;
+    close_pull(&server, &project, &number).await.map(Json)
+}
+
+pub async fn close_pull(server: &Server, project: &str, number: &str) -> Result<Value, ApiError> {
+    let (project, pull) = find_pull(server, project, number).await?;
     server.store.end_pull(&pull.id, None).await?;
     let pull = server.store.pull(&project.id, pull.number).await?.unwrap_or(pull);
-    Ok(Json(pull_json(&project.name, &pull)))
+    Ok(pull_json(&project.name, &pull))
 }

@@ -11,6 +11,7 @@ pub mod forge;
 pub mod heals;
 pub mod live;
 pub mod record;
+pub mod web;
 pub mod webhook;
 pub mod work;
 
@@ -144,6 +145,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .with_state(server.clone())
         .merge(git)
         .merge(mcp)
+        .merge(web::router(server.clone()))
         .merge(api::router(server))
 }
 

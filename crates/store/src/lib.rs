@@ -5,8 +5,10 @@
 
 pub mod heal;
 pub mod secrets;
+pub mod web;
 
 pub use heal::{HealRow, PullRow};
+pub use web::{CommentRow, SessionRow};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -17,6 +19,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_server.sql")),
     (3, include_str!("../migrations/0003_heal.sql")),
+    (4, include_str!("../migrations/0004_web.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -709,6 +712,8 @@ impl Store {
     }
 
     pub async fn delete_token(&self, id: &str) -> Result<bool> {
+        // Its web sessions end with it (SQLite's foreign keys cascade only per connection).
+        sqlx::query("DELETE FROM sessions WHERE token_id = $1").bind(id).execute(&self.pool).await?;
         let done = sqlx::query("DELETE FROM tokens WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
