@@ -8,6 +8,8 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 # The seed's hand-written heal recipe renders its prompt with envsubst.
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
+# The web UI's browser tests run Debian's Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # The demo's sample project and the heal tests format Rust code.
 command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -190,7 +190,7 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         data.join("demo-token").display(),
         timeline.pull
     );
-    out!("  the API: {url}/api/v1/pulls/sample/{} (with the token; the web UI is not built yet)", timeline.pull);
+    out!("  web: {url}/projects/sample/pulls/{} (sign in with the token)", timeline.pull);
     if args.json {
         out!(
             "{}",

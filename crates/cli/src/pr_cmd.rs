@@ -163,7 +163,7 @@ fn external_forge(client: &Client, project: &str, forced: &str) -> Result<Option
 }
 
 fn url(at: &At, project: &str, v: &Value) -> String {
-    format!("{}/api/v1/pulls/{project}/{}", at.server.server.trim_end_matches('/'), v["number"])
+    format!("{}/projects/{project}/pulls/{}", at.server.server.trim_end_matches('/'), v["number"])
 }
 
 fn list(at: &At, state: &str) -> Result<(), String> {

@@ -4,6 +4,7 @@ mod commands;
 mod heal;
 mod run;
 mod serve;
+mod web;
 
 use std::path::Path;
 use std::process::{Command, Output};

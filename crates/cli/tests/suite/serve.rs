@@ -900,7 +900,7 @@ fn check_mcp_answers(v: &Value) {
 }
 
 /// Where `scripts/test-tools.sh` installed the third-party clients.
-fn test_tools() -> PathBuf {
+pub(super) fn test_tools() -> PathBuf {
     let tools = std::env::var_os("SALVE_TEST_TOOLS")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools"), PathBuf::from);
     assert!(
