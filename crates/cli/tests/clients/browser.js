@@ -27,8 +27,8 @@ function check(name, ok, detail) {
     await shot("01-login");
     await page.fill("#token", "not-a-token");
     await page.keyboard.press("Enter");
-    await page.waitForLoadState();
-    check("a wrong token is refused", (await page.textContent("body")).includes("not valid"));
+    await page.waitForSelector(".problem");
+    check("a wrong token is refused", (await page.textContent(".problem")).includes("not valid"));
     await page.fill("#token", token);
     await page.keyboard.press("Enter");
     await page.waitForSelector("h1:has-text('Projects')");
@@ -38,6 +38,7 @@ function check(name, ok, detail) {
 
     // The failed pipeline and its place in the loop.
     await page.click("a[href='/projects/sample']");
+    await page.waitForSelector("h2:has-text('Heals')");
     await page.click("tr:has-text('main') a.status");
     await page.waitForSelector("h2:has-text('The loop')");
     const chain = await page.textContent(".chain");
@@ -61,6 +62,7 @@ function check(name, ok, detail) {
 
     // The heal: its diff and its guards.
     await page.goto(url + "/projects/sample");
+    await page.waitForSelector("h2:has-text('Heals')");
     await page.click("a[href^='/heals/']");
     await page.waitForSelector("table.diff");
     check("the heal shows the formatter's diff", (await page.textContent("table.diff")).includes("+pub fn add(a: i32, b: i32) -> i32 {"));

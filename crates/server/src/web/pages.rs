@@ -281,6 +281,8 @@ struct JobLine {
 struct BlockView {
     name: String,
     status: Status,
+    /// The blocks it waits for.
+    after: String,
     jobs: Vec<JobLine>,
 }
 
@@ -390,12 +392,23 @@ pub async fn pipeline(State(server): S, Extension(s): Sess, Path(id): Path<Strin
         Err(e) => return internal(&s, e),
     };
     let p = &info.pipeline;
+    // The plan the pipeline ran: block dependencies, jobs that never started, promotions.
+    let plan = match server.store.project(&info.workflow.project_id).await {
+        Ok(Some(project)) => {
+            let (repo, sha, file) = (PathBuf::from(&project.repo_url), info.workflow.sha.clone(), p.file.clone());
+            let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
+            tokio::task::spawn_blocking(move || crate::work::compile(&repo, &sha, &file, &params))
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+        _ => None,
+    };
+    let planned = |block: &str| plan.as_ref().and_then(|pl| pl.blocks.iter().find(|b| b.name == block));
     let blocks = blocks
         .iter()
-        .map(|b| BlockView {
-            name: b.name.clone(),
-            status: html::status(&b.state, b.result.as_deref()),
-            jobs: jobs
+        .map(|b| {
+            let mut lines: Vec<JobLine> = jobs
                 .iter()
                 .filter(|j| j.block_name == b.name)
                 .map(|j| JobLine {
@@ -404,53 +417,59 @@ pub async fn pipeline(State(server): S, Extension(s): Sess, Path(id): Path<Strin
                     status: html::status(&j.state, j.result.as_deref()),
                     duration: html::between(j.started_ms, j.done_ms),
                 })
-                .collect(),
+                .collect();
+            for pj in planned(&b.name).map(|pb| pb.jobs.as_slice()).unwrap_or_default() {
+                if !lines.iter().any(|l| l.name == pj.name) {
+                    lines.push(JobLine {
+                        id: String::new(),
+                        name: pj.name.clone(),
+                        status: Status { label: "○ not run".into(), class: "canceled" },
+                        duration: String::new(),
+                    });
+                }
+            }
+            BlockView {
+                name: b.name.clone(),
+                status: html::status(&b.state, b.result.as_deref()),
+                after: planned(&b.name).map(|pb| pb.dependencies.join(", ")).unwrap_or_default(),
+                jobs: lines,
+            }
         })
         .collect();
     // The promotions as the pipeline's file has them, and which of them fired.
-    let promotions = match server.store.project(&info.workflow.project_id).await {
-        Ok(Some(project)) => {
-            let (repo, sha, file) = (PathBuf::from(&project.repo_url), info.workflow.sha.clone(), p.file.clone());
-            let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
-            let plan = tokio::task::spawn_blocking(move || crate::work::compile(&repo, &sha, &file, &params))
-                .await
-                .ok()
-                .and_then(Result::ok);
-            plan.map(|plan| {
-                plan.promotions
-                    .iter()
-                    .map(|pr| PromotionView {
-                        name: pr.name.clone(),
-                        file: pr.pipeline_file.clone(),
-                        condition: pr.auto_promote.clone().unwrap_or_else(|| {
-                            if pr.auto_promote_on.is_empty() { "manual".into() } else { "auto_promote_on".into() }
-                        }),
-                        fired: children
-                            .iter()
-                            .find(|c| {
-                                c.pipeline.promotion_of.as_deref() == Some(p.id.as_str())
-                                    && c.pipeline.file.ends_with(&pr.pipeline_file)
-                            })
-                            .map(|c| c.pipeline.id.clone())
-                            .unwrap_or_default(),
-                        params: pr
-                            .parameters
-                            .iter()
-                            .map(|x| ParamView {
-                                name: x.name.clone(),
-                                required: x.required,
-                                options: x.options.clone(),
-                                default: x.default_value.clone().unwrap_or_default(),
-                                description: x.description.clone().unwrap_or_default(),
-                            })
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-        }
-        _ => Vec::new(),
-    };
+    let promotions: Vec<PromotionView> = plan
+        .map(|plan| {
+            plan.promotions
+                .iter()
+                .map(|pr| PromotionView {
+                    name: pr.name.clone(),
+                    file: pr.pipeline_file.clone(),
+                    condition: pr.auto_promote.clone().unwrap_or_else(|| {
+                        if pr.auto_promote_on.is_empty() { "manual".into() } else { "auto_promote_on".into() }
+                    }),
+                    fired: children
+                        .iter()
+                        .find(|c| {
+                            c.pipeline.promotion_of.as_deref() == Some(p.id.as_str())
+                                && c.pipeline.file.ends_with(&pr.pipeline_file)
+                        })
+                        .map(|c| c.pipeline.id.clone())
+                        .unwrap_or_default(),
+                    params: pr
+                        .parameters
+                        .iter()
+                        .map(|x| ParamView {
+                            name: x.name.clone(),
+                            required: x.required,
+                            options: x.options.clone(),
+                            default: x.default_value.clone().unwrap_or_default(),
+                            description: x.description.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     page(&PipelinePage {
         csrf: s.csrf.clone(),
         who: s.token.name.clone(),
