@@ -62,6 +62,27 @@ fn the_web_ui_walks_the_demo_loop_in_chromium() {
     for name in ["01-login", "03-pipeline", "04-job", "05-live-log", "06-heal", "08-merged", "09-phone"] {
         assert!(shots.join(format!("{name}.png")).is_file(), "no screenshot {name}");
     }
+    // The heal job's artifacts download; paths out of them do not.
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = &server.url;
+    let r = http.post(format!("{url}/login")).form(&[("token", server.token.as_str())]).send().unwrap();
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let heals = server.get("/api/v1/heals?project=sample");
+    let heal_job = heals["heals"][0]["job_id"].as_str().unwrap();
+    let report = http
+        .get(format!("{url}/jobs/{heal_job}/artifacts/selfheal/report.json"))
+        .header("cookie", &session)
+        .send()
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    let report: Value = report.json().unwrap();
+    assert_eq!(report["tiers"][0]["name"], "fixers", "{report:#}");
+    for bad in ["../../../../salve.db", "selfheal/..%2F..%2Fx", "nope.txt"] {
+        let r = http.get(format!("{url}/jobs/{heal_job}/artifacts/{bad}")).header("cookie", &session).send().unwrap();
+        assert!(r.status() == 400 || r.status() == 404, "{bad}: {}", r.status());
+    }
+    let page = http.get(format!("{url}/jobs/{heal_job}?from=abc")).header("cookie", &session).send().unwrap();
+    assert_eq!(page.status(), 200, "a bad page number is the first page");
 }
 
 #[test]

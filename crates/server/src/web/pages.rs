@@ -584,7 +584,8 @@ struct JobPage {
 
 #[derive(Deserialize)]
 pub struct JobQuery {
-    from: Option<u64>,
+    /// A line to start from; anything that is not a number is the default view.
+    from: Option<String>,
 }
 
 async fn job_and_project(server: &Server, s: &SessionRow, id: &str) -> Result<(JobRow, PipelineInfo), Response> {
@@ -612,7 +613,7 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
         .map(|f| f["excerpt"].as_array().into_iter().flatten().filter_map(|l| l["line"].as_u64()).collect())
         .unwrap_or_default();
     let dir = PathBuf::from(&job.log_dir);
-    let wanted = q.from;
+    let wanted = q.from.and_then(|f| f.parse::<u64>().ok());
     let (total, from, lines) = tokio::task::spawn_blocking(move || {
         let Ok(reader) = LogReader::open(&dir) else { return (0, 0, Vec::new()) };
         let total = reader.count().unwrap_or(0);
@@ -780,9 +781,14 @@ pub async fn artifact(State(server): S, Extension(s): Sess, Path((id, path)): Pa
     if !rel.components().all(|c| matches!(c, std::path::Component::Normal(_))) {
         return error(&s, StatusCode::BAD_REQUEST, "No such artifact", "Artifact paths are relative, without '..'.");
     }
-    let full = job_artifact_dir(&server, &info.workflow.project_id, &id).join(rel);
-    // Links are not followed: a job may have left one pointing anywhere.
-    if full.symlink_metadata().map(|m| !m.is_file()).unwrap_or(true) {
+    let root = job_artifact_dir(&server, &info.workflow.project_id, &id);
+    let full = root.join(rel);
+    // Links are not followed, on the way or at the end: a job may have left one pointing anywhere.
+    let inside = match (root.canonicalize(), full.canonicalize()) {
+        (Ok(r), Ok(f)) => f.starts_with(r) && full.symlink_metadata().is_ok_and(|m| !m.file_type().is_symlink()),
+        _ => false,
+    };
+    if !inside || full.symlink_metadata().map(|m| !m.is_file()).unwrap_or(true) {
         return error(&s, StatusCode::NOT_FOUND, "No such artifact", format!("The job has no artifact {path}."));
     }
     let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
