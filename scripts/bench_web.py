@@ -20,21 +20,6 @@ from salvebench import Server
 REQUESTS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 LOG_MB = int(sys.argv[2]) if len(sys.argv) > 2 else 100
 
-PIPELINE = f"""version: v1.0
-name: Big log
-agent:
-  machine:
-    type: e1-standard-2
-blocks:
-  - name: Test
-    task:
-      jobs:
-        - name: noisy
-          commands:
-            - "yes 'test suite::case ... ok (build output line of a long noisy job)' | head -c {LOG_MB * 1000 * 1000}"
-            - "echo 'error[E0308]: mismatched types' >&2; exit 1"
-"""
-
 
 def pct(values, p):
     values = sorted(values)
@@ -49,14 +34,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def main():
     server = Server("salve-bench-web-")
     try:
-        repo = server.project("big", PIPELINE)
-        server.push(repo, "big", "main")
-        while True:
-            pipelines = server.api("/api/v1/pipelines?project=big")["pipelines"]
-            if pipelines and pipelines[0]["state"] == "done":
-                break
-            time.sleep(0.5)
-        job = server.api(f"/api/v1/pipelines/{pipelines[0]['id']}")["blocks"][0]["jobs"][0]["id"]
+        job = server.big_log_job(LOG_MB)
         log = os.path.join(server.data, "jobs", job, "log")
         opener = urllib.request.build_opener(NoRedirect)
         form = urllib.parse.urlencode({"token": server.token, "next": "/"}).encode()

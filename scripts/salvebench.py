@@ -5,7 +5,23 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import urllib.request
+
+BIG_LOG = """version: v1.0
+name: Big log
+agent:
+  machine:
+    type: e1-standard-2
+blocks:
+  - name: Test
+    task:
+      jobs:
+        - name: noisy
+          commands:
+            - "yes 'test suite::case ... ok (build output line of a long noisy job)' | head -c {size}"
+            - "echo 'error[E0308]: mismatched types' >&2; exit 1"
+"""
 
 
 def run(*args, cwd=None, env=None):
@@ -52,3 +68,14 @@ class Server:
     def stop(self):
         self.process.terminate()
         self.process.wait()
+
+    def big_log_job(self, log_mb):
+        """A failed job whose log is `log_mb` MB of build output and one error: its id."""
+        repo = self.project("big", BIG_LOG.format(size=log_mb * 1000 * 1000))
+        self.push(repo, "big", "main")
+        while True:
+            pipelines = self.api("/api/v1/pipelines?project=big")["pipelines"]
+            if pipelines and pipelines[0]["state"] == "done":
+                break
+            time.sleep(0.5)
+        return self.api(f"/api/v1/pipelines/{pipelines[0]['id']}")["blocks"][0]["jobs"][0]["id"]
