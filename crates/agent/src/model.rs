@@ -122,10 +122,15 @@ impl Model {
                         }
                     });
                 }
-                json!({
-                    "model": c.model, "messages": msgs, "tool_choice": "auto", "max_tokens": c.max_output_tokens,
+                // OpenAI's own API wants `max_completion_tokens` (its reasoning models refuse
+                // `max_tokens`); other OpenAI-compatible servers know `max_tokens`.
+                let limit = if c.url.contains("api.openai.com") { "max_completion_tokens" } else { "max_tokens" };
+                let mut body = json!({
+                    "model": c.model, "messages": msgs, "tool_choice": "auto",
                     "tools": tools.iter().map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}})).collect::<Vec<_>>(),
-                })
+                });
+                body[limit] = json!(c.max_output_tokens);
+                body
             }
             Api::Responses => {
                 let mut input = Vec::new();

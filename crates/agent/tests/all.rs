@@ -39,6 +39,17 @@ fn each_api_gets_its_own_shape() {
     assert_eq!(chat["messages"][2]["tool_calls"][0]["function"]["arguments"], "{\"path\":\"a.rs\"}");
     assert_eq!(chat["messages"][3], json!({"role": "tool", "tool_call_id": "c1", "content": "1 | fn a() {}"}));
     assert_eq!(chat["tools"][0]["function"]["name"], "read_file");
+    assert_eq!(chat["max_tokens"], 100, "an OpenAI-compatible server");
+    let openai = Model::new(ModelConfig {
+        api: Api::Chat,
+        url: "https://api.openai.com/v1".into(),
+        model: "m".into(),
+        key: None,
+        max_output_tokens: 100,
+    })
+    .unwrap()
+    .body("sys", &conversation(), &tools());
+    assert_eq!((openai["max_completion_tokens"].as_u64(), openai.get("max_tokens")), (Some(100), None));
 
     let responses = model(Api::Responses).body("sys", &conversation(), &tools());
     assert_eq!(responses["instructions"], "sys");
