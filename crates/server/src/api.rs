@@ -147,18 +147,42 @@ async fn refuse_oversize(State(server): S, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
-pub async fn require_token(State(server): S, request: Request, next: Next) -> Response {
+pub async fn require_token(State(server): S, mut request: Request, next: Next) -> Response {
     // The web pages' scripts read (never write) with the browser's session instead.
     let reading = matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
-    let allowed = auth::check(&server.store, request.headers()).await.is_some()
-        || (reading && crate::web::session(&server, request.headers()).await.is_some());
-    match allowed.then_some(()) {
-        Some(()) => next.run(request).await,
-        None => ApiError(
+    let caller = match auth::check(&server.store, request.headers()).await {
+        Some(t) => Some(t),
+        None if reading => crate::web::session(&server, request.headers()).await.map(|s| s.token),
+        None => None,
+    };
+    let Some(caller) = caller else {
+        return ApiError(
             StatusCode::UNAUTHORIZED,
             "a valid API token is needed: send it as `Authorization: Bearer <token>` (create one with `salve token create NAME --data-dir DIR`)".into(),
         )
-        .into_response(),
+        .into_response();
+    };
+    if caller.project_id.is_some()
+        && let Some(what) = auth::scoped_refusal(request.method(), request.uri().path())
+    {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            format!("token '{}' belongs to one project's pipeline: it may not touch {what}", caller.name),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Refuses a project's token acting on another project.
+pub fn same_project(caller: &Option<axum::Extension<salve_store::TokenRow>>, project_id: &str) -> Result<(), ApiError> {
+    match caller.as_ref().and_then(|c| c.project_id.as_deref()) {
+        Some(own) if own != project_id => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "this token belongs to another project's pipeline: it acts on its own project only".into(),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -473,7 +497,7 @@ async fn tokens(State(server): S) -> ApiResult {
         .tokens()
         .await?
         .iter()
-        .map(|t| json!({"id": t.id, "name": t.name, "created_ms": t.created_ms, "last_used_ms": t.last_used_ms}))
+        .map(|t| json!({"id": t.id, "name": t.name, "created_ms": t.created_ms, "last_used_ms": t.last_used_ms, "project_id": t.project_id}))
         .collect();
     Ok(Json(json!({"tokens": list})))
 }
@@ -482,6 +506,9 @@ async fn tokens(State(server): S) -> ApiResult {
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
+    /// Limit the token to this project: it reads, records heals, pushes and opens pull
+    /// requests there only, and never touches tokens or secrets.
+    project: Option<String>,
 }
 
 async fn create_token(
@@ -492,8 +519,12 @@ async fn create_token(
     if req.name.trim().is_empty() || req.name.len() > 100 {
         return Err(ApiError::bad("a token needs a name of 1 to 100 characters"));
     }
-    let (row, token) = auth::create(&server.store, &req.name).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": row.id, "name": row.name, "token": token}))))
+    let project = match &req.project {
+        Some(name) => Some(find_project(&server, name).await?.id),
+        None => None,
+    };
+    let (row, token) = auth::create_for(&server.store, &req.name, project.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": row.id, "name": row.name, "token": token, "project": req.project}))))
 }
 
 async fn delete_token(State(server): S, Path(id): Path<String>) -> ApiResult {
@@ -515,7 +546,8 @@ pub async fn git(State(server): S, request: Request) -> Response {
     if !forge::valid_name(&name) || path.contains("/../") || path.contains("//") {
         return ApiError::bad(format!("'{name}' is not a project name")).into_response();
     }
-    if auth::check(&server.store, &parts.headers).await.is_none() {
+    let caller = auth::check(&server.store, &parts.headers).await;
+    if caller.is_none() {
         let mut r = ApiError(
             StatusCode::UNAUTHORIZED,
             "git over HTTP needs an API token as the password (any user name) or a bearer header".into(),
@@ -525,6 +557,10 @@ pub async fn git(State(server): S, request: Request) -> Response {
         return r;
     }
     match server.store.project(&name).await {
+        Ok(Some(p)) if caller.as_ref().and_then(|c| c.project_id.as_deref()).is_some_and(|own| own != p.id) => {
+            return ApiError(StatusCode::FORBIDDEN, "this token belongs to another project's pipeline".to_owned())
+                .into_response();
+        }
         Ok(Some(p)) if p.kind == "hosted" => {}
         Ok(_) => return ApiError::not_found(format!("no hosted project '{name}'")).into_response(),
         Err(e) => return ApiError::from(e).into_response(),

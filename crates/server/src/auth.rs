@@ -20,11 +20,42 @@ pub fn hash(token: &str) -> String {
 
 /// Creates a token named `name`; returns it (the only time it is seen).
 pub async fn create(store: &Store, name: &str) -> salve_store::Result<(TokenRow, String)> {
+    create_for(store, name, None).await
+}
+
+/// Creates a token limited to `project_id` when given (see [`scoped_refusal`]).
+pub async fn create_for(
+    store: &Store,
+    name: &str,
+    project_id: Option<&str>,
+) -> salve_store::Result<(TokenRow, String)> {
     let (token, hash) = new_token();
     let id = uuid::Uuid::new_v4().to_string();
-    store.create_token(&id, name, &hash).await?;
-    let row = TokenRow { id, name: name.to_owned(), created_ms: salve_store::now_ms(), last_used_ms: None };
+    store.create_token(&id, name, &hash, project_id).await?;
+    let row = TokenRow {
+        id,
+        name: name.to_owned(),
+        created_ms: salve_store::now_ms(),
+        last_used_ms: None,
+        project_id: project_id.map(str::to_owned),
+    };
     Ok((row, token))
+}
+
+/// What a project's token may not do, before its project is even looked at: anything with
+/// tokens or secrets, and any write but recording heals, opening pull requests and MCP calls
+/// (the handlers of those check the project). `None` when the call may go on.
+pub fn scoped_refusal(method: &axum::http::Method, path: &str) -> Option<&'static str> {
+    if path.starts_with("/api/v1/tokens") || path.starts_with("/api/v1/secrets") {
+        return Some("tokens and secrets");
+    }
+    let reading = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
+    let allowed_write = path == "/api/v1/heals"
+        || (path.starts_with("/api/v1/heals/") && path.ends_with("/finish"))
+        || path == "/api/v1/pulls"
+        || path == "/mcp"
+        || path.starts_with("/mcp/");
+    (!reading && !allowed_write).then_some("changes other than heals and pull requests")
 }
 
 /// The token a request presents, if any.

@@ -46,6 +46,7 @@ pub struct Claim {
 /// `POST /api/v1/heals`: 201 with the new heal, or 409 with the one that exists.
 pub async fn claim(
     State(server): S,
+    caller: Option<axum::Extension<salve_store::TokenRow>>,
     body: Result<Json<Claim>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = json_body(body)?;
@@ -55,6 +56,7 @@ pub async fn claim(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no pipeline {}", req.pipeline_id)))?;
     let (p, w) = (&info.pipeline, &info.workflow);
+    crate::api::same_project(&caller, &w.project_id)?;
     if w.branch.starts_with(HEAL_PREFIX) {
         return Err(ApiError(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,8 +113,16 @@ pub struct Finish {
 const OUTCOMES: &[&str] = &["pushed", "flaky", "refused", "failed", "skipped", "superseded"];
 
 /// `POST /api/v1/heals/{id}/finish`.
-pub async fn finish(State(server): S, Path(id): Path<String>, body: Result<Json<Finish>, JsonRejection>) -> ApiResult {
+pub async fn finish(
+    State(server): S,
+    caller: Option<axum::Extension<salve_store::TokenRow>>,
+    Path(id): Path<String>,
+    body: Result<Json<Finish>, JsonRejection>,
+) -> ApiResult {
     let req = json_body(body)?;
+    if let Some(h) = server.store.heal(&id).await? {
+        crate::api::same_project(&caller, &h.project_id)?;
+    }
     if !OUTCOMES.contains(&req.outcome.as_str()) {
         return Err(ApiError::bad(format!("'{}' is not an outcome: use one of {}", req.outcome, OUTCOMES.join(", "))));
     }
@@ -179,10 +189,12 @@ pub struct NewPull {
 /// `POST /api/v1/pulls`: 201 with a new pull request, or 200 with the open one of that head.
 pub async fn create_pull(
     State(server): S,
+    caller: Option<axum::Extension<salve_store::TokenRow>>,
     body: Result<Json<NewPull>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = json_body(body)?;
     let project = find_project(&server, &req.project).await?;
+    crate::api::same_project(&caller, &project.id)?;
     for (what, b) in [("head", &req.head), ("base", &req.base)] {
         if !Repo::valid_branch(b) {
             return Err(ApiError::bad(format!("'{b}' is not a valid {what} branch name")));

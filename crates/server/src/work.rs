@@ -526,7 +526,11 @@ impl Server {
         let token = match p.promotion_of {
             Some(_) => Some(
                 self.rt
-                    .block_on(crate::auth::create(&self.store, &format!("{PIPELINE_TOKEN}{}", p.id)))
+                    .block_on(crate::auth::create_for(
+                        &self.store,
+                        &format!("{PIPELINE_TOKEN}{}", p.id),
+                        Some(&project.id),
+                    ))
                     .map_err(|e| e.to_string())?,
             ),
             None => None,

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_server.sql")),
     (3, include_str!("../migrations/0003_heal.sql")),
     (4, include_str!("../migrations/0004_web.sql")),
+    (5, include_str!("../migrations/0005_token_scope.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,8 @@ pub struct TokenRow {
     pub name: String,
     pub created_ms: i64,
     pub last_used_ms: Option<i64>,
+    /// The one project this token may act on; `None`: an administrator's token.
+    pub project_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -680,13 +683,14 @@ impl Store {
         row.map(|r| Ok((r.try_get("id")?, r.try_get("log_dir")?))).transpose()
     }
 
-    /// Stores a new API token by its hash.
-    pub async fn create_token(&self, id: &str, name: &str, hash: &str) -> Result<()> {
-        sqlx::query("INSERT INTO tokens (id, name, hash, created_ms) VALUES ($1, $2, $3, $4)")
+    /// Stores a new API token by its hash; `project_id` limits it to one project.
+    pub async fn create_token(&self, id: &str, name: &str, hash: &str, project_id: Option<&str>) -> Result<()> {
+        sqlx::query("INSERT INTO tokens (id, name, hash, created_ms, project_id) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
             .bind(name)
             .bind(hash)
             .bind(now_ms())
+            .bind(project_id)
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -695,7 +699,7 @@ impl Store {
     /// The token with this hash, marked as used now.
     pub async fn use_token(&self, hash: &str) -> Result<Option<TokenRow>> {
         let row = sqlx::query(
-            "UPDATE tokens SET last_used_ms = $2 WHERE hash = $1 RETURNING id, name, created_ms, last_used_ms",
+            "UPDATE tokens SET last_used_ms = $2 WHERE hash = $1 RETURNING id, name, created_ms, last_used_ms, project_id",
         )
         .bind(hash)
         .bind(now_ms())
@@ -705,7 +709,7 @@ impl Store {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        let rows = sqlx::query("SELECT id, name, created_ms, last_used_ms FROM tokens ORDER BY created_ms")
+        let rows = sqlx::query("SELECT id, name, created_ms, last_used_ms, project_id FROM tokens ORDER BY created_ms")
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(token_row).collect()
@@ -815,6 +819,7 @@ fn token_row(r: &AnyRow) -> Result<TokenRow> {
         name: r.try_get("name")?,
         created_ms: r.try_get("created_ms")?,
         last_used_ms: r.try_get("last_used_ms")?,
+        project_id: r.try_get("project_id")?,
     })
 }
 

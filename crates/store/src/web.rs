@@ -37,7 +37,7 @@ impl Store {
     /// The live session with this hash (its token still exists and it has not expired).
     pub async fn session(&self, hash: &str) -> Result<Option<SessionRow>> {
         let row = sqlx::query(
-            "SELECT t.id, t.name, t.created_ms, t.last_used_ms, s.csrf, s.expires_ms FROM sessions s \
+            "SELECT t.id, t.name, t.created_ms, t.last_used_ms, t.project_id, s.csrf, s.expires_ms FROM sessions s \
              JOIN tokens t ON t.id = s.token_id WHERE s.hash = $1 AND s.expires_ms > $2",
         )
         .bind(hash)
@@ -51,6 +51,7 @@ impl Store {
                     name: r.try_get("name")?,
                     created_ms: r.try_get("created_ms")?,
                     last_used_ms: r.try_get("last_used_ms")?,
+                    project_id: r.try_get("project_id")?,
                 },
                 csrf: r.try_get("csrf")?,
                 expires_ms: r.try_get("expires_ms")?,

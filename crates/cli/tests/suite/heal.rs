@@ -426,6 +426,9 @@ blocks:
         commands:
           - checkout
           - export SELFHEAL_BRANCH="selfheal-${SEMAPHORE_GIT_SHA:0:7}"
+          - 'salve token create more --server "$SALVE_SERVER" || echo "refused: a token"'
+          - 'salve secret list || echo "refused: secrets"'
+          - 'git push "$SALVE_SERVER/git/other.git" HEAD:refs/heads/x 2>&1 | tail -1 || true'
       jobs:
         - name: Fix
           commands:
@@ -460,6 +463,7 @@ fn the_seeds_hand_written_recipe_runs_unchanged_but_for_its_agent_and_gh() {
     let server = Server::start(data.path());
     let agent =
         "echo \"agent got: $1\"\nsed -i 's/+ \\$2/- $2/' src/math.sh\necho 'Subtract in sub()' > commit-message.txt\n";
+    let _o = project(&server, "other", &[(".semaphore/semaphore.yml", &ci(&job("Ok", "", "true"), SEED_WHEN))]);
     let _s = project(
         &server,
         "seed",
@@ -484,6 +488,14 @@ fn the_seeds_hand_written_recipe_runs_unchanged_but_for_its_agent_and_gh() {
     let log = heal_log(&server, heal);
     assert_eq!(heal["result"], "passed", "{log}");
     assert!(log.contains("agent got: Fix CI of seed on main; write commit-message.txt."), "{log}");
+    // The job's token is its project's: no new tokens, no secrets, no other project's repository.
+    assert!(log.contains("said 403") && log.contains("refused: a token") && log.contains("refused: secrets"), "{log}");
+    assert!(log.contains("403"), "{log}");
+    assert_eq!(
+        bare(&data.path().join("repos/other.git"), &["for-each-ref", "refs/heads/x"]),
+        "",
+        "nothing pushed to the other project"
+    );
     let pulls = server.get("/api/v1/pulls?project=seed");
     let pr = &pulls["pulls"][0];
     assert_eq!(pr["title"], "Selfheal CI: Subtract in sub()", "{pulls:#}");

@@ -518,6 +518,27 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(s, status, "{path} {body}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains(says), "{path} {body}: {answer}");
     }
+    // A project's token: reads, and heals and pull requests of its project only.
+    assert!(server.salve(&["project", "create", "mine"]).status.success());
+    let (s, made, _) = post("/api/v1/tokens", json!({"name": "mine-ci", "project": "mine"}));
+    assert_eq!(s, 201, "{made}");
+    let scoped = made["token"].as_str().unwrap().to_owned();
+    let as_scoped = |m: reqwest::Method, path: &str, body: Value| {
+        send(http.request(m, format!("{url}{path}")).bearer_auth(&scoped).json(&body))
+    };
+    assert_eq!(as_scoped(reqwest::Method::GET, "/api/v1/projects", Value::Null).0, 200);
+    for (m, path, body) in [
+        (reqwest::Method::GET, "/api/v1/secrets", Value::Null),
+        (reqwest::Method::GET, "/api/v1/tokens", Value::Null),
+        (reqwest::Method::POST, "/api/v1/tokens", json!({"name": "more"})),
+        (reqwest::Method::POST, "/api/v1/projects", json!({"name": "theirs"})),
+        (reqwest::Method::POST, "/api/v1/workflows", json!({"project": "ext"})),
+        (reqwest::Method::POST, "/api/v1/pulls", json!({"project": "ext", "head": "a", "base": "main", "title": "t"})),
+    ] {
+        let (s, answer, _) = as_scoped(m.clone(), path, body);
+        assert_eq!(s, 403, "{m} {path}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("project"), "{answer}");
+    }
     // The server is still up.
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
 }

@@ -236,7 +236,7 @@ async fn promotions_fire_once_and_queued_pipelines_start_once() {
 #[tokio::test]
 async fn tokens_are_found_by_hash_only() {
     each_backend(|store| async move {
-        store.create_token("t-1", "ci", "aa11").await.unwrap();
+        store.create_token("t-1", "ci", "aa11", None).await.unwrap();
         assert!(store.use_token("bb22").await.unwrap().is_none());
         let t = store.use_token("aa11").await.unwrap().unwrap();
         assert_eq!((t.id.as_str(), t.name.as_str()), ("t-1", "ci"));
