@@ -126,7 +126,7 @@ fn heal(args: &RunArgs) -> u8 {
         err!("salve heal: cannot create {}: {e}", scratch.display());
         return 2;
     }
-    let ci = HttpCi { client, pipeline, project: Default::default() };
+    let ci = HttpCi { client, pipeline, failed: Default::default() };
     let server = args.server.server.trim_end_matches('/').to_owned();
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let say = |line: &str| out!("{line}");
@@ -205,13 +205,14 @@ struct HttpCi {
     client: Client,
     /// The pipeline the heal was started for (the failed one or one promoted from it).
     pipeline: String,
-    project: std::cell::OnceCell<Value>,
+    /// The failed pipeline as the API shows it, read once.
+    failed: std::cell::OnceCell<Value>,
 }
 
 impl HttpCi {
     /// The failed pipeline, fetched once.
     fn failed(&self) -> Result<&Value, String> {
-        if let Some(v) = self.project.get() {
+        if let Some(v) = self.failed.get() {
             return Ok(v);
         }
         let mut p = self.client.get(&format!("/api/v1/pipelines/{}", encode(&self.pipeline)))?;
@@ -226,7 +227,7 @@ impl HttpCi {
                 s(&p["result"])
             ));
         }
-        Ok(self.project.get_or_init(|| p))
+        Ok(self.failed.get_or_init(|| p))
     }
 
     fn project(&self) -> Result<String, String> {
