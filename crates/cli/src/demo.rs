@@ -94,10 +94,8 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     };
     let (data, work) = (root.join("data"), root.join("sample"));
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    if let Err(e) = salve_runner::find_bwrap() {
-        return Err(format!("every job runs in the sandbox: {e}"));
-    }
     out!("Salve demo: a CI server, a project whose CI fails, and the heal, in {}", root.display());
+    ensure_sandbox()?;
     let started = Instant::now();
     let (url, token) = start_server(&data)?;
     out!("  server      {url} (embedded; data in {})", data.display());
@@ -198,6 +196,37 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The demo runs on a fresh machine: bubblewrap, the sandbox every job runs in, is installed
+/// when it is missing and this user may (root, or sudo without a password), with apt-get.
+fn ensure_sandbox() -> Result<(), String> {
+    match salve_runner::find_bwrap() {
+        Ok(_) => return Ok(()),
+        Err(salve_runner::SandboxError::Missing) => {}
+        Err(e) => return Err(format!("every job runs in the sandbox: {e}")),
+    }
+    let missing = || {
+        "every job runs in the sandbox and bubblewrap is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap) and run the demo again".to_owned()
+    };
+    if !std::path::Path::new("/usr/bin/apt-get").is_file() {
+        return Err(missing());
+    }
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let apt = |args: &[&str]| {
+        let mut cmd = if root { std::process::Command::new("apt-get") } else { std::process::Command::new("sudo") };
+        if !root {
+            cmd.args(["-n", "apt-get"]);
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive").output().is_ok_and(|o| o.status.success())
+    };
+    out!("  setup       installing bubblewrap, the sandbox every job runs in (apt-get install bubblewrap)");
+    let installed = apt(&["install", "-y", "-qq", "bubblewrap"])
+        || (apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", "bubblewrap"]));
+    if !installed {
+        return Err(missing());
+    }
+    salve_runner::find_bwrap().map(|_| ()).map_err(|e| format!("every job runs in the sandbox: {e}"))
 }
 
 fn stamp(since: Instant) -> String {

@@ -46,10 +46,15 @@ pub enum SandboxError {
     Broken(String),
 }
 
-/// Finds a working bwrap: on PATH, and able to start a trivial sandbox here (once per process).
+/// Finds a working bwrap: on PATH, and able to start a trivial sandbox here. A working one is
+/// remembered for the process; a missing or broken one is looked for again next time (it may
+/// have been installed since).
 pub fn find_bwrap() -> Result<PathBuf, SandboxError> {
-    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(p) = FOUND.get() {
+        return Ok(p.clone());
+    }
+    let probe = || -> Result<PathBuf, String> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         let bwrap =
             std::env::split_paths(&path).map(|d| d.join("bwrap")).find(|p| p.is_file()).ok_or_else(String::new)?;
@@ -59,11 +64,11 @@ pub fn find_bwrap() -> Result<PathBuf, SandboxError> {
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() { Ok(bwrap) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
-    });
-    match found {
-        Ok(p) => Ok(p.clone()),
+    };
+    match probe() {
+        Ok(p) => Ok(FOUND.get_or_init(|| p).clone()),
         Err(e) if e.is_empty() => Err(SandboxError::Missing),
-        Err(e) => Err(SandboxError::Broken(e.clone())),
+        Err(e) => Err(SandboxError::Broken(e)),
     }
 }
 
