@@ -42,7 +42,11 @@ function livePipeline(el) {
   const id = el.dataset.livePipeline;
   if (!id || !window.EventSource) return;
   const source = new EventSource("/api/v1/events?pipeline_id=" + encodeURIComponent(id));
-  source.addEventListener("pipeline_finished", () => { source.close(); window.location.reload(); });
+  // Redraw when a job starts or ends (at most twice a second), and once the pipeline is done.
+  let pending = null;
+  const redraw = () => { if (!pending) pending = setTimeout(() => window.location.reload(), 500); };
+  ["job_started", "job_finished", "block_finished"].forEach((name) => source.addEventListener(name, redraw));
+  source.addEventListener("pipeline_finished", () => { source.close(); redraw(); });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
