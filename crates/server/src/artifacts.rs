@@ -39,7 +39,12 @@ async fn scope_dir(server: &Server, scope: &str, id: &str) -> Result<PathBuf, Ap
     };
     // Ids come from the store, but a project's own id names the folder of its jobs and workflows.
     let id = if scope == "projects" { project_id.clone() } else { id.to_owned() };
-    Ok(server.config.data_dir.join("artifacts").join(project_id).join(scope).join(id))
+    Ok(folder(server, &project_id, scope, &id))
+}
+
+/// Where one scope's artifacts of a project live: `<data>/artifacts/<project id>/<scope>/<id>`.
+pub fn folder(server: &Server, project_id: &str, scope: &str, id: &str) -> PathBuf {
+    server.config.data_dir.join("artifacts").join(project_id).join(scope).join(id)
 }
 
 /// A relative path inside a scope: no `..`, no root, no prefix.

@@ -12,7 +12,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use salve_git::Repo;
-use salve_store::{HealRow, PullRow};
+use salve_store::{HealRow, PipelineInfo, PullRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -279,41 +279,46 @@ pub async fn find_pull(
     Ok((project, pull))
 }
 
-/// The head's CI: its newest workflow's first pipeline, and whether it ran on the head's
-/// current commit.
-pub async fn head_checks(
-    server: &Server,
-    project: &salve_store::ProjectRow,
-    pull: &PullRow,
-) -> Result<Value, ApiError> {
-    let head_sha = Repo::new(&project.repo_url).resolve(&format!("refs/heads/{}", pull.head));
-    let latest = server.store.workflows(&project.id, Some(&pull.head), 1).await?;
-    let Some(w) = latest.first() else {
-        return Ok(json!({"head_sha": head_sha, "pipeline": null}));
+/// CI on a branch: its newest workflow's first pipeline.
+pub async fn branch_ci(server: &Server, project_id: &str, branch: &str) -> salve_store::Result<Option<PipelineInfo>> {
+    let Some(w) = server.store.workflows(project_id, Some(branch), 1).await?.into_iter().next() else {
+        return Ok(None);
     };
-    let pipelines = server.store.workflow_pipelines(&w.id).await?;
-    let first = pipelines.iter().find(|i| i.pipeline.promotion_of.is_none());
-    Ok(json!({
-        "head_sha": head_sha,
-        "sha": w.sha,
-        "pipeline": first.map(crate::api::pipeline_json),
-    }))
+    Ok(server.store.workflow_pipelines(&w.id).await?.into_iter().find(|i| i.pipeline.promotion_of.is_none()))
 }
 
-pub async fn pull(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
-    let (project, pull) = find_pull(&server, &project, &number).await?;
-    let mut v = pull_json(&project.name, &pull);
-    v["checks"] = head_checks(&server, &project, &pull).await?;
-    let repo = Repo::new(&project.repo_url);
-    let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
-    let diff = if pull.state == "open" {
+/// A pull request's changes: base...head while it is open, the merge's own changes after.
+pub fn pull_diff(repo_dir: &str, pull: &PullRow) -> String {
+    let repo = Repo::new(repo_dir);
+    if pull.state == "open" {
+        let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
         repo.run(&["diff", "--no-color", "--no-ext-diff", &range]).unwrap_or_default()
     } else {
         pull.merged_sha
             .as_deref()
             .and_then(|s| repo.run(&["show", "--no-color", "--format=", "-m", "--first-parent", s]).ok())
             .unwrap_or_default()
+    }
+}
+
+/// The head's CI (see [`branch_ci`]) and whether it ran on the head's current commit.
+pub async fn head_checks(
+    server: &Server,
+    project: &salve_store::ProjectRow,
+    pull: &PullRow,
+) -> Result<Value, ApiError> {
+    let head_sha = Repo::new(&project.repo_url).resolve(&format!("refs/heads/{}", pull.head));
+    let Some(ci) = branch_ci(server, &project.id, &pull.head).await? else {
+        return Ok(json!({"head_sha": head_sha, "pipeline": null}));
     };
+    Ok(json!({"head_sha": head_sha, "sha": ci.workflow.sha, "pipeline": crate::api::pipeline_json(&ci)}))
+}
+
+pub async fn pull(State(server): S, Path((project, number)): Path<(String, String)>) -> ApiResult {
+    let (project, pull) = find_pull(&server, &project, &number).await?;
+    let mut v = pull_json(&project.name, &pull);
+    v["checks"] = head_checks(&server, &project, &pull).await?;
+    let diff = pull_diff(&project.repo_url, &pull);
     let cut = diff.len() > 512 * 1024;
     v["diff"] = json!(if cut { diff[..diff.floor_char_boundary(512 * 1024)].to_owned() } else { diff });
     v["diff_truncated"] = json!(cut);

@@ -714,7 +714,7 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
 }
 
 fn job_artifact_dir(server: &Server, project_id: &str, job_id: &str) -> PathBuf {
-    server.config.data_dir.join("artifacts").join(project_id).join("jobs").join(job_id)
+    crate::artifacts::folder(server, project_id, "jobs", job_id)
 }
 
 async fn artifacts_of(server: &Server, project_id: &str, job_id: &str) -> Vec<ArtifactView> {
@@ -855,12 +855,8 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
     if let Some(p) = &project
         && !heal_branch.is_empty()
     {
-        if let Ok(ws) = server.store.workflows(&p.id, Some(&heal_branch), 1).await
-            && let Some(w) = ws.first()
-            && let Ok(list) = server.store.workflow_pipelines(&w.id).await
-        {
-            verifying = list.iter().find(|i| i.pipeline.promotion_of.is_none()).map(pipeline_line);
-        }
+        verifying =
+            crate::heals::branch_ci(&server, &p.id, &heal_branch).await.ok().flatten().as_ref().map(pipeline_line);
         pulls = server
             .store
             .pulls(Some(&p.id), None, 200)
@@ -1033,12 +1029,9 @@ pub async fn pull(
         Ok(x) => x,
         Err(e) => return error(&s, e.0, "No such pull request", e.1),
     };
-    let checks = crate::heals::head_checks(&server, &project, &pr).await.unwrap_or(Value::Null);
-    let check_pipeline = match checks["pipeline"]["id"].as_str() {
-        Some(id) => server.store.pipeline_info(id).await.ok().flatten(),
-        None => None,
-    };
-    let current = checks["sha"].is_string() && checks["sha"] == checks["head_sha"];
+    let check_pipeline = crate::heals::branch_ci(&server, &project.id, &pr.head).await.ok().flatten();
+    let head_sha = Repo::new(&project.repo_url).resolve(&format!("refs/heads/{}", pr.head));
+    let current = check_pipeline.as_ref().is_some_and(|i| Some(&i.workflow.sha) == head_sha.as_ref());
     let passed = check_pipeline.as_ref().is_some_and(|i| i.pipeline.result.as_deref() == Some("passed"));
     let why_not = if pr.state != "open" {
         format!("It is {}.", pr.state)
@@ -1049,15 +1042,7 @@ pub async fn pull(
     } else {
         String::new()
     };
-    let repo = Repo::new(&project.repo_url);
-    let diff = if pr.state == "open" {
-        repo.run(&["diff", "--no-color", "--no-ext-diff", &format!("refs/heads/{}...refs/heads/{}", pr.base, pr.head)])
-    } else {
-        pr.merged_sha
-            .as_deref()
-            .map_or(Ok(String::new()), |m| repo.run(&["show", "--no-color", "--format=", "--first-parent", "-m", m]))
-    }
-    .unwrap_or_default();
+    let diff = crate::heals::pull_diff(&project.repo_url, &pr);
     let comments = server.store.comments(&pr.id).await.unwrap_or_default();
     page(&PullPage {
         csrf: s.csrf.clone(),
