@@ -9,8 +9,10 @@
 //! When baselines (logs of passing runs of the same job) are given, every line's shape (ANSI
 //! stripped, digits, hashes and timestamps masked) is looked up: a line a passing run also
 //! printed is weak evidence, one it never printed is strong. Anchors grow into whole blocks (a
-//! diagnostic with its indented continuation, a stack trace), the best blocks are taken until
-//! the budget is spent, and printed in log order.
+//! heading, a diagnostic with its indented or error-tagged continuation, a stack trace, the
+//! count of errors), blocks at most two lines apart join into one region, and the best
+//! blocks (weighed up towards the log's end, plus the log's last block: the tool's own summary)
+//! are taken until the budget is spent, and printed in log order.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read};
@@ -29,6 +31,11 @@ const RING: usize = 6;
 const MAX_BLOCK_LINES: usize = 80;
 /// Blocks kept while reading (the best by score).
 const KEEP_BLOCKS: usize = 32;
+/// Lines of a block that count fully towards its score.
+const FULL_LINES: i64 = 10;
+/// Lines between two blocks that still make them one (a build tool's summary between a stack
+/// trace and its "Failed to execute goal").
+const GAP: usize = 2;
 /// Distinct evidence shapes remembered to fold repeats.
 const MAX_SEEN: usize = 1 << 16;
 
@@ -89,7 +96,9 @@ pub struct Line {
     /// True when the line was longer than [`LINE_CAP`].
     pub cut: bool,
     score: i32,
-    novel: bool,
+    /// Names a failure (a keyword, not boilerplate; with baselines, also new), even when it
+    /// scored nothing as evidence: `[WARNING] Error injecting: …` before an exception.
+    mentions: bool,
 }
 
 impl Line {
@@ -99,8 +108,8 @@ impl Line {
     }
 
     /// Line `number`, kept at most [`LINE_CAP`] bytes long.
-    fn new(number: usize, raw: &[u8], score: i32, novel: bool) -> Line {
-        Line { number, raw: raw[..raw.len().min(LINE_CAP)].to_vec(), cut: raw.len() > LINE_CAP, score, novel }
+    fn new(number: usize, raw: &[u8], score: i32, mentions: bool) -> Line {
+        Line { number, raw: raw[..raw.len().min(LINE_CAP)].to_vec(), cut: raw.len() > LINE_CAP, score, mentions }
     }
 
     /// True for a line that is evidence by itself (not context around one).
@@ -585,6 +594,7 @@ const EPILOGUE: &[&str] = &[
     "[help 1] http",
     "after correcting the problems, you can resume the build",
     "mvn <goals> -rf",
+    "mvn <args> -rf",
     "run with --stacktrace option",
     "run with --info or --debug",
     "run with --scan to get full insights",
@@ -682,6 +692,9 @@ fn phrases() -> Option<&'static AhoCorasick> {
 /// body), and whether it is a generic epilogue (no evidence whatever it says).
 fn evidence(lower: &str) -> (i32, bool) {
     let t = lower.trim();
+    if t.trim_start_matches("[error]").trim() == "-> [help 1]" {
+        return (0, true);
+    }
     let Some(ac) = phrases() else { return (0, false) };
     let mut seen = 0u128;
     let mut score = 0;
@@ -740,10 +753,63 @@ fn leads_in(body: &[u8]) -> bool {
     heading(body) || has_location(&String::from_utf8_lossy(body))
 }
 
-/// A line that introduces the next: `main.c: In function 'main':`, `=== RUN   TestParse`.
+/// A line that introduces the next: `main.c: In function 'main':`, `=== RUN   TestParse`,
+/// `[ERROR] COMPILATION ERROR :` (but not `[INFO] Results:`).
 fn heading(body: &[u8]) -> bool {
     let t = body.trim_ascii();
-    (t.ends_with(b":") && t.len() > 1 && !t.starts_with(b"[")) || t.starts_with(b"=== RUN")
+    (t.ends_with(b":") && t.len() > 1 && (!t.starts_with(b"[") || error_tag(body))) || t.starts_with(b"=== RUN")
+}
+
+/// A leading level tag that says error: `[ERROR]`, `[FATAL]`, `[SEVERE]` (with or without colour).
+fn error_tag(body: &[u8]) -> bool {
+    let tag = &body[..level_tag(body)];
+    let mut letters = [0u8; 8];
+    let mut n = 0;
+    let mut i = 0;
+    while i < tag.len() {
+        if let Some(k) = escape_len(tag, i) {
+            i += k;
+            continue;
+        }
+        if tag[i].is_ascii_alphabetic() {
+            if n == letters.len() {
+                return false;
+            }
+            letters[n] = tag[i].to_ascii_uppercase();
+            n += 1;
+        }
+        i += 1;
+    }
+    matches!(&letters[..n], b"ERROR" | b"FATAL" | b"SEVERE" | b"ERR")
+}
+
+/// A tool's count of what it found: `1 error`, `2 errors generated.`, `3 failures`.
+fn count_line(t: &[u8]) -> bool {
+    let digits = t.iter().take_while(|c| c.is_ascii_digit()).count();
+    let rest = &t[digits..];
+    digits > 0
+        && [&b" error"[..], b" warning", b" failure", b" failed", b" problem"]
+            .iter()
+            .any(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w))
+}
+
+/// A separator: `-----`, `[INFO] ------`, `=====`.
+fn rule(body: &[u8]) -> bool {
+    let mut marks = 0;
+    let mut i = level_tag(body);
+    while i < body.len() {
+        if let Some(n) = escape_len(body, i) {
+            i += n;
+            continue;
+        }
+        match body[i] {
+            b'-' | b'=' | b'*' | b'_' | b'~' | b'#' => marks += 1,
+            c if c.is_ascii_whitespace() => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    marks >= 3
 }
 
 /// Nothing but white space and escapes, or a log level tag alone (`[ERROR] `).
@@ -771,15 +837,18 @@ fn blank(body: &[u8]) -> bool {
 }
 
 /// A line that continues the one before: indented, a stack frame, a caret line, pytest's
-/// `E ` and `> ` lines.
+/// `E ` and `> ` lines, another line tagged as an error, a count of errors.
 fn continues(body: &[u8]) -> bool {
     let body = skip_escapes(body);
+    let tagged_error = error_tag(body);
     let body = &body[level_tag(body)..];
     let t = body.trim_ascii_start();
     if t.is_empty() {
         return false;
     }
-    body[0] == b' '
+    tagged_error
+        || count_line(t)
+        || body[0] == b' '
         || body[0] == b'\t'
         || t.starts_with(b"at ")
         || t.starts_with(b"Caused by")
@@ -828,6 +897,20 @@ impl Block {
     fn last(&self) -> usize {
         self.lines.last().map_or(0, |l| l.number)
     }
+
+    /// The score the choice goes by. Past [`FULL_LINES`], a line adds a quarter of its share (a
+    /// long run of similar diagnostics is not that much more telling than its start), and a
+    /// block weighs up to twice as much the nearer it is to the end of a log of `total` lines
+    /// (a job stops at its first failing command, so the cause tends to be late).
+    fn weighed(&self, total: usize) -> i32 {
+        let n = self.lines.len() as i64;
+        let mut score = i64::from(self.score);
+        if n > FULL_LINES {
+            score = score * (FULL_LINES + (n - FULL_LINES) / 4) / n;
+        }
+        score = score * (100 + 100 * self.last() as i64 / total.max(1) as i64) / 100;
+        i32::try_from(score).unwrap_or(i32::MAX)
+    }
 }
 
 /// What one pass over a log found.
@@ -856,6 +939,9 @@ pub struct Scanner<'a> {
     open: Option<Block>,
     /// A blank line inside the open block, kept until the next line says whether it goes on.
     bridge: Option<Line>,
+    /// The block closed last and the lines after it (at most [`GAP`]): evidence again that
+    /// soon continues it.
+    pending: Option<(Block, Vec<Line>)>,
     blocks: Vec<Block>,
     seen: HashMap<u64, u32, std::hash::BuildHasherDefault<Prehashed>>,
     threshold: i32,
@@ -871,6 +957,7 @@ impl<'a> Scanner<'a> {
             tail: Vec::new(),
             open: None,
             bridge: None,
+            pending: None,
             blocks: Vec::new(),
             seen: HashMap::default(),
             threshold: if baseline.is_empty() { 3 } else { 4 },
@@ -917,6 +1004,7 @@ impl<'a> Scanner<'a> {
             score = 1;
         }
         let anchor = score >= self.threshold;
+        let mentions = hit && !boiler && !empty_line && (novel || !with_baseline);
         let in_diff = self.open.as_ref().is_some_and(|o| o.diff) && diff_line(b);
         let extends = !empty_line && !boiler && (strong || continues(b) || in_diff || (novel && score > 0));
         match &mut self.open {
@@ -929,41 +1017,76 @@ impl<'a> Scanner<'a> {
                 block.lines.extend(self.bridge.take());
                 block.diff |= diff_head;
                 block.score += score.max(1);
-                block.lines.push(Line::new(self.number, raw, score, novel));
+                block.lines.push(Line::new(self.number, raw, score, mentions));
             }
             _ => {
                 self.close();
                 if anchor {
-                    let mut block = Block::default();
-                    // Lead-in: the lines just before that say something (a test's name, a
-                    // heading, diagnostics with a location), not already in a block.
-                    let taken = self.blocks.last().map_or(0, Block::last);
-                    let mut expect = self.number;
-                    let mut lead: Vec<&Line> = Vec::new();
-                    for prev in self.ring.iter().rev() {
-                        if lead.len() == LEAD
-                            || prev.number + 1 != expect
-                            || prev.number <= taken
-                            || blank(body(&prev.raw))
-                            || !(prev.score > 0 || leads_in(body(&prev.raw)))
-                        {
-                            break;
-                        }
-                        lead.push(prev);
-                        expect = prev.number;
-                    }
-                    for prev in lead.into_iter().rev() {
-                        block.score += prev.score;
-                        block.lines.push(prev.clone());
-                    }
+                    let block = match self.resume() {
+                        Some(block) => block,
+                        None => self.lead_in(),
+                    };
+                    let block = self.open.insert(block);
                     block.score += score;
-                    block.diff = diff_head;
-                    block.lines.push(Line::new(self.number, raw, score, novel));
-                    self.open = Some(block);
+                    block.diff |= diff_head;
+                    block.lines.push(Line::new(self.number, raw, score, mentions));
+                } else if let Some((_, gap)) = &mut self.pending {
+                    if gap.len() < GAP {
+                        gap.push(Line::new(self.number, raw, score, mentions));
+                    } else {
+                        self.flush();
+                    }
                 }
             }
         }
-        self.remember(self.number, raw, score, novel);
+        self.remember(self.number, raw, score, mentions);
+    }
+
+    /// A new block and its lead-in: the lines just before that say something (a test's name, a
+    /// heading, diagnostics with a location), not already in a block.
+    fn lead_in(&self) -> Block {
+        let mut block = Block::default();
+        let taken = self.blocks.last().map_or(0, Block::last);
+        let mut expect = self.number;
+        let mut lead: Vec<&Line> = Vec::new();
+        for prev in self.ring.iter().rev() {
+            if lead.len() == LEAD
+                || prev.number + 1 != expect
+                || prev.number <= taken
+                || blank(body(&prev.raw))
+                || !(prev.score > 0 || prev.mentions || leads_in(body(&prev.raw)) || rule(body(&prev.raw)))
+            {
+                break;
+            }
+            lead.push(prev);
+            expect = prev.number;
+        }
+        // A separator leads in only between a heading and the anchor.
+        while lead.last().is_some_and(|l| rule(body(&l.raw))) {
+            lead.pop();
+        }
+        for prev in lead.into_iter().rev() {
+            block.score += prev.score;
+            block.lines.push(prev.clone());
+        }
+        block
+    }
+
+    /// The pending block again, with the lines since, when evidence follows it soon enough.
+    fn resume(&mut self) -> Option<Block> {
+        let (mut block, gap) = self.pending.take()?;
+        // Two commands' output is never one block.
+        let same_command = self.commands.is_empty()
+            || self.command_of(block.first(), block.last()).map(|c| c.first_line)
+                == self.command_of(self.number, self.number).map(|c| c.first_line);
+        if same_command && block.lines.len() + gap.len() < MAX_BLOCK_LINES {
+            block.lines.extend(gap);
+            Some(block)
+        } else {
+            self.pending = Some((block, gap));
+            self.flush();
+            None
+        }
     }
 
     /// The last lines of a chunk: how the log ends, should it show no evidence.
@@ -973,58 +1096,77 @@ impl<'a> Scanner<'a> {
     }
 
     /// Keeps the line in the ring of recent lines, reusing its buffers: one copy, no allocation.
-    fn remember(&mut self, number: usize, raw: &[u8], score: i32, novel: bool) {
+    fn remember(&mut self, number: usize, raw: &[u8], score: i32, mentions: bool) {
         let mut slot = if self.ring.len() == RING { self.ring.pop_front().unwrap_or_else(empty) } else { empty() };
         slot.raw.clear();
         slot.raw.extend_from_slice(&raw[..raw.len().min(LINE_CAP)]);
         slot.number = number;
         slot.cut = raw.len() > LINE_CAP;
         slot.score = score;
-        slot.novel = novel;
+        slot.mentions = mentions;
         self.ring.push_back(slot);
     }
 
+    /// Ends the open block; it waits as the pending one.
     fn close(&mut self) {
-        self.bridge = None;
-        let Some(mut block) = self.open.take() else { return };
+        let bridge = self.bridge.take();
+        let Some(block) = self.open.take() else { return };
+        self.flush();
+        self.pending = Some((block, bridge.into_iter().collect()));
+    }
+
+    /// Keeps the pending block among the candidates.
+    fn flush(&mut self) {
+        let Some((mut block, _)) = self.pending.take() else { return };
         if let Some(weight) = self.command_weight(block.first(), block.last()) {
             block.score = block.score * weight.0 / weight.1;
         }
-        self.blocks.push(block);
         if self.blocks.len() >= 2 * KEEP_BLOCKS {
             self.blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
             self.blocks.truncate(KEEP_BLOCKS);
             self.blocks.sort_by_key(Block::first);
         }
+        // After the cut: the newest block is kept, whatever its score.
+        self.blocks.push(block);
     }
 
     /// Blocks inside the command that failed count double; inside one that passed, a third.
     fn command_weight(&self, first: usize, last: usize) -> Option<(i32, i32)> {
-        let c = self
-            .commands
-            .iter()
-            .find(|c| (first as u64) > c.first_line && (last as u64) <= c.end_line.max(c.first_line + 1))?;
+        let c = self.command_of(first, last)?;
         Some(match c.exit_code {
             Some(0) => (1, 3),
             _ => (2, 1),
         })
     }
 
-    /// Chooses the excerpt: the best block, then others scoring at least half of it, while
-    /// they fit in `max_bytes`.
+    /// The command whose output holds lines `first..=last` (1-based).
+    fn command_of(&self, first: usize, last: usize) -> Option<&CommandSpan> {
+        self.commands
+            .iter()
+            .find(|c| (first as u64) > c.first_line && (last as u64) <= c.end_line.max(c.first_line + 1))
+    }
+
+    /// Chooses the excerpt: the best block, then others scoring at least half of it and the
+    /// log's last block, while they fit in `max_bytes`.
     pub fn finish(mut self, max_bytes: usize) -> Excerpt {
         self.close();
+        self.flush();
         let failing_command = self.commands.iter().find(|c| c.exit_code != Some(0)).map(|c| c.command.clone());
         let total_lines = self.number;
         let cost = |l: &Line| l.raw.len() + 1;
         let mut blocks = std::mem::take(&mut self.blocks);
+        for b in &mut blocks {
+            b.score = b.weighed(total_lines);
+        }
         blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
         let best = blocks.first().map_or(0, |b| b.score);
+        // The log's last block of evidence is how the tool summed the failure up.
+        let last = blocks.iter().map(Block::first).max().unwrap_or(0);
         let mut chosen: Vec<Line> = Vec::new();
         let mut bytes = 0;
         for block in blocks {
-            if block.score * 2 < best {
-                break;
+            if block.score * 2 < best && block.first() != last {
+                continue;
             }
             let size: usize = block.lines.iter().map(cost).sum();
             if bytes + size > max_bytes {
@@ -1065,7 +1207,7 @@ impl<'a> Scanner<'a> {
 
 impl Sink for Scanner<'_> {
     fn wants_every_line(&self) -> bool {
-        self.open.is_some()
+        self.open.is_some() || self.pending.is_some()
     }
 
     fn line(&mut self, raw: &[u8], hit: bool) {
@@ -1076,7 +1218,7 @@ impl Sink for Scanner<'_> {
         self.number += count_lines(gap);
         // The gap's last lines may lead into the keyword line that follows: a heading, or
         // diagnostics with a location (`src/app.py:3:8: F401 …` before `Found 1 error.`).
-        let leads = last_lines(gap, LEAD, |l| leads_in(body(l)));
+        let leads = last_lines(gap, LEAD, |l| leads_in(body(l)) || rule(body(l)));
         for (k, l) in leads.iter().enumerate().rev() {
             self.remember(self.number - k, l, 0, false);
         }
@@ -1088,7 +1230,7 @@ impl Sink for Scanner<'_> {
 }
 
 fn empty() -> Line {
-    Line { number: 0, raw: Vec::new(), cut: false, score: 0, novel: false }
+    Line { number: 0, raw: Vec::new(), cut: false, score: 0, mentions: false }
 }
 
 /// The excerpt of a log held in memory.

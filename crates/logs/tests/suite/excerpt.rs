@@ -202,3 +202,43 @@ fn failures_of_many_tools_are_found_in_noise() {
         assert_eq!(r.class, *class, "{failure}");
     }
 }
+
+/// A build tool's failure is one region: the heading over its separator, each diagnostic with
+/// its tagged continuation lines, the count, and the closing summary, which a failure far
+/// earlier in the log (a larger block) does not crowd out. Its generic epilogue stays out.
+#[test]
+fn a_build_tools_failure_comes_whole_with_its_summary() {
+    let mut log = String::new();
+    log.push_str("[INFO] Running org.example.RetryTest\n[WARNING] Error injecting: org.example.Plugin\n");
+    log.push_str("java.lang.IllegalStateException: retry\n");
+    for i in 0..30 {
+        log.push_str(&format!("    at org.example.Retry.attempt{i} (Retry.java:{i})\n"));
+    }
+    for i in 0..150 {
+        log.push_str(&format!("[INFO] Compiling module {i} of 150\n"));
+    }
+    let region = [
+        "[ERROR] COMPILATION ERROR : ",
+        "[INFO] -------------------------------------------------------------",
+        "[ERROR] /w/src/main/java/a/Parser.java:[23,29] cannot find symbol",
+        "  symbol:   class Scanner",
+        "  location: package a.b",
+        "[INFO] 1 error",
+        "[INFO] -------------------------------------------------------------",
+        "[ERROR] Failed to execute goal org.apache.maven.plugins:maven-compiler-plugin:3.8.1:compile (default-compile) on project a: Compilation failure",
+        "[ERROR] /w/src/main/java/a/Parser.java:[23,29] cannot find symbol",
+        "[ERROR]   symbol:   class Scanner",
+        "[ERROR]   location: package a.b",
+    ];
+    for l in region {
+        log.push_str(l);
+        log.push('\n');
+    }
+    log.push_str("[ERROR] -> [Help 1]\n[ERROR] \n[ERROR] To see the full stack trace of the errors, re-run Maven with the -e switch.\n");
+    let ex = extract(log.as_bytes(), &Baseline::default(), &[], 4096);
+    let texts: Vec<String> = ex.lines.iter().map(|l| l.text()).collect();
+    for l in region {
+        assert!(texts.iter().any(|t| t == l), "{l:?} not in {texts:#?}");
+    }
+    assert!(!texts.iter().any(|t| t.contains("To see the full stack trace") || t.contains("[Help 1]")), "{texts:#?}");
+}
