@@ -199,23 +199,28 @@ fn escape_len(b: &[u8], i: usize) -> Option<usize> {
 /// CI runners put a job name and a timestamp before each line (GitHub Actions:
 /// `job\tstep\t2021-12-01T13:01:04.38Z `); the evidence is after it.
 fn body(raw: &[u8]) -> &[u8] {
-    let rest = match memchr::memrchr(b'\t', raw) {
-        Some(t) if raw[..t].contains(&b'\t') => &raw[t + 1..],
-        _ => raw,
-    };
-    let start = rest.iter().position(|c| *c != b' ').unwrap_or(rest.len());
-    let trimmed = &rest[start..];
+    if let Some(t) = memchr::memrchr(b'\t', raw)
+        && raw[..t].contains(&b'\t')
+        && let Some(after) = after_timestamp(&raw[t + 1..])
+    {
+        return after;
+    }
+    after_timestamp(raw).unwrap_or(raw)
+}
+
+/// The line after a leading ISO timestamp (`2021-12-01T13:01:04.38Z `), if it has one.
+fn after_timestamp(line: &[u8]) -> Option<&[u8]> {
+    let start = line.iter().position(|c| *c != b' ').unwrap_or(line.len());
+    let trimmed = &line[start..];
     let ts = trimmed
         .iter()
         .take_while(|c| c.is_ascii_digit() || matches!(c, b'-' | b':' | b'T' | b'.' | b'Z' | b'+'))
         .count();
     // The one space after the timestamp separates it; more is the line's own indentation.
-    if ts >= 19 && trimmed.get(4) == Some(&b'-') {
+    (ts >= 19 && trimmed.get(4) == Some(&b'-')).then(|| {
         let after = &trimmed[ts..];
         after.strip_prefix(b" ").unwrap_or(after)
-    } else {
-        rest
-    }
+    })
 }
 
 /// A word-at-a-time hash of the bytes pushed: eight bytes per multiply, stable across runs and
@@ -1288,6 +1293,7 @@ mod tests {
         assert_eq!(body(b"build\tstep\t2021-12-01T13:01:04.3811085Z     java.lang.X"), b"    java.lang.X");
         assert_eq!(body(b"2021-12-01T13:01:04Z error: x"), b"error: x");
         assert_eq!(body(b"plain line"), b"plain line");
+        assert_eq!(body(b"FAIL\texample.com/b\t0.02s"), b"FAIL\texample.com/b\t0.02s");
     }
 
     #[test]
