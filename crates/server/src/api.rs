@@ -171,6 +171,11 @@ pub async fn require_token(State(server): S, mut request: Request, next: Next) -
         )
         .into_response();
     }
+    if let Some(own) = caller.project_id.clone()
+        && let Err(e) = crate::scope::confine(&server, &own, &mut request).await
+    {
+        return e.into_response();
+    }
     request.extensions_mut().insert(caller);
     next.run(request).await
 }
@@ -223,8 +228,17 @@ pub async fn find_project(server: &Server, name: &str) -> Result<ProjectRow, Api
         .ok_or_else(|| ApiError::not_found(format!("no project '{name}' (`salve project list` shows them)")))
 }
 
-async fn projects(State(server): S) -> ApiResult {
-    let list: Vec<Value> = server.store.projects().await?.iter().map(|p| project_json(&server, p)).collect();
+async fn projects(State(server): S, caller: Option<axum::Extension<salve_store::TokenRow>>) -> ApiResult {
+    // A project's token sees its own project only.
+    let own = caller.as_ref().and_then(|c| c.project_id.clone());
+    let list: Vec<Value> = server
+        .store
+        .projects()
+        .await?
+        .iter()
+        .filter(|p| own.as_ref().is_none_or(|id| *id == p.id))
+        .map(|p| project_json(&server, p))
+        .collect();
     Ok(Json(json!({"projects": list})))
 }
 

@@ -19,7 +19,15 @@ const MAX_ENTRIES: usize = 1000;
 
 /// The folder of one scope's artifacts, after checking the scope exists.
 async fn scope_dir(server: &Server, scope: &str, id: &str) -> Result<PathBuf, ApiError> {
-    let project_id = match scope {
+    let project_id = scope_project(server, scope, id).await?;
+    // Ids come from the store, but a project's own id names the folder of its jobs and workflows.
+    let id = if scope == "projects" { project_id.clone() } else { id.to_owned() };
+    Ok(folder(server, &project_id, scope, &id))
+}
+
+/// The project that a scope's id (a job, a workflow, a project) belongs to.
+pub async fn scope_project(server: &Server, scope: &str, id: &str) -> Result<String, ApiError> {
+    Ok(match scope {
         "jobs" => {
             let job = server.store.job(id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
             let info = server
@@ -36,10 +44,7 @@ async fn scope_dir(server: &Server, scope: &str, id: &str) -> Result<PathBuf, Ap
             server.store.project(id).await?.ok_or_else(|| ApiError::not_found(format!("no project {id}")))?.id
         }
         other => return Err(ApiError::bad(format!("unknown scope '{other}': use jobs, workflows or projects"))),
-    };
-    // Ids come from the store, but a project's own id names the folder of its jobs and workflows.
-    let id = if scope == "projects" { project_id.clone() } else { id.to_owned() };
-    Ok(folder(server, &project_id, scope, &id))
+    })
 }
 
 /// Where one scope's artifacts of a project live: `<data>/artifacts/<project id>/<scope>/<id>`.

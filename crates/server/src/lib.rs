@@ -11,6 +11,7 @@ pub mod forge;
 pub mod heals;
 pub mod live;
 pub mod record;
+pub mod scope;
 pub mod web;
 pub mod webhook;
 pub mod work;

@@ -453,6 +453,7 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
     let list = server.wait("site", "the odd branch", |l| l.len() == 1 && l[0]["state"] == "done");
     assert_eq!(list[0]["branch"], branch);
     assert_eq!(list[0]["result"], "passed");
+    let site_pipeline = list[0]["id"].as_str().unwrap().to_owned();
     let cwd = std::env::current_dir().unwrap();
     for dir in [data.path(), r, &cwd] {
         let found = Command::new("find").arg(dir).args(["-name", "pwned"]).output().unwrap();
@@ -539,6 +540,44 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(s, 403, "{m} {path}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains("project"), "{answer}");
     }
+    // It reads its own project only: another project's records are refused, lists narrowed.
+    server.push(r, "site", "main");
+    let (s, pull, _) =
+        post("/api/v1/pulls", json!({"project": "site", "head": branch, "base": "main", "title": "odd"}));
+    assert_eq!(s, 201, "{pull}");
+    let get = |path: &str| as_scoped(reqwest::Method::GET, path, Value::Null);
+    let (s, projects, _) = get("/api/v1/projects");
+    assert_eq!(
+        (s, projects["projects"].as_array().unwrap().len(), &projects["projects"][0]["name"]),
+        (200, 1, &json!("mine"))
+    );
+    let full = send(http.get(format!("{url}/api/v1/pipelines/{site_pipeline}")).bearer_auth(t)).1;
+    let site_job = full["blocks"][0]["jobs"][0]["id"].as_str().unwrap().to_owned();
+    for path in [
+        "/api/v1/projects/site".to_owned(),
+        "/api/v1/workflows?project=site".to_owned(),
+        "/api/v1/pipelines?project=site".to_owned(),
+        format!("/api/v1/pipelines/{site_pipeline}"),
+        format!("/api/v1/jobs/{site_job}"),
+        format!("/api/v1/jobs/{site_job}/logs"),
+        format!("/api/v1/jobs/{site_job}/failure"),
+        format!("/api/v1/artifacts?scope=jobs&id={site_job}"),
+        format!("/api/v1/events?pipeline_id={site_pipeline}"),
+        "/api/v1/events".to_owned(),
+        "/api/v1/heals?project=site".to_owned(),
+        "/api/v1/pulls/site/1".to_owned(),
+    ] {
+        let (s, answer, _) = get(&path);
+        assert_eq!(s, 403, "{path}: {answer}");
+        assert!(answer["error"]["message"].as_str().unwrap().contains("project"), "{path}: {answer}");
+    }
+    for path in ["/api/v1/projects/mine", "/api/v1/workflows?project=mine", "/api/v1/workflows", "/api/v1/heals"] {
+        assert_eq!(get(path).0, 200, "{path}");
+    }
+    let (s, pulls, _) = get("/api/v1/pulls?state=all");
+    assert_eq!((s, pulls["pulls"].as_array().map(Vec::len)), (200, Some(0)), "{pulls}");
+    let all = send(http.get(format!("{url}/api/v1/pulls?state=all")).bearer_auth(t)).1;
+    assert_eq!(all["pulls"].as_array().map(Vec::len), Some(1), "{all}");
     // The server is still up.
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
 }

@@ -99,6 +99,20 @@ fn pages_need_a_session_and_forms_their_csrf_token() {
     // A bearer token is not a session: pages are for browsers, the API for tools.
     let r = http.get(format!("{url}/")).bearer_auth(&server.token).send().unwrap();
     assert_eq!(r.status(), 303);
+    // A project's token (a pipeline's) cannot sign in: the pages show every project.
+    assert!(server.salve(&["project", "create", "mine"]).status.success());
+    let made: Value = http
+        .post(format!("{url}/api/v1/tokens"))
+        .bearer_auth(&server.token)
+        .json(&serde_json::json!({"name": "mine-ci", "project": "mine"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let r = http.post(format!("{url}/login")).form(&[("token", made["token"].as_str().unwrap())]).send().unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(r.text().unwrap().contains("one project"));
     // Sign in: the cookie is HttpOnly and SameSite=Strict; `next` never leaves the site.
     let r = http
         .post(format!("{url}/login"))

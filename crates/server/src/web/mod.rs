@@ -144,6 +144,15 @@ async fn login(State(server): State<Arc<Server>>, Form(f): Form<LoginForm>) -> R
         };
         return (StatusCode::UNAUTHORIZED, Html(html::render(&page))).into_response();
     };
+    if t.project_id.is_some() {
+        // The pages show every project; a pipeline's token sees its own only.
+        let page = pages::LoginPage {
+            next,
+            error: "That token belongs to one project's pipeline: sign in with your own (`salve token create NAME`)."
+                .into(),
+        };
+        return (StatusCode::FORBIDDEN, Html(html::render(&page))).into_response();
+    }
     let (id, _) = auth::new_token();
     let csrf = uuid::Uuid::new_v4().simple().to_string();
     let expires = salve_store::now_ms() + SESSION_DAYS * 24 * 3600 * 1000;
