@@ -767,7 +767,11 @@ fn heading(body: &[u8]) -> bool {
 
 /// A leading level tag that says error: `[ERROR]`, `[FATAL]`, `[SEVERE]` (with or without colour).
 fn error_tag(body: &[u8]) -> bool {
-    let tag = &body[..level_tag(body)];
+    says_error(&body[..level_tag(body)])
+}
+
+/// Whether a level tag's letters (escapes skipped) are an error level's.
+fn says_error(tag: &[u8]) -> bool {
     let mut letters = [0u8; 8];
     let mut n = 0;
     let mut i = 0;
@@ -845,8 +849,8 @@ fn blank(body: &[u8]) -> bool {
 /// `E ` and `> ` lines, another line tagged as an error, a count of errors.
 fn continues(body: &[u8]) -> bool {
     let body = skip_escapes(body);
-    let tagged_error = error_tag(body);
-    let body = &body[level_tag(body)..];
+    let (tag, body) = body.split_at(level_tag(body));
+    let tagged_error = says_error(tag);
     let t = body.trim_ascii_start();
     if t.is_empty() {
         return false;
@@ -1088,8 +1092,7 @@ impl<'a> Scanner<'a> {
             block.lines.extend(gap);
             Some(block)
         } else {
-            self.pending = Some((block, gap));
-            self.flush();
+            self.keep(block);
             None
         }
     }
@@ -1122,7 +1125,13 @@ impl<'a> Scanner<'a> {
 
     /// Keeps the pending block among the candidates.
     fn flush(&mut self) {
-        let Some((mut block, _)) = self.pending.take() else { return };
+        if let Some((block, _)) = self.pending.take() {
+            self.keep(block);
+        }
+    }
+
+    /// Keeps `block` among the candidates, weighed by its command.
+    fn keep(&mut self, mut block: Block) {
         if let Some(weight) = self.command_weight(block.first(), block.last()) {
             block.score = block.score * weight.0 / weight.1;
         }
