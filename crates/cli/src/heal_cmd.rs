@@ -121,14 +121,18 @@ fn heal(args: &RunArgs) -> u8 {
         err!("salve heal: {} is not a git repository: run `checkout` first (or pass --repo DIR)", repo.display());
         return 2;
     }
-    let scratch = std::env::temp_dir().join(format!("salve-heal-{}", std::process::id()));
+    // The heal's own folder (its runs, its protected copy of `.git`) is where the commands it
+    // runs cannot write: not under /tmp, not in the repository.
+    let home =
+        std::env::var_os("HOME").map(PathBuf::from).filter(|h| h.is_dir() && !repo.starts_with(h.join(".salve-heal")));
+    let scratch =
+        home.as_ref().map_or_else(std::env::temp_dir, Clone::clone).join(format!(".salve-heal-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&scratch) {
         err!("salve heal: cannot create {}: {e}", scratch.display());
         return 2;
     }
     let ci = HttpCi { client, pipeline, failed: Default::default() };
     let server = args.server.server.trim_end_matches('/').to_owned();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
     let say = |line: &str| out!("{line}");
     // The project is known once the failure is read; the push URL needs it.
     let project = match ci.project() {
@@ -149,7 +153,8 @@ fn heal(args: &RunArgs) -> u8 {
         repo: repo.clone(),
         scratch: scratch.clone(),
         env: std::env::vars().collect(),
-        writable: home.into_iter().collect(),
+        // The project's cache (`cache store` in a verified job); never the heal job's home.
+        writable: std::env::var_os("SALVE_CACHE_DIR").map(PathBuf::from).filter(|d| d.is_dir()).into_iter().collect(),
         no_sandbox: args.no_sandbox,
         push_url,
         push_auth,

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod files;
+pub mod protected;
+
+pub use protected::Protected;
 
 use salve_pipeline::when::change_in::ChangedFiles;
 

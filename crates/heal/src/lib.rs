@@ -24,7 +24,7 @@ pub mod verify;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use salve_git::Repo;
+use salve_git::Protected;
 use serde_json::{Value, json};
 
 pub use config::HealConfig;
@@ -274,7 +274,13 @@ fn attempt(
         Err(e) => return ("failed", format!("cannot find the failed jobs' commands: {e}"), json!({})),
     };
     let extra = json!({"isolation": runner.isolation()});
-    let a = Attempt { ci, opts, config, failure, jobs, runner, repo: Repo::new(&opts.repo) };
+    // From here on sandboxed commands write the work tree: the heal's own git works on the
+    // checkout's `.git` moved out of their reach, never on what they leave in its place.
+    let repo = match Protected::take(&opts.repo, &opts.scratch.join("protected")) {
+        Ok(r) => r,
+        Err(e) => return ("failed", format!("cannot protect the checkout's git folder: {e}"), extra),
+    };
+    let a = Attempt { ci, opts, config, failure, jobs, runner, repo };
     let (runner, jobs, repo) = (&a.runner, &a.jobs, &a.repo);
 
     // Tier 0: rerun an infrastructure failure, or a commit that passed before, unchanged.
@@ -329,7 +335,11 @@ fn attempt(
         let provenance = Provenance { tier: 1, name: applied.join(", "), model: None, tokens: 0 };
         match candidate(&a, record, &provenance, &summary, t) {
             Some(end) => return (end.0, end.1, merge(extra, end.2)),
-            None => reset(repo),
+            None => {
+                if let Err(e) = repo.reset() {
+                    return ("failed", format!("cannot drop the fixers' change: {e}"), extra);
+                }
+            }
         }
     }
 
@@ -366,7 +376,7 @@ pub(crate) struct Attempt<'a> {
     /// The failed jobs' commands, as the pipeline file has them.
     pub jobs: Vec<verify::JobCommands>,
     pub runner: verify::Runner,
-    pub repo: Repo,
+    pub repo: Protected,
 }
 
 /// Who made a change, for the commit's trailers and the report.
@@ -436,10 +446,7 @@ fn candidate(
     let say = opts.say;
     let tier = provenance.tier;
     let name = if tier == 1 { "fixers" } else { "agent" };
-    let diff = match repo
-        .run(&["add", "--all"])
-        .and_then(|_| repo.run(&["diff", "--cached", "--no-color", "--no-ext-diff"]))
-    {
+    let diff = match repo.stage_all() {
         Ok(d) => d,
         Err(e) => return Some(("failed", format!("cannot read the change: {e}"), json!({}))),
     };
@@ -447,7 +454,7 @@ fn candidate(
         record.tier(tier, name, "no_change", format!("{summary}: nothing changed"), started);
         return None;
     }
-    let stat = repo.run(&["diff", "--cached", "--stat", "--no-color"]).unwrap_or_default();
+    let stat = repo.staged_stat().unwrap_or_default();
     say(&format!("  change: {}", stat.lines().last().unwrap_or("").trim()));
     let refusals = guards::check(&diff, &config.policy());
     if !refusals.is_empty() {
@@ -487,23 +494,12 @@ fn candidate(
         failure.pipeline_id,
         provenance.tokens,
     );
-    let committed = repo.run(&[
-        "-c",
-        "user.name=Salve",
-        "-c",
-        "user.email=salve@localhost",
-        "commit",
-        "--quiet",
-        "--no-verify",
-        "-m",
-        &message,
-    ]);
-    if let Err(e) = committed {
-        return Some(("failed", format!("cannot commit the fix: {e}"), json!({})));
-    }
-    let commit = repo.run(&["rev-parse", "HEAD"]).unwrap_or_default();
+    let commit = match repo.commit(&message, "Salve", "salve@localhost") {
+        Ok(c) => c,
+        Err(e) => return Some(("failed", format!("cannot commit the fix: {e}"), json!({}))),
+    };
     say(&format!("  committed {} on {branch}: selfheal CI: {summary}", short(&commit)));
-    if let Err(e) = repo.push_with(
+    if let Err(e) = repo.push(
         &opts.push_url,
         &format!("HEAD:refs/heads/{branch}"),
         opts.push_auth.as_deref(),
@@ -533,10 +529,4 @@ fn cut(diff: &str) -> String {
         end -= 1;
     }
     format!("{}\n... (cut at 64 KiB)\n", &diff[..end])
-}
-
-/// Drops a change that did not work.
-fn reset(repo: &Repo) {
-    let _ = repo.run(&["reset", "--quiet", "--hard", "HEAD"]);
-    let _ = repo.run(&["clean", "-fdq"]);
 }

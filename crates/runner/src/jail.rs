@@ -1,5 +1,13 @@
 //! `salve __jail [--cgroup DIR]... [--landlock] [--writable DIR]... [--no-network]
-//! [--rlimit-as BYTES] [--rlimit-nproc N] -- PROGRAM ARGS...`: applies restrictions to itself, then becomes PROGRAM.
+//! [--rlimit-as BYTES] [--rlimit-nproc N] [--user UID:GID] -- PROGRAM ARGS...`: applies
+//! restrictions to itself, then becomes PROGRAM.
+//!
+//! `--user` is for a root caller's sandbox: inside bubblewrap (its own mount, PID, IPC and UTS
+//! namespaces), the jail makes the private `/tmp` and `/dev/shm` shared-writable, drops every
+//! capability from the bounding set, clears supplementary groups and becomes UID:GID for good
+//! (the kernel clears the permitted, effective and ambient sets), and refuses to go on if any
+//! of that did not hold. `no_new_privs` is set before the program runs, so no setuid binary can
+//! give anything back.
 //! The runner puts it in front of bwrap (to join the job's cgroup before any process of the job
 //! exists) and inside bwrap (Landlock cannot be set up before bwrap, which needs mount(2)).
 
@@ -9,7 +17,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, path_beneath_rules,
+    ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+    path_beneath_rules,
 };
 use rustix::process::{Resource, Rlimit, setrlimit};
 
@@ -21,6 +30,7 @@ struct Options {
     no_network: bool,
     rlimit_as: Option<u64>,
     rlimit_nproc: Option<u64>,
+    user: Option<(u32, u32)>,
     program: Vec<OsString>,
 }
 
@@ -36,6 +46,14 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
             Some("--writable") => o.writable.push(value()?.into()),
             Some("--rlimit-as") => o.rlimit_as = Some(number(&value()?)?),
             Some("--rlimit-nproc") => o.rlimit_nproc = Some(number(&value()?)?),
+            Some("--user") => {
+                let v = value()?;
+                let ids = v
+                    .to_str()
+                    .and_then(|t| t.split_once(':'))
+                    .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)));
+                o.user = Some(ids.ok_or_else(|| format!("'{}' is not UID:GID", v.to_string_lossy()))?);
+            }
             Some("--") => {
                 o.program = it.cloned().collect();
                 break;
@@ -81,11 +99,57 @@ fn run(args: &[OsString]) -> Result<Never, String> {
         setrlimit(Resource::Nproc, Rlimit { current: Some(n), maximum: Some(n) })
             .map_err(|e| format!("cannot limit processes: {e}"))?;
     }
+    if let Some((uid, gid)) = o.user {
+        become_user(uid, gid)?;
+        // A set-user-ID program (su, mount, passwd) must not give root back.
+        rustix::thread::set_no_new_privs(true).map_err(|e| format!("cannot set no_new_privs: {e}"))?;
+    }
     if o.landlock || o.no_network {
         landlock(o.landlock.then_some(o.writable.as_slice()), o.no_network)?;
     }
+
     let err = Command::new(&o.program[0]).args(&o.program[1..]).exec();
     Err(format!("cannot run {}: {err}", o.program[0].to_string_lossy()))
+}
+
+/// Drops root for good: see the module's documentation.
+fn become_user(uid: u32, gid: u32) -> Result<(), String> {
+    use rustix::process::{Gid, Uid};
+    use rustix::thread::CapabilitySet;
+    if uid == 0 || gid == 0 {
+        return Err("refusing to run a job as root".into());
+    }
+    for dir in ["/tmp", "/dev/shm"] {
+        let p = std::path::Path::new(dir);
+        if p.is_dir() {
+            rustix::fs::chmod(p, rustix::fs::Mode::from_raw_mode(0o1777))
+                .map_err(|e| format!("cannot open {dir} to the job's user: {e}"))?;
+        }
+    }
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .unwrap_or(63)
+        .min(63);
+    for cap in 0..=last {
+        rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap))
+            .map_err(|e| format!("cannot drop capability {cap} from the bounding set: {e}"))?;
+    }
+    rustix::thread::set_thread_groups(&[]).map_err(|e| format!("cannot clear the supplementary groups: {e}"))?;
+    let (g, u) = (Gid::from_raw(gid), Uid::from_raw(uid));
+    rustix::thread::set_thread_res_gid(g, g, g).map_err(|e| format!("cannot become group {gid}: {e}"))?;
+    rustix::thread::set_thread_res_uid(u, u, u).map_err(|e| format!("cannot become user {uid}: {e}"))?;
+    // Check rather than trust: no way back to root, and nothing left to use.
+    let caps = rustix::thread::capabilities(None).map_err(|e| format!("cannot read capabilities: {e}"))?;
+    if rustix::process::getuid().is_root()
+        || rustix::process::geteuid().is_root()
+        || !caps.effective.is_empty()
+        || !caps.permitted.is_empty()
+        || rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).is_ok()
+    {
+        return Err("root could not be dropped".into());
+    }
+    Ok(())
 }
 
 /// With `writable`: everything readable and executable, writes only below those folders. With
@@ -100,6 +164,9 @@ fn landlock(writable: Option<&[PathBuf]>, no_network: bool) -> Result<(), String
     if no_network {
         ruleset = ruleset.handle_access(AccessNet::from_all(abi)).map_err(|e| format!("Landlock: {e}"))?;
     }
+    // Scoped (Landlock ABI 6, best effort): no abstract unix sockets or signals that lead out of
+    // the job (the host's D-Bus, X11, other jobs).
+    ruleset = ruleset.scope(Scope::AbstractUnixSocket | Scope::Signal).map_err(|e| format!("Landlock: {e}"))?;
     let mut created = ruleset.create().map_err(|e| format!("Landlock: {e}"))?;
     if let Some(writable) = writable {
         created = created

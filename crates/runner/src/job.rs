@@ -16,7 +16,7 @@ use crate::cgroup::Cgroup;
 use crate::log::{LogWriter, unix_ms};
 use crate::mask::{MIN_SECRET_LEN, Masker};
 use crate::sandbox::{Mounts, Sandbox};
-use crate::script::{Marker, MarkerSplitter, Phase, Piece, Script, valid_name};
+use crate::script::{Marker, MarkerSplitter, Phase, Piece, Preamble, Script, valid_name};
 
 #[derive(Debug, Clone, Default)]
 pub struct Epilogue {
@@ -317,10 +317,18 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
         log.note(&format!("skipped environment variable '{name}': not a valid shell variable name"))
             .map_err(JobError::Log)?;
     }
+    let mut placed: Vec<(PathBuf, &[u8], u32)> = Vec::new();
     for file in &spec.files {
-        if let Err(message) = place_file(&home, file) {
-            log.note(&message).map_err(JobError::Log)?;
+        match file_destination(&home, file) {
+            Ok(dest) => placed.push((dest, &file.content, file.mode)),
+            Err(message) => log.note(&message).map_err(JobError::Log)?,
         }
+    }
+    let user = spec.sandbox.job_user();
+    if user.is_some() && spec.sandbox.jail.is_none() {
+        let message = "job failed: a sandboxed job of a root process must drop to an unprivileged user, and the jail helper that does it is missing".to_owned();
+        let failure = Some(Failure::Setup { message: message.clone() });
+        return early(log, JobOutcome::new(JobResult::Failed, None, failure, message), started_ms);
     }
 
     let phase_files = |phase: Phase, commands: &[String]| -> Result<Vec<String>, JobError> {
@@ -342,10 +350,19 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let base = base_env(&home, spec.toolbox.as_deref());
     let mut env = base.clone();
     env.extend(spec.env.iter().cloned());
+    // Secret files live in the job's private /tmp (a tmpfs that dies with the sandbox); with no
+    // sandbox, in a folder of memory (/dev/shm) or of the job, removed when the job ends.
+    let files_dir = if spec.sandbox.isolation.is_some() {
+        PathBuf::from("/tmp/.salve-files")
+    } else {
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() { shm.to_owned() } else { run.clone() };
+        base.join(format!("salve-files-{nonce}"))
+    };
+    let preamble = Preamble { env: &env, files: &placed, files_dir: &files_dir }.render();
     let script = Script {
         nonce: &nonce,
         home: &home,
-        env: &env,
         main: &main,
         always: &always,
         on_pass: &on_pass,
@@ -355,6 +372,31 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     .render();
     let script_path = run.join("job.sh");
     prepare(&script_path, write_private(&script_path, script.as_bytes()))?;
+    let stdin = in_memory(&preamble).map_err(|source| JobError::Prepare { path: run.clone(), source })?;
+    if let Some((uid, gid)) = user {
+        // The repositories the job may read belong to Salve's user, not the job's: git would
+        // call them dubious and refuse to clone them.
+        let repos: Vec<&PathBuf> =
+            spec.readable.iter().filter(|d| d.join("HEAD").is_file() && d.join("objects").is_dir()).collect();
+        if !repos.is_empty() {
+            let mut config = String::from("[safe]\n");
+            for r in repos {
+                let path = r.to_string_lossy().replace('\\', "\\\\").replace('"', "\\\"");
+                config.push_str(&format!("\tdirectory = \"{path}\"\n"));
+            }
+            let path = home.join(".gitconfig");
+            if !path.exists() {
+                prepare(&path, std::fs::write(&path, config))?;
+            }
+        }
+        // The job's user owns its folders (and nothing else of the host's).
+        for dir in [&home, &run] {
+            prepare(dir, chown_tree(dir, uid, gid))?;
+        }
+        for dir in &spec.writable {
+            prepare(dir, chown_tree(dir, uid, gid))?;
+        }
+    }
 
     if let Some(reason) = control.stop_reason() {
         let summary = format!("job stopped before it started ({})", reason.as_str());
@@ -380,7 +422,7 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let mut cmd = spec.sandbox.command(&mounts, &base, &argv, &cgroup_dirs);
     let (reader, writer) = io::pipe().map_err(JobError::Spawn)?;
     let writer2 = writer.try_clone().map_err(JobError::Spawn)?;
-    cmd.stdin(Stdio::null()).stdout(writer).stderr(writer2);
+    cmd.stdin(Stdio::from(stdin)).stdout(writer).stderr(writer2);
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let started = Instant::now();
     let mut child = match cmd.spawn() {
@@ -495,6 +537,9 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     })?;
     if let Some(cgroup) = cgroup {
         cgroup.remove();
+    }
+    if spec.sandbox.isolation.is_none() {
+        let _ = std::fs::remove_dir_all(&files_dir);
     }
     let commands_json = serde_json::to_vec_pretty(&outcome.commands).unwrap_or_default();
     let _ = std::fs::write(spec.dir.join("commands.json"), commands_json);
@@ -738,8 +783,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.write_all(bytes)
 }
 
-fn place_file(home: &Path, file: &JobFile) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt as _;
+fn file_destination(home: &Path, file: &JobFile) -> Result<PathBuf, String> {
     let rel = ["~/", "$HOME/", "/home/semaphore/"]
         .iter()
         .find_map(|p| file.path.strip_prefix(p))
@@ -750,14 +794,64 @@ fn place_file(home: &Path, file: &JobFile) -> Result<(), String> {
             file.path
         ));
     };
-    if rel.split('/').any(|c| c == "..") || rel.is_empty() {
+    if rel.split('/').any(|c| c == "..") || rel.is_empty() || rel.ends_with('/') {
         return Err(format!("cannot place the file '{}': the path must stay inside the job's home", file.path));
     }
-    let dest = home.join(rel);
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    Ok(home.join(rel))
+}
+
+/// An anonymous file in memory holding `bytes`, positioned at its start: what a job's shell
+/// reads its variables and secret files from. It is gone when the job's last process closes it.
+fn in_memory(bytes: &[u8]) -> io::Result<std::fs::File> {
+    use std::io::{Seek as _, Write as _};
+    let fd = rustix::fs::memfd_create("salve-job", rustix::fs::MemfdFlags::CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    file.seek(io::SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// Gives `path` and everything below it to `uid:gid`. A folder already the job user's is left
+/// as it is (it was given before, and its content was written by the job user). The walk goes
+/// through folder descriptors opened without following links, so a job that swaps a folder for
+/// a link while this runs cannot make it give away anything outside.
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.uid() == uid && meta.gid() == gid {
+        return Ok(());
     }
-    write_private(&dest, &file.content).map_err(|e| format!("cannot write {}: {e}", dest.display()))?;
-    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(file.mode))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", dest.display()))
+    let owner = (Some(rustix::process::Uid::from_raw(uid)), Some(rustix::process::Gid::from_raw(gid)));
+    if !meta.is_dir() {
+        return Ok(rustix::fs::chownat(rustix::fs::CWD, path, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)?);
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    fn walk(
+        dir: rustix::fd::OwnedFd,
+        owner: (Option<rustix::process::Uid>, Option<rustix::process::Gid>),
+        flags: OFlags,
+        depth: usize,
+    ) -> io::Result<()> {
+        rustix::fs::fchown(&dir, owner.0, owner.1)?;
+        if depth > 256 {
+            return Ok(());
+        }
+        for entry in rustix::fs::Dir::read_from(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            match rustix::fs::openat(&dir, name, flags, Mode::empty()) {
+                Ok(sub) => walk(sub, owner, flags, depth + 1)?,
+                Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                    rustix::fs::chownat(&dir, name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+    walk(rustix::fs::open(path, flags, Mode::empty())?, owner, flags, 0)
 }

@@ -80,7 +80,58 @@ pub struct Mounts<'a> {
     pub readable: &'a [PathBuf],
 }
 
+/// The user and group a sandboxed job of a root process runs as (the convention for a
+/// "nonroot" user of container images). Nothing on the host is theirs; the job's folders are
+/// given to them for the job.
+pub const JOB_UID: u32 = 65532;
+pub const JOB_GID: u32 = 65532;
+
+/// The home of the user running Salve, hidden from jobs (unless it is `/`).
+fn host_home() -> Option<PathBuf> {
+    let home = PathBuf::from(std::env::var_os("HOME")?);
+    (home.is_absolute() && home.parent().is_some() && home.is_dir()).then_some(home)
+}
+
+/// Variables that name toolchain or certificate paths a job needs to read.
+const TOOLCHAIN_VARIABLES: &[&str] = &[
+    "RUSTUP_HOME",
+    "PYENV_ROOT",
+    "GOROOT",
+    "JAVA_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CARGO_HTTP_CAINFO",
+];
+
+/// The toolchain folders under the hidden `home` that the job needs (PATH entries, rustup's and
+/// pyenv's roots, certificate bundles): they are mounted back read-only, and nothing else of
+/// that home is. Folders under Salve's own hidden folders are left out (they are mounted as
+/// the job's).
+fn toolchains(home: &Path, hidden: &[PathBuf], env: &[(String, String)]) -> Vec<PathBuf> {
+    let get = |k: &str| env.iter().rev().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+    let mut out: Vec<PathBuf> = std::env::split_paths(get("PATH").unwrap_or(""))
+        .chain(TOOLCHAIN_VARIABLES.iter().filter_map(|k| get(k)).map(PathBuf::from))
+        .filter(|p| p.is_absolute() && p.starts_with(home) && p != home && p.exists())
+        .filter(|p| !hidden.iter().any(|h| p.starts_with(h)))
+        .filter(|p| !p.components().any(|c| c == std::path::Component::ParentDir))
+        .collect();
+    out.sort();
+    out.dedup();
+    // A folder inside another one on the list comes with it.
+    let keep: Vec<PathBuf> = out.iter().filter(|p| !out.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
+    keep
+}
+
 impl Sandbox {
+    /// The uid and gid the job's processes run as when they are not the caller's: a root
+    /// caller's sandboxed jobs drop to [`JOB_UID`], with no capabilities left.
+    pub fn job_user(&self) -> Option<(u32, u32)> {
+        (self.isolation.is_some() && rustix::process::geteuid().is_root()).then_some((JOB_UID, JOB_GID))
+    }
+
     pub fn none() -> Sandbox {
         Sandbox { isolation: None, jail: None, network: true, memory_bytes: None, max_processes: None, nested: false }
     }
@@ -113,25 +164,53 @@ impl Sandbox {
             {
                 words.push(arg.into());
             }
-            words.extend(["--die-with-parent".into(), "--new-session".into()]);
+            words.extend(["--unshare-cgroup-try".into(), "--die-with-parent".into(), "--new-session".into()]);
             if !self.network {
                 words.push("--unshare-net".into());
             }
-            for hidden in iso.hide.iter().filter(|h| h.is_dir()) {
-                words.extend(["--tmpfs".into(), hidden.into()]);
+            // Hidden: Salve's data folder and the home of the user running Salve (its keys, its
+            // tokens, its package credentials). Toolchains installed under that home (rustup,
+            // pyenv, cargo's bin) come back read-only, and so do the job's own folders.
+            let home = host_home();
+            let mut hidden: Vec<PathBuf> = iso.hide.iter().chain(home.iter()).filter(|h| h.is_dir()).cloned().collect();
+            hidden.sort_by_key(|h| h.components().count());
+            hidden.dedup();
+            let mount = |words: &mut Vec<OsString>, how: &str, src: &Path, dest: &Path| {
+                // Folders bwrap would create on the way inside a hidden one get 0755, so the
+                // job's user can reach what is mounted there.
+                let fresh = hidden.iter().map(PathBuf::as_path).chain([Path::new("/tmp"), Path::new("/dev/shm")]);
+                if let Some(h) = fresh.filter(|h| dest.starts_with(h) && dest != *h).max_by_key(|h| h.as_os_str().len())
+                {
+                    let mut between: Vec<&Path> = dest.ancestors().skip(1).take_while(|a| a != &h).collect();
+                    between.reverse();
+                    for dir in between {
+                        words.extend(["--dir".into(), dir.into()]);
+                    }
+                }
+                words.extend([how.into(), src.into()]);
+                if how != "--tmpfs" {
+                    words.push(dest.into());
+                }
+            };
+            for h in &hidden {
+                mount(&mut words, "--tmpfs", h, h);
             }
-            words.extend(["--bind".into(), mounts.home.into(), mounts.home.into()]);
-            words.extend(["--ro-bind".into(), mounts.run.into(), mounts.run.into()]);
+            for dir in home.iter().flat_map(|h| toolchains(h, &iso.hide, env)) {
+                mount(&mut words, "--ro-bind", &dir, &dir);
+            }
+            mount(&mut words, "--bind", mounts.home, mounts.home);
+            mount(&mut words, "--ro-bind", mounts.run, mounts.run);
             for dir in mounts.writable {
-                words.extend(["--bind".into(), dir.into(), dir.into()]);
+                mount(&mut words, "--bind", dir, dir);
             }
             for dir in mounts.readable {
-                words.extend(["--ro-bind".into(), dir.into(), dir.into()]);
+                mount(&mut words, "--ro-bind", dir, dir);
             }
             // The jail helper (the salve binary) must be reachable inside even when it lives
             // under a folder the sandbox replaces (a build under /tmp).
             if let Some(exe) = self.jail.as_ref().and_then(|j| j.first()) {
-                words.extend(["--ro-bind".into(), exe.clone(), exe.clone()]);
+                let exe = Path::new(exe);
+                mount(&mut words, "--ro-bind", exe, exe);
             }
             words.extend(["--chdir".into(), mounts.home.into(), "--".into()]);
         }
@@ -143,6 +222,9 @@ impl Sandbox {
                 for dir in fixed.into_iter().chain(mounts.writable.iter().map(PathBuf::as_path)) {
                     words.extend(["--writable".into(), dir.into()]);
                 }
+            }
+            if let Some((uid, gid)) = self.job_user() {
+                words.extend(["--user".into(), format!("{uid}:{gid}").into()]);
             }
             if !self.network {
                 words.push("--no-network".into());

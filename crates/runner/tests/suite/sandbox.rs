@@ -1,5 +1,5 @@
-//! Jobs in real bubblewrap (without the Landlock helper, which is the `salve` binary's and is
-//! tested through `salve run` in the CLI suite).
+//! Jobs in real bubblewrap with the jail (`salve-jail`, the code behind `salve __jail`): as root,
+//! these are the attacks of a job on its host.
 
 use std::net::TcpListener;
 
@@ -11,7 +11,7 @@ fn sandbox(network: bool, hide: Vec<std::path::PathBuf>) -> Sandbox {
     let bwrap = find_bwrap().expect("bubblewrap is installed by scripts/test.sh");
     Sandbox {
         isolation: Some(Isolation { bwrap, hide }),
-        jail: None,
+        jail: Some(vec![env!("CARGO_BIN_EXE_salve-jail").into()]),
         network,
         memory_bytes: None,
         max_processes: None,
@@ -96,4 +96,151 @@ fn host_toolchains_work_inside() {
     assert!(log.contains("\n42\n"), "{log}");
     assert!(log.contains("test result: ok. 1 passed"), "{log}");
     assert!(log.contains("1 passed"), "{log}");
+}
+
+/// Python that tries the "shocker" escape: `open_by_handle_at` with a handle of the job's own
+/// folder (on the host's file system) and with a forged handle of that file system's root
+/// (ext4's inode 2). Either one opened means the job can read any file of the host.
+const SHOCKER: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+class FH(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint), ("handle_type", ctypes.c_int), ("f_handle", ctypes.c_ubyte * 128)]
+fh = FH(); fh.handle_bytes = 128
+mount_id = ctypes.c_int()
+libc.name_to_handle_at(-100, b".", ctypes.byref(fh), ctypes.byref(mount_id), 0)
+root = FH(); root.handle_bytes = 8; root.handle_type = 1; root.f_handle[0] = 2
+fd = os.open(".", os.O_RDONLY)
+for name, h in (("own", fh), ("forged", root)):
+    r = libc.open_by_handle_at(fd, ctypes.byref(h), os.O_RDONLY)
+    print("handle", name, "OPENED" if r >= 0 else "refused")
+"#;
+
+#[test]
+fn a_job_of_a_root_process_owns_nothing_of_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("repos/p.git/hooks")).unwrap();
+    std::fs::write(data.join("secrets.key"), "data-folder-key").unwrap();
+    // A file in the home of the user running Salve (root's /root here): hidden from jobs.
+    let home = std::path::PathBuf::from(std::env::var("HOME").unwrap());
+    let planted = home.join(format!(".salve-test-{}", std::process::id()));
+    std::fs::write(&planted, "host-home-secret").unwrap();
+    std::fs::write(data.join("repos/shocker.py"), SHOCKER).unwrap();
+    let mut s = spec(
+        &data.join("jobs/j1"),
+        &[
+            "id -u; id -G",
+            "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status",
+            "cat /etc/shadow >/dev/null 2>&1 && echo READ-SHADOW || echo shadow-refused",
+            &format!("cat {} 2>/dev/null || echo home-hidden", planted.display()),
+            &format!("cat {} 2>/dev/null || echo data-hidden", data.join("secrets.key").display()),
+            &format!(
+                "echo evil > {}/post-receive 2>/dev/null && echo WROTE-HOOK || echo hooks-read-only",
+                data.join("repos/p.git/hooks").display()
+            ),
+            "python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)' 2>/dev/null && echo RAW-SOCKET || echo raw-refused",
+            &format!("cp {} . && python3 shocker.py", data.join("repos/shocker.py").display()),
+            "cargo --version >/dev/null && echo cargo-works",
+            "echo x > /tmp/t && echo x > /dev/shm/t && echo x > ~/t && echo writes-ok",
+        ],
+    );
+    s.readable = vec![data.join("repos")];
+    s.sandbox = sandbox(true, vec![data.clone()]);
+    let (outcome, log) = run(&s);
+    let _ = std::fs::remove_file(&planted);
+    assert_eq!(outcome.result, JobResult::Passed, "{log}");
+    let want_uid = if rustix::process::geteuid().is_root() { 65532 } else { rustix::process::getuid().as_raw() };
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines[0], want_uid.to_string(), "{log}");
+    for line in [
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapEff:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+    ] {
+        assert!(log.contains(line), "missing {line:?} in {log}");
+    }
+    if rustix::process::geteuid().is_root() {
+        assert!(log.contains("CapBnd:\t0000000000000000"), "{log}");
+    }
+    for want in [
+        "shadow-refused",
+        "home-hidden",
+        "data-hidden",
+        "hooks-read-only",
+        "raw-refused",
+        "handle own refused",
+        "handle forged refused",
+        "cargo-works",
+        "writes-ok",
+    ] {
+        assert!(log.contains(want), "missing {want:?} in {log}");
+    }
+    for bad in ["READ-SHADOW", "host-home-secret", "data-folder-key", "WROTE-HOOK", "RAW-SOCKET", "OPENED"] {
+        assert!(!log.contains(bad), "{bad} in {log}");
+    }
+}
+
+#[test]
+fn secrets_never_touch_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(
+        dir.path(),
+        &[
+            "echo \"${DEPLOY_KEY:0:4}\"",
+            "cat ~/.ssh/id_deploy",
+            "test -f ~/.ssh/id_deploy && stat -L -c '%a' ~/.ssh/id_deploy",
+            "od -An -c config.bin | tr -s ' '",
+            // While the job runs, nothing under its folder holds the values.
+            &format!(
+                "grep -rl -e wxyz-secret-''value -e BEGIN-KEY-''material {} 2>/dev/null | head -1; echo scanned",
+                dir.path().display()
+            ),
+        ],
+    );
+    s.env = vec![("DEPLOY_KEY".into(), "wxyz-secret-value".into())];
+    s.secret_values = vec!["wxyz-secret-value".into(), "BEGIN-KEY-material".into()];
+    s.files = vec![
+        salve_runner::JobFile {
+            path: "~/.ssh/id_deploy".into(),
+            content: b"BEGIN-KEY-material\n".to_vec(),
+            mode: 0o600,
+        },
+        salve_runner::JobFile {
+            path: "config.bin".into(),
+            content: vec![b'a', 0, b'%', b'\\', b'\'', 0xff],
+            mode: 0o644,
+        },
+    ];
+    s.sandbox = sandbox(true, vec![dir.path().to_owned()]);
+    let (outcome, log) = run(&s);
+    assert_eq!(outcome.result, JobResult::Passed, "{log}");
+    for want in ["wxyz\n", "[MASKED]\n600\n", " a \\0 % \\ ' 377\nscanned"] {
+        assert!(log.contains(want), "missing {want:?} in {log}");
+    }
+    // After the job: nothing under its folder holds a secret value.
+    let mut found = Vec::new();
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains("wxyz-secret-value") || text.contains("BEGIN-KEY-material") {
+            found.push(entry);
+        }
+    }
+    assert!(found.is_empty(), "secret values on disk in {found:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            out.extend(walk(&e.path()));
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    out
 }
