@@ -88,6 +88,12 @@ impl Protected {
         &self.work
     }
 
+    /// The protected git folder: sandboxed code may read it (the disposable `.git` borrows its
+    /// objects), never write it.
+    pub fn git_dir(&self) -> &Path {
+        &self.git_dir
+    }
+
     /// Replaces the protected folder's config with Salve's own (the repository format only),
     /// and drops its hooks and info/attributes.
     fn sanitize(&self) -> Result<(), GitError> {

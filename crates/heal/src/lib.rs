@@ -264,7 +264,8 @@ fn attempt(
     if let Some(s) = superseded(ci, failure) {
         return ("superseded", s, json!({}));
     }
-    let runner = match verify::Runner::new(&opts.scratch, opts.env.clone(), opts.writable.clone(), opts.no_sandbox) {
+    let mut runner = match verify::Runner::new(&opts.scratch, opts.env.clone(), opts.writable.clone(), opts.no_sandbox)
+    {
         Ok(r) => r,
         Err(e) => return ("failed", format!("no sandbox to run commands in: {e}"), json!({})),
     };
@@ -280,6 +281,7 @@ fn attempt(
         Ok(r) => r,
         Err(e) => return ("failed", format!("cannot protect the checkout's git folder: {e}"), extra),
     };
+    runner.also_readable(repo.git_dir());
     let a = Attempt { ci, opts, config, failure, jobs, runner, repo };
     let (runner, jobs, repo) = (&a.runner, &a.jobs, &a.repo);
 

@@ -32,8 +32,11 @@ pub struct Runner {
     scratch: PathBuf,
     /// Variables every command gets (the heal job's, without the secrets).
     env: Vec<(String, String)>,
-    /// Folders commands may write besides the repository (the heal job's home, caches).
+    /// Folders commands may write besides the repository (the project's cache).
     writable: Vec<PathBuf>,
+    /// Folders commands may read that their sandbox would hide (the protected git objects the
+    /// work tree's disposable `.git` borrows).
+    readable: Vec<PathBuf>,
     /// Each run's time limit.
     time_limit: std::time::Duration,
     runs: std::sync::atomic::AtomicUsize,
@@ -84,9 +87,15 @@ impl Runner {
             scratch: scratch.to_owned(),
             env,
             writable,
+            readable: Vec::new(),
             time_limit,
             runs: Default::default(),
         })
+    }
+
+    /// Lets commands read `dir` (read-only) wherever their sandbox would hide it.
+    pub fn also_readable(&mut self, dir: &Path) {
+        self.readable.push(dir.to_owned());
     }
 
     /// The same runner for an external agent command: it keeps its model key (it calls the model
@@ -98,6 +107,7 @@ impl Runner {
             scratch: self.scratch.join("agent"),
             env: env.iter().filter(|(k, _)| !secret_looking(k) || MODEL_KEYS.contains(&k.as_str())).cloned().collect(),
             writable: self.writable.clone(),
+            readable: self.readable.clone(),
             time_limit,
             runs: Default::default(),
         }
@@ -140,7 +150,7 @@ impl Runner {
             dir: dir.clone(),
             toolbox: Some(self.toolbox.clone()),
             writable,
-            readable: Vec::new(),
+            readable: self.readable.clone(),
             sandbox: Sandbox { network, ..self.sandbox.clone() },
         };
         let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)

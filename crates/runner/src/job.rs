@@ -347,7 +347,15 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let on_pass = phase_files(Phase::OnPass, spec.phase_commands(Phase::OnPass))?;
     let on_fail = phase_files(Phase::OnFail, spec.phase_commands(Phase::OnFail))?;
     let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let base = base_env(&home, spec.toolbox.as_deref());
+    let mut base = base_env(&home, spec.toolbox.as_deref());
+    let mut writable = spec.writable.clone();
+    if spec.sandbox.nested && spec.sandbox.isolation.is_none() {
+        // Landlock alone cannot give the job a /tmp of its own: it gets a folder instead.
+        let tmp = spec.dir.join("tmp");
+        prepare(&tmp, std::fs::create_dir_all(&tmp))?;
+        base.push(("TMPDIR".into(), tmp.to_string_lossy().into_owned()));
+        writable.push(tmp);
+    }
     let mut env = base.clone();
     env.extend(spec.env.iter().cloned());
     // Secret files live in the job's private /tmp (a tmpfs that dies with the sandbox); with no
@@ -415,7 +423,7 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let argv: Vec<OsString> =
         vec!["/bin/bash".into(), "--noprofile".into(), "--norc".into(), script_path.clone().into_os_string()];
     let readable: Vec<PathBuf> = spec.readable.iter().cloned().chain(spec.toolbox.clone()).collect();
-    let mounts = Mounts { home: &home, run: &run, writable: &spec.writable, readable: &readable };
+    let mounts = Mounts { home: &home, run: &run, writable: &writable, readable: &readable };
     // The process gets only the base variables: the job's own (secrets included) are exported
     // by the script, so they never appear in bwrap's /proc/PID/environ outside the sandbox.
     let cgroup_dirs = cgroup.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();

