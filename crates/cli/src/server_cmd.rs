@@ -35,6 +35,12 @@ pub struct ServeArgs {
     /// Cut jobs off from the network.
     #[arg(long)]
     no_network: bool,
+    /// Each job's memory limit in MiB, 0 for none [default: three quarters of the machine's].
+    #[arg(long, env = "SALVE_JOB_MEMORY_MB")]
+    job_memory_mb: Option<u64>,
+    /// Each job's process limit, 0 for none [default: 4096].
+    #[arg(long, env = "SALVE_JOB_MAX_PROCESSES")]
+    job_max_processes: Option<u64>,
     /// A salve.toml to read [default: ./salve.toml when it exists].
     #[arg(long, env = "SALVE_CONFIG")]
     config: Option<PathBuf>,
@@ -55,6 +61,11 @@ pub fn serve(args: ServeArgs) -> u8 {
         Err(e) => return fail(&format!("bad configuration: {e}")),
     };
     let data = args.data_dir.or(file.data_dir).unwrap_or_else(data_dir);
+    // Jobs, git and the sandbox all need the data folder by an absolute path.
+    let data = match std::path::absolute(&data) {
+        Ok(d) => d,
+        Err(e) => return fail(&format!("cannot resolve the data folder {}: {e}", data.display())),
+    };
     let mut config = Config::new(data.clone());
     if let Some(l) = args.listen.or(file.listen) {
         config.listen = l;
@@ -70,6 +81,15 @@ pub fn serve(args: ServeArgs) -> u8 {
     config.mcp_write_tools = file.mcp_write_tools.unwrap_or(false);
     if let Some(mb) = file.max_body_mb {
         config.max_body_bytes = mb.saturating_mul(1024 * 1024);
+    }
+    if let Some(mb) = file.max_push_mb {
+        config.max_push_bytes = mb.saturating_mul(1024 * 1024);
+    }
+    if let Some(mb) = args.job_memory_mb.or(file.job_memory_mb) {
+        config.job_memory_bytes = (mb > 0).then(|| mb.saturating_mul(1024 * 1024));
+    }
+    if let Some(n) = args.job_max_processes.or(file.job_max_processes) {
+        config.job_max_processes = (n > 0).then_some(n);
     }
     config.exe = std::env::current_exe().ok();
     let _ = tracing_subscriber::fmt()

@@ -10,7 +10,8 @@ use salve_store::secrets::Sealer;
 /// Salve's data folder: `$SALVE_DATA_DIR`, else `$XDG_DATA_HOME/salve`, else `~/.local/share/salve`.
 pub fn data_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SALVE_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d);
+        // Jobs and git need it by an absolute path.
+        return std::path::absolute(&d).unwrap_or_else(|_| PathBuf::from(d));
     }
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("salve");

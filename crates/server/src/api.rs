@@ -579,6 +579,15 @@ pub async fn git(State(server): S, request: Request) -> Response {
         Ok(_) => return ApiError::not_found(format!("no hosted project '{name}'")).into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     }
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > server.config.max_push_bytes) {
+        let limit = server.config.max_push_bytes;
+        return ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a push is at most {limit} bytes here (max_push_mb in salve.toml sets it)"),
+        )
+        .into_response();
+    }
     let push = forge::is_push(&path, &query);
     let push_file =
         push.then(|| server.config.data_dir.join("pushes").join(format!("{}.{name}", uuid::Uuid::new_v4())));
@@ -586,7 +595,14 @@ pub async fn git(State(server): S, request: Request) -> Response {
     let root = server.config.data_dir.join("repos");
     let response = forge::http_backend(
         &root,
-        forge::CgiRequest { method: &parts.method, path: &path, query: &query, headers: &parts.headers, body },
+        forge::CgiRequest {
+            method: &parts.method,
+            path: &path,
+            query: &query,
+            headers: &parts.headers,
+            body,
+            max_body: server.config.max_push_bytes,
+        },
         push_file.clone(),
         done,
     )

@@ -21,8 +21,15 @@ pub struct Config {
     pub sandbox: bool,
     /// Let jobs reach the network.
     pub network: bool,
-    /// The largest request body the API accepts, in bytes (git pushes are not limited).
+    /// The largest request body the API accepts, in bytes (webhooks take at most 25 MB, pushes
+    /// `max_push_bytes`).
     pub max_body_bytes: usize,
+    /// The largest git push taken, in bytes.
+    pub max_push_bytes: u64,
+    /// Each job's memory limit, in bytes (a job may ask for less with `SALVE_MEMORY_MB`).
+    pub job_memory_bytes: Option<u64>,
+    /// Each job's process limit (a job may ask for fewer with `SALVE_MAX_PROCESSES`).
+    pub job_max_processes: Option<u64>,
     /// The `salve` binary: linked into jobs as the toolbox and run as the sandbox's jail.
     pub exe: Option<PathBuf>,
     /// `Host` values `/mcp` answers besides loopback, the listen address and the public URL's.
@@ -43,6 +50,11 @@ pub struct FileConfig {
     pub sandbox: Option<bool>,
     pub network: Option<bool>,
     pub max_body_mb: Option<usize>,
+    pub max_push_mb: Option<u64>,
+    /// Each job's memory limit in MiB (0: none) [default: three quarters of the machine's].
+    pub job_memory_mb: Option<u64>,
+    /// Each job's process limit (0: none) [default: 4096].
+    pub job_max_processes: Option<u64>,
     /// `Host` values `/mcp` answers besides loopback, the listen address and the public URL's.
     pub mcp_allowed_hosts: Option<Vec<String>>,
     /// List the MCP tools that start workflows (off by default).
@@ -103,11 +115,25 @@ impl Config {
             sandbox: true,
             network: true,
             max_body_bytes: 4 * 1024 * 1024,
+            max_push_bytes: 2 * 1024 * 1024 * 1024,
+            job_memory_bytes: default_job_memory(),
+            job_max_processes: Some(DEFAULT_JOB_PROCESSES),
             exe: None,
             mcp_allowed_hosts: Vec::new(),
             mcp_write_tools: false,
         }
     }
+}
+
+/// Processes one job may have at once, by default: a fork bomb stops there.
+pub const DEFAULT_JOB_PROCESSES: u64 = 4096;
+
+/// Three quarters of the machine's memory: one runaway job cannot take the host down with it.
+pub fn default_job_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 =
+        text.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024 / 4 * 3)
 }
 
 pub fn default_database(data_dir: &Path) -> String {

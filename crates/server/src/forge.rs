@@ -46,6 +46,15 @@ pub fn install_hook(dir: &Path) -> Result<(), String> {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
 }
 
+/// The branches and tags of a bare repository, with the object each points at.
+pub fn refs(dir: &Path) -> Vec<(String, String)> {
+    let out = Repo::new(dir).run(&["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"]);
+    out.unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(sha, name)| (name.to_owned(), sha.to_owned())))
+        .collect()
+}
+
 /// One ref a push changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefUpdate {
@@ -94,6 +103,8 @@ pub struct CgiRequest<'a> {
     pub query: &'a str,
     pub headers: &'a HeaderMap,
     pub body: Body,
+    /// The most bytes of the body passed on: a longer push is cut off there (and fails).
+    pub max_body: u64,
 }
 
 /// Runs `git http-backend` for one request under `root` (the folder of bare repositories).
@@ -105,7 +116,7 @@ pub async fn http_backend(
     push_file: Option<PathBuf>,
     done: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Response<Body>, String> {
-    let CgiRequest { method, path, query, headers, body } = request;
+    let CgiRequest { method, path, query, headers, body, max_body } = request;
     let backend = backend_program(root)?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut cmd = tokio::process::Command::new(backend);
@@ -136,7 +147,13 @@ pub async fn http_backend(
     let mut stderr = child.stderr.take().ok_or("no stderr")?;
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
+        let mut passed = 0u64;
         while let Some(Ok(chunk)) = stream.next().await {
+            passed += chunk.len() as u64;
+            if passed > max_body {
+                tracing::warn!("a push was cut off at {max_body} bytes (max_push_mb in salve.toml)");
+                break;
+            }
             if stdin.write_all(&chunk).await.is_err() {
                 break;
             }

@@ -163,6 +163,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(&str)) -> Result<(), Strin
     let server = Server::new(config, store).await?;
     server.recover().await.map_err(|e| format!("cannot recover the previous run's state: {e}"))?;
     server.pushes_left_over().await;
+    server.reconcile_refs().await;
     tokio::spawn(server.clone().dispatch());
     ready(&server.base_url());
     let app = router(server.clone());

@@ -3,13 +3,18 @@
 //! (`X-Gitlab-Token`, compared in constant time). A request that fails the check gets 401 and
 //! changes nothing. A push fetches the ref from the repository into Salve's mirror and starts a
 //! workflow as a push to a hosted project does.
+//!
+//! Nobody has to sign in to call these, so nothing is read before it must be: the project and
+//! its secret are looked up first, GitLab's token is checked from its header before a byte of
+//! the body is read, and a body (GitHub's, to check its signature) is read only up to
+//! [`MAX_BODY`]; a longer one, declared or not, gets 413.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use salve_git::Repo;
@@ -38,6 +43,23 @@ async fn secret(server: &Server, project: &str) -> Result<(salve_store::ProjectR
     Ok((p, value))
 }
 
+/// The largest webhook body taken: GitHub caps its payloads at 25 MB, GitLab's are smaller.
+pub const MAX_BODY: usize = 25 * 1024 * 1024;
+
+fn too_large() -> ApiError {
+    ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("a webhook body is at most {MAX_BODY} bytes"))
+}
+
+/// The body, read only up to [`MAX_BODY`]: refused from its declared length before any of it
+/// is read, or as soon as it grows past the limit.
+async fn bounded(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())
+}
+
 fn refused() -> ApiError {
     ApiError(StatusCode::UNAUTHORIZED, "the webhook's signature or token does not match the project's secret".into())
 }
@@ -46,13 +68,15 @@ fn refused() -> ApiError {
 pub async fn github(
     State(server): State<Arc<Server>>,
     UrlPath(project): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let (p, key) = secret(&server, &project).await?;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let given = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(hex) = given.strip_prefix("sha256=") else { return Err(refused()) };
     let Some(signature) = decode_hex(hex) else { return Err(refused()) };
+    let body = bounded(&headers, body).await?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|_| refused())?;
     mac.update(&body);
     // verify_slice compares in constant time.
@@ -69,17 +93,18 @@ pub async fn github(
 pub async fn gitlab(
     State(server): State<Arc<Server>>,
     UrlPath(project): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<Json<Value>, ApiError> {
     let (p, key) = secret(&server, &project).await?;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let given = headers.get("x-gitlab-token").map(|v| v.as_bytes()).unwrap_or(b"");
     if !bool::from(given.ct_eq(&key)) {
         return Err(refused());
     }
     let event = headers.get("x-gitlab-event").and_then(|v| v.to_str().ok()).unwrap_or("");
     match event {
-        "Push Hook" | "Tag Push Hook" => push(&server, &p, &body).await,
+        "Push Hook" | "Tag Push Hook" => push(&server, &p, &bounded(&headers, body).await?).await,
         other => Ok(Json(json!({"ok": true, "ignored": other}))),
     }
 }

@@ -188,6 +188,34 @@ impl Server {
         }
     }
 
+    /// Refs of hosted projects that moved without a workflow: a push whose ref update reached
+    /// the repository while the server died before it read the hook's record (or before it
+    /// stored the workflow). Each gets its workflow now, as the push would have.
+    pub async fn reconcile_refs(self: &Arc<Self>) {
+        let Ok(projects) = self.store.projects().await else { return };
+        for project in projects.into_iter().filter(|p| p.kind == "hosted") {
+            let dir = PathBuf::from(&project.repo_url);
+            let refs = tokio::task::spawn_blocking(move || forge::refs(&dir)).await.unwrap_or_default();
+            let mut missed = Vec::new();
+            for (name, sha) in refs {
+                let (ref_type, label) = match (name.strip_prefix("refs/heads/"), name.strip_prefix("refs/tags/")) {
+                    (Some(b), _) => (RefType::Branch, b),
+                    (_, Some(t)) => (RefType::Tag, t),
+                    _ => continue,
+                };
+                match self.store.has_workflow(&project.id, ref_type.as_str(), label, &sha).await {
+                    Ok(false) => missed.push(forge::RefUpdate { old: "0".repeat(sha.len()), new: sha, name }),
+                    Ok(true) => {}
+                    Err(e) => tracing::error!(project = %project.name, "cannot reconcile refs: {e}"),
+                }
+            }
+            if !missed.is_empty() {
+                tracing::warn!(project = %project.name, refs = missed.len(), "refs moved without a workflow (a push the server did not finish); starting them now");
+                self.pushed(&project, &missed).await;
+            }
+        }
+    }
+
     /// The ref updates of one push to a hosted project.
     pub async fn pushed(self: &Arc<Self>, project: &ProjectRow, updates: &[RefUpdate]) {
         for u in updates {
@@ -234,8 +262,18 @@ impl Server {
         project: &ProjectRow,
         trigger: &Trigger,
     ) -> Result<(WorkflowRow, PipelineRow)> {
-        if !Repo::valid_branch(&trigger.label) && trigger.ref_type != RefType::PullRequest {
-            return Err(WorkError::Invalid(format!("'{}' is not a valid branch or tag name", trigger.label)));
+        // git takes some names Salve cannot build with (`-x` reads as an option to every tool
+        // a job runs): the push still gets a workflow, one that fails and says why.
+        let unbuildable = (!Repo::valid_branch(&trigger.label) && trigger.ref_type != RefType::PullRequest)
+            .then(|| {
+                format!(
+                    "the {} name '{}' cannot be built: a name that starts with '-' or that git's check-ref-format refuses reads as an option to the tools a job runs; push it under another name",
+                    trigger.ref_type.as_str(),
+                    trigger.label
+                )
+            });
+        if trigger.label.len() > 255 || trigger.sha.len() > 64 || !trigger.sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(WorkError::Invalid(format!("'{}' is not a ref Salve can record", trigger.label)));
         }
         let workflow = self
             .store
@@ -252,7 +290,25 @@ impl Server {
                 rerun_of: trigger.rerun_of.clone(),
             })
             .await?;
-        let pipeline = self.prepare(project, &workflow, DEFAULT_FILE, BTreeMap::new(), None, None).await;
+        let pipeline = match unbuildable {
+            Some(error) => PipelineRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                workflow_id: workflow.id.clone(),
+                name: "Pipeline".into(),
+                file: DEFAULT_FILE.to_owned(),
+                state: "done".into(),
+                result: Some("failed".into()),
+                result_reason: Some("malformed".into()),
+                error: Some(error),
+                created_ms: workflow.created_ms,
+                done_ms: Some(workflow.created_ms),
+                promotions_done: true,
+                params: "{}".into(),
+                artefact_ids: serde_json::to_string(&[uuid::Uuid::new_v4().to_string()]).unwrap_or_default(),
+                ..PipelineRow::default()
+            },
+            None => self.prepare(project, &workflow, DEFAULT_FILE, BTreeMap::new(), None, None).await,
+        };
         self.store.create_pipeline(&pipeline).await?;
         self.queued(&pipeline).await;
         Ok((workflow, pipeline))
@@ -575,8 +631,8 @@ impl Server {
             isolation,
             jail: self.config.exe.as_ref().map(|exe| vec![exe.clone().into_os_string(), "__jail".into()]),
             network: self.config.network,
-            memory_bytes: None,
-            max_processes: None,
+            memory_bytes: self.config.job_memory_bytes,
+            max_processes: self.config.job_max_processes,
             nested: false,
         })
     }

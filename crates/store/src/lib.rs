@@ -336,6 +336,20 @@ impl Store {
         rows.iter().map(workflow_row).collect()
     }
 
+    /// Whether the project has a workflow of this ref at this commit.
+    pub async fn has_workflow(&self, project_id: &str, ref_type: &str, label: &str, sha: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM workflows WHERE project_id = $1 AND ref_type = $2 AND label = $3 AND sha = $4 LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(ref_type)
+        .bind(label)
+        .bind(sha)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn create_pipeline(&self, p: &PipelineRow) -> Result<()> {
         insert_pipeline(&self.pool, p).await
     }

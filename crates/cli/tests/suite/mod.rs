@@ -3,6 +3,7 @@ mod change_in;
 mod commands;
 mod heal;
 mod run;
+mod security;
 mod serve;
 mod web;
 

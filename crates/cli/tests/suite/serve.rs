@@ -57,6 +57,12 @@ pub(super) struct Server {
 
 impl Server {
     pub(super) fn start(data: &Path) -> Server {
+        Server::start_with(data, &[], None)
+    }
+
+    /// A server with more `salve serve` arguments, started in `cwd` (where a relative
+    /// `--data-dir` is read from).
+    pub(super) fn start_with(data: &Path, args: &[&str], cwd: Option<&Path>) -> Server {
         let token = String::from_utf8(
             Command::new(env!("CARGO_BIN_EXE_salve"))
                 .args(["token", "create", "test", "--data-dir"])
@@ -69,9 +75,15 @@ impl Server {
         .trim()
         .to_owned();
         assert!(token.starts_with("salve_"), "token: {token}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_salve"))
+        let mut serve = Command::new(env!("CARGO_BIN_EXE_salve"));
+        if let Some(dir) = cwd {
+            serve.current_dir(dir);
+        }
+        let served = if cwd.is_some() { data.strip_prefix(cwd.unwrap_or(data)).unwrap_or(data) } else { data };
+        let mut child = serve
             .args(["serve", "--listen", "127.0.0.1:0", "--jobs", "2", "--data-dir"])
-            .arg(data)
+            .arg(served)
+            .args(args)
             .env("SALVE_LOG", "warn")
             .env_remove("SALVE_DATABASE_URL")
             .stdout(Stdio::piped())
@@ -85,7 +97,11 @@ impl Server {
         Server { child, url, data: data.to_owned(), token }
     }
 
-    fn http(&self) -> reqwest::blocking::Client {
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(super) fn http(&self) -> reqwest::blocking::Client {
         reqwest::blocking::Client::new()
     }
 
