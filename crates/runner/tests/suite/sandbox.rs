@@ -142,6 +142,10 @@ fn a_job_of_a_root_process_owns_nothing_of_the_host() {
             "python3 -c 'import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)' 2>/dev/null && echo RAW-SOCKET || echo raw-refused",
             &format!("cp {} . && python3 shocker.py", data.join("repos/shocker.py").display()),
             "cargo --version >/dev/null && echo cargo-works",
+            "node -e 'console.log(\"node-\" + 6 * 7)'",
+            "npm --version >/dev/null && npm config get cache | grep -q \"^$HOME\" && echo npm-works",
+            "python3 -m venv venv && venv/bin/pip --version >/dev/null && echo venv-works",
+            "command -v go >/dev/null && { go env GOCACHE | grep -q \"^$HOME\" && echo go-works; } || echo go-works",
             "echo x > /tmp/t && echo x > /dev/shm/t && echo x > ~/t && echo writes-ok",
         ],
     );
