@@ -226,11 +226,7 @@ fn external(
     (opts.say)("tier 2: external agent");
     let template = config.agent.prompt_template.clone().unwrap_or_else(|| "selfheal/prompt-template.txt".into());
     let prompt = match std::fs::read_to_string(opts.repo.join(&template)) {
-        // A template is the repository's text: it may name any variable, but a secret-looking
-        // one (the API token, a model key, a password) expands to nothing.
-        Ok(text) => template::envsubst(&text, &|k| {
-            (!verify::secret_looking(k)).then(|| lookup(&opts.env, k).or_else(|| std::env::var(k).ok())).flatten()
-        }),
+        Ok(text) => template::prompt(&text, &|k| lookup(&opts.env, k).or_else(|| std::env::var(k).ok())),
         Err(_) => format!(
             "{}\nFix the code so the failed job(s) pass. Do not delete or skip tests, do not weaken assertions, do not \
              edit .semaphore/. When done, write a one-line summary of the fix to commit-message.txt.\n",
