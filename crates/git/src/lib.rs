@@ -169,22 +169,8 @@ impl Repo {
         secret: Option<&str>,
     ) -> Result<(), GitError> {
         let mut cmd = Command::new("git");
-        cmd.arg("-C").arg(&self.dir).args(["push", "--quiet", "--porcelain", "--", url, refspec]);
-        cmd.env("GIT_TERMINAL_PROMPT", "0");
-        if let Some(a) = auth {
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", format!("Authorization: {a}"));
-        }
-        let out = cmd.output().map_err(GitError::Spawn)?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        for t in [secret, auth].into_iter().flatten().filter(|t| !t.is_empty()) {
-            stderr = stderr.replace(t, "[MASKED]");
-        }
-        Err(GitError::Failed { args: format!("push {url} {refspec}"), stderr: stderr.trim().to_owned() })
+        cmd.arg("-C").arg(&self.dir).env("GIT_TERMINAL_PROMPT", "0");
+        push(cmd, url, refspec, auth, secret)
     }
 
     /// Whether `name` is acceptable as a branch name.
@@ -217,6 +203,27 @@ impl Repo {
     fn has_remote(&self) -> bool {
         self.run(&["remote"]).is_ok_and(|s| s.lines().any(|l| l == "origin"))
     }
+}
+
+/// Runs `git push` as `cmd` (git with its options) says: the token as an `Authorization` header
+/// value through git's environment configuration, never in the URL, the command line or the
+/// error, where `secret` and `auth` are masked.
+fn push(mut cmd: Command, url: &str, refspec: &str, auth: Option<&str>, secret: Option<&str>) -> Result<(), GitError> {
+    cmd.args(["push", "--quiet", "--porcelain", "--no-verify", "--", url, refspec]);
+    if let Some(a) = auth {
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: {a}"));
+    }
+    let out = cmd.output().map_err(GitError::Spawn)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    for t in [secret, auth].into_iter().flatten().filter(|t| !t.is_empty()) {
+        stderr = stderr.replace(t, "[MASKED]");
+    }
+    Err(GitError::Failed { args: format!("push {url} {refspec}"), stderr: stderr.trim().to_owned() })
 }
 
 /// Branch names must be valid refs before they get anywhere near git.

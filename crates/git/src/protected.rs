@@ -247,22 +247,7 @@ impl Protected {
 
     /// Pushes `refspec` to `url` (Salve's choice), the token as an `Authorization` header value.
     pub fn push(&self, url: &str, refspec: &str, auth: Option<&str>, secret: Option<&str>) -> Result<(), GitError> {
-        let mut cmd = self.git();
-        cmd.args(["push", "--quiet", "--porcelain", "--no-verify", "--", url, refspec]);
-        if let Some(a) = auth {
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", format!("Authorization: {a}"));
-        }
-        let out = cmd.output().map_err(GitError::Spawn)?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
-        for t in [secret, auth].into_iter().flatten().filter(|t| !t.is_empty()) {
-            stderr = stderr.replace(t, "[MASKED]");
-        }
-        Err(GitError::Failed { args: format!("push {url} {refspec}"), stderr: stderr.trim().to_owned() })
+        crate::push(self.git(), url, refspec, auth, secret)
     }
 
     /// Drops every change of the work tree (tracked and untracked), back to HEAD.

@@ -93,20 +93,6 @@ fn host_home() -> Option<PathBuf> {
     (home.is_absolute() && home.parent().is_some() && home.is_dir()).then_some(home)
 }
 
-/// Variables that name toolchain or certificate paths a job needs to read.
-const TOOLCHAIN_VARIABLES: &[&str] = &[
-    "RUSTUP_HOME",
-    "PYENV_ROOT",
-    "GOROOT",
-    "JAVA_HOME",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "PIP_CERT",
-    "CARGO_HTTP_CAINFO",
-];
-
 /// The toolchain folders under the hidden `home` that the job needs (PATH entries, rustup's and
 /// pyenv's roots, certificate bundles): they are mounted back read-only, and nothing else of
 /// that home is. Folders under Salve's own hidden folders are left out (they are mounted as
@@ -114,7 +100,7 @@ const TOOLCHAIN_VARIABLES: &[&str] = &[
 fn toolchains(home: &Path, hidden: &[PathBuf], env: &[(String, String)]) -> Vec<PathBuf> {
     let get = |k: &str| env.iter().rev().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
     let mut out: Vec<PathBuf> = std::env::split_paths(get("PATH").unwrap_or(""))
-        .chain(TOOLCHAIN_VARIABLES.iter().filter_map(|k| get(k)).map(PathBuf::from))
+        .chain(crate::job::HOST_VARIABLES.iter().filter(|k| **k != "PATH").filter_map(|k| get(k)).map(PathBuf::from))
         .filter(|p| p.is_absolute() && p.starts_with(home) && p != home && p.exists())
         .filter(|p| !hidden.iter().any(|h| p.starts_with(h)))
         .filter(|p| !p.components().any(|c| c == std::path::Component::ParentDir))
