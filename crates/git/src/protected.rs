@@ -213,10 +213,52 @@ impl Protected {
         self.run(&["rev-parse", "--verify", "HEAD^{commit}"])
     }
 
-    /// Stages every change of the work tree and returns the staged diff (no external diff, no
-    /// textconv).
-    pub fn stage_all(&self) -> Result<String, GitError> {
-        self.run(&["add", "--all"])?;
+    /// The work tree's untracked files that no ignore rule covers, as paths from its root.
+    pub fn untracked(&self) -> Result<Vec<String>, GitError> {
+        let out =
+            self.git().args(["ls-files", "--others", "--exclude-standard", "-z"]).output().map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(GitError::Failed {
+                args: "ls-files --others".into(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect())
+    }
+
+    /// Stages what changed in tracked files (edits and deletions) and the untracked files in
+    /// `new` (paths taken literally), nothing else, and returns the staged diff (no external
+    /// diff, no textconv).
+    pub fn stage(&self, new: &[String]) -> Result<String, GitError> {
+        self.run(&["add", "--update"])?;
+        if !new.is_empty() {
+            use std::io::Write as _;
+            let mut child = self
+                .git()
+                .env("GIT_LITERAL_PATHSPECS", "1")
+                .args(["add", "--pathspec-from-file=-", "--pathspec-file-nul"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(GitError::Spawn)?;
+            let list: Vec<u8> = new.iter().flat_map(|p| p.bytes().chain([0])).collect();
+            if let Some(mut stdin) = child.stdin.take() {
+                stdin.write_all(&list).map_err(GitError::Spawn)?;
+            }
+            let out = child.wait_with_output().map_err(GitError::Spawn)?;
+            if !out.status.success() {
+                return Err(GitError::Failed {
+                    args: "add NEW FILES".into(),
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                });
+            }
+        }
         self.run(&["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv"])
     }
 

@@ -19,6 +19,10 @@ pub struct Recipe {
     /// project, which may fetch its dependencies); `false` cuts them off.
     #[serde(default = "yes")]
     pub network: bool,
+    /// Glob patterns (from the repository's root) of new files the recipe is meant to create
+    /// (`go.sum`, a lockfile): only these join its change. Build output never does.
+    #[serde(default)]
+    pub creates: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -52,6 +56,9 @@ pub fn validate(recipes: &[Recipe]) -> Result<(), String> {
         for re in r.when_command.iter().chain(&r.when_log) {
             Regex::new(re).map_err(|e| format!("{at}: '{re}' is not a regular expression: {e}"))?;
         }
+        for g in &r.creates {
+            globset::Glob::new(g).map_err(|e| format!("{at}: creates '{g}' is not a glob pattern: {e}"))?;
+        }
     }
     Ok(())
 }
@@ -70,4 +77,55 @@ pub fn matching<'r>(recipes: &'r [Recipe], command: &str, excerpt: &str) -> Vec<
         .filter(|r| (r.when_command.is_some() || r.when_log.is_some()) && !r.run.is_empty())
         .filter(|r| matches(&r.when_command, command, false) && matches(&r.when_log, excerpt, true))
         .collect()
+}
+
+/// Folders and files that are build output or tool caches, never part of a fix.
+const BUILD_OUTPUT: &[&str] = &[
+    "target",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    ".venv",
+    "venv",
+    "dist",
+    "build",
+    ".gradle",
+    ".next",
+    "coverage",
+    ".cache",
+    "vendor/bundle",
+    "_build",
+];
+
+/// Whether a new file is build output (by its folders or its kind).
+pub fn build_output(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    let dirs = &parts[..parts.len().saturating_sub(1)];
+    let in_output = dirs.iter().enumerate().any(|(i, d)| {
+        BUILD_OUTPUT.contains(d)
+            || (i + 1 < dirs.len() && BUILD_OUTPUT.contains(&format!("{d}/{}", dirs[i + 1]).as_str()))
+    });
+    let kind = [".pyc", ".pyo", ".o", ".obj", ".a", ".so", ".class", ".rlib", ".rmeta", ".d", ".exe", ".dll"]
+        .iter()
+        .any(|ext| path.ends_with(ext));
+    in_output || kind
+}
+
+/// The new untracked files a change may keep: for recipes, those one of them says it creates;
+/// for an agent (`recipes` empty), every new file that is not build output.
+pub fn kept_new_files(new: &[String], recipes: &[&Recipe]) -> Vec<String> {
+    if recipes.is_empty() {
+        return new.iter().filter(|p| !build_output(p)).cloned().collect();
+    }
+    let mut set = globset::GlobSetBuilder::new();
+    for g in recipes.iter().flat_map(|r| &r.creates) {
+        if let Ok(glob) = globset::GlobBuilder::new(g).literal_separator(true).build() {
+            set.add(glob);
+        }
+    }
+    let set = set.build().unwrap_or_else(|_| globset::GlobSet::empty());
+    new.iter().filter(|p| set.is_match(p.as_str()) && !build_output(p)).cloned().collect()
 }

@@ -312,7 +312,12 @@ fn attempt(
         }
     }
 
-    // Tier 1: deterministic fixers.
+    // Tier 1: deterministic fixers. What the work tree had untracked before they ran is never
+    // theirs to commit.
+    let untracked_before = match repo.untracked() {
+        Ok(u) => u,
+        Err(e) => return ("failed", format!("cannot list the work tree's files: {e}"), extra),
+    };
     let recipes = config.recipes();
     let mut applied: Vec<String> = Vec::new();
     let t = Instant::now();
@@ -335,7 +340,8 @@ fn attempt(
     } else {
         let summary = format!("apply {}", applied.join(", "));
         let provenance = Provenance { tier: 1, name: applied.join(", "), model: None, tokens: 0 };
-        match candidate(&a, record, &provenance, &summary, t) {
+        let ran: Vec<&fixers::Recipe> = recipes.iter().filter(|r| applied.contains(&r.name)).collect();
+        match candidate(&a, record, &provenance, &summary, t, &untracked_before, &ran) {
             Some(end) => return (end.0, end.1, merge(extra, end.2)),
             None => {
                 if let Err(e) = repo.reset() {
@@ -363,7 +369,7 @@ fn attempt(
         extra,
         json!({"transcript": done.transcript, "agent": done.name, "turns": done.turns, "cost_usd": done.cost_usd}),
     );
-    match candidate(&a, record, &provenance, &done.summary, t) {
+    match candidate(&a, record, &provenance, &done.summary, t, &untracked_before, &[]) {
         Some(end) => (end.0, end.1, merge(extra, end.2)),
         None => ("failed", "the agent's change did not fix the failed job(s)".into(), extra),
     }
@@ -437,18 +443,35 @@ fn verify_jobs(
 
 /// Guards, verification, commit and push of the work tree's change. `None`: the change did not
 /// fix the failure (the caller resets and tries the next tier); `Some` ends the heal.
+/// The change is what the tier changed in tracked files, plus the new files it may keep
+/// ([`fixers::kept_new_files`]: those its recipes say they create, or for an agent (`recipes`
+/// empty) any that is not build output); files untracked before it ran are never part of it.
 fn candidate(
     a: &Attempt<'_>,
     record: &mut Record,
     provenance: &Provenance,
     summary: &str,
     started: Instant,
+    untracked_before: &[String],
+    recipes: &[&fixers::Recipe],
 ) -> Option<(&'static str, String, Value)> {
     let Attempt { ci, opts, config, failure, jobs, runner, repo } = a;
     let say = opts.say;
     let tier = provenance.tier;
     let name = if tier == 1 { "fixers" } else { "agent" };
-    let diff = match repo.stage_all() {
+    let new: Vec<String> = match repo.untracked() {
+        Ok(now) => now.into_iter().filter(|p| !untracked_before.contains(p)).collect(),
+        Err(e) => return Some(("failed", format!("cannot list the work tree's files: {e}"), json!({}))),
+    };
+    let kept = fixers::kept_new_files(&new, recipes);
+    if kept.len() < new.len() {
+        say(&format!(
+            "  left out {} new file(s) that are build output or that no recipe creates (e.g. {})",
+            new.len() - kept.len(),
+            new.iter().find(|p| !kept.contains(p)).map_or("", String::as_str)
+        ));
+    }
+    let diff = match repo.stage(&kept) {
         Ok(d) => d,
         Err(e) => return Some(("failed", format!("cannot read the change: {e}"), json!({}))),
     };

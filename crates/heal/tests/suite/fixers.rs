@@ -60,3 +60,35 @@ fn envsubst_replaces_names_and_keeps_the_rest() {
     assert_eq!(envsubst("cost $5, $ alone, ${ not, $UNSET!", &get), "cost $5, $ alone, ${ not, !");
     assert_eq!(envsubst("ünïcode $PIPE€", &get), "ünïcode p1€");
 }
+
+#[test]
+fn a_change_keeps_only_the_new_files_it_is_meant_to_create() {
+    use salve_heal::fixers::{build_output, kept_new_files};
+    let new: Vec<String> = [
+        "target/debug/deps/libx.rlib",
+        "target/.rustc_info.json",
+        "Cargo.lock",
+        "go.sum",
+        "web/package-lock.json",
+        "node_modules/left-pad/index.js",
+        "src/__pycache__/m.cpython-311.pyc",
+        "src/new_module.rs",
+        "src/bin/tool.rs",
+        "vendor/bundle/ruby/gems/x.rb",
+    ]
+    .map(String::from)
+    .to_vec();
+    let all = builtin();
+    let by = |name: &str| all.iter().find(|r| r.name == name).unwrap();
+    // A formatter creates nothing: build output and stray files stay out.
+    assert!(kept_new_files(&new, &[by("cargo clippy --fix")]).is_empty());
+    assert_eq!(kept_new_files(&new, &[by("cargo lockfile")]), ["Cargo.lock"]);
+    assert_eq!(kept_new_files(&new, &[by("go mod tidy")]), ["go.sum"]);
+    assert_eq!(kept_new_files(&new, &[by("npm lockfile")]), ["web/package-lock.json"]);
+    // An agent keeps the files it wrote, not what its builds left.
+    assert_eq!(
+        kept_new_files(&new, &[]),
+        ["Cargo.lock", "go.sum", "web/package-lock.json", "src/new_module.rs", "src/bin/tool.rs"]
+    );
+    assert!(build_output("a/b/target/x") && build_output("x.o") && !build_output("src/target.rs"));
+}
