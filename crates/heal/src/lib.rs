@@ -35,6 +35,9 @@ pub const HEAL_PREFIX: &str = "selfheal-";
 /// Failure classes that are not the code's fault: rerun before changing anything.
 const INFRA: &[&str] = &["network_infrastructure", "timeout", "killed", "out_of_memory"];
 
+/// The class of a failure the job's machine caused (a missing tool): never healed by a change.
+const ENVIRONMENT: &str = "environment";
+
 /// A failed pipeline, as the heal sees it.
 #[derive(Debug, Clone, Default)]
 pub struct Failure {
@@ -284,6 +287,22 @@ fn attempt(
     runner.also_readable(repo.git_dir());
     let a = Attempt { ci, opts, config, failure, jobs, runner, repo };
     let (runner, jobs, repo) = (&a.runner, &a.jobs, &a.repo);
+
+    // A tool or toolchain the job's machine lacks: no change to the code fixes that, and no
+    // fixer or agent may try.
+    if let Some(j) = failure.jobs.iter().find(|j| j.class == ENVIRONMENT) {
+        let line = j.excerpt.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        record.tier(0, "classify", "environment", line.to_owned(), Instant::now());
+        return (
+            "skipped",
+            format!(
+                "{} failed because its machine lacks a tool or toolchain ({line}): no change to the code fixes that; \
+                 install it in the job (sem-version, an install step, the machine image) and run it again",
+                j.name
+            ),
+            extra,
+        );
+    }
 
     // Tier 0: rerun an infrastructure failure, or a commit that passed before, unchanged.
     let infra: Vec<&str> = failure.jobs.iter().map(|j| j.class.as_str()).filter(|c| INFRA.contains(c)).collect();

@@ -2,8 +2,9 @@
 //! failure happens again.
 //!
 //! The class drives the heal tiers: flaky or infrastructure failures are rerun, lint and format
-//! failures go to deterministic fixers, the rest to an agent. Causes outside the code win over
-//! their symptoms: a test that failed because the disk was full is an infrastructure failure.
+//! failures go to deterministic fixers, the rest to an agent; an environment failure (a tool or
+//! toolchain the machine lacks) is never "fixed" by editing code. Causes outside the code win
+//! over their symptoms: a test that failed because the disk was full is an infrastructure failure.
 
 use serde::Serialize;
 
@@ -16,6 +17,8 @@ pub enum Class {
     Killed,
     Timeout,
     NetworkInfrastructure,
+    /// The job's machine lacks a tool or toolchain: no change to the code fixes that.
+    Environment,
     Configuration,
     Dependency,
     LintFormat,
@@ -31,6 +34,7 @@ impl Class {
             Class::Killed => "killed",
             Class::Timeout => "timeout",
             Class::NetworkInfrastructure => "network_infrastructure",
+            Class::Environment => "environment",
             Class::Configuration => "configuration",
             Class::Dependency => "dependency",
             Class::LintFormat => "lint_format",
@@ -95,6 +99,29 @@ const RULES: &[(Class, &[&str])] = &[
             "transfer failed for",
             "read-only file system",
             "device or resource busy",
+            "couldn't connect to server",
+            "could not connect to",
+            "failed to connect to",
+            "address already in use",
+            "eaddrinuse",
+            "connection aborted",
+            "remote end closed connection",
+        ],
+    ),
+    (
+        Class::Environment,
+        &[
+            "command not found",
+            "no default is configured",
+            "could not choose a version of",
+            "executable file not found in $path",
+            "is not installed",
+            "not installed on this",
+            "no such command",
+            "toolchain '",
+            "unable to find a java runtime",
+            "no java runtime present",
+            "pyenv: version",
         ],
     ),
     (
@@ -105,7 +132,6 @@ const RULES: &[(Class, &[&str])] = &[
             "yaml:",
             "unknown option",
             "unrecognized option",
-            "command not found",
             "no such file or directory",
             "permission denied",
         ],
@@ -124,6 +150,10 @@ const RULES: &[(Class, &[&str])] = &[
             "yarn.lock",
             "poetry.lock",
             "go.sum",
+            "go.mod",
+            "no required module provides package",
+            "cannot find module providing package",
+            "is replaced but not required",
             "no matching version",
             "could not find a version that satisfies",
             "no module named",
@@ -158,6 +188,14 @@ const RULES: &[(Class, &[&str])] = &[
             "rubocop",
             "gofmt",
             "golangci-lint",
+            "go vet",
+            "staticcheck",
+            "shellcheck",
+            "shfmt",
+            "clang-format",
+            "markdownlint",
+            "yamllint",
+            "hadolint",
             "lint",
             "code style",
             "fixable with the",
@@ -189,6 +227,8 @@ const RULES: &[(Class, &[&str])] = &[
             "could not compile",
             "does not exist in the current context",
             "is not defined",
+            "not declared by package",
+            "undefined: ",
             "compilejava",
             "compiler error",
             "build error",
@@ -215,6 +255,9 @@ const RULES: &[(Class, &[&str])] = &[
             "there were test failures",
             "test failures",
             " failed,",
+            " failed in ",
+            "failed (failures=",
+            "failed (errors=",
         ],
     ),
 ];

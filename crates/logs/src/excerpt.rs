@@ -78,6 +78,15 @@ const KEYWORDS: &[&str] = &[
     "o such",
     "xit code",
     "ERR!",
+    "go.mod",
+    "go.sum",
+    "module provid",
+    "not declared",
+    "undefined: ",
+    "lready in use",
+    "onnect to",
+    "no default is",
+    "not installed",
 ];
 
 /// The keyword searcher; `None` if it cannot be built, and then every line is scored.
@@ -669,6 +678,17 @@ const STRONG: &[&str] = &[
     "✗",
     "✘",
     "●",
+    "go: updates to go.mod needed",
+    "missing go.sum entry",
+    "is replaced but not required",
+    "no required module provides package",
+    "not declared by package",
+    "undefined: ",
+    "address already in use",
+    "couldn't connect to server",
+    "failed to connect to",
+    "no default is configured",
+    "is not installed",
 ];
 
 /// Phrases of lines that only look like failures (-3 each): info, warnings, zero counts.
@@ -697,6 +717,10 @@ fn phrases() -> Option<&'static AhoCorasick> {
 /// body), and whether it is a generic epilogue (no evidence whatever it says).
 fn evidence(lower: &str) -> (i32, bool) {
     let t = lower.trim();
+    // Salve's runner notes (`salve: job failed: …`) say that a job failed, never why.
+    if runner_note(t.as_bytes()) {
+        return (0, true);
+    }
     if t.trim_start_matches("[error]").trim() == "-> [help 1]" {
         return (0, true);
     }
@@ -731,6 +755,11 @@ fn evidence(lower: &str) -> (i32, bool) {
         score += 2;
     }
     (score.max(0), false)
+}
+
+/// A line Salve's runner wrote into the job's log (`salve: …`), not the job.
+fn runner_note(body: &[u8]) -> bool {
+    body.starts_with(b"salve: ")
 }
 
 /// `file.ext:12`, `file.ext:[12,5]`, `file.ext(12)`, `line 12`.
@@ -1205,7 +1234,7 @@ impl<'a> Scanner<'a> {
             let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).collect();
             recent.sort_by_key(|l| l.number);
             recent.dedup_by_key(|l| l.number);
-            for l in recent.into_iter().rev().filter(|l| !blank(body(&l.raw))).take(3) {
+            for l in recent.into_iter().rev().filter(|l| !blank(body(&l.raw)) && !runner_note(body(&l.raw))).take(3) {
                 if bytes + cost(l) > max_bytes {
                     break;
                 }

@@ -186,7 +186,7 @@ fn failures_of_many_tools_are_found_in_noise() {
         (
             "+ ./deploy.sh\n./deploy.sh: line 4: kubectl: command not found",
             "./deploy.sh: line 4: kubectl: command not found",
-            Class::Configuration,
+            Class::Environment,
         ),
     ];
     for (failure, key, class) in cases {
@@ -241,4 +241,68 @@ fn a_build_tools_failure_comes_whole_with_its_summary() {
         assert!(texts.iter().any(|t| t == l), "{l:?} not in {texts:#?}");
     }
     assert!(!texts.iter().any(|t| t.contains("To see the full stack trace") || t.contains("[Help 1]")), "{texts:#?}");
+}
+
+/// Messages copied from the tools themselves (go 1.19, curl, Python, bash, rustup, pytest), each
+/// followed by the runner's own footer, which is never the evidence: the tool's lines are in the
+/// excerpt and decide the class.
+#[test]
+fn real_tool_messages_are_found_and_classed_past_salves_footer() {
+    let cases: &[(&str, &str, Class)] = &[
+        (
+            "go: updates to go.mod needed; to update it:\n\tgo mod tidy",
+            "go: updates to go.mod needed; to update it:",
+            Class::Dependency,
+        ),
+        (
+            "main.go:5:2: missing go.sum entry for module providing package golang.org/x/text/language (imported by example.com/m); to add:\n\tgo get example.com/m",
+            "main.go:5:2: missing go.sum entry for module providing package golang.org/x/text/language (imported by example.com/m); to add:",
+            Class::Dependency,
+        ),
+        (
+            "main.go:5:2: no required module provides package golang.org/x/text/language; to add it:\n\tgo get golang.org/x/text/language",
+            "main.go:5:2: no required module provides package golang.org/x/text/language; to add it:",
+            Class::Dependency,
+        ),
+        (
+            "# example.com/m\n./main.go:5:19: undefined: fmt.Printx",
+            "./main.go:5:19: undefined: fmt.Printx",
+            Class::CompileError,
+        ),
+        (
+            "curl: (7) Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server",
+            "curl: (7) Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server",
+            Class::NetworkInfrastructure,
+        ),
+        (
+            "  File \"/usr/lib/python3.11/socketserver.py\", line 472, in server_bind\n    self.socket.bind(self.server_address)\nOSError: [Errno 98] Address already in use",
+            "OSError: [Errno 98] Address already in use",
+            Class::NetworkInfrastructure,
+        ),
+        ("bash: line 1: ruff: command not found", "bash: line 1: ruff: command not found", Class::Environment),
+        (
+            "error: rustup could not choose a version of cargo to run, because one wasn't specified explicitly, and no default is configured.\nhelp: run 'rustup default stable' to download the latest stable release of Rust and set it as your default toolchain.",
+            "error: rustup could not choose a version of cargo to run, because one wasn't specified explicitly, and no default is configured.",
+            Class::Environment,
+        ),
+        (
+            "FAILED test_s.py::test_split - assert [334, 333, 333] == [334, 334, 333]\n1 failed in 0.16s",
+            "1 failed in 0.16s",
+            Class::TestFailure,
+        ),
+    ];
+    for (failure, key, class) in cases {
+        let log = format!("{failure}\nsalve: job failed: `make` \u{2014} exit code 1\n");
+        let r = report(log.as_bytes(), &Inputs::default(), 4096);
+        let texts: Vec<&str> = r.excerpt.iter().map(|l| l.text.as_str()).collect();
+        assert!(texts.contains(key), "{key:?} not in {texts:#?}");
+        assert!(!texts.iter().any(|t| t.starts_with("salve: ")), "the runner's footer is evidence: {texts:#?}");
+        assert_eq!(r.class, *class, "{failure}");
+    }
+    // go vet says nothing a keyword finds: the failing command classes it, its last lines are the excerpt.
+    let vet = b"# example.com/m\n./main.go:5:15: fmt.Printf format %d has arg \"s\" of wrong type string\nsalve: job failed: `go vet ./...` \xe2\x80\x94 exit code 1\n";
+    let commands = [CommandSpan { command: "go vet ./...".into(), first_line: 0, end_line: 2, exit_code: Some(1) }];
+    let r = report(vet, &Inputs { commands: &commands, ..Inputs::default() }, 4096);
+    assert_eq!(r.class, Class::LintFormat);
+    assert!(r.excerpt.iter().any(|l| l.text.contains("wrong type string")), "{:?}", r.excerpt);
 }
