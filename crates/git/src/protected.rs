@@ -208,6 +208,27 @@ impl Protected {
         local(&["update-index", "-q", "--refresh"]).or(Ok(()))
     }
 
+    /// What commit `sha` changed against its first parent (all of it for a root commit), as
+    /// `git diff` text.
+    pub fn commit_diff(&self, sha: &str) -> Result<String, GitError> {
+        if sha.starts_with('-') || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(GitError::Failed { args: "diff-tree".into(), stderr: format!("'{sha}' is not a commit id") });
+        }
+        self.run(&[
+            "diff-tree",
+            "-p",
+            "-r",
+            "--root",
+            "--no-commit-id",
+            "--no-color",
+            "--no-ext-diff",
+            "--no-textconv",
+            "-m",
+            "--first-parent",
+            sha,
+        ])
+    }
+
     /// The commit HEAD points at.
     pub fn head(&self) -> Result<String, GitError> {
         self.run(&["rev-parse", "--verify", "HEAD^{commit}"])

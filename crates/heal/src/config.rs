@@ -77,6 +77,7 @@ impl HealConfig {
             max_diff_lines: self.max_diff_lines.unwrap_or(Policy::default().max_diff_lines),
             protected: self.protected_paths.clone(),
             allow_ci_edits: self.allow_ci_edits,
+            frozen_expectations: false,
         }
     }
 

@@ -23,6 +23,10 @@ pub struct Recipe {
     /// (`go.sum`, a lockfile): only these join its change. Build output never does.
     #[serde(default)]
     pub creates: Vec<String>,
+    /// One of Salve's own recipes (formatters and linters' fix modes, which never change what
+    /// a test expects), not a project's.
+    #[serde(skip)]
+    pub builtin: bool,
 }
 
 fn yes() -> bool {
@@ -37,7 +41,11 @@ struct File {
 
 /// The built-in recipes.
 pub fn builtin() -> Vec<Recipe> {
-    toml::from_str::<File>(include_str!("fixers.toml")).map(|f| f.fixer).unwrap_or_default()
+    let mut recipes = toml::from_str::<File>(include_str!("fixers.toml")).map(|f| f.fixer).unwrap_or_default();
+    for r in &mut recipes {
+        r.builtin = true;
+    }
+    recipes
 }
 
 /// Checks user recipes: a name, something to match, commands, valid expressions.

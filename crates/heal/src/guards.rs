@@ -17,18 +17,73 @@ pub struct Policy {
     pub protected: Vec<String>,
     /// Allow edits to `.semaphore/` and `selfheal/`.
     pub allow_ci_edits: bool,
+    /// The failing commit changed no test, expectation or snapshot: the tests were right and
+    /// the code broke them, so a fix may not change what they expect (assertions, snapshots,
+    /// golden files, tolerances, timeouts). Set by the heal for agents and users' recipes.
+    pub frozen_expectations: bool,
 }
 
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { max_diff_lines: 400, protected: Vec::new(), allow_ci_edits: false }
+        Policy { max_diff_lines: 400, protected: Vec::new(), allow_ci_edits: false, frozen_expectations: false }
+    }
+}
+
+/// Whether a diff (`git diff` text) changes tests or what they expect: a test file, a snapshot
+/// or golden file, a line that defines a test or asserts. A heal of a commit that did not is
+/// held to [`Policy::frozen_expectations`].
+pub fn touches_tests(diff: &str) -> bool {
+    parse(diff).iter().any(|f| {
+        is_test_path(&f.path)
+            || is_snapshot_path(&f.path)
+            || f.added.iter().chain(&f.removed).any(|l| asserts(l) || defines_test(l))
+    })
+}
+
+/// Snapshots and golden files: what a test compares output with.
+pub fn is_snapshot_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.rsplit('/').next().unwrap_or(&lower);
+    let in_dir = |d: &str| lower.starts_with(&format!("{d}/")) || lower.contains(&format!("/{d}/"));
+    in_dir("__snapshots__")
+        || in_dir("snapshots")
+        || in_dir("testdata")
+        || in_dir("golden")
+        || in_dir("goldens")
+        || in_dir("expected")
+        || in_dir("fixtures")
+        || name.ends_with(".snap")
+        || name.ends_with(".snap.new")
+        || name.ends_with(".golden")
+        || name.ends_with(".expected")
+        || name.contains(".approved.")
+}
+
+/// An assertion line with its white space and trailing commas gone: a formatter's reflow
+/// compares equal.
+fn normalised(line: &str) -> String {
+    line.chars().filter(|c| !c.is_whitespace()).collect::<String>().trim_end_matches([',', ';']).to_owned()
+}
+
+/// What a changed assertion loosens, by what it names.
+fn loosening(line: &str) -> &'static str {
+    let l = line.to_ascii_lowercase();
+    if ["approx", "epsilon", "tolerance", "delta", "rel=", "abs=", "closeto", "relative_eq", "abs_diff_eq", "ulps"]
+        .iter()
+        .any(|w| l.contains(w))
+    {
+        "widens_tolerance"
+    } else {
+        "rewrites_expectation"
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Refusal {
     /// Which rule: `deletes_test`, `removes_test`, `adds_skip`, `weakens_assertion`,
-    /// `swallows_failure`, `edits_ci`, `protected_path`, `binary`, `too_large`.
+    /// `swallows_failure`, `edits_ci`, `protected_path`, `binary`, `too_large`, and for a
+    /// commit that changed no test `rewrites_expectation`, `widens_tolerance`,
+    /// `updates_snapshot`, `raises_timeout`.
     pub rule: &'static str,
     pub file: String,
     pub detail: String,
@@ -134,6 +189,9 @@ const SKIP_MARKERS: &[&str] = &[
     "Skip =",
     "skip:",
     "pending(",
+    "#[should_panic",
+    "pytest.mark.flaky",
+    "@flaky",
 ];
 
 /// A line that asserts something.
@@ -235,6 +293,9 @@ pub fn check(diff: &str, policy: &Policy) -> Vec<Refusal> {
         if let Some(l) = f.added.iter().find(|l| swallows(l)) {
             refuse("swallows_failure", format!("makes a failure pass: `{}`", l.trim()));
         }
+        if policy.frozen_expectations {
+            frozen(&f, &mut refuse);
+        }
     }
     if size > policy.max_diff_lines {
         out.push(Refusal {
@@ -244,6 +305,36 @@ pub fn check(diff: &str, policy: &Policy) -> Vec<Refusal> {
         });
     }
     out
+}
+
+/// The rules for a commit that changed no test: its tests' expectations stay as they are.
+fn frozen(f: &FileDiff, refuse: &mut impl FnMut(&'static str, String)) {
+    let reflow_only = normalised(&f.removed.concat()) == normalised(&f.added.concat());
+    if reflow_only {
+        return;
+    }
+    if is_snapshot_path(&f.path) {
+        refuse("updates_snapshot", "changes a snapshot or golden file the failing commit did not touch".into());
+        return;
+    }
+    let before: Vec<String> = f.removed.iter().filter(|l| asserts(l)).map(|l| normalised(l)).collect();
+    let after: Vec<String> = f.added.iter().filter(|l| asserts(l)).map(|l| normalised(l)).collect();
+    if let Some(old) = f.removed.iter().filter(|l| asserts(l)).find(|l| !after.contains(&normalised(l))) {
+        let new = f.added.iter().find(|l| asserts(l) && !before.contains(&normalised(l)));
+        let rule = loosening(new.map_or(old.as_str(), String::as_str));
+        let detail = match new {
+            Some(n) => format!("`{}` becomes `{}`, though the failing commit changed no test", old.trim(), n.trim()),
+            None => format!("changes `{}`, though the failing commit changed no test", old.trim()),
+        };
+        refuse(rule, detail);
+    }
+    let timeout = |l: &String| l.to_ascii_lowercase().contains("timeout");
+    if let Some(l) = f.added.iter().find(|l| timeout(l) && !f.removed.contains(l)).filter(|_| is_test_path(&f.path)) {
+        refuse(
+            "raises_timeout",
+            format!("changes a test's time limit (`{}`), though the failing commit changed no test", l.trim()),
+        );
+    }
 }
 
 fn globs(patterns: &[String]) -> Option<GlobSet> {

@@ -285,7 +285,10 @@ fn attempt(
         Err(e) => return ("failed", format!("cannot protect the checkout's git folder: {e}"), extra),
     };
     runner.also_readable(repo.git_dir());
-    let a = Attempt { ci, opts, config, failure, jobs, runner, repo };
+    // A commit that changed no test was judged by right tests: agents and the project's own
+    // recipes may not change what they expect. Unknown (the parent is not in the clone): the same.
+    let frozen = repo.commit_diff(&failure.sha).map_or(true, |d| !guards::touches_tests(&d));
+    let a = Attempt { ci, opts, config, failure, jobs, runner, repo, frozen };
     let (runner, jobs, repo) = (&a.runner, &a.jobs, &a.repo);
 
     // A tool or toolchain the job's machine lacks: no change to the code fixes that, and no
@@ -404,6 +407,8 @@ pub(crate) struct Attempt<'a> {
     pub jobs: Vec<verify::JobCommands>,
     pub runner: verify::Runner,
     pub repo: Protected,
+    /// The failing commit changed no test ([`guards::Policy::frozen_expectations`]).
+    pub frozen: bool,
 }
 
 /// Who made a change, for the commit's trailers and the report.
@@ -474,7 +479,7 @@ fn candidate(
     untracked_before: &[String],
     recipes: &[&fixers::Recipe],
 ) -> Option<(&'static str, String, Value)> {
-    let Attempt { ci, opts, config, failure, jobs, runner, repo } = a;
+    let Attempt { ci, opts, config, failure, jobs, runner, repo, frozen } = a;
     let say = opts.say;
     let tier = provenance.tier;
     let name = if tier == 1 { "fixers" } else { "agent" };
@@ -500,7 +505,11 @@ fn candidate(
     }
     let stat = repo.staged_stat().unwrap_or_default();
     say(&format!("  change: {}", stat.lines().last().unwrap_or("").trim()));
-    let refusals = guards::check(&diff, &config.policy());
+    let mut policy = config.policy();
+    // Salve's own recipes are formatters and linters' fix modes; an agent's or the project's
+    // recipes are held to the tests the failing commit left alone.
+    policy.frozen_expectations = *frozen && (recipes.is_empty() || recipes.iter().any(|r| !r.builtin));
+    let refusals = guards::check(&diff, &policy);
     if !refusals.is_empty() {
         for r in &refusals {
             say(&format!("  refused ({}): {} {}", r.rule, r.file, r.detail));

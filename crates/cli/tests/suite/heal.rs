@@ -680,3 +680,66 @@ printf 'GET /planted%s HTTP/1.0\r\n\r\n' "$planted" > /dev/tcp/127.0.0.1/{port}
     assert_eq!(bare(&repo, &["show", &format!("{branch}:list.txt")]), "a\nb\n");
     assert_eq!(bare(&repo, &["rev-parse", "main"]), bare(&repo, &["rev-parse", &format!("{branch}~1")]));
 }
+
+/// A commit that changes only code breaks a test; the scripted agent takes the tempting
+/// shortcut (it rewrites the test's expected value, or regenerates the golden file to match the
+/// buggy output). Both are refused with the rule named, and nothing is pushed.
+#[test]
+fn an_agent_that_rewrites_what_a_test_expects_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let money = "def split(total, parts):\n    base, rest = divmod(total, parts)\n    return [base + (1 if i < rest else 0) for i in range(parts)]\n";
+    let buggy = "def split(total, parts):\n    base, rest = divmod(total, parts)\n    return [base + (1 if i <= rest else 0) for i in range(parts)]\n";
+    let agent = |script: &str| format!("{script}\necho 'make the test pass' > commit-message.txt\n");
+    let projects = [
+        (
+            "expectation",
+            vec![
+                ("tests/test_money.py", "import sys\nsys.path.insert(0, '.')\nfrom money import split\n\n\ndef test_split():\n    assert split(1000, 3) == [334, 333, 333]\n".to_owned()),
+                ("agent.sh", agent("sed -i 's/\\[334, 333, 333\\]/[334, 334, 333]/' tests/test_money.py")),
+            ],
+            "python3 -m pytest -q -p no:cacheprovider",
+            "rewrites_expectation",
+        ),
+        (
+            "golden",
+            vec![
+                ("report.py", "from money import split\nprint(split(1000, 3))\n".to_owned()),
+                ("testdata/report.golden", "[334, 333, 333]\n".to_owned()),
+                ("agent.sh", agent("python3 report.py > testdata/report.golden")),
+            ],
+            "python3 report.py | diff - testdata/report.golden",
+            "updates_snapshot",
+        ),
+    ];
+    let mut dirs = Vec::new();
+    for (name, files, command, _) in &projects {
+        let mut all: Vec<(&str, &str)> = files.iter().map(|(p, t)| (*p, t.as_str())).collect();
+        let yml = ci(&job("Test", "", command), SEED_WHEN);
+        all.extend([
+            (".semaphore/semaphore.yml", yml.as_str()),
+            ("money.py", money),
+            ("salve.toml", "[heal.agent]\ncommand = \"bash agent.sh\"\n"),
+        ]);
+        let dir = project(&server, name, &all);
+        server.wait(name, "the green push", |l| l.iter().any(|p| p["name"] == "CI" && p["result"] == "passed"));
+        // The breaking commit changes code only.
+        commit(dir.path(), &[("money.py", Some(buggy))], "a change to the code");
+        server.push(dir.path(), name, "HEAD:refs/heads/main");
+        dirs.push(dir);
+    }
+    for (name, _, _, rule) in &projects {
+        server.wait(name, "the heal", |l| l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done"));
+        let h = server.get(&format!("/api/v1/heals?project={name}"));
+        assert_eq!(h["heals"][0]["outcome"], "refused", "{name}: {h:#}");
+        let rules: Vec<&str> = h["heals"][0]["report"]["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules, [*rule], "{name}: {h:#}");
+        let repo = data.path().join(format!("repos/{name}.git"));
+        assert_eq!(bare(&repo, &["for-each-ref", "refs/heads/selfheal-*"]), "", "{name}: nothing pushed");
+    }
+}
