@@ -10,6 +10,10 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
 # The web UI's browser tests run Debian's Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The heal tests fix shell and C code with the tools' own fix modes.
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
+command -v shfmt >/dev/null 2>&1 || need_apt+=(shfmt)
+command -v clang-format >/dev/null 2>&1 || need_apt+=(clang-format)
 # The demo's sample project and the heal tests format Rust code.
 command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
 if [ ${#need_apt[@]} -gt 0 ]; then

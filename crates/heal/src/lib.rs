@@ -125,10 +125,16 @@ impl Outcome {
     }
 }
 
-/// The report being built, and the heal it belongs to.
+/// The report being built, and the heal it belongs to. Each tier says what ran (commands,
+/// exit, summary), the change's diff stat, and why it stopped.
+#[derive(Default)]
 struct Record {
     tiers: Vec<Value>,
-    started: Instant,
+    started: Option<Instant>,
+    /// What ran since the last tier was recorded.
+    ran: Vec<Value>,
+    /// The change's `--stat` since the last tier was recorded.
+    stat: Option<String>,
 }
 
 impl Record {
@@ -136,6 +142,16 @@ impl Record {
         self.tiers.push(json!({
             "tier": tier, "name": name, "result": result, "detail": detail.into(),
             "duration_ms": started.elapsed().as_millis() as u64,
+            "ran": std::mem::take(&mut self.ran),
+            "diff_stat": self.stat.take(),
+        }));
+    }
+
+    /// One run of commands (a fixer, a job rerun, the agent's command).
+    fn ran(&mut self, what: &str, commands: &[String], ran: &verify::Ran) {
+        self.ran.push(json!({
+            "what": what, "commands": commands, "passed": ran.passed, "exit_code": ran.exit_code,
+            "summary": ran.summary, "duration_ms": ran.duration_ms,
         }));
     }
 }
@@ -231,14 +247,14 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
         }
         Err(e) => return end("failed", format!("cannot claim the heal: {e}"), base),
     };
-    let mut record = Record { tiers: Vec::new(), started: Instant::now() };
+    let mut record = Record { started: Some(Instant::now()), ..Record::default() };
     let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
     let mut report = base;
     report["heal_id"] = json!(heal_id);
     report["fingerprint"] = json!(fp);
     report["tiers"] = Value::Array(record.tiers);
     report["summary"] = json!(summary);
-    report["duration_ms"] = json!(record.started.elapsed().as_millis() as u64);
+    report["duration_ms"] = json!(record.started.map_or(0, |t| t.elapsed().as_millis() as u64));
     if let (Some(r), Some(e)) = (report.as_object_mut(), extra.as_object()) {
         r.extend(e.clone());
     }
@@ -317,7 +333,7 @@ fn attempt(
             format!("{} is not the code's fault", infra[0].replace('_', " "))
         };
         say(&format!("tier 0: {why}; rerunning the failed job(s) once"));
-        match verify_jobs(runner, &opts.repo, jobs, say) {
+        match verify_jobs(runner, &opts.repo, jobs, say, record) {
             Ok(None) => {
                 record.tier(0, "rerun", "passed", why, t);
                 return (
@@ -342,23 +358,39 @@ fn attempt(
     };
     let recipes = config.recipes();
     let mut applied: Vec<String> = Vec::new();
+    let mut tried: Vec<String> = Vec::new();
     let t = Instant::now();
     for j in &failure.jobs {
         for r in fixers::matching(&recipes, &j.failing_command, &j.excerpt) {
-            if applied.contains(&r.name) {
+            if applied.contains(&r.name) || tried.iter().any(|w| w.starts_with(&format!("'{}'", r.name))) {
                 continue;
             }
             say(&format!("tier 1: fixer '{}' ({})", r.name, r.run.join("; ")));
             let env = jobs.iter().find(|c| c.name == j.name).map_or(&[][..], |c| c.env.as_slice());
             match runner.run(&r.name, &opts.repo, &r.run, env, r.network) {
-                Ok(ran) if ran.passed => applied.push(r.name.clone()),
-                Ok(ran) => say(&format!("  fixer '{}' failed: {}", r.name, ran.summary)),
-                Err(e) => say(&format!("  fixer '{}' could not run: {e}", r.name)),
+                Ok(ran) => {
+                    record.ran(&format!("fixer '{}'", r.name), &r.run, &ran);
+                    if ran.passed {
+                        applied.push(r.name.clone());
+                    } else {
+                        say(&format!("  fixer '{}' failed: {}", r.name, ran.summary));
+                        tried.push(format!("'{}' failed: {}", r.name, ran.summary));
+                    }
+                }
+                Err(e) => {
+                    say(&format!("  fixer '{}' could not run: {e}", r.name));
+                    tried.push(format!("'{}' could not run: {e}", r.name));
+                }
             }
         }
     }
     if applied.is_empty() {
-        record.tier(1, "fixers", "none", "no fixer recipe matched the failure", t);
+        let (result, why) = if tried.is_empty() {
+            ("none", "no fixer recipe matched the failure".to_owned())
+        } else {
+            ("failed", format!("the matching fixer(s) did not run through: {}", tried.join("; ")))
+        };
+        record.tier(1, "fixers", result, why, t);
     } else {
         let summary = format!("apply {}", applied.join(", "));
         let provenance = Provenance { tier: 1, name: applied.join(", "), model: None, tokens: 0 };
@@ -446,9 +478,11 @@ fn verify_jobs(
     repo: &Path,
     jobs: &[verify::JobCommands],
     say: &dyn Fn(&str),
+    record: &mut Record,
 ) -> Result<Option<String>, String> {
     for j in jobs {
         let ran = runner.run(&j.name, repo, &j.commands, &j.env, true)?;
+        record.ran(&format!("job '{}'", j.name), &j.commands, &ran);
         say(&format!(
             "  verify {}: {} in {:.1}s",
             j.name,
@@ -504,6 +538,7 @@ fn candidate(
         return None;
     }
     let stat = repo.staged_stat().unwrap_or_default();
+    record.stat = stat.lines().last().map(|l| l.trim().to_owned());
     say(&format!("  change: {}", stat.lines().last().unwrap_or("").trim()));
     let mut policy = config.policy();
     // Salve's own recipes are formatters and linters' fix modes; an agent's or the project's
@@ -520,7 +555,7 @@ fn candidate(
         return Some(("refused", why, json!({"refusals": refusals, "diff_stat": stat, "diff": cut(&diff)})));
     }
     say("  guards passed; verifying: the failed job(s) run again on the change");
-    match verify_jobs(runner, &opts.repo, jobs, say) {
+    match verify_jobs(runner, &opts.repo, jobs, say, record) {
         Ok(None) => {}
         Ok(Some(failed)) => {
             record.tier(tier, name, "not_verified", format!("{summary}: {failed} still fails"), started);

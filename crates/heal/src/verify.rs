@@ -19,6 +19,8 @@ pub struct JobCommands {
 #[derive(Debug, Clone)]
 pub struct Ran {
     pub passed: bool,
+    /// The failing command's exit code, when one failed.
+    pub exit_code: Option<i32>,
     pub summary: String,
     /// The last lines of the log (masked).
     pub tail: String,
@@ -161,6 +163,7 @@ impl Runner {
         let tail = lines[lines.len().saturating_sub(30)..].join("\n");
         Ok(Ran {
             passed: outcome.result == JobResult::Passed,
+            exit_code: outcome.failed_command().and_then(|c| c.exit_code),
             summary: outcome.summary,
             tail,
             duration_ms: outcome.finished_ms.saturating_sub(outcome.started_ms),

@@ -743,3 +743,38 @@ fn an_agent_that_rewrites_what_a_test_expects_is_refused() {
         assert_eq!(bare(&repo, &["for-each-ref", "refs/heads/selfheal-*"]), "", "{name}: nothing pushed");
     }
 }
+
+/// Shell and C, healed by their tools' own fixes with zero model tokens: shellcheck's diffs
+/// applied, clang-format in place; each verified and pushed, its pull request opened.
+#[test]
+fn shell_and_c_lints_are_healed_by_their_tools() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let script = "#!/bin/bash\nname=$1\nif [ -z $name ]; then\n  echo \"usage\"\nfi\necho $name\n";
+    let cases = [
+        ("shell", "shellcheck run.sh", ("run.sh", script), "apply shellcheck -f diff"),
+        ("cfmt", "clang-format --dry-run --Werror m.c", ("m.c", "int  main(){return 0;}\n"), "apply clang-format -i"),
+    ];
+    let mut dirs = Vec::new();
+    for (name, command, (path, text), _) in &cases {
+        let yml = ci(&job("Lint", "", command), SEED_WHEN);
+        dirs.push(project(&server, name, &[(".semaphore/semaphore.yml", &yml), (path, text)]));
+    }
+    for (name, command, (path, _), summary) in &cases {
+        let list = server.wait(name, "the pull request", |l| {
+            l.iter().any(|p| p["name"] == "PR" && p["state"] == "done")
+                || l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done" && p["result"] != "passed")
+        });
+        let h = server.get(&format!("/api/v1/heals?project={name}"));
+        assert_eq!(h["heals"][0]["outcome"], "pushed", "{name}: {h:#}\n{list:#?}");
+        assert_eq!(h["heals"][0]["report"]["tiers"][0]["detail"], *summary, "{h:#}");
+        assert_eq!(h["heals"][0]["report"]["tokens"], 0);
+        let ran = &h["heals"][0]["report"]["tiers"][0]["ran"];
+        assert!(ran.as_array().is_some_and(|r| r.len() >= 2), "the fixer and the verification are reported: {h:#}");
+        let branch = h["heals"][0]["report"]["heal_branch"].as_str().unwrap();
+        let repo = data.path().join(format!("repos/{name}.git"));
+        assert_eq!(bare(&repo, &["diff", "--name-only", "main", branch]).trim(), *path, "{name}");
+        let ci_there = list.iter().find(|p| p["branch"] == branch && p["name"] == "CI").unwrap();
+        assert_eq!(ci_there["result"], "passed", "{command} passes on {branch}");
+    }
+}

@@ -92,3 +92,36 @@ fn a_change_keeps_only_the_new_files_it_is_meant_to_create() {
     );
     assert!(build_output("a/b/target/x") && build_output("x.o") && !build_output("src/target.rs"));
 }
+
+/// The triggers match what the tools really print (copied from rustc 1.95 under `-D warnings`
+/// and go 1.19), and every mainstream ecosystem's formatter or linter has its fix mode.
+#[test]
+fn triggers_match_the_tools_real_messages_and_every_ecosystem_has_a_fixer() {
+    assert_eq!(names("cargo build", "error: use of deprecated method `S::old_way`: use new_way"), ["cargo fix"]);
+    assert_eq!(names("cargo test", "error: unused variable: `unused`"), ["cargo fix"]);
+    assert_eq!(names("cargo check", "warning: function `f` is never used"), ["cargo fix"]);
+    for log in [
+        "main.go:5:2: missing go.sum entry for module providing package golang.org/x/text/language (imported by example.com/m); to add:",
+        "main.go:5:2: no required module provides package golang.org/x/text/language; to add it:",
+        "go: updates to go.mod needed; to update it:",
+    ] {
+        assert_eq!(names("go build ./...", log), ["go mod tidy"], "{log}");
+    }
+    for (command, fixer) in [
+        ("clang-format --dry-run --Werror src/main.c", "clang-format -i"),
+        ("shfmt -d -l .", "shfmt -w"),
+        ("shellcheck scripts/*.sh", "shellcheck -f diff"),
+        ("bundle exec rubocop", "rubocop -a"),
+        ("npx markdownlint-cli2 '**/*.md'", "markdownlint-cli2 --fix"),
+        ("markdownlint docs", "markdownlint --fix"),
+        ("golangci-lint run ./...", "golangci-lint --fix"),
+        ("npx biome ci .", "biome --write"),
+        ("./mvnw -B spotless:check", "spotless apply (maven)"),
+        ("./gradlew spotlessCheck", "spotless apply (gradle)"),
+        ("dotnet format --verify-no-changes", "dotnet format"),
+        ("mix format --check-formatted", "mix format"),
+        ("terraform fmt -check -recursive", "terraform fmt"),
+    ] {
+        assert_eq!(names(command, ""), [fixer], "{command}");
+    }
+}
