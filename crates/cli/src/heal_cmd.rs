@@ -245,7 +245,10 @@ impl Ci for HttpCi {
         let p = self.failed()?;
         let mut jobs = Vec::new();
         for j in p["blocks"].as_array().into_iter().flatten().flat_map(|b| b["jobs"].as_array().into_iter().flatten()) {
-            if j["result"] != "failed" {
+            // A job its time limit stopped is healed like a failed one; user and auto-cancel
+            // stops never are.
+            let timed_out = j["result"] == "stopped" && j["result_reason"] == "timeout";
+            if j["result"] != "failed" && !timed_out {
                 continue;
             }
             let id = s(&j["id"]).to_owned();
@@ -254,7 +257,7 @@ impl Ci for HttpCi {
                 report["excerpt"].as_array().into_iter().flatten().map(|l| s(&l["text"])).collect();
             jobs.push(FailedJob {
                 name: s(&j["name"]).to_owned(),
-                class: report["class"].as_str().unwrap_or("unknown").to_owned(),
+                class: report["class"].as_str().unwrap_or(if timed_out { "timeout" } else { "unknown" }).to_owned(),
                 fingerprint: s(&report["fingerprint"]).to_owned(),
                 failing_command: s(&report["failing_command"]).to_owned(),
                 excerpt: excerpt.join("\n"),

@@ -26,7 +26,10 @@ pub struct InitArgs {
 }
 
 /// The seed's conditions, exactly.
-pub const HEAL_WHEN: &str = "result = 'failed' AND branch !~ '^selfheal-.*'";
+/// The seed's condition, and a job's time limit too (a pipeline its time limit stopped is
+/// `stopped`/`timeout`, as in Semaphore); never a user's or auto-cancel's stop.
+pub const HEAL_WHEN: &str =
+    "(result = 'failed' OR (result = 'stopped' AND result_reason = 'timeout')) AND branch !~ '^selfheal-.*'";
 pub const PR_WHEN: &str = "result = 'passed' AND branch =~ '^selfheal-.*'";
 
 pub const SELFHEAL_YML: &str = r#"# Written by `salve init --self-heal`. Runs when CI fails on a branch that is not a heal

@@ -23,6 +23,9 @@ pub struct HealConfig {
     pub allow_ci_edits: bool,
     /// Use Salve's built-in fixers (default true).
     pub builtin_fixers: Option<bool>,
+    /// Rerun a test failure or an unknown one once, unchanged, before trying to fix it
+    /// (default true): a pass is a flaky failure, reported, with no change.
+    pub rerun_first: Option<bool>,
     /// Recipes of this project, tried before the built-ins.
     #[serde(default, rename = "fixer")]
     pub fixers: Vec<Recipe>,

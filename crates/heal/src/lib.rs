@@ -35,6 +35,9 @@ pub const HEAL_PREFIX: &str = "selfheal-";
 /// Failure classes that are not the code's fault: rerun before changing anything.
 const INFRA: &[&str] = &["network_infrastructure", "timeout", "killed", "out_of_memory"];
 
+/// Classes that may be flaky: rerun once before any fix is tried (`rerun_first`).
+const RERUN_FIRST: &[&str] = &["test_failure", "unknown"];
+
 /// The class of a failure the job's machine caused (a missing tool): never healed by a change.
 const ENVIRONMENT: &str = "environment";
 
@@ -323,26 +326,35 @@ fn attempt(
         );
     }
 
-    // Tier 0: rerun an infrastructure failure, or a commit that passed before, unchanged.
+    // Tier 0: rerun, unchanged, an infrastructure failure, a commit that passed before, and
+    // (unless the project says rerun_first = false) a test failure or one Salve cannot class:
+    // a pass on the same commit is flaky.
     let infra: Vec<&str> = failure.jobs.iter().map(|j| j.class.as_str()).filter(|c| INFRA.contains(c)).collect();
-    if !infra.is_empty() || failure.passed_before {
+    let maybe_flaky: Vec<&str> = failure
+        .jobs
+        .iter()
+        .map(|j| j.class.as_str())
+        .filter(|c| RERUN_FIRST.contains(c) && config.rerun_first.unwrap_or(true))
+        .collect();
+    if !infra.is_empty() || failure.passed_before || !maybe_flaky.is_empty() {
         let t = Instant::now();
         let why = if failure.passed_before {
             "this commit passed CI before".to_owned()
+        } else if let Some(c) = infra.first() {
+            format!("{} is not the code's fault", c.replace('_', " "))
         } else {
-            format!("{} is not the code's fault", infra[0].replace('_', " "))
+            format!("a {} may be flaky", maybe_flaky[0].replace('_', " "))
         };
         say(&format!("tier 0: {why}; rerunning the failed job(s) once"));
         match verify_jobs(runner, &opts.repo, jobs, say, record) {
             Ok(None) => {
                 record.tier(0, "rerun", "passed", why, t);
+                let names: Vec<&str> = failure.jobs.iter().map(|j| j.name.as_str()).collect();
+                let cause = infra.first().or(maybe_flaky.first()).copied().unwrap_or("passed before");
                 return (
                     "flaky",
-                    format!(
-                        "the failed job(s) passed on a rerun ({})",
-                        infra.first().copied().unwrap_or("passed before")
-                    ),
-                    extra,
+                    format!("the failed job(s) passed on a rerun of the same commit ({cause}): flaky, no change made"),
+                    merge(extra, json!({"flaky_jobs": names})),
                 );
             }
             Ok(Some(failed)) => record.tier(0, "rerun", "failed", format!("{failed} failed again"), t),
@@ -481,7 +493,7 @@ fn verify_jobs(
     record: &mut Record,
 ) -> Result<Option<String>, String> {
     for j in jobs {
-        let ran = runner.run(&j.name, repo, &j.commands, &j.env, true)?;
+        let ran = runner.rerun(j, repo)?;
         record.ran(&format!("job '{}'", j.name), &j.commands, &ran);
         say(&format!(
             "  verify {}: {} in {:.1}s",

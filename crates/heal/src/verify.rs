@@ -13,6 +13,8 @@ pub struct JobCommands {
     pub name: String,
     pub commands: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The job's own execution time limit: a rerun gets no more (and no less) time than CI gave.
+    pub time_limit: std::time::Duration,
 }
 
 /// What one run did.
@@ -124,6 +126,11 @@ impl Runner {
         }
     }
 
+    /// Runs a failed job's commands again in `repo`, under the job's own time limit.
+    pub fn rerun(&self, job: &JobCommands, repo: &Path) -> Result<Ran, String> {
+        self.run_for(&job.name, repo, &job.commands, &job.env, true, job.time_limit)
+    }
+
     /// Runs `commands` in `repo` (one bash session, stop at the first failure).
     pub fn run(
         &self,
@@ -132,6 +139,18 @@ impl Runner {
         commands: &[String],
         env: &[(String, String)],
         network: bool,
+    ) -> Result<Ran, String> {
+        self.run_for(name, repo, commands, env, network, self.time_limit)
+    }
+
+    fn run_for(
+        &self,
+        name: &str,
+        repo: &Path,
+        commands: &[String],
+        env: &[(String, String)],
+        network: bool,
+        time_limit: std::time::Duration,
     ) -> Result<Ran, String> {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.scratch.join(format!("run-{n}"));
@@ -148,7 +167,7 @@ impl Runner {
             env: vars,
             files: Vec::new(),
             secret_values: Vec::new(),
-            time_limit: Some(self.time_limit),
+            time_limit: Some(time_limit),
             dir: dir.clone(),
             toolbox: Some(self.toolbox.clone()),
             writable,
@@ -193,6 +212,7 @@ pub fn failed_jobs(repo: &Path, file: &str, names: &[String]) -> Result<Vec<JobC
             name: name.clone(),
             commands: job.commands.iter().filter(|c| !is_checkout(c)).cloned().collect(),
             env: job.env_vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
+            time_limit: std::time::Duration::from_secs(job.execution_time_limit_minutes.max(1) * 60),
         });
     }
     Ok(out)

@@ -94,7 +94,10 @@ impl<'a> Recorder<'a> {
                 row.summary = Some(summary.clone());
                 row.done_ms = Some(salve_store::now_ms());
                 store.set_job(&row).await?;
-                if *result == salve_runner::JobResult::Failed {
+                // A job stopped by its time limit failed as much as one that exited non-zero.
+                let timed_out =
+                    *result == salve_runner::JobResult::Stopped && result_reason.as_deref() == Some("timeout");
+                if *result == salve_runner::JobResult::Failed || timed_out {
                     // The report is made now, while the baseline is the run before this one. A
                     // report that cannot be made is made again when asked for.
                     let gathered = crate::failure::gather(store, row).await?;

@@ -171,7 +171,7 @@ fn init_self_heal_adds_the_promotions_keeps_the_file_and_runs_twice() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = std::fs::read_to_string(p.join(".semaphore/semaphore.yml")).unwrap();
     assert!(text.starts_with(&yml[..yml.find("\nafter_pipeline").unwrap()]), "{text}");
-    assert!(text.contains("    - name: Self-heal\n      pipeline_file: selfheal.yml\n      auto_promote:\n        when: \"result = 'failed' AND branch !~ '^selfheal-.*'\"\n"), "{text}");
+    assert!(text.contains("    - name: Self-heal\n      pipeline_file: selfheal.yml\n      auto_promote:\n        when: \"(result = 'failed' OR (result = 'stopped' AND result_reason = 'timeout')) AND branch !~ '^selfheal-.*'\"\n"), "{text}");
     assert!(text.contains("        when: \"result = 'passed' AND branch =~ '^selfheal-.*'\"\n"), "{text}");
     assert!(std::fs::read_to_string(p.join(".semaphore/selfheal-pr.yml")).unwrap().contains("--base trunk"));
     assert!(std::fs::read_to_string(p.join("salve.toml")).unwrap().contains("[heal]"));

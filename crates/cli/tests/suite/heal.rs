@@ -104,6 +104,10 @@ fn job(block: &str, deps: &str, command: &str) -> String {
 
 const SEED_WHEN: &str = "result = 'failed' AND branch !~ '^selfheal-.*'";
 
+/// What `salve init --self-heal` writes: the seed's condition, and a job's time limit too.
+const INIT_WHEN: &str =
+    "(result = 'failed' OR (result = 'stopped' AND result_reason = 'timeout')) AND branch !~ '^selfheal-.*'";
+
 /// Creates project `name`, commits `files` and the heal pipelines, pushes main.
 fn project(server: &Server, name: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
     let created = server.salve(&["project", "create", name]);
@@ -133,6 +137,11 @@ fn heals_that_must_not_push() {
     // Flaky: a network error the first time, fine on the rerun (the cache remembers).
     let flaky = "if cache has_key flaky-once; then echo fine; else cache store flaky-once .semaphore; echo 'curl: (56) Recv failure: Connection reset by peer'; exit 1; fi";
     let _f = project(&server, "flaky", &[(".semaphore/semaphore.yml", &ci(&job("Fetch", "", flaky), SEED_WHEN))]);
+
+    // A flaky test: it fails once, passes on the rerun of the same commit.
+    let flaky_test = "if cache has_key test-once; then echo \"1 passed in 0.01s\"; else cache store test-once .semaphore; echo \"FAILED tests/test_port.py::test_bind - assert 1 == 2\"; echo \"1 failed in 0.01s\"; exit 1; fi";
+    let _t =
+        project(&server, "flakytest", &[(".semaphore/semaphore.yml", &ci(&job("Test", "", flaky_test), SEED_WHEN))]);
 
     // Refused: the only "fix" the agent finds is deleting the failing test.
     let _r = project(
@@ -168,6 +177,7 @@ fn heals_that_must_not_push() {
 
     let healed = |l: &[Value]| l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done");
     let flaky_list = server.wait("flaky", "the flaky heal", healed);
+    let test_list = server.wait("flakytest", "the flaky test's heal", healed);
     let refused_list = server.wait("refused", "the refused heal", healed);
     let loop_list = server.wait("loop", "the heal of the heal branch", |l| {
         l.iter().filter(|p| p["name"] == "Self-heal" && p["state"] == "done").count() == 2
@@ -181,6 +191,13 @@ fn heals_that_must_not_push() {
     assert!(log.contains("tier 0: network infrastructure is not the code's fault"), "{log}");
     assert!(log.contains("token=[MASKED]"), "the job's API token is masked: {log}");
     assert!(!flaky_list.iter().any(|p| p["branch"].as_str().unwrap().starts_with("selfheal-")), "{flaky_list:#?}");
+
+    // The flaky test: rerun before any fix, passed, reported flaky, nothing pushed.
+    let h = server.get("/api/v1/heals?project=flakytest");
+    assert_eq!(h["heals"][0]["outcome"], "flaky", "{h:#}");
+    assert_eq!(h["heals"][0]["report"]["tiers"][0]["detail"], "a test failure may be flaky", "{h:#}");
+    assert_eq!(h["heals"][0]["report"]["flaky_jobs"], serde_json::json!(["Test"]), "{h:#}");
+    assert!(!test_list.iter().any(|p| p["branch"].as_str().unwrap().starts_with("selfheal-")), "{test_list:#?}");
 
     // Refused: the guards name the rule, nothing is pushed, the heal job fails.
     let h = server.get("/api/v1/heals?project=refused");
@@ -777,4 +794,31 @@ fn shell_and_c_lints_are_healed_by_their_tools() {
         let ci_there = list.iter().find(|p| p["branch"] == branch && p["name"] == "CI").unwrap();
         assert_eq!(ci_there["result"], "passed", "{command} passes on {branch}");
     }
+}
+
+/// A job its time limit stopped (the pipeline `stopped`/`timeout`, as in Semaphore) is healed:
+/// `salve init`'s condition fires for it, and the rerun gets the job's own limit: the second
+/// run is fast, so the heal ends flaky with no change.
+#[test]
+fn a_timed_out_job_is_rerun_under_its_own_limit() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    let slow = "if cache has_key slow-once; then echo fast; else cache store slow-once .semaphore; sleep 100; fi";
+    let yml = ci(&job("Slow", "", slow), INIT_WHEN).replace(
+        "          commands:\n",
+        "          execution_time_limit:\n            minutes: 1\n          commands:\n",
+    );
+    let _p = project(&server, "slow", &[(".semaphore/semaphore.yml", &yml)]);
+    let list = server.wait_for("slow", "the heal of the time limit", std::time::Duration::from_secs(240), |l| {
+        l.iter().any(|p| p["name"] == "Self-heal" && p["state"] == "done")
+    });
+    let first = list.iter().find(|p| p["name"] == "CI").unwrap();
+    assert_eq!(
+        (first["result"].as_str(), first["result_reason"].as_str()),
+        (Some("stopped"), Some("timeout")),
+        "{list:#?}"
+    );
+    let h = server.get("/api/v1/heals?project=slow");
+    assert_eq!(h["heals"][0]["outcome"], "flaky", "{h:#}");
+    assert_eq!(h["heals"][0]["report"]["tiers"][0]["name"], "rerun", "{h:#}");
 }

@@ -129,13 +129,24 @@ impl Server {
 
     /// Waits until `done` holds for the project's pipelines.
     pub(super) fn wait(&self, project: &str, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        self.wait_for(project, what, Duration::from_secs(90), done)
+    }
+
+    /// [`Server::wait`] for at most `limit`.
+    pub(super) fn wait_for(
+        &self,
+        project: &str,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let start = Instant::now();
         loop {
             let list = self.pipelines(project);
             if done(&list) {
                 return list;
             }
-            assert!(start.elapsed() < Duration::from_secs(90), "timed out waiting for {what}: {list:#?}");
+            assert!(start.elapsed() < limit, "timed out waiting for {what}: {list:#?}");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
