@@ -10,10 +10,14 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
 # The web UI's browser tests run Debian's Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
-# The heal tests fix shell and C code with the tools' own fix modes.
+# The heal tests and the heal corpus (crates/cli/tests/heal_corpus.toml) break and fix real
+# projects with the tools' own fix modes: shell, C, Go, Ruby here; Python and JavaScript below.
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v shfmt >/dev/null 2>&1 || need_apt+=(shfmt)
 command -v clang-format >/dev/null 2>&1 || need_apt+=(clang-format)
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+command -v rubocop >/dev/null 2>&1 || need_apt+=(rubocop)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # The demo's sample project and the heal tests format Rust code.
 command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -22,8 +26,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# Jobs in the sandbox run the machine's Python tools (the runner's tests run pytest in one).
+# Jobs in the sandbox run the machine's Python tools (the runner's tests run pytest in one;
+# the heal corpus ruff, black and isort) and a global prettier.
 python3 -c 'import pytest' 2>/dev/null || python3 -m pip install -q pytest
+for tool in ruff black isort; do
+  command -v "$tool" >/dev/null 2>&1 || python3 -m pip install -q "$tool"
+done
+command -v prettier >/dev/null 2>&1 || npm install -g --silent --no-audit --no-fund prettier@3
 # The MCP tests drive Salve with real clients (the MCP Inspector CLI, the Python MCP SDK).
 export SALVE_TEST_TOOLS="${SALVE_TEST_TOOLS:-$(bash scripts/test-tools.sh)}"
 

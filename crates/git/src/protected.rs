@@ -234,6 +234,21 @@ impl Protected {
         self.run(&["rev-parse", "--verify", "HEAD^{commit}"])
     }
 
+    /// Puts the tracked files under `dirs` (folders from the root) back as HEAD has them, and
+    /// removes untracked files there: a change that must not reach them is dropped.
+    pub fn restore(&self, dirs: &[&str]) -> Result<(), GitError> {
+        for dir in dirs {
+            let known = self.run(&["ls-tree", "-r", "--name-only", "HEAD", "--", dir])?;
+            if !known.is_empty() {
+                self.run(&["checkout", "HEAD", "--", dir])?;
+            }
+            if self.work.join(dir).exists() {
+                self.run(&["clean", "-fdq", "--", dir])?;
+            }
+        }
+        Ok(())
+    }
+
     /// The work tree's untracked files that no ignore rule covers, as paths from its root.
     pub fn untracked(&self) -> Result<Vec<String>, GitError> {
         let out =

@@ -529,6 +529,14 @@ fn candidate(
     let say = opts.say;
     let tier = provenance.tier;
     let name = if tier == 1 { "fixers" } else { "agent" };
+    // A formatter run over the whole repository also reformats the pipeline files: that is not
+    // part of its fix (and a fix may not touch them), so it is dropped, not refused.
+    if tier == 1
+        && !config.allow_ci_edits
+        && let Err(e) = repo.restore(&[".semaphore", "selfheal"])
+    {
+        return Some(("failed", format!("cannot drop the fixers' changes to the pipeline files: {e}"), json!({})));
+    }
     let new: Vec<String> = match repo.untracked() {
         Ok(now) => now.into_iter().filter(|p| !untracked_before.contains(p)).collect(),
         Err(e) => return Some(("failed", format!("cannot list the work tree's files: {e}"), json!({}))),

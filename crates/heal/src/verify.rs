@@ -50,6 +50,9 @@ pub struct Runner {
 pub const WITHHELD: &[&str] =
     &["SALVE_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SALVE_MODEL_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN"];
 
+/// Variables of the heal job's own process that a command it runs gets anew.
+const PER_PROCESS: &[&str] = &["HOME", "CARGO_HOME", "TMPDIR", "PWD", "OLDPWD", "SHLVL", "_"];
+
 /// The model keys an external agent command keeps (it calls its model itself).
 const MODEL_KEYS: &[&str] = &["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SALVE_MODEL_KEY"];
 
@@ -83,7 +86,17 @@ impl Runner {
             Err(e) => return Err(e.to_string()),
         };
         let sandbox = Sandbox { isolation, jail, network: false, memory_bytes: None, max_processes: None, nested };
-        let env = env.into_iter().filter(|(k, _)| !secret_looking(k)).collect();
+        // Commands get a home of the heal's own (shared by its runs, so caches carry over),
+        // never the heal job's: that is where the heal keeps what they must not touch.
+        let home = scratch.join("home");
+        std::fs::create_dir_all(&home).map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+        let mut env: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| !secret_looking(k) && !PER_PROCESS.contains(&k.as_str())).collect();
+        let home_str = home.to_string_lossy().into_owned();
+        env.push(("HOME".into(), home_str.clone()));
+        env.push(("CARGO_HOME".into(), format!("{home_str}/.cargo")));
+        let mut writable = writable;
+        writable.push(home);
         let time_limit = std::time::Duration::from_secs(30 * 60);
         Ok(Runner {
             sandbox,
@@ -126,9 +139,27 @@ impl Runner {
         }
     }
 
-    /// Runs a failed job's commands again in `repo`, under the job's own time limit.
+    /// Runs a failed job's commands again in `repo`, under the job's own limits: its time limit,
+    /// and the memory and process limits it asked for (`SALVE_MEMORY_MB`, `SALVE_MAX_PROCESSES`),
+    /// so a rerun never passes for having more than CI gave.
     pub fn rerun(&self, job: &JobCommands, repo: &Path) -> Result<Ran, String> {
-        self.run_for(&job.name, repo, &job.commands, &job.env, true, job.time_limit)
+        let asked = |name: &str| {
+            job.env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let sandbox = Sandbox {
+            memory_bytes: asked("SALVE_MEMORY_MB")
+                .map(|mb| mb.saturating_mul(1024 * 1024))
+                .or(self.sandbox.memory_bytes),
+            max_processes: asked("SALVE_MAX_PROCESSES").or(self.sandbox.max_processes),
+            network: true,
+            ..self.sandbox.clone()
+        };
+        self.run_in(&job.name, repo, &job.commands, &job.env, sandbox, job.time_limit)
     }
 
     /// Runs `commands` in `repo` (one bash session, stop at the first failure).
@@ -140,16 +171,16 @@ impl Runner {
         env: &[(String, String)],
         network: bool,
     ) -> Result<Ran, String> {
-        self.run_for(name, repo, commands, env, network, self.time_limit)
+        self.run_in(name, repo, commands, env, Sandbox { network, ..self.sandbox.clone() }, self.time_limit)
     }
 
-    fn run_for(
+    fn run_in(
         &self,
         name: &str,
         repo: &Path,
         commands: &[String],
         env: &[(String, String)],
-        network: bool,
+        sandbox: Sandbox,
         time_limit: std::time::Duration,
     ) -> Result<Ran, String> {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -172,7 +203,7 @@ impl Runner {
             toolbox: Some(self.toolbox.clone()),
             writable,
             readable: self.readable.clone(),
-            sandbox: Sandbox { network, ..self.sandbox.clone() },
+            sandbox,
         };
         let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)
             .map_err(|e| format!("cannot run {name}: {e}"))?;

@@ -87,6 +87,8 @@ const KEYWORDS: &[&str] = &[
     "onnect to",
     "no default is",
     "not installed",
+    "not required",
+    "rovides package",
 ];
 
 /// The keyword searcher; `None` if it cannot be built, and then every line is scored.

@@ -765,6 +765,21 @@ fn judge(
     }
 }
 
+/// The class a job's summary (as [`run_job`] wrote it) decides on its own, whatever the log
+/// says: the kernel's OOM kill, a signal, the time limit. The runner's notes are never evidence
+/// in the log, so this is how its verdict reaches failure analysis.
+pub fn verdict(summary: &str) -> Option<&'static str> {
+    if summary.starts_with("job failed: out of memory") {
+        Some("out_of_memory")
+    } else if summary.starts_with("job stopped: execution time limit") {
+        Some("timeout")
+    } else if summary.starts_with("job failed: the shell was killed by signal") {
+        Some("killed")
+    } else {
+        None
+    }
+}
+
 fn human_duration(d: Duration) -> String {
     match d.as_secs() {
         60 => "1 minute".to_owned(),

@@ -12,6 +12,6 @@ pub mod script;
 
 pub use job::{
     CommandRecord, Epilogue, Failure, JobControl, JobError, JobFile, JobObserver, JobOutcome, JobResult, JobSpec,
-    NoObserver, StopReason, run_job,
+    NoObserver, StopReason, run_job, verdict,
 };
 pub use sandbox::{Isolation, Sandbox, SandboxError, find_bwrap};

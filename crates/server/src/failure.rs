@@ -57,9 +57,11 @@ pub fn analyze(g: &Gathered) -> Result<Value, String> {
     if let Some(file) = g.baseline.as_ref().and_then(|(_, d)| std::fs::File::open(d.join(LOG_FILE)).ok()) {
         b.add_reader(file).map_err(|e| format!("cannot read the baseline log: {e}"))?;
     }
-    // The job's stop reason, when it was stopped or killed, is its class.
-    let inputs =
-        Inputs { baseline: Some(&b), commands: &g.commands, hint: g.job.result_reason.as_deref(), ..Inputs::default() };
+    // The runner's verdict (an OOM kill, a signal, the time limit) or the job's stop reason,
+    // when there is one, is its class.
+    let verdict = g.job.summary.as_deref().and_then(salve_runner::verdict);
+    let hint = verdict.or(g.job.result_reason.as_deref().filter(|r| *r != "test"));
+    let inputs = Inputs { baseline: Some(&b), commands: &g.commands, hint, ..Inputs::default() };
     let r = match std::fs::File::open(Path::new(&g.job.log_dir).join(LOG_FILE)) {
         Ok(file) => report_reader(file, &inputs, 4096).map_err(|e| format!("cannot read the job's log: {e}"))?,
         // A job that never printed a line has no log file.

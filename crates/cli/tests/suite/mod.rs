@@ -1,6 +1,7 @@
 mod bad_input;
 mod change_in;
 mod commands;
+mod corpus;
 mod heal;
 mod run;
 mod security;
