@@ -131,23 +131,9 @@ impl Repo {
             let tree = tree.lines().next().unwrap_or("").to_owned();
             let (name, email) = author.split_once(" <").unwrap_or((author, "salve@localhost>"));
             let email = email.trim_end_matches('>');
-            let out = Command::new("git")
-                .arg("-C")
-                .arg(&self.dir)
-                .args(["commit-tree", &tree, "-p", &old, "-p", head, "-m", message])
-                .env("GIT_AUTHOR_NAME", name)
-                .env("GIT_AUTHOR_EMAIL", email)
-                .env("GIT_COMMITTER_NAME", name)
-                .env("GIT_COMMITTER_EMAIL", email)
-                .output()
-                .map_err(GitError::Spawn)?;
-            if !out.status.success() {
-                return Err(GitError::Failed {
-                    args: "commit-tree".into(),
-                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                });
-            }
-            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            let mut cmd = Command::new("git");
+            cmd.arg("-C").arg(&self.dir).args(["commit-tree", &tree, "-p", &old, "-p", head, "-m", message]);
+            finish(by(&mut cmd, name, email), "commit-tree")?
         };
         self.run(&["update-ref", &refname, &new, &old])?;
         Ok((old, new))
@@ -202,6 +188,25 @@ impl Repo {
 
     fn has_remote(&self) -> bool {
         self.run(&["remote"]).is_ok_and(|s| s.lines().any(|l| l == "origin"))
+    }
+}
+
+/// Makes `name <email>` the author and committer of what `cmd` commits.
+fn by<'c>(cmd: &'c mut Command, name: &str, email: &str) -> &'c mut Command {
+    cmd.env("GIT_AUTHOR_NAME", name)
+        .env("GIT_AUTHOR_EMAIL", email)
+        .env("GIT_COMMITTER_NAME", name)
+        .env("GIT_COMMITTER_EMAIL", email)
+}
+
+/// Runs a prepared git command: its standard output (trimmed at the end), or its standard
+/// error as the error, `what` naming the command.
+fn finish(cmd: &mut Command, what: &str) -> Result<String, GitError> {
+    let out = cmd.output().map_err(GitError::Spawn)?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    } else {
+        Err(GitError::Failed { args: what.to_owned(), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
     }
 }
 

@@ -156,15 +156,7 @@ impl Protected {
     }
 
     fn run(&self, args: &[&str]) -> Result<String, GitError> {
-        let out = self.git().args(args).output().map_err(GitError::Spawn)?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
-        } else {
-            Err(GitError::Failed {
-                args: args.join(" "),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        crate::finish(self.git().args(args), &args.join(" "))
     }
 
     /// Puts a fresh disposable `.git` in the work tree (whatever sandboxed code did to the last
@@ -177,30 +169,10 @@ impl Protected {
         let head = self.head()?;
         let mut clone = self.git();
         clone.env_remove("GIT_DIR").env_remove("GIT_WORK_TREE");
-        let out = clone
-            .args(["clone", "--quiet", "--bare", "--shared", "--no-tags"])
-            .arg(&self.git_dir)
-            .arg(&scratch)
-            .output()
-            .map_err(GitError::Spawn)?;
-        if !out.status.success() {
-            return Err(GitError::Failed {
-                args: "clone --shared".into(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        let local = |args: &[&str]| -> Result<(), GitError> {
-            let mut cmd = self.git();
-            let out = cmd.env("GIT_DIR", &scratch).args(args).output().map_err(GitError::Spawn)?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(GitError::Failed {
-                    args: args.join(" "),
-                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-                })
-            }
-        };
+        clone.args(["clone", "--quiet", "--bare", "--shared", "--no-tags"]).arg(&self.git_dir).arg(&scratch);
+        crate::finish(&mut clone, "clone --shared")?;
+        let local =
+            |args: &[&str]| crate::finish(self.git().env("GIT_DIR", &scratch).args(args), &args.join(" ")).map(drop);
         local(&["config", "core.bare", "false"])?;
         local(&["remote", "remove", "origin"])?;
         local(&["update-ref", "--no-deref", "HEAD", &head])?;
@@ -305,21 +277,9 @@ impl Protected {
 
     /// Commits what is staged, by `name <email>`, and returns the new commit.
     pub fn commit(&self, message: &str, name: &str, email: &str) -> Result<String, GitError> {
-        let out = self
-            .git()
-            .args(["commit", "--quiet", "--no-verify", "--no-gpg-sign", "-m", message])
-            .env("GIT_AUTHOR_NAME", name)
-            .env("GIT_AUTHOR_EMAIL", email)
-            .env("GIT_COMMITTER_NAME", name)
-            .env("GIT_COMMITTER_EMAIL", email)
-            .output()
-            .map_err(GitError::Spawn)?;
-        if !out.status.success() {
-            return Err(GitError::Failed {
-                args: "commit".into(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
+        let mut cmd = self.git();
+        cmd.args(["commit", "--quiet", "--no-verify", "--no-gpg-sign", "-m", message]);
+        crate::finish(crate::by(&mut cmd, name, email), "commit")?;
         self.head()
     }
 

@@ -1236,7 +1236,20 @@ impl<'a> Scanner<'a> {
             let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).collect();
             recent.sort_by_key(|l| l.number);
             recent.dedup_by_key(|l| l.number);
-            for l in recent.into_iter().rev().filter(|l| !blank(body(&l.raw)) && !runner_note(body(&l.raw))).take(3) {
+            // The end of the failing command's own output when the commands are known; when it
+            // printed nothing, the runner's note that names it; else the log's last lines.
+            let failing = self.commands.iter().find(|c| c.exit_code.is_some_and(|e| e != 0));
+            let inside =
+                |l: &Line| failing.is_none_or(|c| (l.number as u64) > c.first_line && (l.number as u64) <= c.end_line);
+            let said = |l: &Line| !blank(body(&l.raw)) && !runner_note(body(&l.raw)) && inside(l);
+            let mut last: Vec<&Line> = recent.iter().rev().filter(|l| said(l)).take(3).copied().collect();
+            if last.is_empty() {
+                last = recent.iter().rev().filter(|l| runner_note(body(&l.raw))).take(1).copied().collect();
+            }
+            if last.is_empty() {
+                last = recent.iter().rev().filter(|l| !blank(body(&l.raw))).take(3).copied().collect();
+            }
+            for l in last {
                 if bytes + cost(l) > max_bytes {
                     break;
                 }
