@@ -296,6 +296,18 @@ impl Protected {
     }
 }
 
+/// When the heal is done (no sandboxed command runs any more), the checkout gets its own `.git`
+/// back, with the heal's commit: the job's later commands find a whole repository.
+impl Drop for Protected {
+    fn drop(&mut self) {
+        let scratch = self.work.join(".git");
+        let _ = std::fs::remove_dir_all(&scratch).or_else(|_| std::fs::remove_file(&scratch));
+        if std::fs::rename(&self.git_dir, &scratch).is_err() && copy_tree(&self.git_dir, &scratch).is_ok() {
+            let _ = std::fs::remove_dir_all(&self.git_dir);
+        }
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {

@@ -84,7 +84,7 @@ fn the_demo_heals_a_formatting_failure_to_a_pull_request_that_merges() {
     });
 }
 
-const HEAL_YML: &str = "version: v1.0\nname: Self-heal\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Heal\n    task:\n      jobs:\n        - name: salve heal\n          commands:\n            - checkout\n            - echo \"token=$SALVE_TOKEN\"\n            - salve heal\n";
+const HEAL_YML: &str = "version: v1.0\nname: Self-heal\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: Heal\n    task:\n      jobs:\n        - name: salve heal\n          commands:\n            - checkout\n            - echo \"token=$SALVE_TOKEN\"\n            - salve heal\n            - git log -1 --format=%s\n";
 const PR_YML: &str = "version: v1.0\nname: PR\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: PR\n    task:\n      jobs:\n        - name: pr\n          commands:\n            - checkout\n            - salve pr create --base main --title \"$(git log -1 --format=%s)\"\n";
 
 /// A CI pipeline with `blocks` (YAML text) and the two promotions; `heal_when` is the heal
@@ -577,6 +577,10 @@ fn a_lint_is_healed_by_clippys_own_fix() {
     let h = server.get("/api/v1/heals?project=lint");
     assert_eq!(h["heals"][0]["outcome"], "pushed", "{h:#}\n{list:#?}");
     assert_eq!(h["heals"][0]["report"]["tiers"][0]["detail"], "apply cargo clippy --fix", "{h:#}");
+    // After the heal the checkout is a whole repository again, at the heal's commit.
+    let heal = list.iter().find(|p| p["name"] == "Self-heal").unwrap();
+    let log = heal_log(&server, heal);
+    assert!(log.contains("\nselfheal CI: apply cargo clippy --fix\n"), "{log}");
     let branch = h["heals"][0]["report"]["heal_branch"].as_str().unwrap();
     let repo = data.path().join("repos/lint.git");
     assert_eq!(
