@@ -623,7 +623,8 @@ impl Engine<'_> {
             toolbox: self.toolbox.clone(),
             writable: self.writable.clone(),
             readable: self.readable.clone(),
-            sandbox: limited(&self.sandbox, &job.env_vars),
+            // A job (or its block, or its pipeline through `global_job_config`) may ask for lower limits.
+            sandbox: self.sandbox.with_job_limits(job.env_vars.iter().map(|v| (v.name.as_str(), v.value.as_str()))),
         })
     }
 
@@ -778,21 +779,4 @@ fn pipeline_result(blocks: &[BlockRun], stopped: Option<StopReason>) -> (Outcome
         return (Outcome::Canceled, b.result_reason.clone());
     }
     (Outcome::Passed, None)
-}
-
-/// The sandbox of one job: a job (or its block, or its pipeline through `global_job_config`)
-/// may ask for a lower memory or process limit than the runner's with `SALVE_MEMORY_MB` and
-/// `SALVE_MAX_PROCESSES`; never a higher one (where the runner sets none, the job's stands).
-fn limited(sandbox: &Sandbox, vars: &[salve_pipeline::compile::PlanEnvVar]) -> Sandbox {
-    let asked = |name: &str| {
-        vars.iter().rev().find(|v| v.name == name).and_then(|v| v.value.trim().parse::<u64>().ok()).filter(|n| *n > 0)
-    };
-    let lower = |current: Option<u64>, asked: Option<u64>| match (current, asked) {
-        (Some(c), Some(a)) => Some(c.min(a)),
-        (c, a) => c.or(a),
-    };
-    let mut s = sandbox.clone();
-    s.memory_bytes = lower(s.memory_bytes, asked("SALVE_MEMORY_MB").map(|mb| mb.saturating_mul(1024 * 1024)));
-    s.max_processes = lower(s.max_processes, asked("SALVE_MAX_PROCESSES"));
-    s
 }

@@ -58,7 +58,6 @@ impl Protected {
     /// Moves `work/.git` to `private/git` (a folder sandboxed code cannot write; created here) and
     /// puts a disposable `.git` in its place.
     pub fn take(work: &Path, private: &Path) -> Result<Protected, GitError> {
-        let io = |what: &str, e: std::io::Error| GitError::Failed { args: what.to_owned(), stderr: e.to_string() };
         let dot_git = work.join(".git");
         let meta = std::fs::symlink_metadata(&dot_git).map_err(|e| io("find .git", e))?;
         if !meta.is_dir() {
@@ -84,10 +83,6 @@ impl Protected {
         Ok(p)
     }
 
-    pub fn work(&self) -> &Path {
-        &self.work
-    }
-
     /// The protected git folder: sandboxed code may read it (the disposable `.git` borrows its
     /// objects), never write it.
     pub fn git_dir(&self) -> &Path {
@@ -98,18 +93,9 @@ impl Protected {
     /// and drops its hooks and info/attributes.
     fn sanitize(&self) -> Result<(), GitError> {
         let config = self.git_dir.join("config");
+        // Read with `--file`: git takes nothing from the file but the values asked for.
         let get = |key: &str| -> Option<String> {
-            let out = Command::new("git")
-                .args(["config", "--file"])
-                .arg(&config)
-                .args(["--get", key])
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("GIT_CONFIG_NOSYSTEM", "1")
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .output()
-                .ok()?;
-            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            crate::finish(self.git().args(["config", "--file"]).arg(&config).args(["--get", key]), "config --get").ok()
         };
         let version = get("core.repositoryformatversion").filter(|v| v == "1").unwrap_or_else(|| "0".into());
         let mut text = format!("[core]\n\trepositoryformatversion = {version}\n\tbare = false\n");
@@ -123,7 +109,6 @@ impl Protected {
                 }
             }
         }
-        let io = |what: &str, e: std::io::Error| GitError::Failed { args: what.to_owned(), stderr: e.to_string() };
         std::fs::write(&config, text).map_err(|e| io("write the config", e))?;
         for gone in ["hooks", "info/attributes", "objects/info/alternates", "commondir"] {
             let path = self.git_dir.join(gone);
@@ -306,6 +291,10 @@ impl Drop for Protected {
             let _ = std::fs::remove_dir_all(&self.git_dir);
         }
     }
+}
+
+fn io(what: &str, e: std::io::Error) -> GitError {
+    GitError::Failed { args: what.to_owned(), stderr: e.to_string() }
 }
 
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {

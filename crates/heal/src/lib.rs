@@ -130,10 +130,9 @@ impl Outcome {
 
 /// The report being built, and the heal it belongs to. Each tier says what ran (commands,
 /// exit, summary), the change's diff stat, and why it stopped.
-#[derive(Default)]
 struct Record {
     tiers: Vec<Value>,
-    started: Option<Instant>,
+    started: Instant,
     /// What ran since the last tier was recorded.
     ran: Vec<Value>,
     /// The change's `--stat` since the last tier was recorded.
@@ -250,14 +249,14 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
         }
         Err(e) => return end("failed", format!("cannot claim the heal: {e}"), base),
     };
-    let mut record = Record { started: Some(Instant::now()), ..Record::default() };
+    let mut record = Record { tiers: Vec::new(), started: Instant::now(), ran: Vec::new(), stat: None };
     let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
     let mut report = base;
     report["heal_id"] = json!(heal_id);
     report["fingerprint"] = json!(fp);
     report["tiers"] = Value::Array(record.tiers);
     report["summary"] = json!(summary);
-    report["duration_ms"] = json!(record.started.map_or(0, |t| t.elapsed().as_millis() as u64));
+    report["duration_ms"] = json!(record.started.elapsed().as_millis() as u64);
     if let (Some(r), Some(e)) = (report.as_object_mut(), extra.as_object()) {
         r.extend(e.clone());
     }
@@ -286,6 +285,22 @@ fn attempt(
     if let Some(s) = superseded(ci, failure) {
         return ("superseded", s, json!({}));
     }
+    // A tool or toolchain the job's machine lacks: no change to the code fixes that, and no
+    // fixer or agent may try.
+    if let Some(j) = failure.jobs.iter().find(|j| j.class == ENVIRONMENT) {
+        let line = j.excerpt.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        record.tier(0, "classify", "environment", line.to_owned(), Instant::now());
+        return (
+            "skipped",
+            format!(
+                "{} failed because its machine lacks a tool or toolchain ({line}): no change to the code fixes that; \
+                 install it in the job (sem-version, an install step, the machine image) and run it again",
+                j.name
+            ),
+            json!({}),
+        );
+    }
+
     let mut runner = match verify::Runner::new(&opts.scratch, opts.env.clone(), opts.writable.clone(), opts.no_sandbox)
     {
         Ok(r) => r,
@@ -309,22 +324,6 @@ fn attempt(
     let frozen = repo.commit_diff(&failure.sha).map_or(true, |d| !guards::touches_tests(&d));
     let a = Attempt { ci, opts, config, failure, jobs, runner, repo, frozen };
     let (runner, jobs, repo) = (&a.runner, &a.jobs, &a.repo);
-
-    // A tool or toolchain the job's machine lacks: no change to the code fixes that, and no
-    // fixer or agent may try.
-    if let Some(j) = failure.jobs.iter().find(|j| j.class == ENVIRONMENT) {
-        let line = j.excerpt.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        record.tier(0, "classify", "environment", line.to_owned(), Instant::now());
-        return (
-            "skipped",
-            format!(
-                "{} failed because its machine lacks a tool or toolchain ({line}): no change to the code fixes that; \
-                 install it in the job (sem-version, an install step, the machine image) and run it again",
-                j.name
-            ),
-            extra,
-        );
-    }
 
     // Tier 0: rerun, unchanged, an infrastructure failure, a commit that passed before, and
     // (unless the project says rerun_first = false) a test failure or one Salve cannot class:
@@ -369,12 +368,13 @@ fn attempt(
         Err(e) => return ("failed", format!("cannot list the work tree's files: {e}"), extra),
     };
     let recipes = config.recipes();
-    let mut applied: Vec<String> = Vec::new();
-    let mut tried: Vec<String> = Vec::new();
+    let mut applied: Vec<&fixers::Recipe> = Vec::new();
+    // Recipes that ran and did not get through, with why.
+    let mut tried: Vec<(&str, String)> = Vec::new();
     let t = Instant::now();
     for j in &failure.jobs {
         for r in fixers::matching(&recipes, &j.failing_command, &j.excerpt) {
-            if applied.contains(&r.name) || tried.iter().any(|w| w.starts_with(&format!("'{}'", r.name))) {
+            if applied.iter().map(|a| a.name.as_str()).chain(tried.iter().map(|(n, _)| *n)).any(|n| n == r.name) {
                 continue;
             }
             say(&format!("tier 1: fixer '{}' ({})", r.name, r.run.join("; ")));
@@ -383,15 +383,15 @@ fn attempt(
                 Ok(ran) => {
                     record.ran(&format!("fixer '{}'", r.name), &r.run, &ran);
                     if ran.passed {
-                        applied.push(r.name.clone());
+                        applied.push(r);
                     } else {
                         say(&format!("  fixer '{}' failed: {}", r.name, ran.summary));
-                        tried.push(format!("'{}' failed: {}", r.name, ran.summary));
+                        tried.push((&r.name, format!("failed: {}", ran.summary)));
                     }
                 }
                 Err(e) => {
                     say(&format!("  fixer '{}' could not run: {e}", r.name));
-                    tried.push(format!("'{}' could not run: {e}", r.name));
+                    tried.push((&r.name, format!("could not run: {e}")));
                 }
             }
         }
@@ -400,14 +400,15 @@ fn attempt(
         let (result, why) = if tried.is_empty() {
             ("none", "no fixer recipe matched the failure".to_owned())
         } else {
-            ("failed", format!("the matching fixer(s) did not run through: {}", tried.join("; ")))
+            let each: Vec<String> = tried.iter().map(|(n, why)| format!("'{n}' {why}")).collect();
+            ("failed", format!("the matching fixer(s) did not run through: {}", each.join("; ")))
         };
         record.tier(1, "fixers", result, why, t);
     } else {
-        let summary = format!("apply {}", applied.join(", "));
-        let provenance = Provenance { tier: 1, name: applied.join(", "), model: None, tokens: 0 };
-        let ran: Vec<&fixers::Recipe> = recipes.iter().filter(|r| applied.contains(&r.name)).collect();
-        match candidate(&a, record, &provenance, &summary, t, &untracked_before, &ran) {
+        let names = applied.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
+        let summary = format!("apply {names}");
+        let provenance = Provenance { tier: 1, name: names, model: None, tokens: 0 };
+        match candidate(&a, record, &provenance, &summary, t, &untracked_before, &applied) {
             Some(end) => return (end.0, end.1, merge(extra, end.2)),
             None => {
                 if let Err(e) = repo.reset() {
@@ -558,8 +559,9 @@ fn candidate(
         return None;
     }
     let stat = repo.staged_stat().unwrap_or_default();
-    record.stat = stat.lines().last().map(|l| l.trim().to_owned());
-    say(&format!("  change: {}", stat.lines().last().unwrap_or("").trim()));
+    let stat_line = stat.lines().last().unwrap_or("").trim().to_owned();
+    say(&format!("  change: {stat_line}"));
+    record.stat = Some(stat_line);
     let mut policy = config.policy();
     // Salve's own recipes are formatters and linters' fix modes; an agent's or the project's
     // recipes are held to the tests the failing commit left alone.

@@ -143,22 +143,8 @@ impl Runner {
     /// and the memory and process limits it asked for (`SALVE_MEMORY_MB`, `SALVE_MAX_PROCESSES`),
     /// so a rerun never passes for having more than CI gave.
     pub fn rerun(&self, job: &JobCommands, repo: &Path) -> Result<Ran, String> {
-        let asked = |name: &str| {
-            job.env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                .filter(|n| *n > 0)
-        };
-        let sandbox = Sandbox {
-            memory_bytes: asked("SALVE_MEMORY_MB")
-                .map(|mb| mb.saturating_mul(1024 * 1024))
-                .or(self.sandbox.memory_bytes),
-            max_processes: asked("SALVE_MAX_PROCESSES").or(self.sandbox.max_processes),
-            network: true,
-            ..self.sandbox.clone()
-        };
+        let limits = self.sandbox.with_job_limits(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let sandbox = Sandbox { network: true, ..limits };
         self.run_in(&job.name, repo, &job.commands, &job.env, sandbox, job.time_limit)
     }
 

@@ -119,6 +119,28 @@ impl Sandbox {
         (self.isolation.is_some() && rustix::process::geteuid().is_root()).then_some((JOB_UID, JOB_GID))
     }
 
+    /// This sandbox for one job whose variables (`vars`, name and value, later wins) may ask
+    /// for a lower memory or process limit with `SALVE_MEMORY_MB` and `SALVE_MAX_PROCESSES`;
+    /// never a higher one (where this sandbox sets none, the job's stands).
+    pub fn with_job_limits<'v>(&self, vars: impl DoubleEndedIterator<Item = (&'v str, &'v str)> + Clone) -> Sandbox {
+        let asked = |name: &str| {
+            vars.clone()
+                .rev()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let lower = |current: Option<u64>, asked: Option<u64>| match (current, asked) {
+            (Some(c), Some(a)) => Some(c.min(a)),
+            (c, a) => c.or(a),
+        };
+        Sandbox {
+            memory_bytes: lower(self.memory_bytes, asked("SALVE_MEMORY_MB").map(|mb| mb.saturating_mul(1024 * 1024))),
+            max_processes: lower(self.max_processes, asked("SALVE_MAX_PROCESSES")),
+            ..self.clone()
+        }
+    }
+
     pub fn none() -> Sandbox {
         Sandbox { isolation: None, jail: None, network: true, memory_bytes: None, max_processes: None, nested: false }
     }

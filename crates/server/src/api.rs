@@ -130,10 +130,15 @@ pub fn router(server: Arc<Server>) -> Router {
         .with_state(server)
 }
 
+/// The body length a request declares (`Content-Length`), if it declares one.
+pub fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+}
+
 /// Refuses a body whose declared length is over the limit before any of it is read (the
 /// body limit itself catches bodies that do not declare one).
 async fn refuse_oversize(State(server): S, request: Request, next: Next) -> Response {
-    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = declared_length(request.headers());
     let limit = server.config.max_body_bytes as u64;
     if declared.is_some_and(|n| n > limit) {
         return ApiError(
@@ -579,8 +584,7 @@ pub async fn git(State(server): S, request: Request) -> Response {
         Ok(_) => return ApiError::not_found(format!("no hosted project '{name}'")).into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     }
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > server.config.max_push_bytes) {
+    if declared_length(&parts.headers).is_some_and(|n| n > server.config.max_push_bytes) {
         let limit = server.config.max_push_bytes;
         return ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,

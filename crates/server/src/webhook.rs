@@ -53,8 +53,7 @@ fn too_large() -> ApiError {
 /// The body, read only up to [`MAX_BODY`]: refused from its declared length before any of it
 /// is read, or as soon as it grows past the limit.
 async fn bounded(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let declared = headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if crate::api::declared_length(headers).is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())
