@@ -15,11 +15,14 @@
 //! are taken until the budget is spent, and printed in log order.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
 use aho_corasick::packed;
+
+use crate::semaphore;
+use crate::steps::{Marker, Role, Tracker, marker};
 
 /// Bytes of one line kept for the excerpt; a longer line is cut there.
 pub const LINE_CAP: usize = 4096;
@@ -89,6 +92,25 @@ const KEYWORDS: &[&str] = &[
     "not installed",
     "not required",
     "rovides package",
+    // Step markers of CI logs (see `steps`): `$ cmd`, `+ cmd`, `##[group]Run`, sections, exits.
+    "$ ",
+    "+ ",
+    "##[",
+    "travis_",
+    "section_",
+    "[Pipeline]",
+    "xited with",
+    "--- ",
+    "+++ ",
+    "~~~ ",
+    "#!/bin/",
+    "Finished: ",
+    "The command",
+    "Post job",
+    // Counts of lint tools' findings: `✖ 4 problems`, `8 offenses detected`.
+    "problem",
+    "ffense",
+    "\u{2716}",
 ];
 
 /// The keyword searcher; `None` if it cannot be built, and then every line is scored.
@@ -158,7 +180,7 @@ fn strip_escapes(raw: &[u8], lower: bool) -> String {
 }
 
 /// `body` after the escape sequences it starts with.
-fn skip_escapes(body: &[u8]) -> &[u8] {
+pub(crate) fn skip_escapes(body: &[u8]) -> &[u8] {
     let mut start = 0;
     while let Some(n) = body.get(start).and_then(|_| escape_len(body, start)) {
         start += n;
@@ -209,29 +231,54 @@ fn escape_len(b: &[u8], i: usize) -> Option<usize> {
 
 /// CI runners put a job name and a timestamp before each line (GitHub Actions:
 /// `job\tstep\t2021-12-01T13:01:04.38Z `); the evidence is after it.
-fn body(raw: &[u8]) -> &[u8] {
-    if let Some(t) = memchr::memrchr(b'\t', raw)
-        && raw[..t].contains(&b'\t')
-        && let Some(after) = after_timestamp(&raw[t + 1..])
-    {
-        return after;
-    }
-    after_timestamp(raw).unwrap_or(raw)
+pub(crate) fn body(raw: &[u8]) -> &[u8] {
+    prefixed(raw).1
 }
 
-/// The line after a leading ISO timestamp (`2021-12-01T13:01:04.38Z `), if it has one.
+/// The step column of a `gh run view --log` line (`job\tstep\ttimestamp text`), if it has one,
+/// and the line after its prefixes.
+pub(crate) fn prefixed(raw: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    if let Some(t1) = memchr::memchr(b'\t', raw)
+        && let Some(t2) = memchr::memchr(b'\t', &raw[t1 + 1..]).map(|i| t1 + 1 + i)
+        && let Some(after) = after_timestamp(&raw[t2 + 1..])
+    {
+        return (Some(&raw[t1 + 1..t2]), after);
+    }
+    (None, after_timestamp(raw).unwrap_or(raw))
+}
+
+/// The line after a leading ISO timestamp (`2021-12-01T13:01:04.38Z `, Jenkins'
+/// `[2021-12-01T13:01:04.380Z] `, GitLab's `2021-12-01T13:01:04.380Z 00O `), if it has one.
 fn after_timestamp(line: &[u8]) -> Option<&[u8]> {
     let start = line.iter().position(|c| *c != b' ').unwrap_or(line.len());
-    let trimmed = &line[start..];
+    let mut trimmed = &line[start..];
+    let bracket = trimmed.first() == Some(&b'[');
+    if bracket {
+        trimmed = &trimmed[1..];
+    }
     let ts = trimmed
         .iter()
         .take_while(|c| c.is_ascii_digit() || matches!(c, b'-' | b':' | b'T' | b'.' | b'Z' | b'+'))
         .count();
+    if ts < 19 || trimmed.get(4) != Some(&b'-') {
+        return None;
+    }
+    let mut after = &trimmed[ts..];
+    if bracket {
+        after = after.strip_prefix(b"]")?;
+    }
     // The one space after the timestamp separates it; more is the line's own indentation.
-    (ts >= 19 && trimmed.get(4) == Some(&b'-')).then(|| {
-        let after = &trimmed[ts..];
-        after.strip_prefix(b" ").unwrap_or(after)
-    })
+    after = after.strip_prefix(b" ").unwrap_or(after);
+    // GitLab's stream and type: two hex digits, `O` or `E`, and `+` for a continued line.
+    if after.len() >= 4
+        && after[..2].iter().all(u8::is_ascii_hexdigit)
+        && matches!(after[2], b'O' | b'E')
+        && matches!(after[3], b' ' | b'+')
+    {
+        after = &after[4..];
+        after = after.strip_prefix(b" ").unwrap_or(after);
+    }
+    Some(after)
 }
 
 /// A word-at-a-time hash of the bytes pushed: eight bytes per multiply, stable across runs and
@@ -463,12 +510,12 @@ impl Sink for Baseline {
         false
     }
 
-    fn line(&mut self, raw: &[u8], _: bool) {
+    fn line(&mut self, raw: &[u8], _: bool, _: &[u8]) {
         self.shapes.insert(shape(body(raw)));
     }
 
     fn skipped(&mut self, gap: &[u8]) {
-        for_each_line(gap, |l| self.line(l, false));
+        for_each_line(gap, |l| self.line(l, false, &[]));
     }
 }
 
@@ -496,7 +543,8 @@ trait Sink {
     fn wants_keywords(&self) -> bool {
         true
     }
-    fn line(&mut self, raw: &[u8], hit: bool);
+    /// `before` holds the lines of the chunk before this one (what lies before a marker).
+    fn line(&mut self, raw: &[u8], hit: bool, before: &[u8]);
     /// `gap` holds whole lines with no keyword, passed over.
     fn skipped(&mut self, gap: &[u8]);
     /// `region`'s lines were all fed or passed over.
@@ -522,45 +570,55 @@ fn read_lines(mut reader: impl Read, sink: &mut impl Sink) -> io::Result<()> {
     let ac = if sink.wants_keywords() { keywords() } else { None };
     let any = |bytes: &[u8]| ac.is_none_or(|ac| ac.find(bytes).is_some());
     loop {
-        let n = match reader.read(&mut buf[filled..]) {
-            Ok(0) => {
-                if filled > 0 && !skipping {
-                    let line = &buf[..filled];
-                    sink.line(line.strip_suffix(b"\r").unwrap_or(line), any(line));
+        // A chunk is filled whole before its lines are fed, so what the sink sees does not
+        // depend on how the reader hands out its bytes.
+        let mut eof = false;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
                 }
-                return Ok(());
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        filled += n;
+        }
         // Whole lines end at the last \n (else at the last \r of progress output, but not one
         // at the very end: it may be half a \r\n).
         let boundary =
             memchr::memrchr(b'\n', &buf[..filled]).or_else(|| memchr::memrchr(b'\r', &buf[..filled.saturating_sub(1)]));
-        let Some(last) = boundary else {
-            if filled == buf.len() {
+        match boundary {
+            Some(last) => {
+                let mut region = &buf[..=last];
+                if skipping {
+                    let start = memchr::memchr2(b'\n', b'\r', region).map_or(region.len(), |i| {
+                        if region[i] == b'\r' && region.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 }
+                    });
+                    region = &region[start..];
+                    skipping = false;
+                }
+                feed(region, ac, sink);
+                sink.chunk_end(region);
+                buf.copy_within(last + 1..filled, 0);
+                filled -= last + 1;
+            }
+            None if filled == buf.len() => {
                 if !skipping {
-                    sink.line(&buf[..filled], any(&buf[..filled]));
+                    sink.line(&buf[..filled], any(&buf[..filled]), &[]);
                 }
                 skipping = true;
                 filled = 0;
             }
-            continue;
-        };
-        let mut region = &buf[..=last];
-        if skipping {
-            let start = memchr::memchr2(b'\n', b'\r', region).map_or(region.len(), |i| {
-                if region[i] == b'\r' && region.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 }
-            });
-            region = &region[start..];
-            skipping = false;
+            None => {}
         }
-        feed(region, ac, sink);
-        sink.chunk_end(region);
-        buf.copy_within(last + 1..filled, 0);
-        filled -= last + 1;
+        if eof {
+            if filled > 0 && !skipping {
+                let line = &buf[..filled];
+                sink.line(line.strip_suffix(b"\r").unwrap_or(line), any(line), &[]);
+            }
+            return Ok(());
+        }
     }
 }
 
@@ -597,7 +655,7 @@ fn feed(region: &[u8], ac: Option<&packed::Searcher>, sink: &mut impl Sink) {
             None => (region.len(), region.len()),
         };
         let hit = ac.is_none() || hits.peek().is_some_and(|&h| h < end);
-        sink.line(&region[pos..end], hit);
+        sink.line(&region[pos..end], hit, &region[..pos]);
         pos = next;
     }
 }
@@ -677,6 +735,7 @@ const STRONG: &[&str] = &[
     "unable to",
     "cannot ",
     "✕",
+    "✖",
     "✗",
     "✘",
     "●",
@@ -734,7 +793,9 @@ fn evidence(lower: &str) -> (i32, bool) {
         if k >= STRONG.len() + NOISE.len() {
             return (0, true);
         }
-        if k < 128 && seen & (1 << k) == 0 {
+        // `0 warnings` warns of nothing.
+        let zero = t[..m.start()].ends_with("0 ") && !t[..m.start()].ends_with("00 ");
+        if k < 128 && seen & (1 << k) == 0 && !(zero && k >= STRONG.len()) {
             seen |= 1 << k;
             score += if k < STRONG.len() { 3 } else { -3 };
         }
@@ -747,6 +808,11 @@ fn evidence(lower: &str) -> (i32, bool) {
     if t == "fail" {
         score += 3;
     }
+    // A tool's count of what failed: `1 failing`, `8 offenses detected`, `✖ 4 problems (4
+    // errors, 0 warnings)`.
+    if counts_failures(t) {
+        score += 3;
+    }
     if t.starts_with("e ") || t.starts_with("> ") || t.starts_with("--> ") {
         score += 2;
     }
@@ -757,6 +823,33 @@ fn evidence(lower: &str) -> (i32, bool) {
         score += 2;
     }
     (score.max(0), false)
+}
+
+/// A line of a step's end worth showing: not blank, not a separator, not CI bookkeeping, not
+/// a generic epilogue (`Re-run Maven with -e`), not info or progress (`[INFO] Total time`).
+fn says_something(body: &[u8]) -> bool {
+    if blank(body) || rule(body) || marker(body).is_some() {
+        return false;
+    }
+    let lower = lower_clean(body);
+    let t = lower.trim();
+    let Some(ac) = phrases() else { return true };
+    !evidence(t).1 && !ac.find_overlapping_iter(t).any(|m| m.pattern().as_usize() >= STRONG.len())
+}
+
+/// Whether `t` counts failures: a number above zero before `error`, `failure`, `failed`,
+/// `failing`, `problem`, `offense` or `violation`.
+fn counts_failures(t: &str) -> bool {
+    let words: Vec<&str> =
+        t.split(|c: char| c.is_whitespace() || c == ',' || c == '(').filter(|w| !w.is_empty()).collect();
+    // `Tests run: 2, Failures: 1` counts tests, not failures: a number after a colon is a value.
+    (0..words.len().saturating_sub(1)).any(|i| {
+        words[i].parse::<u64>().is_ok_and(|n| n > 0)
+            && (i == 0 || !words[i - 1].ends_with(':'))
+            && ["error", "failure", "failed", "failing", "problem", "offense", "violation"]
+                .iter()
+                .any(|k| words[i + 1].starts_with(k))
+    })
 }
 
 /// A line Salve's runner wrote into the job's log (`salve: …`), not the job.
@@ -781,8 +874,11 @@ fn has_location(t: &str) -> bool {
     t.contains(" line ") && t.chars().any(|c| c.is_ascii_digit())
 }
 
+/// Lines of a list a count line may take from just before it.
+const LISTING: usize = 40;
+
 /// Lines of lead-in an anchor may take from just before it.
-const LEAD: usize = 3;
+const LEAD: usize = 4;
 
 /// A line that may lead into evidence below it: a heading, or a diagnostic with a location.
 fn leads_in(body: &[u8]) -> bool {
@@ -793,7 +889,18 @@ fn leads_in(body: &[u8]) -> bool {
 /// `[ERROR] COMPILATION ERROR :` (but not `[INFO] Results:`).
 fn heading(body: &[u8]) -> bool {
     let t = body.trim_ascii();
-    (t.ends_with(b":") && t.len() > 1 && (!t.starts_with(b"[") || error_tag(body))) || t.starts_with(b"=== RUN")
+    (t.ends_with(b":") && t.len() > 1 && (!t.starts_with(b"[") || error_tag(body)))
+        || t.starts_with(b"=== RUN")
+        || titled_rule(t)
+}
+
+/// A title between rules: `---- tests::adds stdout ----`, `____ test_mean ____`,
+/// `==== FAILURES ====`.
+fn titled_rule(t: &[u8]) -> bool {
+    let marks = |b: &[u8]| b.iter().take_while(|c| matches!(c, b'-' | b'=' | b'_' | b'*')).count();
+    let lead = marks(t);
+    let trail = t.iter().rev().take_while(|c| matches!(c, b'-' | b'=' | b'_' | b'*')).count();
+    lead >= 3 && trail >= 3 && lead + trail < t.len() && t[lead..t.len() - trail].iter().any(u8::is_ascii_alphabetic)
 }
 
 /// A leading level tag that says error: `[ERROR]`, `[FATAL]`, `[SEVERE]` (with or without colour).
@@ -828,7 +935,7 @@ fn count_line(t: &[u8]) -> bool {
     let digits = t.iter().take_while(|c| c.is_ascii_digit()).count();
     let rest = &t[digits..];
     digits > 0
-        && [&b" error"[..], b" warning", b" failure", b" failed", b" problem"]
+        && [&b" error"[..], b" warning", b" failure", b" failed", b" failing", b" problem", b" offense"]
             .iter()
             .any(|w| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w))
 }
@@ -971,7 +1078,9 @@ pub struct Excerpt {
 /// Reads a log once and picks its excerpt.
 pub struct Scanner<'a> {
     baseline: &'a Baseline,
-    commands: &'a [CommandSpan],
+    /// The log's commands and what each was to the job: the runner's records, or at the end the
+    /// steps recovered from the log.
+    roles: Vec<(CommandSpan, Role)>,
     number: usize,
     ring: VecDeque<Line>,
     /// The last lines of the last chunk read.
@@ -985,13 +1094,56 @@ pub struct Scanner<'a> {
     blocks: Vec<Block>,
     seen: HashMap<u64, u32, std::hash::BuildHasherDefault<Prehashed>>,
     threshold: i32,
+    /// Steps recovered from the log's own markers, when the runner's records are not given.
+    tracker: Option<Tracker>,
+    /// The line of the last step that started (blocks never join across it).
+    last_start: usize,
+    /// The end of the first step that failed by its exit code, and of the last few steps that
+    /// may have failed (their ends unknown): the failing step's own last lines.
+    failed_tail: Option<(usize, Vec<Line>)>,
+    recent_tails: VecDeque<(usize, Vec<Line>)>,
+}
+
+/// Lines of the failing step's end kept, and put in the excerpt when it has evidence or not.
+const STEP_TAIL: usize = 24;
+const TAIL_WITH_EVIDENCE: usize = 12;
+const TAIL_WITHOUT_EVIDENCE: usize = 20;
+
+/// How much a block counts by the step that printed it, as a fraction.
+fn role_weight(role: Option<Role>, any_steps: bool) -> (i32, i32) {
+    match role {
+        Some(Role::Failed) => (2, 1),
+        Some(Role::FailedLater) => (1, 2),
+        Some(Role::Passed | Role::Post) => (1, 3),
+        Some(Role::Earlier) => (1, 2),
+        // Outside every step: the runner's own preamble.
+        None if any_steps => (1, 2),
+        None => (1, 1),
+    }
+}
+
+/// The role of the span holding lines `first..=last` (1-based).
+fn role_of(spans: &[(CommandSpan, Role)], first: usize, last: usize) -> Option<(&CommandSpan, Role)> {
+    spans
+        .iter()
+        .find(|(c, _)| (first as u64) > c.first_line && (last as u64) <= c.end_line.max(c.first_line + 1))
+        .map(|(c, r)| (c, *r))
+}
+
+/// The runner's records with their roles: a command that did not exit 0 failed.
+fn given_roles(commands: &[CommandSpan]) -> Vec<(CommandSpan, Role)> {
+    commands.iter().map(|c| (c.clone(), if c.exit_code == Some(0) { Role::Passed } else { Role::Failed })).collect()
 }
 
 impl<'a> Scanner<'a> {
     pub fn new(baseline: &'a Baseline, commands: &'a [CommandSpan]) -> Scanner<'a> {
         Scanner {
             baseline,
-            commands,
+            roles: given_roles(commands),
+            tracker: commands.is_empty().then(Tracker::default),
+            last_start: 0,
+            failed_tail: None,
+            recent_tails: VecDeque::new(),
             number: 0,
             ring: VecDeque::with_capacity(RING + 1),
             tail: Vec::new(),
@@ -1004,11 +1156,29 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn line(&mut self, raw: &[u8], hit: bool) {
+    fn line(&mut self, raw: &[u8], hit: bool, before: &[u8]) {
         self.number += 1;
         let with_baseline = !self.baseline.is_empty();
-        let b = body(raw);
-        let empty_line = blank(b);
+        let (column, b) = prefixed(raw);
+        let mut bookkeeping = false;
+        if let Some(tracker) = &mut self.tracker {
+            let (marker, closed) = tracker.line(self.number, b, column);
+            if let Some(first) = closed
+                && let Some(explicit) = tracker.may_have_failed(first)
+            {
+                self.snapshot(first, explicit, before);
+            }
+            if let Some(m) = marker {
+                bookkeeping = true;
+                if matches!(m, Marker::Start(_) | Marker::Post(_)) {
+                    self.last_start = self.number;
+                }
+            } else if closed.is_some() {
+                self.last_start = self.number;
+            }
+        }
+        let hit = hit && !bookkeeping;
+        let empty_line = blank(b) || bookkeeping;
         // Shapes cost a pass over the line: only with baselines, or for evidence lines.
         // Novelty matters for evidence and for lines that may extend a block, not elsewhere.
         let shape_of = if with_baseline && (hit || self.open.is_some()) { Some(shape(b)) } else { None };
@@ -1021,7 +1191,12 @@ impl<'a> Scanner<'a> {
         if hit {
             let lower = lower_clean(b);
             (score, boiler) = evidence(&lower);
-            diff_head = lower.contains("diff in ") || lower.starts_with("diff --git");
+            // A diff follows: rustfmt's, git's, or an assertion's (`+ expected - actual`).
+            diff_head = lower.contains("diff in ")
+                || lower.starts_with("diff --git")
+                || lower.contains("+ expected")
+                || lower.contains("- expected")
+                || lower.contains("+ actual");
             if with_baseline && score > 0 {
                 score = if novel { score + 2 } else { score / 4 };
             }
@@ -1044,6 +1219,7 @@ impl<'a> Scanner<'a> {
             score = 1;
         }
         let anchor = score >= self.threshold;
+        let boiler = boiler || bookkeeping;
         let mentions = hit && !boiler && !empty_line && (novel || !with_baseline);
         let in_diff = self.open.as_ref().is_some_and(|o| o.diff) && diff_line(b);
         let extends = !empty_line && !boiler && (strong || continues(b) || in_diff || (novel && score > 0));
@@ -1062,8 +1238,12 @@ impl<'a> Scanner<'a> {
             _ => {
                 self.close();
                 if anchor {
+                    let summary = hit && counts_failures(&lower_clean(b));
                     let block = match self.resume() {
                         Some(block) => block,
+                        // A count of findings sums up the list above it (`8 offenses detected`
+                        // under rubocop's offenses, `Found 3 errors.` under ruff's).
+                        None if summary => self.listing(before),
                         None => self.lead_in(),
                     };
                     let block = self.open.insert(block);
@@ -1089,14 +1269,29 @@ impl<'a> Scanner<'a> {
         let taken = self.blocks.last().map_or(0, Block::last);
         let mut expect = self.number;
         let mut lead: Vec<&Line> = Vec::new();
+        // One blank line may lie between a heading and the anchor (`---- x stdout ----`).
+        let mut gap: Option<&Line> = None;
         for prev in self.ring.iter().rev() {
-            if lead.len() == LEAD
-                || prev.number + 1 != expect
-                || prev.number <= taken
-                || blank(body(&prev.raw))
-                || !(prev.score > 0 || prev.mentions || leads_in(body(&prev.raw)) || rule(body(&prev.raw)))
-            {
+            if lead.len() == LEAD || prev.number + 1 != expect || prev.number <= taken {
                 break;
+            }
+            let b = body(&prev.raw);
+            if blank(b) {
+                if gap.is_some() {
+                    break;
+                }
+                gap = Some(prev);
+                expect = prev.number;
+                continue;
+            }
+            if !(prev.score > 0 || prev.mentions || leads_in(b) || rule(b)) {
+                break;
+            }
+            if let Some(g) = gap.take() {
+                if !heading(b) {
+                    break;
+                }
+                lead.push(g);
             }
             lead.push(prev);
             expect = prev.number;
@@ -1112,13 +1307,40 @@ impl<'a> Scanner<'a> {
         block
     }
 
+    /// A new block holding the list a count line sums up: the lines just before it in this
+    /// chunk (`before`), back to a double blank line, the step's start, a block already taken
+    /// or [`LISTING`] lines.
+    fn listing(&self, before: &[u8]) -> Block {
+        let taken = self.blocks.last().map_or(0, Block::last).max(self.last_start);
+        let mut lines: Vec<Line> = Vec::new();
+        let mut blanks = 0;
+        for (k, l) in last_lines(before, LISTING, |_| true).into_iter().enumerate() {
+            let number = self.number - 1 - k;
+            let b = body(l);
+            if number <= taken || marker(b).is_some() {
+                break;
+            }
+            blanks = if blank(b) { blanks + 1 } else { 0 };
+            if blanks == 2 {
+                break;
+            }
+            lines.push(Line::new(number, l, 0, false));
+        }
+        while lines.last().is_some_and(|l| blank(body(&l.raw))) {
+            lines.pop();
+        }
+        lines.reverse();
+        Block { lines, ..Block::default() }
+    }
+
     /// The pending block again, with the lines since, when evidence follows it soon enough.
     fn resume(&mut self) -> Option<Block> {
         let (mut block, gap) = self.pending.take()?;
         // Two commands' output is never one block.
-        let same_command = self.commands.is_empty()
-            || self.command_of(block.first(), block.last()).map(|c| c.first_line)
-                == self.command_of(self.number, self.number).map(|c| c.first_line);
+        let same_command = self.last_start <= block.last()
+            && (self.roles.is_empty()
+                || role_of(&self.roles, block.first(), block.last()).map(|(c, _)| c.first_line)
+                    == role_of(&self.roles, self.number, self.number).map(|(c, _)| c.first_line));
         if same_command && block.lines.len() + gap.len() < MAX_BLOCK_LINES {
             block.lines.extend(gap);
             Some(block)
@@ -1130,7 +1352,7 @@ impl<'a> Scanner<'a> {
 
     /// The last lines of a chunk: how the log ends, should it show no evidence.
     fn chunk_end(&mut self, region: &[u8]) {
-        let lines = last_lines(region, RING, |_| true);
+        let lines = last_lines(region, STEP_TAIL, |_| true);
         self.tail = lines.iter().enumerate().rev().map(|(k, l)| Line::new(self.number - k, l, 0, false)).collect();
     }
 
@@ -1161,13 +1383,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Keeps `block` among the candidates, weighed by its command.
-    fn keep(&mut self, mut block: Block) {
-        if let Some(weight) = self.command_weight(block.first(), block.last()) {
-            block.score = block.score * weight.0 / weight.1;
-        }
+    /// Keeps `block` among the candidates.
+    fn keep(&mut self, block: Block) {
         if self.blocks.len() >= 2 * KEEP_BLOCKS {
-            self.blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
+            let roles = &self.roles;
+            let w = |b: &Block| {
+                let (n, d) = role_weight(role_of(roles, b.first(), b.last()).map(|(_, r)| r), !roles.is_empty());
+                b.score * n / d
+            };
+            self.blocks.sort_by(|a, b| w(b).cmp(&w(a)).then(a.first().cmp(&b.first())));
             self.blocks.truncate(KEEP_BLOCKS);
             self.blocks.sort_by_key(Block::first);
         }
@@ -1175,38 +1399,92 @@ impl<'a> Scanner<'a> {
         self.blocks.push(block);
     }
 
-    /// Blocks inside the command that failed count double; inside one that passed, a third.
-    fn command_weight(&self, first: usize, last: usize) -> Option<(i32, i32)> {
-        let c = self.command_of(first, last)?;
-        Some(match c.exit_code {
-            Some(0) => (1, 3),
-            _ => (2, 1),
-        })
+    /// Keeps the last lines of the step that started at line `first` and ended just before this
+    /// line (`before` holds the lines of this chunk before it).
+    fn snapshot(&mut self, first: usize, explicit: bool, before: &[u8]) {
+        if explicit && self.failed_tail.is_some() {
+            return;
+        }
+        let mut lines: Vec<Line> = Vec::new();
+        for (k, l) in last_lines(before, STEP_TAIL, |_| true).into_iter().enumerate() {
+            let number = self.number - 1 - k;
+            let b = body(l);
+            // GitHub's group before a step's output holds its shell and environment.
+            if number <= first || skip_escapes(b).starts_with(b"##[endgroup]") {
+                break;
+            }
+            if says_something(b) && !self.baseline.contains(shape(b)) {
+                lines.push(Line::new(number, l, 0, false));
+            }
+        }
+        lines.reverse();
+        if explicit {
+            self.failed_tail = Some((first, lines));
+        } else {
+            if self.recent_tails.len() == 2 {
+                self.recent_tails.pop_front();
+            }
+            self.recent_tails.push_back((first, lines));
+        }
     }
 
-    /// The command whose output holds lines `first..=last` (1-based).
-    fn command_of(&self, first: usize, last: usize) -> Option<&CommandSpan> {
-        self.commands
-            .iter()
-            .find(|c| (first as u64) > c.first_line && (last as u64) <= c.end_line.max(c.first_line + 1))
+    /// The last lines of the failing step (`span`), as far as they were kept.
+    fn step_tail(&self, span: &CommandSpan) -> Vec<Line> {
+        let first = span.first_line as usize + 1;
+        let kept = self.failed_tail.iter().chain(&self.recent_tails).find(|(f, _)| *f == first);
+        if let Some((_, lines)) = kept {
+            return lines.clone();
+        }
+        if span.end_line as usize >= self.number {
+            // Still open when the log ended: the log's own last lines.
+            let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).filter(|l| l.number > first).collect();
+            recent.sort_by_key(|l| l.number);
+            recent.dedup_by_key(|l| l.number);
+            let base = self.baseline;
+            return recent
+                .into_iter()
+                .filter(|l| says_something(body(&l.raw)) && !base.contains(shape(body(&l.raw))))
+                .cloned()
+                .collect();
+        }
+        Vec::new()
     }
 
     /// Chooses the excerpt: the best block, then others scoring at least half of it and the
-    /// log's last block, while they fit in `max_bytes`.
+    /// log's last block, while they fit in `max_bytes`, then the end of the failing step.
     pub fn finish(mut self, max_bytes: usize) -> Excerpt {
         self.close();
         self.flush();
-        let failing_command = self.commands.iter().find(|c| c.exit_code != Some(0)).map(|c| c.command.clone());
+        if let Some(mut tracker) = self.tracker.take() {
+            self.roles = tracker.finish(self.number);
+        }
+        let failing = self.roles.iter().find(|(_, r)| *r == Role::Failed).map(|(c, _)| c.clone());
+        let failing_command = failing.as_ref().map(|c| c.command.clone());
+        let any_steps = !self.roles.is_empty();
         let total_lines = self.number;
         let cost = |l: &Line| l.raw.len() + 1;
         let mut blocks = std::mem::take(&mut self.blocks);
         for b in &mut blocks {
-            b.score = b.weighed(total_lines);
+            let (n, d) = role_weight(role_of(&self.roles, b.first(), b.last()).map(|(_, r)| r), any_steps);
+            b.score = b.weighed(total_lines) * n / d;
         }
         blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
+        let inside_failing = |b: &Block| {
+            failing.as_ref().is_none_or(|c| {
+                role_of(&self.roles, b.first(), b.last()).is_some_and(|(s, _)| s.first_line == c.first_line)
+            })
+        };
+        let tail = failing.as_ref().map(|c| self.step_tail(c)).unwrap_or_default();
+        // The failing step said nothing that reads as evidence, but it said something: that is
+        // the answer, not louder lines of the steps around it (a package manager's warnings
+        // before, an artifact upload's errors after).
+        if !tail.is_empty() && !blocks.iter().any(inside_failing) {
+            blocks.clear();
+        }
         let best = blocks.first().map_or(0, |b| b.score);
-        // The log's last block of evidence is how the tool summed the failure up.
-        let last = blocks.iter().map(Block::first).max().unwrap_or(0);
+        // The log's last block of evidence is how the tool summed the failure up; when the
+        // steps are known, the failing step's last block.
+        let last = blocks.iter().filter(|b| inside_failing(b)).map(Block::first).max().unwrap_or(0);
         let mut chosen: Vec<Line> = Vec::new();
         let mut bytes = 0;
         for block in blocks {
@@ -1231,16 +1509,35 @@ impl<'a> Scanner<'a> {
             chosen.extend(block.lines);
         }
         let evidence = !chosen.is_empty();
-        if !evidence {
+        // The failing step's own end: how its tool summed up, and the whole answer when nothing
+        // in it is evidence (lint output of `path:line message` lines, a silent exit).
+        let taken: HashSet<usize> = chosen.iter().map(|l| l.number).collect();
+        // With baselines the evidence is sharper: less of the end is needed.
+        let want = match (evidence, self.baseline.is_empty()) {
+            (false, _) => TAIL_WITHOUT_EVIDENCE,
+            (true, true) => TAIL_WITH_EVIDENCE,
+            (true, false) => 0,
+        };
+        for l in tail.iter().rev().take(want) {
+            if taken.contains(&l.number) {
+                continue;
+            }
+            if bytes + cost(l) > max_bytes {
+                break;
+            }
+            bytes += cost(l);
+            chosen.push(l.clone());
+        }
+        if chosen.is_empty() {
             // No evidence: how the log ends is the best guess.
             let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).collect();
             recent.sort_by_key(|l| l.number);
             recent.dedup_by_key(|l| l.number);
             // The end of the failing command's own output when the commands are known; when it
             // printed nothing, the runner's note that names it; else the log's last lines.
-            let failing = self.commands.iter().find(|c| c.exit_code.is_some_and(|e| e != 0));
-            let inside =
-                |l: &Line| failing.is_none_or(|c| (l.number as u64) > c.first_line && (l.number as u64) <= c.end_line);
+            let inside = |l: &Line| {
+                failing.as_ref().is_none_or(|c| (l.number as u64) > c.first_line && (l.number as u64) <= c.end_line)
+            };
             let said = |l: &Line| !blank(body(&l.raw)) && !runner_note(body(&l.raw)) && inside(l);
             let mut last: Vec<&Line> = recent.iter().rev().filter(|l| said(l)).take(3).copied().collect();
             if last.is_empty() {
@@ -1268,15 +1565,21 @@ impl Sink for Scanner<'_> {
         self.open.is_some() || self.pending.is_some()
     }
 
-    fn line(&mut self, raw: &[u8], hit: bool) {
-        Scanner::line(self, raw, hit);
+    fn line(&mut self, raw: &[u8], hit: bool, before: &[u8]) {
+        Scanner::line(self, raw, hit, before);
     }
 
     fn skipped(&mut self, gap: &[u8]) {
+        if let Some(t) = &mut self.tracker
+            && t.wants_name(self.number + 1)
+        {
+            let end = memchr::memchr2(b'\n', b'\r', gap).unwrap_or(gap.len());
+            t.name_step(body(&gap[..end]));
+        }
         self.number += count_lines(gap);
         // The gap's last lines may lead into the keyword line that follows: a heading, or
         // diagnostics with a location (`src/app.py:3:8: F401 …` before `Found 1 error.`).
-        let leads = last_lines(gap, LEAD, |l| leads_in(body(l)) || rule(body(l)));
+        let leads = last_lines(gap, LEAD, |l| leads_in(body(l)) || rule(body(l)) || blank(body(l)));
         for (k, l) in leads.iter().enumerate().rev() {
             self.remember(self.number - k, l, 0, false);
         }
@@ -1291,15 +1594,20 @@ fn empty() -> Line {
     Line { number: 0, raw: Vec::new(), cut: false, score: 0, mentions: false }
 }
 
-/// The excerpt of a log held in memory.
+/// The excerpt of a log held in memory. A Semaphore event log is read as its text.
 pub fn extract(log: &[u8], baseline: &Baseline, commands: &[CommandSpan], max_bytes: usize) -> Excerpt {
     let mut s = Scanner::new(baseline, commands);
     // Reading from a slice never fails.
-    let _ = read_lines(log, &mut s);
+    let _ = if semaphore::is_events(log) {
+        read_lines(semaphore::Events::new(log), &mut s)
+    } else {
+        read_lines(log, &mut s)
+    };
     s.finish(max_bytes)
 }
 
-/// The excerpt of a log read in chunks: memory stays bounded whatever its size.
+/// The excerpt of a log read in chunks: memory stays bounded whatever its size. A Semaphore
+/// event log is read as its text.
 pub fn extract_reader(
     reader: impl Read,
     baseline: &Baseline,
@@ -1307,7 +1615,12 @@ pub fn extract_reader(
     max_bytes: usize,
 ) -> io::Result<Excerpt> {
     let mut s = Scanner::new(baseline, commands);
-    read_lines(reader, &mut s)?;
+    let mut reader = io::BufReader::with_capacity(64 << 10, reader);
+    if semaphore::is_events(reader.fill_buf()?) {
+        read_lines(semaphore::Events::new(reader), &mut s)?;
+    } else {
+        read_lines(reader, &mut s)?;
+    }
     Ok(s.finish(max_bytes))
 }
 
@@ -1321,7 +1634,7 @@ mod tests {
             fn wants_every_line(&self) -> bool {
                 true
             }
-            fn line(&mut self, raw: &[u8], _: bool) {
+            fn line(&mut self, raw: &[u8], _: bool, _: &[u8]) {
                 self.0.push(raw.to_vec());
             }
             fn skipped(&mut self, _: &[u8]) {}

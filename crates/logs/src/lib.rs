@@ -6,3 +6,5 @@ pub mod classify;
 pub mod excerpt;
 pub mod junit;
 pub mod report;
+pub mod semaphore;
+pub mod steps;

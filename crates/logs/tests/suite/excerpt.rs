@@ -306,3 +306,69 @@ fn real_tool_messages_are_found_and_classed_past_salves_footer() {
     assert_eq!(r.class, Class::LintFormat);
     assert!(r.excerpt.iter().any(|l| l.text.contains("wrong type string")), "{:?}", r.excerpt);
 }
+
+/// A log from elsewhere, with no command records: the failing step is recovered from its CI's
+/// markers, its output outweighs louder lines of other steps, and when it holds no evidence the
+/// excerpt is its end, not the noise after it.
+#[test]
+fn foreign_logs_weigh_the_failing_step_and_fall_back_to_its_end() {
+    let travis = "travis_fold:start:install.1\r\x1b[0Ktravis_time:start:1\r\x1b[0K$ npm ci\n\
+        npm WARN deprecated request@2.88.2: request has been deprecated\n\
+        npm ERR! missing optional dependency fsevents: not found\n\
+        added 300 packages\n\
+        travis_time:end:1:start=1,finish=2,duration=1\r\x1b[0Ktravis_fold:end:install.1\r\x1b[0K\n\
+        travis_time:start:2\r\x1b[0K$ npx flake8 src\n\
+        src/app.py:3:1: F401 'os' imported but unused\n\
+        src/app.py:9:80: E501 line too long (91 > 79 characters)\n\
+        travis_time:end:2:start=1,finish=2,duration=1\r\x1b[0K\n\
+        \x1b[31;1mThe command \"npx flake8 src\" exited with 1.\x1b[0m\n\
+        travis_time:start:3\r\x1b[0K$ ./upload-artifacts.sh\n\
+        error: artifact upload failed: connection refused\n\
+        \nDone. Your build exited with 1.\n";
+    let ex = extract(travis.as_bytes(), &Baseline::default(), &[], 4096);
+    assert_eq!(ex.failing_command.as_deref(), Some("npx flake8 src"));
+    let texts: Vec<String> = ex.lines.iter().map(|l| l.text()).collect();
+    assert_eq!(
+        texts,
+        ["src/app.py:3:1: F401 'os' imported but unused", "src/app.py:9:80: E501 line too long (91 > 79 characters)"],
+        "the failing step's own lines, not the upload's or npm's errors"
+    );
+
+    // GitHub Actions: the step that reported an exit code wins over a louder earlier one.
+    let github = "2024-01-01T00:00:00.0000000Z ##[group]Run npm ci\n\
+        2024-01-01T00:00:01.0000000Z npm ERR! code EINTEGRITY (retrying, fine)\n\
+        2024-01-01T00:00:02.0000000Z ##[group]Run npm test\n\
+        2024-01-01T00:00:03.0000000Z ##[endgroup]\n\
+        2024-01-01T00:00:04.0000000Z FAIL src/sum.test.js\n\
+        2024-01-01T00:00:05.0000000Z   Expected: 3, Received: 4\n\
+        2024-01-01T00:00:06.0000000Z ##[error]Process completed with exit code 1.\n\
+        2024-01-01T00:00:07.0000000Z Post job cleanup.\n\
+        2024-01-01T00:00:08.0000000Z Error: Unable to upload coverage: fatal: not a git repository\n";
+    let ex = extract(github.as_bytes(), &Baseline::default(), &[], 4096);
+    assert_eq!(ex.failing_command.as_deref(), Some("npm test"));
+    let texts: Vec<String> = ex.lines.iter().map(|l| l.text()).collect();
+    assert!(texts.iter().any(|t| t.contains("FAIL src/sum.test.js")), "{texts:?}");
+    assert!(!texts.iter().any(|t| t.contains("coverage") || t.contains("EINTEGRITY")), "{texts:?}");
+}
+
+/// Runner prefixes of other CIs come off before a line is read: `gh run view --log`'s job and
+/// step columns (the step column names the step), GitLab's timestamps and stream tags, Jenkins'
+/// bracketed timestamps.
+#[test]
+fn prefixes_of_other_runners() {
+    let gh = "build\tSet up job\t2024-01-01T00:00:00.0000000Z Current runner version: '2.311.0'\n\
+        build\tRun cargo test\t2024-01-01T00:00:01.0000000Z error[E0425]: cannot find value `x` in this scope\n\
+        build\tRun cargo test\t2024-01-01T00:00:02.0000000Z error: could not compile `demo`\n\
+        build\tPost Run actions/checkout@v4\t2024-01-01T00:00:03.0000000Z error: cleanup warning ignored\n";
+    let ex = extract(gh.as_bytes(), &Baseline::default(), &[], 4096);
+    assert_eq!(ex.failing_command.as_deref(), Some("Run cargo test"));
+    assert_eq!(ex.lines.iter().map(|l| l.number).collect::<Vec<_>>(), [2, 3]);
+    let gitlab = "2024-01-01T00:00:00.000000Z 00O $ make test\n2024-01-01T00:00:01.000000Z 01E make: *** [test] Error 2\n2024-01-01T00:00:02.000000Z 00O ERROR: Job failed: exit code 2\n";
+    let ex = extract(gitlab.as_bytes(), &Baseline::default(), &[], 4096);
+    assert_eq!(ex.failing_command.as_deref(), Some("make test"));
+    assert_eq!(ex.lines.iter().map(|l| l.number).collect::<Vec<_>>(), [2]);
+    let jenkins = "[2024-01-01T00:00:00.000Z] + ./gradlew check\n[2024-01-01T00:00:01.000Z] FAILURE: Build failed with an exception.\n[2024-01-01T00:00:01.500Z] * What went wrong:\n[2024-01-01T00:00:02.000Z] Execution failed for task ':test'.\n[2024-01-01T00:00:03.000Z] Finished: FAILURE\n";
+    let ex = extract(jenkins.as_bytes(), &Baseline::default(), &[], 4096);
+    assert_eq!(ex.failing_command.as_deref(), Some("./gradlew check"));
+    assert!(ex.lines.iter().any(|l| l.text().contains("Execution failed for task ':test'")), "{:?}", ex.lines);
+}

@@ -1,2 +1,3 @@
 mod excerpt;
 mod junit;
+mod logset;
