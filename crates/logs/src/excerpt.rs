@@ -55,15 +55,12 @@ const KEYWORDS: &[&str] = &[
     "fatal",
     "Fatal",
     "FATAL",
-    "panic",
-    "Panic",
+    "anic",
     "xception",
-    "assert",
-    "Assert",
+    "ssert",
     "raceback",
     "denied",
-    "killed",
-    "Killed",
+    "illed",
     "imeout",
     "reformat",
     "style issue",
@@ -92,26 +89,40 @@ const KEYWORDS: &[&str] = &[
     "not installed",
     "not required",
     "rovides package",
-    // Step markers of CI logs (see `steps`): `$ cmd`, `+ cmd`, `##[group]Run`, sections, exits.
-    "$ ",
-    "+ ",
-    "##[",
-    "travis_",
+    // Step markers of CI logs (see `steps`): sections, stages, exits. Markers that start with
+    // `$`, `+` or `#` (`$ cmd`, `+ cmd`, `##[group]Run`) are found by [`marker_starts`]: as
+    // stems they would make the searcher check far more candidates.
     "section_",
     "[Pipeline]",
     "xited with",
     "--- ",
-    "+++ ",
-    "~~~ ",
-    "#!/bin/",
-    "Finished: ",
-    "The command",
     "Post job",
     // Counts of lint tools' findings: `✖ 4 problems`, `8 offenses detected`.
     "problem",
     "ffense",
-    "\u{2716}",
 ];
+
+/// Where lines of `region` start with a step marker that begins with `$`, `+` or `#` (after
+/// the runner's prefix and colour codes): `$ cmd`, `+ cmd`, `+++ title`, `##[group]Run cmd`,
+/// `#!/bin/bash -eo pipefail`. Those bytes are rare in logs, so a byte search finds the few
+/// candidates at memory speed.
+fn marker_starts(region: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    memchr::memchr3_iter(b'$', b'+', b'#', region).filter(move |&i| {
+        let next = region.get(i + 1).copied();
+        let plausible = match region[i] {
+            b'$' => next == Some(b' '),
+            b'+' => next == Some(b' ') || region[i..].starts_with(b"+++ "),
+            _ => region[i..].starts_with(b"##[") || region[i..].starts_with(b"#!/"),
+        };
+        if !plausible {
+            return false;
+        }
+        let start = memchr::memrchr2(b'\n', b'\r', &region[..i]).map_or(0, |k| k + 1);
+        let end = memchr::memchr2(b'\n', b'\r', &region[i..]).map_or(region.len(), |k| i + k);
+        let line = &region[start..end];
+        std::ptr::eq(skip_escapes(body(line)).as_ptr(), region[i..].as_ptr())
+    })
+}
 
 /// The keyword searcher; `None` if it cannot be built, and then every line is scored.
 fn keywords() -> Option<&'static packed::Searcher> {
@@ -629,7 +640,16 @@ fn feed(region: &[u8], ac: Option<&packed::Searcher>, sink: &mut impl Sink) {
     let word = |m: &aho_corasick::Match| {
         m.start().checked_sub(1).is_none_or(|i| region[i] != b'_') && region.get(m.end()).is_none_or(|c| *c != b'_')
     };
-    let mut hits = ac.into_iter().flat_map(|ac| ac.find_iter(region)).filter(word).map(|m| m.start()).peekable();
+    let mut found: Vec<usize> =
+        ac.into_iter().flat_map(|ac| ac.find_iter(region)).filter(word).map(|m| m.start()).collect();
+    let markers = found.len();
+    if ac.is_some() {
+        found.extend(marker_starts(region));
+    }
+    if found.len() > markers {
+        found.sort_unstable();
+    }
+    let mut hits = found.into_iter().peekable();
     let mut pos = 0;
     while pos < region.len() {
         while hits.peek().is_some_and(|&h| h < pos) {
@@ -767,39 +787,101 @@ const NOISE: &[&str] = &[
     "debug",
 ];
 
-/// One automaton for [`STRONG`], [`NOISE`] and [`EPILOGUE`], in that order, over the
-/// lower-cased line: one pass instead of a search per phrase.
+/// Phrases that score nothing but say a closer look is worth it: a count of findings may
+/// follow a number (`3 errors`), a diff may follow the line (`+ expected - actual`).
+const COUNTED: &[&str] = &[" error", " fail", " problem", " offense", " violation"];
+const DIFF_HEADS: &[&str] = &["diff in ", "+ expected", "- expected", "+ actual"];
+
+/// What a phrase of the automaton is.
+#[derive(PartialEq, Eq)]
+enum Phrase {
+    Strong,
+    Noise,
+    Counted,
+    DiffHead,
+    Epilogue,
+}
+
+fn phrase(k: usize) -> Phrase {
+    let mut k = k;
+    for (len, kind) in [
+        (STRONG.len(), Phrase::Strong),
+        (NOISE.len(), Phrase::Noise),
+        (COUNTED.len(), Phrase::Counted),
+        (DIFF_HEADS.len(), Phrase::DiffHead),
+    ] {
+        if k < len {
+            return kind;
+        }
+        k -= len;
+    }
+    Phrase::Epilogue
+}
+
+/// One automaton for [`STRONG`], [`NOISE`], [`COUNTED`], [`DIFF_HEADS`] and [`EPILOGUE`], in
+/// that order, over the lower-cased line: one pass instead of a search per phrase.
 fn phrases() -> Option<&'static AhoCorasick> {
     static AC: OnceLock<Option<AhoCorasick>> = OnceLock::new();
-    AC.get_or_init(|| AhoCorasick::new(STRONG.iter().chain(NOISE).chain(EPILOGUE)).ok()).as_ref()
+    AC.get_or_init(|| {
+        // A DFA: the automaton is small, and every scored line runs through it.
+        AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(STRONG.iter().chain(NOISE).chain(COUNTED).chain(DIFF_HEADS).chain(EPILOGUE))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// What one line says of the failure.
+#[derive(Default)]
+struct Evidence {
+    score: i32,
+    /// A generic epilogue or a runner's note: no evidence whatever it says.
+    boiler: bool,
+    /// A diff follows.
+    diff_head: bool,
+    /// It counts findings (`8 offenses detected`).
+    counts: bool,
 }
 
 /// How strongly one line says "this is why it failed" (`lower` is its cleaned, lower-cased
-/// body), and whether it is a generic epilogue (no evidence whatever it says).
-fn evidence(lower: &str) -> (i32, bool) {
+/// body), whether it is a generic epilogue (no evidence whatever it says), whether it counts
+/// findings and whether a diff follows it.
+fn evidence(lower: &str) -> Evidence {
     let t = lower.trim();
+    let boiler = Evidence { boiler: true, ..Evidence::default() };
     // Salve's runner notes (`salve: job failed: …`) say that a job failed, never why.
     if runner_note(t.as_bytes()) {
-        return (0, true);
+        return boiler;
     }
     if t.trim_start_matches("[error]").trim() == "-> [help 1]" {
-        return (0, true);
+        return boiler;
     }
-    let Some(ac) = phrases() else { return (0, false) };
+    let Some(ac) = phrases() else { return Evidence::default() };
     let mut seen = 0u128;
-    let mut score = 0;
+    let mut ev = Evidence { diff_head: t.starts_with("diff --git"), ..Evidence::default() };
+    let mut counted = false;
     for m in ac.find_overlapping_iter(t) {
         let k = m.pattern().as_usize();
-        if k >= STRONG.len() + NOISE.len() {
-            return (0, true);
+        let kind = phrase(k);
+        match kind {
+            Phrase::Epilogue => return boiler,
+            Phrase::Counted => counted |= counts_before(t, m.start()),
+            Phrase::DiffHead => ev.diff_head = true,
+            Phrase::Strong | Phrase::Noise => {}
         }
         // `0 warnings` warns of nothing.
         let zero = t[..m.start()].ends_with("0 ") && !t[..m.start()].ends_with("00 ");
-        if k < 128 && seen & (1 << k) == 0 && !(zero && k >= STRONG.len()) {
+        if k < 128 && seen & (1 << k) == 0 && !(zero && kind == Phrase::Noise) {
             seen |= 1 << k;
-            score += if k < STRONG.len() { 3 } else { -3 };
+            ev.score += match kind {
+                Phrase::Strong => 3,
+                Phrase::Noise => -3,
+                _ => 0,
+            };
         }
     }
+    let mut score = ev.score;
     if t.split(|c: char| !(c.is_alphanumeric() || c == '.' || c == '$' || c == '_'))
         .any(|w| w.len() > 9 && (w.ends_with("exception") || w.ends_with("error")) && w.contains('.'))
     {
@@ -810,7 +892,8 @@ fn evidence(lower: &str) -> (i32, bool) {
     }
     // A tool's count of what failed: `1 failing`, `8 offenses detected`, `✖ 4 problems (4
     // errors, 0 warnings)`.
-    if counts_failures(t) {
+    if counted {
+        ev.counts = true;
         score += 3;
     }
     if t.starts_with("e ") || t.starts_with("> ") || t.starts_with("--> ") {
@@ -822,7 +905,8 @@ fn evidence(lower: &str) -> (i32, bool) {
     if t.contains("exit code") || t.contains("exited with") || t.contains("returned non-zero") {
         score += 2;
     }
-    (score.max(0), false)
+    ev.score = score.max(0);
+    ev
 }
 
 /// A line of a step's end worth showing: not blank, not a separator, not CI bookkeeping, not
@@ -834,22 +918,23 @@ fn says_something(body: &[u8]) -> bool {
     let lower = lower_clean(body);
     let t = lower.trim();
     let Some(ac) = phrases() else { return true };
-    !evidence(t).1 && !ac.find_overlapping_iter(t).any(|m| m.pattern().as_usize() >= STRONG.len())
+    !evidence(t).boiler
+        && !ac
+            .find_overlapping_iter(t)
+            .any(|m| matches!(phrase(m.pattern().as_usize()), Phrase::Noise | Phrase::Epilogue))
 }
 
-/// Whether `t` counts failures: a number above zero before `error`, `failure`, `failed`,
-/// `failing`, `problem`, `offense` or `violation`.
-fn counts_failures(t: &str) -> bool {
-    let words: Vec<&str> =
-        t.split(|c: char| c.is_whitespace() || c == ',' || c == '(').filter(|w| !w.is_empty()).collect();
-    // `Tests run: 2, Failures: 1` counts tests, not failures: a number after a colon is a value.
-    (0..words.len().saturating_sub(1)).any(|i| {
-        words[i].parse::<u64>().is_ok_and(|n| n > 0)
-            && (i == 0 || !words[i - 1].ends_with(':'))
-            && ["error", "failure", "failed", "failing", "problem", "offense", "violation"]
-                .iter()
-                .any(|k| words[i + 1].starts_with(k))
-    })
+/// Whether the word at `at` in `t` (` errors`, ` failing`: it starts with its space) is counted
+/// by a number above zero just before it (`3 errors`, `(1 failing`), not a value after a
+/// colon (`Failures: 1`) or a version (`v1.2 errors`).
+fn counts_before(t: &str, at: usize) -> bool {
+    let b = t.as_bytes();
+    let digits = b[..at].iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    let start = at - digits;
+    digits > 0
+        && b[start..at].iter().any(|c| *c != b'0')
+        && start.checked_sub(1).is_none_or(|i| matches!(b[i], b' ' | b'(' | b'[' | b'\t'))
+        && !b[..start].trim_ascii_end().ends_with(b":")
 }
 
 /// A line Salve's runner wrote into the job's log (`salve: …`), not the job.
@@ -1186,17 +1271,15 @@ impl<'a> Scanner<'a> {
         let mut score = 0;
         let mut boiler = false;
         let mut diff_head = false;
+        let mut counts = false;
         // Evidence before repeats are discounted: a repeated error still continues a block.
         let mut strong = false;
         if hit {
             let lower = lower_clean(b);
-            (score, boiler) = evidence(&lower);
+            let ev = evidence(&lower);
+            (score, boiler, counts) = (ev.score, ev.boiler, ev.counts);
             // A diff follows: rustfmt's, git's, or an assertion's (`+ expected - actual`).
-            diff_head = lower.contains("diff in ")
-                || lower.starts_with("diff --git")
-                || lower.contains("+ expected")
-                || lower.contains("- expected")
-                || lower.contains("+ actual");
+            diff_head = ev.diff_head;
             if with_baseline && score > 0 {
                 score = if novel { score + 2 } else { score / 4 };
             }
@@ -1238,12 +1321,11 @@ impl<'a> Scanner<'a> {
             _ => {
                 self.close();
                 if anchor {
-                    let summary = hit && counts_failures(&lower_clean(b));
                     let block = match self.resume() {
                         Some(block) => block,
                         // A count of findings sums up the list above it (`8 offenses detected`
                         // under rubocop's offenses, `Found 3 errors.` under ruff's).
-                        None if summary => self.listing(before),
+                        None if counts => self.listing(before),
                         None => self.lead_in(),
                     };
                     let block = self.open.insert(block);
@@ -1579,7 +1661,10 @@ impl Sink for Scanner<'_> {
         self.number += count_lines(gap);
         // The gap's last lines may lead into the keyword line that follows: a heading, or
         // diagnostics with a location (`src/app.py:3:8: F401 …` before `Found 1 error.`).
-        let leads = last_lines(gap, LEAD, |l| leads_in(body(l)) || rule(body(l)) || blank(body(l)));
+        let leads = last_lines(gap, LEAD, |l| {
+            let b = body(l);
+            leads_in(b) || rule(b) || blank(b)
+        });
         for (k, l) in leads.iter().enumerate().rev() {
             self.remember(self.number - k, l, 0, false);
         }
@@ -1642,6 +1727,14 @@ mod tests {
         let mut c = Collect(Vec::new());
         assert!(read_lines(log, &mut c).is_ok());
         c.0
+    }
+
+    /// The keyword searcher must build (at most 64 stems, Teddy available), or every line of
+    /// every log is scored and the pass slows down several times.
+    #[test]
+    fn the_keyword_searcher_builds() {
+        assert!(KEYWORDS.len() <= 64, "{} stems", KEYWORDS.len());
+        assert!(keywords().is_some());
     }
 
     #[test]
