@@ -5,11 +5,19 @@ line (a substring of each) of the lines that say why the job failed."""
 RUST_LIB = {"Cargo.toml": '[package]\nname = "calc"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n'}
 NOISE_SETUP = ["git --version", "bash -c 'nvm use 18; echo Using the image default node'"]
 UPLOAD = "curl -sS -X POST --data-binary @coverage.xml http://127.0.0.1:9/upload"
+# Real output that buries a failure: package installs with their warnings before it, dumps of
+# the environment after it (what after_failure steps print).
+PIP_SETUP = "python3 -m pip install --no-cache-dir --progress-bar off six==1.16.0 idna==3.6 urllib3==2.2.1"
+PIP_LIST = "python3 -m pip list"
+NPM_DEPRECATED = "npm install --no-audit --no-fund --no-save request@2.88.2"
+NPM_LS = "npm ls --all"
+DPKG = "dpkg -l | head -120"
+GEMS = "gem list"
 
 CASES = [
     dict(id="cargo-test-assert", eco="cargo", ci="travis",
          files={**RUST_LIB, "src/lib.rs": "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 3), 5);\n    }\n\n    #[test]\n    fn zero() {\n        assert_eq!(super::add(0, 0), 0);\n    }\n}\n"},
-         setup=NOISE_SETUP + ["cargo --version"], script=["cargo build --offline", "cargo test --offline"], after=["cat target/nextest/junit.xml"],
+         setup=NOISE_SETUP + ["cargo --version"], script=["cargo build --offline", "cargo test --offline"], after=["cat target/nextest/junit.xml", "ls -laR target/debug | head -150"],
          label=("---- tests::adds stdout ----", "test result: FAILED")),
     dict(id="cargo-build-mismatch", eco="cargo", ci="github",
          files={**RUST_LIB, "src/lib.rs": "pub fn ratio(a: u32, b: u32) -> u32 {\n    let r: f64 = a as f64 / b as f64;\n    r\n}\n"},
@@ -40,7 +48,7 @@ CASES = [
     dict(id="pytest-assert", eco="pytest", ci="travis",
          files={"calc.py": "def mean(xs):\n    return sum(xs) / (len(xs) + 1)\n",
                 "test_calc.py": "from calc import mean\n\n\ndef test_mean():\n    assert mean([2, 4]) == 3\n\n\ndef test_single():\n    assert mean([5]) == 5\n\n\ndef test_type():\n    assert isinstance(mean([1]), float)\n"},
-         setup=NOISE_SETUP + ["python3 -m pip --version"], script=["python3 -m pytest -q -p no:cacheprovider"], after=["cat .coverage.xml", UPLOAD],
+         setup=NOISE_SETUP + [PIP_SETUP], script=["python3 -m pytest -q -p no:cacheprovider"], after=["cat .coverage.xml", PIP_LIST, UPLOAD],
          label=("=================================== FAILURES", "2 failed, 1 passed")),
     dict(id="pytest-collect-import", eco="pytest", ci="gitlab",
          files={"pkg/__init__.py": "", "pkg/core.py": "import yamlish\n\n\ndef load(s):\n    return yamlish.loads(s)\n",
@@ -50,7 +58,7 @@ CASES = [
     dict(id="unittest-fail", eco="unittest", ci="jenkins",
          files={"shop.py": "def total(prices, discount=0):\n    return round(sum(prices) * (1 - discount), 1)\n",
                 "test_shop.py": "import unittest\n\nfrom shop import total\n\n\nclass TotalTest(unittest.TestCase):\n    def test_discount(self):\n        self.assertEqual(total([10.0, 5.25], 0.1), 13.73)\n\n    def test_plain(self):\n        self.assertEqual(total([1, 2]), 3)\n\n\nif __name__ == '__main__':\n    unittest.main()\n"},
-         setup=["python3 --version"], script=["python3 -m unittest -v"], after=[],
+         setup=["python3 --version", PIP_SETUP], script=["python3 -m unittest -v"], after=[PIP_LIST],
          label=("FAIL: test_discount", "FAILED (failures=1)")),
     dict(id="unittest-import-error", eco="unittest", ci="setx",
          files={"app/__init__.py": "", "app/report.py": "from app.format import render_table\n\n\ndef report(rows):\n    return render_table(rows)\n",
@@ -70,13 +78,13 @@ CASES = [
          files={"package.json": '{"name":"calc","version":"1.0.0","private":true,"scripts":{"test":"mocha"},"devDependencies":{"mocha":"10.4.0"}}\n',
                 "lib/slug.js": "exports.slug = (s) => s.toLowerCase().replace(/ /g, '_');\n",
                 "test/slug.test.js": "const assert = require('assert');\nconst { slug } = require('../lib/slug');\n\ndescribe('slug', () => {\n  it('joins words with dashes', () => {\n    assert.strictEqual(slug('Hello World'), 'hello-world');\n  });\n  it('lower-cases', () => {\n    assert.strictEqual(slug('ABC'), 'abc');\n  });\n});\n"},
-         setup=["node --version", "npm install --no-audit --no-fund"], script=["npm test"], after=[UPLOAD],
+         setup=["node --version", "npm install --no-audit --no-fund", NPM_DEPRECATED], script=["npm test"], after=[UPLOAD, NPM_LS],
          label=("1 failing", "+hello-world")),
     dict(id="jest-fail", eco="jest", ci="gitlab",
          files={"package.json": '{"name":"cart","version":"1.0.0","private":true,"scripts":{"test":"jest --ci"},"devDependencies":{"jest":"29.7.0"}}\n',
                 "cart.js": "exports.total = (items) => items.reduce((s, i) => s + i.price, 0);\n",
                 "cart.test.js": "const { total } = require('./cart');\n\ntest('sums quantities times prices', () => {\n  expect(total([{ price: 2, qty: 3 }, { price: 1, qty: 1 }])).toBe(7);\n});\n\ntest('empty cart', () => {\n  expect(total([])).toBe(0);\n});\n"},
-         setup=["node --version", "npm install --no-audit --no-fund"], script=["npm test"], after=["cat junit.xml"],
+         setup=["node --version", "npm install --no-audit --no-fund"], script=["npm test"], after=["cat junit.xml", NPM_LS + " | head -150"],
          label=("● sums quantities times prices", "at Object.toBe (cart.test.js")),
     dict(id="npm-missing-script", eco="npm", ci="travis",
          files={"package.json": '{"name":"site","version":"1.0.0","private":true,"scripts":{"build":"node -e \\"console.log(42)\\"","test":"node -e \\"process.exit(0)\\""}}\n'},
@@ -107,7 +115,7 @@ CASES = [
     dict(id="maven-test-fail", eco="maven", ci="jenkins", maven=True,
          files={"src/main/java/demo/Calc.java": "package demo;\n\npublic class Calc {\n    public static int add(int a, int b) {\n        return a - b;\n    }\n}\n",
                 "src/test/java/demo/CalcTest.java": "package demo;\n\nimport static org.junit.Assert.assertEquals;\nimport org.junit.Test;\n\npublic class CalcTest {\n    @Test\n    public void adds() {\n        assertEquals(5, Calc.add(2, 3));\n    }\n\n    @Test\n    public void zero() {\n        assertEquals(0, Calc.add(0, 0));\n    }\n}\n"},
-         setup=["java -version"], script=["mvn -B -o -Dmaven.repo.local=/usr/share/maven-repo test"], after=[],
+         setup=["java -version"], script=["mvn -B -o -Dmaven.repo.local=/usr/share/maven-repo test"], after=["ls -laR target | head -120"],
          label=("Tests run: 2, Failures: 1, Errors: 0, Skipped: 0, Time elapsed", "Tests run: 2, Failures: 1, Errors: 0, Skipped: 0\n")),
     dict(id="maven-compile-error", eco="maven", ci="travis", maven=True,
          files={"src/main/java/demo/Greeter.java": "package demo;\n\nimport java.util.List;\n\npublic class Greeter {\n    public String greet(List<String> names) {\n        String out = \"\";\n        for (String n : names) {\n            out += \"hi \" + n\n        }\n        return out;\n    }\n}\n"},
@@ -116,7 +124,7 @@ CASES = [
     dict(id="rspec-fail", eco="rspec", ci="github",
          files={"lib/stack.rb": "class Stack\n  def initialize\n    @items = []\n  end\n\n  def push(x)\n    @items.push(x)\n    self\n  end\n\n  def pop\n    @items.shift\n  end\nend\n",
                 "spec/stack_spec.rb": "require_relative '../lib/stack'\n\nRSpec.describe Stack do\n  it 'pops the last item pushed' do\n    s = Stack.new.push(1).push(2)\n    expect(s.pop).to eq(2)\n  end\n\n  it 'pops nil when empty' do\n    expect(Stack.new.pop).to be_nil\n  end\nend\n"},
-         setup=["ruby --version"], script=["rspec"], after=[UPLOAD],
+         setup=["ruby --version"], script=["rspec"], after=[UPLOAD, GEMS],
          label=("Failures:", "rspec ./spec/stack_spec.rb:4")),
     dict(id="rubocop-offenses", eco="rubocop", ci="circleci",
          files={"lib/util.rb": "def Sum(a,b)\n  return a+b\nend\n\nputs Sum(1,2)\n", ".rubocop.yml": "AllCops:\n  NewCops: disable\n  SuggestExtensions: false\n"},
@@ -126,11 +134,16 @@ CASES = [
          files={"Rakefile": "task :test do\n  puts 'testing'\nend\n"},
          setup=["ruby --version"], script=["rake"], after=[],
          label=("rake aborted!", "Don't know how to build task 'default'")),
+    dict(id="gulp-no-default", eco="gulp", ci="travis",
+         files={"package.json": '{"name":"assets","version":"1.0.0","private":true,"devDependencies":{"gulp":"4.0.2"}}\n',
+                "gulpfile.js": "const { src, dest } = require('gulp');\n\nexports.css = () => src('css/*.css').pipe(dest('dist'));\n"},
+         setup=["node --version", "npm install --no-audit --no-fund"], script=["npx gulp"], after=[NPM_LS + " | head -80"],
+         label=("Task never defined: default", "To list available tasks")),
     dict(id="gcc-make-error", eco="make", ci="travis",
          files={"Makefile": "CFLAGS = -Wall -Werror -O2\n\napp: main.o util.o\n\t$(CC) -o $@ $^\n\nclean:\n\trm -f app *.o\n",
                 "main.c": "#include <stdio.h>\n#include \"util.h\"\n\nint main(void) {\n    int unused;\n    printf(\"%d\\n\", twice(21));\n    return 0;\n}\n",
                 "util.c": "#include \"util.h\"\nint twice(int x) { return 2 * x; }\n", "util.h": "int twice(int x);\n"},
-         setup=NOISE_SETUP + ["gcc --version"], script=["make"], after=["cat build.log"],
+         setup=NOISE_SETUP + ["gcc --version"], script=["make"], after=["cat build.log", DPKG],
          label=("main.c: In function", "make: ***")),
     dict(id="cmake-missing-package", eco="cmake", ci="buildkite",
          files={"CMakeLists.txt": "cmake_minimum_required(VERSION 3.16)\nproject(viewer C)\nfind_package(SDL2 REQUIRED)\nadd_executable(viewer main.c)\n", "main.c": "int main(void) { return 0; }\n"},

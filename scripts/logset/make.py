@@ -48,7 +48,7 @@ def label(text, first, last, after):
             hit = line.endswith(last[:-1]) if last.endswith("\n") else last in line
             if hit:
                 return "\n".join(lines[start:i + 1]) + "\n"
-        pos += len(line) + 1
+        pos += len(raw) + 1
     raise SystemExit(f"label not found: {first!r} .. {last!r}")
 
 
@@ -85,8 +85,11 @@ def main():
         try:
             log = frame.job(case["setup"], case["script"], case["after"])
             text = semaphore_text(log) if case["ci"] == "semaphore" else log
-            failing = next(c for c in case["script"] if c in text)
-            chunk = label(text, *case["label"], after=text.find(failing))
+            failing = frame.failed_cmd or case["script"][0]
+            # Where the failing command starts: its CI's marker, else its first mention.
+            starts = [text.find(m + failing) for m in ("$ ", "+ ", "Run ", "pipefail\n", '"')]
+            starts = [i for i in starts if i >= 0] or [text.find(failing)]
+            chunk = label(text, *case["label"], after=min(starts))
         except SystemExit as e:
             failed.append(case["id"])
             print(f"!! {case['id']}: {e}\n{''.join(frame.out)[-3000:]}")
