@@ -100,6 +100,9 @@ const KEYWORDS: &[&str] = &[
     // Counts of lint tools' findings: `✖ 4 problems`, `8 offenses detected`.
     "problem",
     "ffense",
+    // A stalled job: `No output has been received in the last 10m0s`, `Terminated`.
+    "o output has been",
+    "erminated",
 ];
 
 /// Where lines of `region` start with a step marker that begins with `$`, `+` or `#` (after
@@ -747,6 +750,9 @@ const STRONG: &[&str] = &[
     "out of memory",
     "no space left on device",
     "timed out",
+    "no output has been received",
+    "has been terminated",
+    "terminated",
     "expected",
     "unexpected",
     "not found",
@@ -785,6 +791,12 @@ const NOISE: &[&str] = &[
     "warning",
     "[warn",
     "debug",
+    // Package managers' notices: deprecations and optional dependencies skipped.
+    "npm warn",
+    "skipping optional dependency",
+    "deprecationwarning",
+    "has been deprecated",
+    "is deprecated",
 ];
 
 /// Phrases that score nothing but say a closer look is worth it: a count of findings may
@@ -1194,9 +1206,11 @@ const STEP_TAIL: usize = 24;
 const TAIL_WITH_EVIDENCE: usize = 12;
 const TAIL_WITHOUT_EVIDENCE: usize = 20;
 
-/// How much a block counts by the step that printed it, as a fraction.
-fn role_weight(role: Option<Role>, any_steps: bool) -> (i32, i32) {
+/// How much a block counts by the step that printed it, as a fraction. With baselines the
+/// failing step weighs less: what passing runs also print is discounted already.
+fn role_weight(role: Option<Role>, any_steps: bool, with_baseline: bool) -> (i32, i32) {
     match role {
+        Some(Role::Failed) if with_baseline => (3, 2),
         Some(Role::Failed) => (2, 1),
         Some(Role::FailedLater) => (1, 2),
         Some(Role::Passed | Role::Post) => (1, 3),
@@ -1469,8 +1483,10 @@ impl<'a> Scanner<'a> {
     fn keep(&mut self, block: Block) {
         if self.blocks.len() >= 2 * KEEP_BLOCKS {
             let roles = &self.roles;
+            let with_baseline = !self.baseline.is_empty();
             let w = |b: &Block| {
-                let (n, d) = role_weight(role_of(roles, b.first(), b.last()).map(|(_, r)| r), !roles.is_empty());
+                let (n, d) =
+                    role_weight(role_of(roles, b.first(), b.last()).map(|(_, r)| r), !roles.is_empty(), with_baseline);
                 b.score * n / d
             };
             self.blocks.sort_by(|a, b| w(b).cmp(&w(a)).then(a.first().cmp(&b.first())));
@@ -1510,14 +1526,19 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The last lines of the failing step (`span`), as far as they were kept.
-    fn step_tail(&self, span: &CommandSpan) -> Vec<Line> {
-        let first = span.first_line as usize + 1;
+    /// The last lines of the failing step (`span`), as far as they were kept; of the whole log
+    /// when it has no steps.
+    fn step_tail(&self, span: Option<&CommandSpan>) -> Vec<Line> {
+        let (first, end) = match span {
+            Some(span) => (span.first_line as usize + 1, span.end_line as usize),
+            None if self.roles.is_empty() => (0, self.number),
+            None => return Vec::new(),
+        };
         let kept = self.failed_tail.iter().chain(&self.recent_tails).find(|(f, _)| *f == first);
         if let Some((_, lines)) = kept {
             return lines.clone();
         }
-        if span.end_line as usize >= self.number {
+        if end >= self.number {
             // Still open when the log ended: the log's own last lines.
             let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).filter(|l| l.number > first).collect();
             recent.sort_by_key(|l| l.number);
@@ -1543,11 +1564,13 @@ impl<'a> Scanner<'a> {
         let failing = self.roles.iter().find(|(_, r)| *r == Role::Failed).map(|(c, _)| c.clone());
         let failing_command = failing.as_ref().map(|c| c.command.clone());
         let any_steps = !self.roles.is_empty();
+        let with_baseline = !self.baseline.is_empty();
         let total_lines = self.number;
         let cost = |l: &Line| l.raw.len() + 1;
         let mut blocks = std::mem::take(&mut self.blocks);
         for b in &mut blocks {
-            let (n, d) = role_weight(role_of(&self.roles, b.first(), b.last()).map(|(_, r)| r), any_steps);
+            let (n, d) =
+                role_weight(role_of(&self.roles, b.first(), b.last()).map(|(_, r)| r), any_steps, with_baseline);
             b.score = b.weighed(total_lines) * n / d;
         }
         blocks.sort_by(|a, b| b.score.cmp(&a.score).then(a.first().cmp(&b.first())));
@@ -1556,7 +1579,7 @@ impl<'a> Scanner<'a> {
                 role_of(&self.roles, b.first(), b.last()).is_some_and(|(s, _)| s.first_line == c.first_line)
             })
         };
-        let tail = failing.as_ref().map(|c| self.step_tail(c)).unwrap_or_default();
+        let tail = self.step_tail(failing.as_ref());
         // The failing step said nothing that reads as evidence, but it said something: that is
         // the answer, not louder lines of the steps around it (a package manager's warnings
         // before, an artifact upload's errors after).
