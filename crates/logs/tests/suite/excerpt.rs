@@ -372,3 +372,74 @@ fn prefixes_of_other_runners() {
     assert_eq!(ex.failing_command.as_deref(), Some("./gradlew check"));
     assert!(ex.lines.iter().any(|l| l.text().contains("Execution failed for task ':test'")), "{:?}", ex.lines);
 }
+
+/// Logs are attacker-controlled: any mix of bytes and markers (truncated markers, absurd exit
+/// codes, a hundred thousand `set -x` steps, broken Semaphore events, lines of escape codes)
+/// gives an excerpt within the budget, read the same streamed or whole, and no panic.
+#[test]
+fn hostile_logs_of_markers_and_bytes() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let pieces: &[&[u8]] = &[
+        b"$ ",
+        b"+ ",
+        b"##[group]Run ",
+        b"##[error]Process completed with exit code 99999999999999999999.",
+        b"The command \"",
+        b"\" exited with -1.",
+        b"section_start:1:after_script\r\x1b[0K",
+        b"ERROR: Job failed: exit code ",
+        b"#!/bin/bash -eo pipefail\n",
+        b"--- :x: ",
+        b"Exited with code exit status ",
+        b"\xf0\x9f\x9a\xa8 Error: The command exited with status ",
+        b"{\"event\":\"cmd_output\",\"output\":\"",
+        b"{\"event\":\"cmd_finished\",\"exit_code\":1e99}",
+        b"error: boom ",
+        b"3 errors",
+        b"\x1b[31m",
+        b"\x1b[",
+        b"\r",
+        b"\n",
+        b"\n\n",
+        b"\t",
+        b"\xff\xfe",
+        b"2024-01-01T00:00:00.000Z 00O+",
+        b"[Pipeline] { (",
+    ];
+    for round in 0..40 {
+        let mut log = Vec::new();
+        // Some rounds start like a Semaphore event log.
+        if round % 5 == 0 {
+            log.extend_from_slice(b"{\"event\":\"job_started\"}\n");
+        }
+        for _ in 0..2000 {
+            let p = pieces[(next() % pieces.len() as u64) as usize];
+            log.extend_from_slice(p);
+            if next() % 3 == 0 {
+                log.extend(std::iter::repeat_n(b'a' + (next() % 26) as u8, (next() % 40) as usize));
+            }
+        }
+        let whole = extract(&log, &Baseline::default(), &[], 2048);
+        let streamed = extract_reader(Trickle(&log, 61), &Baseline::default(), &[], 2048).unwrap();
+        assert!(whole.bytes <= 2048, "round {round}: {} bytes", whole.bytes);
+        assert_eq!(
+            whole.lines.iter().map(|l| l.number).collect::<Vec<_>>(),
+            streamed.lines.iter().map(|l| l.number).collect::<Vec<_>>(),
+            "round {round}"
+        );
+    }
+    // A hundred thousand `set -x` steps: steps stop at their cap, the pass stays linear.
+    let mut log = Vec::new();
+    for i in 0..100_000 {
+        log.extend_from_slice(format!("+ echo {i}\n{i}\n").as_bytes());
+    }
+    log.extend_from_slice(b"+ false\nerror: the last command failed\n");
+    let ex = extract(&log, &Baseline::default(), &[], 4096);
+    assert!(ex.lines.iter().any(|l| l.text().contains("the last command failed")), "{:?}", ex.lines);
+}
