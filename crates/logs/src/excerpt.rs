@@ -10,9 +10,12 @@
 //! stripped, digits, hashes and timestamps masked) is looked up: a line a passing run also
 //! printed is weak evidence, one it never printed is strong. Anchors grow into whole blocks (a
 //! heading, a diagnostic with its indented or error-tagged continuation, a stack trace, the
-//! count of errors), blocks at most two lines apart join into one region, and the best
-//! blocks (weighed up towards the log's end, plus the log's last block: the tool's own summary)
-//! are taken until the budget is spent, and printed in log order.
+//! count of errors, the list a count sums up), blocks at most two lines apart join into one
+//! region. Each block is weighed by the step that printed it: the runner's command records for
+//! Salve's own jobs, or the steps [`crate::steps`] recovers from another CI's markers. The best
+//! blocks (weighed up towards the log's end, plus the failing step's last block: the tool's own
+//! summary) are taken until the budget is spent, then the failing step's last lines, and printed
+//! in log order. When the failing step holds no evidence, its end is the excerpt.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, BufRead, Read};
@@ -60,7 +63,8 @@ const KEYWORDS: &[&str] = &[
     "ssert",
     "raceback",
     "denied",
-    "illed",
+    "killed",
+    "Killed",
     "imeout",
     "reformat",
     "style issue",
@@ -89,19 +93,19 @@ const KEYWORDS: &[&str] = &[
     "not installed",
     "not required",
     "rovides package",
-    // Step markers of CI logs (see `steps`): sections, stages, exits. Markers that start with
-    // `$`, `+` or `#` (`$ cmd`, `+ cmd`, `##[group]Run`) are found by [`marker_starts`]: as
-    // stems they would make the searcher check far more candidates.
-    "section_",
-    "[Pipeline]",
-    "xited with",
-    "--- ",
-    "Post job",
+    // Step markers of CI logs (see `steps`): GitLab's sections (its clean-up comes after the
+    // failing command) and the exits Travis, CircleCI and Buildkite print. Markers that start
+    // with `$`, `+` or `#` (`$ cmd`, `+ cmd`, `##[group]Run`) are found by [`marker_starts`]:
+    // as stems they would make the searcher check far more candidates. Other markers (Jenkins'
+    // stages, Buildkite's `---` headers, GitHub's `Post job cleanup.`) are read when their line
+    // is read anyway: an exit code already says where the failure was.
+    "ction_start",
+    "exited with",
     // Counts of lint tools' findings: `✖ 4 problems`, `8 offenses detected`.
     "problem",
     "ffense",
-    // A stalled job: `No output has been received in the last 10m0s`, `Terminated`.
-    "o output has been",
+    // A stalled job: `The build has been terminated`, `Terminated` (Travis' `No output has been
+    // received…` before it comes with it as the failing step's end).
     "erminated",
 ];
 
@@ -1757,6 +1761,8 @@ mod tests {
     #[test]
     fn the_keyword_searcher_builds() {
         assert!(KEYWORDS.len() <= 64, "{} stems", KEYWORDS.len());
+        // A short stem makes the searcher check far more candidates.
+        assert!(KEYWORDS.iter().all(|k| k.len() >= 3), "{KEYWORDS:?}");
         assert!(keywords().is_some());
     }
 
