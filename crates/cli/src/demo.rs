@@ -130,12 +130,11 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         std::fs::write(&heal, text).map_err(|e| e.to_string())?;
     }
     let repo = salve_git::Repo::new(&work);
-    let ident = ["-c", "user.name=Demo User", "-c", "user.email=demo@salve.invalid"];
-    repo.run(&["init", "--quiet", "-b", "main"])
-        .and_then(|_| repo.run(&["add", "-A"]))
-        .and_then(|_| repo.run(&[ident[0], ident[1], ident[2], ident[3], "commit", "--quiet", "-m", "Add add()"]))
+    let sha = repo
+        .init("main")
+        .and_then(|()| repo.add_all())
+        .and_then(|()| repo.commit_as("Demo User", "demo@salve.invalid", "Add add()"))
         .map_err(|e| format!("cannot commit the sample project: {e}"))?;
-    let sha = repo.run(&["rev-parse", "HEAD"]).map_err(|e| e.to_string())?;
     if logic_bug {
         out!("  project     sample: a Rust crate whose sub() adds, so `cargo test` fails; the agent's turn");
     } else {

@@ -43,9 +43,7 @@ fn locate(file: &Path) -> Result<(PathBuf, String), String> {
     }
     let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
     let root = salve_git::Repo::new(&dir)
-        .run(&["rev-parse", "--show-toplevel"])
-        .ok()
-        .map(PathBuf::from)
+        .toplevel()
         .or_else(|| {
             abs.ancestors()
                 .find(|a| a.file_name().is_some_and(|n| n == ".semaphore"))

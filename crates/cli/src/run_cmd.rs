@@ -84,11 +84,12 @@ fn usage_error(message: &str) -> u8 {
 
 pub fn run(args: &RunArgs) -> u8 {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let Ok(top) = Repo::new(&cwd).run(&["rev-parse", "--show-toplevel"]) else {
+    let Some(top) = Repo::new(&cwd).toplevel() else {
         return usage_error(
             "salve run works in a git repository: cd into one (or run `git init` and commit your files)",
         );
     };
+    let top = top.to_string_lossy().into_owned();
     let repo = Repo::new(&top);
     let Some(head) = repo.resolve("HEAD") else {
         return usage_error(
@@ -221,7 +222,7 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
 
-    let git_info = |format: &str| repo.run(&["log", "-1", &format!("--format={format}"), &sha]).unwrap_or_default();
+    let (author, committer) = repo.authors(&sha);
     let ctx = Context {
         project_name: project.clone(),
         project_id: project_id.clone(),
@@ -232,7 +233,7 @@ pub fn run(args: &RunArgs) -> u8 {
         pipeline_id: pipeline_id.clone(),
         artefact_ids: vec![uuid::Uuid::new_v4().to_string()],
         promoted_by: None,
-        triggered_by: git_info("%an"),
+        triggered_by: author.clone(),
         triggered_by_manual_run: true,
         parameters: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         git: GitContext {
@@ -248,8 +249,8 @@ pub fn run(args: &RunArgs) -> u8 {
             pr_sha: None,
             pr_name: None,
             commit_range: String::new(),
-            commit_author: git_info("%an"),
-            committer: git_info("%cn"),
+            commit_author: author,
+            committer,
         },
     };
     let build = Build {
@@ -342,12 +343,9 @@ fn sandbox(args: &RunArgs) -> Result<Sandbox, String> {
 fn publish(repo: &Repo, mirror: &Path, sha: &str, git_ref: &str) -> Result<(), String> {
     if !mirror.join("HEAD").is_file() {
         std::fs::create_dir_all(mirror).map_err(|e| e.to_string())?;
-        Repo::new(mirror).run(&["init", "--quiet", "--bare"]).map_err(|e| e.to_string())?;
+        Repo::new(mirror).init_bare(None).map_err(|e| e.to_string())?;
     }
-    let target = mirror.to_string_lossy();
-    repo.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:{git_ref}")])
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    repo.push_local(mirror, sha, git_ref).map_err(|e| e.to_string())
 }
 
 struct Printer {

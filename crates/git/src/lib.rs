@@ -55,12 +55,13 @@ impl Repo {
     }
 
     /// Runs git with `args` in the repository and returns its trimmed standard output as text.
-    pub fn run(&self, args: &[&str]) -> Result<String, GitError> {
+    /// Other crates use the named operations below: only this crate writes git's argv.
+    pub(crate) fn run(&self, args: &[&str]) -> Result<String, GitError> {
         Ok(String::from_utf8_lossy(&self.output(args)?).trim_end().to_owned())
     }
 
     /// Runs git with `args` in the repository, its output going where ours goes (a job's log).
-    pub fn stream(&self, args: &[&str]) -> Result<(), GitError> {
+    fn stream(&self, args: &[&str]) -> Result<(), GitError> {
         let status = Command::new("git")
             .arg("-C")
             .arg(&self.dir)
@@ -182,6 +183,133 @@ impl Repo {
         self.output(&["show", &format!("{rev}:{path}")])
     }
 
+    /// Creates a bare repository here (`git init --bare`), its first branch `initial_branch`
+    /// when given.
+    pub fn init_bare(&self, initial_branch: Option<&str>) -> Result<(), GitError> {
+        let branch = initial_branch.map(|b| format!("--initial-branch={b}"));
+        let mut args = vec!["init", "--quiet", "--bare"];
+        args.extend(branch.as_deref());
+        self.run(&args).map(drop)
+    }
+
+    /// Creates a repository with a work tree here, on branch `branch`.
+    pub fn init(&self, branch: &str) -> Result<(), GitError> {
+        self.run(&["init", "--quiet", "-b", branch]).map(drop)
+    }
+
+    /// Stages every change of the work tree (`git add -A`).
+    pub fn add_all(&self) -> Result<(), GitError> {
+        self.run(&["add", "-A"]).map(drop)
+    }
+
+    /// Commits what is staged as `name <email>`; returns the new commit.
+    pub fn commit_as(&self, name: &str, email: &str, message: &str) -> Result<String, GitError> {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C").arg(&self.dir).args(["commit", "--quiet", "-m", message]);
+        finish(by(&mut cmd, name, email), "commit")?;
+        self.run(&["rev-parse", "HEAD"])
+    }
+
+    /// Sets `key` to `value` in the repository's own config.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<(), GitError> {
+        self.run(&["config", key, value]).map(drop)
+    }
+
+    /// The value of `key` in the repository's config, if it is set.
+    pub fn config_get(&self, key: &str) -> Option<String> {
+        self.run(&["config", key]).ok()
+    }
+
+    /// The top folder of the work tree holding this folder, if it is in one.
+    pub fn toplevel(&self) -> Option<PathBuf> {
+        self.run(&["rev-parse", "--show-toplevel"]).ok().map(PathBuf::from)
+    }
+
+    /// Who wrote commit `rev` and who committed it (names), empty when it cannot be read.
+    pub fn authors(&self, rev: &str) -> (String, String) {
+        if rev.starts_with('-') {
+            return Default::default();
+        }
+        let names = self.run(&["log", "-1", "--format=%an%x00%cn", rev, "--"]).unwrap_or_default();
+        let (author, committer) = names.trim_end().split_once('\0').unwrap_or(("", ""));
+        (author.to_owned(), committer.to_owned())
+    }
+
+    /// The branches and tags, each with the object it points at.
+    pub fn refs(&self) -> Vec<(String, String)> {
+        let out = self.run(&["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"]);
+        out.unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(sha, name)| (name.to_owned(), sha.to_owned())))
+            .collect()
+    }
+
+    /// The changes branch `head` makes over where it left branch `base` (`base...head`), as a
+    /// patch; empty when either is missing.
+    pub fn branch_diff(&self, base: &str, head: &str) -> String {
+        if !valid_branch_name(base) || !valid_branch_name(head) {
+            return String::new();
+        }
+        let range = format!("refs/heads/{base}...refs/heads/{head}");
+        self.run(&["diff", "--no-color", "--no-ext-diff", &range]).unwrap_or_default()
+    }
+
+    /// The changes commit `sha` made over its first parent, as a patch (a merge's own changes).
+    pub fn commit_diff(&self, sha: &str) -> String {
+        if sha.starts_with('-') {
+            return String::new();
+        }
+        self.run(&["show", "--no-color", "--no-ext-diff", "--format=", "-m", "--first-parent", sha]).unwrap_or_default()
+    }
+
+    /// Fetches `refspec` from the remote named `remote`.
+    pub fn fetch(&self, remote: &str, refspec: &str) -> Result<(), GitError> {
+        self.run(&["fetch", "--quiet", "--no-tags", remote, refspec]).map(drop)
+    }
+
+    /// Pushes commit `sha` to `git_ref` of the repository at `target` on this machine, whatever
+    /// was there (a mirror Salve owns); no hooks run.
+    pub fn push_local(&self, target: &Path, sha: &str, git_ref: &str) -> Result<(), GitError> {
+        let target = target.to_string_lossy();
+        self.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:{git_ref}")]).map(drop)
+    }
+
+    /// Clones `url` into `dir` (a folder under this one), `depth` commits deep and only
+    /// `branch` when given, its output going to ours.
+    pub fn clone_streamed(
+        &self,
+        url: &str,
+        dir: &str,
+        depth: Option<u32>,
+        branch: Option<&str>,
+    ) -> Result<(), GitError> {
+        let depth = depth.map(|d| d.to_string());
+        let mut args = vec!["clone", "--quiet"];
+        if let Some(d) = &depth {
+            args.extend(["--depth", d]);
+        }
+        if let Some(b) = branch {
+            args.extend(["-b", b]);
+        }
+        args.extend(["--", url, dir]);
+        self.stream(&args)
+    }
+
+    /// Fetches `refspec` from `origin`, its output going to ours.
+    pub fn fetch_streamed(&self, refspec: &str) -> Result<(), GitError> {
+        self.stream(&["fetch", "--quiet", "origin", refspec])
+    }
+
+    /// Fetches the whole history of a shallow clone from `origin`.
+    pub fn unshallow_streamed(&self) -> Result<(), GitError> {
+        self.stream(&["fetch", "--quiet", "--unshallow", "origin"])
+    }
+
+    /// Moves the branch and the work tree to `sha` (`git reset --hard`).
+    pub fn reset_hard_streamed(&self, sha: &str) -> Result<(), GitError> {
+        self.stream(&["reset", "--quiet", "--hard", sha])
+    }
+
     fn is_shallow(&self) -> bool {
         self.run(&["rev-parse", "--is-shallow-repository"]).is_ok_and(|s| s == "true")
     }
@@ -189,6 +317,18 @@ impl Repo {
     fn has_remote(&self) -> bool {
         self.run(&["remote"]).is_ok_and(|s| s.lines().any(|l| l == "origin"))
     }
+}
+
+/// Where git keeps its own programs (`git --exec-path`): `git-http-backend` is there.
+pub fn exec_path() -> Result<PathBuf, GitError> {
+    let out = Command::new("git").arg("--exec-path").output().map_err(GitError::Spawn)?;
+    if !out.status.success() {
+        return Err(GitError::Failed {
+            args: "--exec-path".into(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 /// Makes `name <email>` the author and committer of what `cmd` commits.

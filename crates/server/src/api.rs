@@ -199,8 +199,7 @@ pub fn same_project(caller: &Option<axum::Extension<salve_store::TokenRow>>, pro
 pub fn project_json(server: &Server, p: &ProjectRow) -> Value {
     let git_url = (p.kind == "hosted").then(|| format!("{}/git/{}.git", server.base_url(), p.name));
     // An external project's repository is the upstream its mirror fetches from.
-    let upstream =
-        (p.kind == "external").then(|| Repo::new(&p.repo_url).run(&["config", "remote.upstream.url"]).ok()).flatten();
+    let upstream = (p.kind == "external").then(|| Repo::new(&p.repo_url).config_get("remote.upstream.url")).flatten();
     json!({"id": p.id, "name": p.name, "kind": p.kind, "git_url": git_url, "repo_url": upstream, "created_ms": p.created_ms})
 }
 

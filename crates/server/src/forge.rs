@@ -32,9 +32,9 @@ pub fn repo_dir(data: &Path, name: &str) -> PathBuf {
 pub fn init(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let repo = Repo::new(dir);
-    repo.run(&["init", "--quiet", "--bare", "--initial-branch=main"]).map_err(|e| e.to_string())?;
+    repo.init_bare(Some("main")).map_err(|e| e.to_string())?;
     // Pushes over HTTP need receive-pack switched on; the server checks the token first.
-    repo.run(&["config", "http.receivepack", "true"]).map_err(|e| e.to_string())?;
+    repo.config_set("http.receivepack", "true").map_err(|e| e.to_string())?;
     install_hook(dir)
 }
 
@@ -48,11 +48,7 @@ pub fn install_hook(dir: &Path) -> Result<(), String> {
 
 /// The branches and tags of a bare repository, with the object each points at.
 pub fn refs(dir: &Path) -> Vec<(String, String)> {
-    let out = Repo::new(dir).run(&["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags"]);
-    out.unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(sha, name)| (name.to_owned(), sha.to_owned())))
-        .collect()
+    Repo::new(dir).refs()
 }
 
 /// One ref a push changed.
@@ -87,13 +83,13 @@ pub fn is_push(path: &str, query: &str) -> bool {
 }
 
 /// `git-http-backend` in git's exec path, looked up once.
-fn backend_program(root: &Path) -> Result<&'static Path, String> {
+fn backend_program() -> Result<&'static Path, String> {
     static PROGRAM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     if let Some(p) = PROGRAM.get() {
         return Ok(p);
     }
-    let exec = Repo::new(root).run(&["--exec-path"]).map_err(|e| e.to_string())?;
-    Ok(PROGRAM.get_or_init(|| Path::new(exec.trim()).join("git-http-backend")))
+    let exec = salve_git::exec_path().map_err(|e| e.to_string())?;
+    Ok(PROGRAM.get_or_init(|| exec.join("git-http-backend")))
 }
 
 /// What `git http-backend` needs of a request.
@@ -117,7 +113,7 @@ pub async fn http_backend(
     done: tokio::sync::oneshot::Sender<()>,
 ) -> Result<Response<Body>, String> {
     let CgiRequest { method, path, query, headers, body, max_body } = request;
-    let backend = backend_program(root)?;
+    let backend = backend_program()?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let mut cmd = tokio::process::Command::new(backend);
     cmd.env_clear()

@@ -284,13 +284,9 @@ pub async fn branch_ci(server: &Server, project_id: &str, branch: &str) -> salve
 pub fn pull_diff(repo_dir: &str, pull: &PullRow) -> String {
     let repo = Repo::new(repo_dir);
     if pull.state == "open" {
-        let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
-        repo.run(&["diff", "--no-color", "--no-ext-diff", &range]).unwrap_or_default()
+        repo.branch_diff(&pull.base, &pull.head)
     } else {
-        pull.merged_sha
-            .as_deref()
-            .and_then(|s| repo.run(&["show", "--no-color", "--format=", "-m", "--first-parent", s]).ok())
-            .unwrap_or_default()
+        pull.merged_sha.as_deref().map(|s| repo.commit_diff(s)).unwrap_or_default()
     }
 }
 

@@ -28,8 +28,8 @@ use crate::work::Server;
 
 pub fn set_upstream(dir: &Path, url: &str) -> Result<(), String> {
     let repo = Repo::new(dir);
-    repo.run(&["config", "remote.upstream.url", url]).map_err(|e| e.to_string())?;
-    repo.run(&["config", "remote.upstream.fetch", "+refs/heads/*:refs/heads/*"]).map_err(|e| e.to_string())?;
+    repo.config_set("remote.upstream.url", url).map_err(|e| e.to_string())?;
+    repo.config_set("remote.upstream.fetch", "+refs/heads/*:refs/heads/*").map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -133,11 +133,9 @@ async fn push(server: &Arc<Server>, project: &salve_store::ProjectRow, body: &[u
     if !update.deleted() {
         let dir = project.repo_url.clone();
         let spec = format!("+{git_ref}:{git_ref}");
-        let fetched = tokio::task::spawn_blocking(move || {
-            Repo::new(&dir).run(&["fetch", "--quiet", "--no-tags", "upstream", &spec])
-        })
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let fetched = tokio::task::spawn_blocking(move || Repo::new(&dir).fetch("upstream", &spec))
+            .await
+            .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if let Err(e) = fetched {
             return Err(ApiError(
                 StatusCode::BAD_GATEWAY,

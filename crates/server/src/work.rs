@@ -855,9 +855,7 @@ fn git_context(project: &ProjectRow, w: &WorkflowRow) -> GitContext {
 
 /// Fills in the commit's author and committer (one `git log`), which only jobs need.
 fn with_authors(mut git: GitContext, repo_dir: &std::path::Path) -> GitContext {
-    let names = Repo::new(repo_dir).run(&["log", "-1", "--format=%an%x00%cn", &git.sha]).unwrap_or_default();
-    let (author, committer) = names.trim_end().split_once('\0').unwrap_or(("", ""));
-    (git.commit_author, git.committer) = (author.to_owned(), committer.to_owned());
+    (git.commit_author, git.committer) = Repo::new(repo_dir).authors(&git.sha);
     git
 }
 

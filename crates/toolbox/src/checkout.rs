@@ -27,11 +27,11 @@ pub fn main(args: &[String]) -> i32 {
         var("SEMAPHORE_GIT_SHA").unwrap_or_default(),
         var("SEMAPHORE_GIT_BRANCH").unwrap_or_default(),
     );
-    let depth = var("SEMAPHORE_GIT_DEPTH").unwrap_or_else(|| "50".into());
-    if depth.parse::<u32>().is_err() {
-        eprintln!("SEMAPHORE_GIT_DEPTH must be a whole number, got '{depth}'");
+    let depth_text = var("SEMAPHORE_GIT_DEPTH").unwrap_or_else(|| "50".into());
+    let Ok(depth) = depth_text.parse::<u32>() else {
+        eprintln!("SEMAPHORE_GIT_DEPTH must be a whole number, got '{depth_text}'");
         return 1;
-    }
+    };
     if dir.split('/').any(|c| c == "..") || dir.starts_with('/') {
         eprintln!("SEMAPHORE_GIT_DIR must be a directory name inside the current directory, got '{dir}'");
         return 1;
@@ -45,19 +45,15 @@ pub fn main(args: &[String]) -> i32 {
         _ => branch.clone(),
     };
     println!("Performing shallow clone with depth: {depth}");
-    let mut args = vec!["clone", "--quiet", "--depth", &depth];
-    if !clone_target.is_empty() {
-        args.extend(["-b", &clone_target]);
-    }
-    args.extend(["--", &url, &dir]);
-    if cwd.stream(&args).is_err() {
+    let target = (!clone_target.is_empty()).then_some(clone_target.as_str());
+    if cwd.clone_streamed(&url, &dir, Some(depth), target).is_err() {
         if ref_type == "tag" {
             eprintln!("Release {clone_target} not found .... Exiting");
             return 1;
         }
         println!("Branch clone failed; cloning the whole repository");
         let _ = std::fs::remove_dir_all(&dir);
-        if cwd.stream(&["clone", "--quiet", "--", &url, &dir]).is_err() {
+        if cwd.clone_streamed(&url, &dir, None, None).is_err() {
             eprintln!("Cloning {url} failed .... Exiting");
             return 1;
         }
@@ -66,13 +62,13 @@ pub fn main(args: &[String]) -> i32 {
     if ref_type == "pull-request"
         && let Some(git_ref) = var("SEMAPHORE_GIT_REF")
     {
-        let _ = repo.stream(&["fetch", "--quiet", "origin", &format!("+{git_ref}:")]);
+        let _ = repo.fetch_streamed(&format!("+{git_ref}:"));
     }
     if repo.resolve(&sha).is_none() {
-        let _ = repo.stream(&["fetch", "--quiet", "--unshallow", "origin"]);
-        let _ = repo.stream(&["fetch", "--quiet", "origin", &sha]);
+        let _ = repo.unshallow_streamed();
+        let _ = repo.fetch_streamed(&sha);
     }
-    if repo.resolve(&sha).is_none() || repo.stream(&["reset", "--quiet", "--hard", &sha]).is_err() {
+    if repo.resolve(&sha).is_none() || repo.reset_hard_streamed(&sha).is_err() {
         eprintln!("Revision: {sha} not found .... Exiting");
         return 1;
     }
@@ -82,8 +78,8 @@ pub fn main(args: &[String]) -> i32 {
     if let (Some(server), Some(project)) = (var("SALVE_SERVER"), var("SEMAPHORE_PROJECT_NAME")) {
         let push_url = format!("{}/git/{project}.git", server.trim_end_matches('/'));
         let helper = "!f() { test \"$1\" = get && echo username=salve && echo \"password=$SALVE_TOKEN\"; }; f";
-        let _ = repo.run(&["config", "remote.origin.pushurl", &push_url]);
-        let _ = repo.run(&["config", &format!("credential.{push_url}.helper"), helper]);
+        let _ = repo.config_set("remote.origin.pushurl", &push_url);
+        let _ = repo.config_set(&format!("credential.{push_url}.helper"), helper);
     }
     println!("HEAD is now at {}", &sha[..sha.len().min(7)]);
     0

@@ -6,6 +6,7 @@ mod heal;
 mod run;
 mod security;
 mod serve;
+mod tidy;
 mod web;
 
 use std::path::Path;
