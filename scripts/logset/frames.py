@@ -207,11 +207,7 @@ class CircleCI(Frame):
     def failed(self, after):
         # Steps with `when: always` run after the failure.
         for cmd in after:
-            self.w(f"#!/bin/bash -eo pipefail\n{cmd}\n")
-            out, code = run(cmd, self.cwd, self.env)
-            self.w(lines_of(out))
-            if code != 0:
-                self.w(f"\nExited with code exit status {code}\nCircleCI received exit code {code}\n")
+            self.step("after", cmd)
 
 
 class Buildkite(Frame):

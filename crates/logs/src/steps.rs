@@ -448,10 +448,18 @@ mod tests {
         assert_eq!(m(""), None);
     }
 
+    /// The steps of a log given as lines.
+    fn track(log: &[&str]) -> Vec<(CommandSpan, Role)> {
+        let mut t = Tracker::default();
+        for (i, l) in log.iter().enumerate() {
+            t.line(i + 1, l.as_bytes(), None);
+        }
+        t.finish(log.len())
+    }
+
     #[test]
     fn the_last_step_before_clean_up_failed_when_no_exit_code_says_so() {
-        let mut t = Tracker::default();
-        let log = [
+        let spans = track(&[
             "section_start:1:get_sources",
             "Fetching",
             "$ npm ci",
@@ -461,11 +469,7 @@ mod tests {
             "section_start:2:after_script",
             "$ upload",
             "ERROR: Job failed: exit code 1",
-        ];
-        for (i, l) in log.iter().enumerate() {
-            t.line(i + 1, l.as_bytes(), None);
-        }
-        let spans = t.finish(log.len());
+        ]);
         let roles: Vec<_> = spans.iter().map(|(s, r)| (s.command.as_str(), *r)).collect();
         assert_eq!(
             roles,
@@ -483,8 +487,7 @@ mod tests {
 
     #[test]
     fn explicit_exit_codes_stand() {
-        let mut t = Tracker::default();
-        let log = [
+        let spans = track(&[
             "$ make lint",
             "ok",
             "The command \"make lint\" exited with 0.",
@@ -495,11 +498,7 @@ mod tests {
             "fine",
             "The command \"make docs\" exited with 0.",
             "Done. Your build exited with 1.",
-        ];
-        for (i, l) in log.iter().enumerate() {
-            t.line(i + 1, l.as_bytes(), None);
-        }
-        let spans = t.finish(log.len());
+        ]);
         let codes: Vec<_> = spans.iter().map(|(s, _)| (s.command.as_str(), s.exit_code)).collect();
         assert_eq!(codes, [("make lint", Some(0)), ("make test", Some(2)), ("make docs", Some(0))]);
     }
