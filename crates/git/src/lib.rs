@@ -372,10 +372,21 @@ fn push(mut cmd: Command, url: &str, refspec: &str, auth: Option<&str>, secret: 
 }
 
 /// Branch names must be valid refs before they get anywhere near git.
+/// git's rules for a branch name (`git check-ref-format --branch`), without starting git: no
+/// control characters, spaces or any of `~^:?*[\`; no `..`, `@{`, `//`; no component that starts
+/// with `.` or ends with `.lock`; not `@`, `HEAD`, or starting with `-`; not starting or ending
+/// with `/`, not ending with `.`.
 fn valid_branch_name(name: &str) -> bool {
+    let bad_char = |c: char| c.is_ascii_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\');
     !name.is_empty()
         && !name.starts_with('-')
-        && Command::new("git").args(["check-ref-format", "--branch", name]).output().is_ok_and(|o| o.status.success())
+        && name != "@"
+        && name != "HEAD"
+        && !name.chars().any(bad_char)
+        && !name.contains("..")
+        && !name.contains("@{")
+        && !name.ends_with('.')
+        && name.split('/').all(|c| !c.is_empty() && !c.starts_with('.') && !c.ends_with(".lock"))
 }
 
 impl ChangedFiles for Repo {

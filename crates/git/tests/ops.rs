@@ -60,3 +60,64 @@ fn exec_path_holds_the_http_backend() {
     let exec = salve_git::exec_path().unwrap();
     assert!(exec.join("git-http-backend").exists(), "{}", exec.display());
 }
+
+/// Branch names are checked without starting git, by git's own rules: real git is the oracle.
+#[test]
+fn branch_names_follow_gits_rules() {
+    let names = [
+        "main",
+        "feature/x",
+        "selfheal-3f2a9c1",
+        "a.b",
+        "v1.2.3",
+        "a-b_c",
+        "ü-ünïcode",
+        "x@y",
+        "a/b/c",
+        "",
+        "-x",
+        "@",
+        "HEAD",
+        "a..b",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "a?",
+        "a*",
+        "a[b",
+        "a\\b",
+        "a@{1}",
+        "a.",
+        ".a",
+        "a/.b",
+        "a.lock",
+        "a/b.lock/c",
+        "/a",
+        "a/",
+        "a//b",
+        "a\u{7f}",
+        "a\tb",
+        "refs/heads/x",
+        "a.lock.b",
+        "..",
+        "a/..",
+        "@{-1}",
+        "head",
+        "HEAD/x",
+    ];
+    // Outside any repository, so `@` and `@{-1}` are not read as the current branch.
+    let nowhere = tempfile::tempdir().unwrap();
+    for name in names {
+        let git = std::process::Command::new("git")
+            .args(["check-ref-format", "--branch", name])
+            .current_dir(nowhere.path())
+            .output()
+            .unwrap()
+            .status
+            .success();
+        // Stricter than git on purpose: `@` names HEAD, and an option is no branch.
+        let expected = git && name != "@" && !name.starts_with('-');
+        assert_eq!(Repo::valid_branch(name), expected, "{name:?}");
+    }
+}

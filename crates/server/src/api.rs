@@ -28,6 +28,12 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
+/// Runs `f` (git, the filesystem: anything that blocks) on the blocking pool, never on an async
+/// worker thread.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
 impl ApiError {
     pub fn not_found(what: impl Into<String>) -> ApiError {
         ApiError(StatusCode::NOT_FOUND, what.into())
@@ -196,11 +202,18 @@ pub fn same_project(caller: &Option<axum::Extension<salve_store::TokenRow>>, pro
     }
 }
 
-pub fn project_json(server: &Server, p: &ProjectRow) -> Value {
+pub async fn project_json(server: &Server, p: &ProjectRow) -> Result<Value, ApiError> {
     let git_url = (p.kind == "hosted").then(|| format!("{}/git/{}.git", server.base_url(), p.name));
     // An external project's repository is the upstream its mirror fetches from.
-    let upstream = (p.kind == "external").then(|| Repo::new(&p.repo_url).config_get("remote.upstream.url")).flatten();
-    json!({"id": p.id, "name": p.name, "kind": p.kind, "git_url": git_url, "repo_url": upstream, "created_ms": p.created_ms})
+    let upstream = if p.kind == "external" {
+        let dir = p.repo_url.clone();
+        blocking(move || Repo::new(&dir).config_get("remote.upstream.url")).await?
+    } else {
+        None
+    };
+    Ok(
+        json!({"id": p.id, "name": p.name, "kind": p.kind, "git_url": git_url, "repo_url": upstream, "created_ms": p.created_ms}),
+    )
 }
 
 pub fn pipeline_json(i: &PipelineInfo) -> Value {
@@ -235,19 +248,15 @@ pub async fn find_project(server: &Server, name: &str) -> Result<ProjectRow, Api
 async fn projects(State(server): S, caller: Option<axum::Extension<salve_store::TokenRow>>) -> ApiResult {
     // A project's token sees its own project only.
     let own = caller.as_ref().and_then(|c| c.project_id.clone());
-    let list: Vec<Value> = server
-        .store
-        .projects()
-        .await?
-        .iter()
-        .filter(|p| own.as_ref().is_none_or(|id| *id == p.id))
-        .map(|p| project_json(&server, p))
-        .collect();
+    let mut list: Vec<Value> = Vec::new();
+    for p in server.store.projects().await?.iter().filter(|p| own.as_ref().is_none_or(|id| *id == p.id)) {
+        list.push(project_json(&server, p).await?);
+    }
     Ok(Json(json!({"projects": list})))
 }
 
 async fn project(State(server): S, Path(name): Path<String>) -> ApiResult {
-    Ok(Json(project_json(&server, &find_project(&server, &name).await?)))
+    Ok(Json(project_json(&server, &find_project(&server, &name).await?).await?))
 }
 
 #[derive(Deserialize)]
@@ -265,7 +274,7 @@ async fn create_project(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = json_body(body)?;
     let p = crate::create_project(&server, &req.name, req.repo_url.as_deref(), req.webhook_secret.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(project_json(&server, &p))))
+    Ok((StatusCode::CREATED, Json(project_json(&server, &p).await?)))
 }
 
 #[derive(Deserialize)]
@@ -318,17 +327,18 @@ async fn run_workflow(
         return Err(ApiError::bad(format!("'{label}' is not a valid branch or tag name")));
     }
     let git_ref = format!("refs/{}/{label}", if ref_type == RefType::Tag { "tags" } else { "heads" });
-    let repo = Repo::new(&project.repo_url);
-    let head = repo
-        .resolve(&git_ref)
-        .ok_or_else(|| ApiError::not_found(format!("the repository has no {git_ref}: push it first")))?;
+    let (dir, wanted, asked) = (project.repo_url.clone(), git_ref.clone(), req.sha.clone());
+    let (head, full) = blocking(move || {
+        let repo = Repo::new(&dir);
+        let full = asked
+            .filter(|sha| sha.len() >= 4 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|sha| repo.resolve(&format!("{sha}^{{commit}}")));
+        (repo.resolve(&wanted), full)
+    })
+    .await?;
+    let head = head.ok_or_else(|| ApiError::not_found(format!("the repository has no {git_ref}: push it first")))?;
     let sha = match req.sha {
-        Some(sha) => {
-            let full = repo
-                .resolve(&format!("{sha}^{{commit}}"))
-                .filter(|_| sha.len() >= 4 && sha.bytes().all(|b| b.is_ascii_hexdigit()));
-            full.ok_or_else(|| ApiError::not_found(format!("no commit {sha} in the repository")))?
-        }
+        Some(sha) => full.flatten().ok_or_else(|| ApiError::not_found(format!("no commit {sha} in the repository")))?,
         None => head,
     };
     let trigger = Trigger {

@@ -192,7 +192,8 @@ pub async fn create_pull(
         if !Repo::valid_branch(b) {
             return Err(ApiError::bad(format!("'{b}' is not a valid {what} branch name")));
         }
-        if Repo::new(&project.repo_url).resolve(&format!("refs/heads/{b}")).is_none() {
+        let (dir, branch) = (project.repo_url.clone(), format!("refs/heads/{b}"));
+        if crate::api::blocking(move || Repo::new(&dir).resolve(&branch)).await?.is_none() {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("the repository has no branch '{b}' ({what}): push it first"),
@@ -296,7 +297,8 @@ pub async fn head_checks(
     project: &salve_store::ProjectRow,
     pull: &PullRow,
 ) -> Result<Value, ApiError> {
-    let head_sha = Repo::new(&project.repo_url).resolve(&format!("refs/heads/{}", pull.head));
+    let (dir, head) = (project.repo_url.clone(), format!("refs/heads/{}", pull.head));
+    let head_sha = crate::api::blocking(move || Repo::new(&dir).resolve(&head)).await?;
     let Some(ci) = branch_ci(server, &project.id, &pull.head).await? else {
         return Ok(json!({"head_sha": head_sha, "pipeline": null}));
     };
@@ -307,7 +309,8 @@ pub async fn pull(State(server): S, Path((project, number)): Path<(String, Strin
     let (project, pull) = find_pull(&server, &project, &number).await?;
     let mut v = pull_json(&project.name, &pull);
     v["checks"] = head_checks(&server, &project, &pull).await?;
-    let diff = pull_diff(&project.repo_url, &pull);
+    let (dir, p) = (project.repo_url.clone(), pull.clone());
+    let diff = crate::api::blocking(move || pull_diff(&dir, &p)).await?;
     let cut = diff.len() > 512 * 1024;
     v["diff"] = json!(if cut { diff[..diff.floor_char_boundary(512 * 1024)].to_owned() } else { diff });
     v["diff_truncated"] = json!(cut);

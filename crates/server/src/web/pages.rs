@@ -1030,7 +1030,8 @@ pub async fn pull(
         Err(e) => return error(&s, e.0, "No such pull request", e.1),
     };
     let check_pipeline = crate::heals::branch_ci(&server, &project.id, &pr.head).await.ok().flatten();
-    let head_sha = Repo::new(&project.repo_url).resolve(&format!("refs/heads/{}", pr.head));
+    let (dir, head) = (project.repo_url.clone(), format!("refs/heads/{}", pr.head));
+    let head_sha = crate::api::blocking(move || Repo::new(&dir).resolve(&head)).await.ok().flatten();
     let current = check_pipeline.as_ref().is_some_and(|i| Some(&i.workflow.sha) == head_sha.as_ref());
     let passed = check_pipeline.as_ref().is_some_and(|i| i.pipeline.result.as_deref() == Some("passed"));
     let why_not = if pr.state != "open" {
@@ -1042,7 +1043,8 @@ pub async fn pull(
     } else {
         String::new()
     };
-    let diff = crate::heals::pull_diff(&project.repo_url, &pr);
+    let (dir, p) = (project.repo_url.clone(), pr.clone());
+    let diff = crate::api::blocking(move || crate::heals::pull_diff(&dir, &p)).await.unwrap_or_default();
     let comments = server.store.comments(&pr.id).await.unwrap_or_default();
     page(&PullPage {
         csrf: s.csrf.clone(),
