@@ -114,14 +114,32 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// Tries to store an event this many times (a busy database, a dropped connection) before the
+/// pipeline records the error.
+const ATTEMPTS: u32 = 3;
+
 impl Observer for Recorder<'_> {
+    /// Stores the event, then announces it: an event that could not be stored is never
+    /// announced (a live view must not show what the store does not hold); the pipeline keeps
+    /// the first such error and ends with it.
     fn event(&self, event: &Event) {
-        if let Err(e) = self.rt.block_on(self.persist(event))
-            && let Ok(mut first) = self.first_error.lock()
-        {
-            first.get_or_insert_with(|| e.to_string());
+        let mut result = self.rt.block_on(self.persist(event));
+        for attempt in 1..ATTEMPTS {
+            if result.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)));
+            result = self.rt.block_on(self.persist(event));
         }
-        self.then.event(event);
+        match result {
+            Ok(()) => self.then.event(event),
+            Err(e) => {
+                tracing::warn!(pipeline = %self.pipeline_id, "cannot store {event:?}: {e}");
+                if let Ok(mut first) = self.first_error.lock() {
+                    first.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
     }
 }
 
@@ -139,5 +157,51 @@ impl Secrets for StoredSecrets<'_> {
         };
         let data = self.sealer.open(name, &sealed).map_err(|e| e.to_string())?;
         Ok(Some(Secret { env_vars: data.env_vars, files: data.files }))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use salve_engine::{Event, Observer};
+
+    use super::Recorder;
+
+    /// What the recorder announced.
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<String>>);
+
+    impl Observer for Heard {
+        fn event(&self, event: &Event) {
+            if let Ok(mut h) = self.0.lock() {
+                h.push(format!("{event:?}"));
+            }
+        }
+    }
+
+    /// Stored before announced: an event the store refuses (a block of a pipeline it does not
+    /// know) is not announced, and the pipeline keeps the error.
+    #[test]
+    fn an_event_that_was_not_stored_is_not_announced() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+        let rt = rt.expect("a runtime");
+        let dir = tempfile::tempdir().expect("a folder");
+        let store = rt
+            .block_on(salve_store::Store::open(&format!("sqlite://{}/salve.db", dir.path().display())))
+            .expect("a store");
+        let heard = Heard::default();
+        let recorder = Recorder::new(rt.handle().clone(), &store, "no-such-pipeline", dir.path().to_path_buf(), &heard);
+        recorder.event(&Event::PipelineStarted {
+            pipeline_id: "no-such-pipeline".into(),
+            name: "p".into(),
+            blocks: vec![],
+        });
+        recorder.event(&Event::BlockStarted { block: "build".into() });
+        let heard = heard.0.lock().map(|h| h.clone()).unwrap_or_default();
+        assert_eq!(heard.len(), 1, "only the event that needs no row was announced: {heard:?}");
+        assert!(heard[0].starts_with("PipelineStarted"), "{heard:?}");
+        assert!(recorder.error().is_some_and(|e| !e.is_empty()), "the pipeline keeps the store's error");
     }
 }
