@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use salve_heal::{Ci, Claimed, FailedJob, Failure};
+use salve_logs::classify::Class;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ServerArgs, encode};
@@ -257,7 +258,11 @@ impl Ci for HttpCi {
                 report["excerpt"].as_array().into_iter().flatten().map(|l| s(&l["text"])).collect();
             jobs.push(FailedJob {
                 name: s(&j["name"]).to_owned(),
-                class: report["class"].as_str().unwrap_or(if timed_out { "timeout" } else { "unknown" }).to_owned(),
+                class: match report["class"].as_str() {
+                    Some(name) => Class::from_name(name),
+                    None if timed_out => Class::Timeout,
+                    None => Class::Unknown,
+                },
                 fingerprint: s(&report["fingerprint"]).to_owned(),
                 failing_command: s(&report["failing_command"]).to_owned(),
                 excerpt: excerpt.join("\n"),

@@ -105,7 +105,7 @@ pub fn report(failure: &Failure, jobs: &[verify::JobCommands]) -> String {
             "\nFailed job '{}' (id {}): {} in `{}`.\nThe lines of its log that explain the failure:\n{}\n",
             j.name,
             j.id,
-            j.class.replace('_', " "),
+            j.class.words(),
             j.failing_command,
             j.excerpt
         ));

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use salve_git::Protected;
+use salve_logs::classify::Class;
 use serde_json::{Value, json};
 
 pub use config::HealConfig;
@@ -32,14 +33,10 @@ pub use config::HealConfig;
 /// Branches heals push to.
 pub const HEAL_PREFIX: &str = "selfheal-";
 
-/// Failure classes that are not the code's fault: rerun before changing anything.
-const INFRA: &[&str] = &["network_infrastructure", "timeout", "killed", "out_of_memory"];
-
 /// Classes that may be flaky: rerun once before any fix is tried (`rerun_first`).
-const RERUN_FIRST: &[&str] = &["test_failure", "unknown"];
-
-/// The class of a failure the job's machine caused (a missing tool): never healed by a change.
-const ENVIRONMENT: &str = "environment";
+fn may_be_flaky(class: Class) -> bool {
+    matches!(class, Class::TestFailure | Class::Unknown)
+}
 
 /// A failed pipeline, as the heal sees it.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +56,7 @@ pub struct Failure {
 pub struct FailedJob {
     pub id: String,
     pub name: String,
-    pub class: String,
+    pub class: Class,
     pub fingerprint: String,
     pub failing_command: String,
     /// The excerpt's lines, joined.
@@ -198,7 +195,7 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
         failure.jobs.len()
     ));
     for j in &failure.jobs {
-        say(&format!("  {}: {} in `{}`", j.name, j.class.replace('_', " "), j.failing_command));
+        say(&format!("  {}: {} in `{}`", j.name, j.class.words(), j.failing_command));
     }
     let base = json!({"failed_pipeline": failure.pipeline_id, "sha": failure.sha, "branch": failure.branch});
     if failure.branch.starts_with(HEAL_PREFIX) {
@@ -287,7 +284,8 @@ fn attempt(
     }
     // A tool or toolchain the job's machine lacks: no change to the code fixes that, and no
     // fixer or agent may try.
-    if let Some(j) = failure.jobs.iter().find(|j| j.class == ENVIRONMENT) {
+    // A failure the job's machine caused (a missing tool) is never healed by a change.
+    if let Some(j) = failure.jobs.iter().find(|j| j.class == Class::Environment) {
         let line = j.excerpt.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
         record.tier(0, "classify", "environment", line.to_owned(), Instant::now());
         return (
@@ -328,28 +326,28 @@ fn attempt(
     // Tier 0: rerun, unchanged, an infrastructure failure, a commit that passed before, and
     // (unless the project says rerun_first = false) a test failure or one Salve cannot class:
     // a pass on the same commit is flaky.
-    let infra: Vec<&str> = failure.jobs.iter().map(|j| j.class.as_str()).filter(|c| INFRA.contains(c)).collect();
-    let maybe_flaky: Vec<&str> = failure
+    let infra: Vec<Class> = failure.jobs.iter().map(|j| j.class).filter(|c| c.is_infrastructure()).collect();
+    let maybe_flaky: Vec<Class> = failure
         .jobs
         .iter()
-        .map(|j| j.class.as_str())
-        .filter(|c| RERUN_FIRST.contains(c) && config.rerun_first.unwrap_or(true))
+        .map(|j| j.class)
+        .filter(|c| may_be_flaky(*c) && config.rerun_first.unwrap_or(true))
         .collect();
     if !infra.is_empty() || failure.passed_before || !maybe_flaky.is_empty() {
         let t = Instant::now();
         let why = if failure.passed_before {
             "this commit passed CI before".to_owned()
         } else if let Some(c) = infra.first() {
-            format!("{} is not the code's fault", c.replace('_', " "))
+            format!("{} is not the code's fault", c.words())
         } else {
-            format!("a {} may be flaky", maybe_flaky[0].replace('_', " "))
+            format!("a {} may be flaky", maybe_flaky[0].words())
         };
         say(&format!("tier 0: {why}; rerunning the failed job(s) once"));
         match verify_jobs(runner, &opts.repo, jobs, say, record) {
             Ok(None) => {
                 record.tier(0, "rerun", "passed", why, t);
                 let names: Vec<&str> = failure.jobs.iter().map(|j| j.name.as_str()).collect();
-                let cause = infra.first().or(maybe_flaky.first()).copied().unwrap_or("passed before");
+                let cause = infra.first().or(maybe_flaky.first()).map_or("passed before", |c| c.as_str());
                 return (
                     "flaky",
                     format!("the failed job(s) passed on a rerun of the same commit ({cause}): flaky, no change made"),

@@ -6,11 +6,11 @@
 //! toolchain the machine lacks) is never "fixed" by editing code. Causes outside the code win
 //! over their symptoms: a test that failed because the disk was full is an infrastructure failure.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::excerpt::{Line, shape};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     OutOfMemory,
@@ -24,10 +24,40 @@ pub enum Class {
     LintFormat,
     CompileError,
     TestFailure,
+    #[default]
     Unknown,
 }
 
 impl Class {
+    pub const ALL: [Class; 11] = [
+        Class::OutOfMemory,
+        Class::Killed,
+        Class::Timeout,
+        Class::NetworkInfrastructure,
+        Class::Environment,
+        Class::Configuration,
+        Class::Dependency,
+        Class::LintFormat,
+        Class::CompileError,
+        Class::TestFailure,
+        Class::Unknown,
+    ];
+
+    /// The class `name` (its `as_str`) names; an unknown name is [`Class::Unknown`].
+    pub fn from_name(name: &str) -> Class {
+        Class::ALL.into_iter().find(|c| c.as_str() == name).unwrap_or(Class::Unknown)
+    }
+
+    /// Not the code's fault: the network, the machine's limits, a time limit.
+    pub fn is_infrastructure(self) -> bool {
+        matches!(self, Class::NetworkInfrastructure | Class::Timeout | Class::Killed | Class::OutOfMemory)
+    }
+
+    /// The class's name for people: `lint format`, `compile error`.
+    pub fn words(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Class::OutOfMemory => "out_of_memory",
@@ -331,6 +361,17 @@ fn mask_random(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in Class::ALL {
+            assert_eq!(Class::from_name(c.as_str()), c);
+            assert_eq!(serde_json::to_value(c).ok(), Some(serde_json::json!(c.as_str())));
+        }
+        assert_eq!(Class::from_name("no such class"), Class::Unknown);
+        assert!(Class::Timeout.is_infrastructure() && !Class::TestFailure.is_infrastructure());
+        assert_eq!(Class::LintFormat.words(), "lint format");
+    }
 
     #[test]
     fn random_words_are_masked() {
