@@ -405,6 +405,8 @@ async fn pipeline(State(server): S, Path(id): Path<String>) -> ApiResult {
         .collect();
     let mut v = pipeline_json(&info);
     v["blocks"] = Value::Array(blocks);
+    let (w, p) = (&info.workflow, &info.pipeline);
+    v["passed_before"] = json!(server.store.passed_before(&w.project_id, &w.sha, &p.file).await?);
     Ok(Json(v))
 }
 

@@ -337,6 +337,21 @@ impl Store {
     }
 
     /// Whether the project has a workflow of this ref at this commit.
+    /// Whether a pipeline of `file` (not a promotion) passed on commit `sha` of the project.
+    pub async fn passed_before(&self, project_id: &str, sha: &str, file: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM pipelines p JOIN workflows w ON p.workflow_id = w.id \
+             WHERE w.project_id = $1 AND w.sha = $2 AND p.file = $3 AND p.result = 'passed' \
+             AND p.promotion_of IS NULL LIMIT 1",
+        )
+        .bind(project_id)
+        .bind(sha)
+        .bind(file)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
     pub async fn has_workflow(&self, project_id: &str, ref_type: &str, label: &str, sha: &str) -> Result<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM workflows WHERE project_id = $1 AND ref_type = $2 AND label = $3 AND sha = $4 LIMIT 1",

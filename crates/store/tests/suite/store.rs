@@ -133,6 +133,17 @@ async fn workflows_pipelines_blocks_jobs_and_commands_round_trip() {
         store.set_commands("j-1", &commands).await.unwrap();
         assert_eq!(store.commands("j-1").await.unwrap(), commands);
         store.finish_pipeline("pl-1", "failed", Some("test"), None).await.unwrap();
+        // A commit passed before when another pipeline of the same file passed on it.
+        let file = ".semaphore/semaphore.yml";
+        assert!(!store.passed_before(&p.id, "def", file).await.unwrap());
+        store
+            .create_pipeline(&PipelineRow { id: "pl-0".into(), state: "running".into(), ..pipeline.clone() })
+            .await
+            .unwrap();
+        store.finish_pipeline("pl-0", "passed", None, None).await.unwrap();
+        assert!(store.passed_before(&p.id, "def", file).await.unwrap());
+        assert!(!store.passed_before(&p.id, "def", ".semaphore/other.yml").await.unwrap());
+        assert!(!store.passed_before(&p.id, "abc", file).await.unwrap());
         let done = store.pipeline("pl-1").await.unwrap().unwrap();
         assert_eq!(
             (done.state.as_str(), done.result.as_deref(), done.result_reason.as_deref()),
