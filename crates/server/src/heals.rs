@@ -32,6 +32,7 @@ fn heal_json(h: &HealRow) -> Value {
         "fingerprint": h.fingerprint, "job_id": h.job_id, "state": h.state, "outcome": h.outcome,
         "report": serde_json::from_str::<Value>(&h.report).unwrap_or(Value::Null),
         "created_ms": h.created_ms, "finished_ms": h.finished_ms,
+        "heal_branch": h.heal_branch, "pull_request": h.pull_request,
     })
 }
 
@@ -123,7 +124,9 @@ pub async fn finish(State(server): S, Path(id): Path<String>, body: Result<Json<
     if report.len() > 1 << 20 {
         return Err(ApiError::bad("the report is larger than 1 MiB: keep transcripts in artifacts"));
     }
-    if !server.store.finish_heal(&id, &req.outcome, &report).await? {
+    // The branch it pushed links the heal to CI on that branch and to its pull request.
+    let heal_branch = req.report["heal_branch"].as_str().filter(|b| Repo::valid_branch(b));
+    if !server.store.finish_heal(&id, &req.outcome, &report, heal_branch).await? {
         return Err(match server.store.heal(&id).await? {
             Some(_) => ApiError(StatusCode::CONFLICT, format!("heal {id} is done already")),
             None => ApiError::not_found(format!("no heal {id}")),

@@ -22,6 +22,10 @@ pub struct HealRow {
     pub report: String,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The branch the heal pushed (`selfheal-…`), when it pushed one.
+    pub heal_branch: Option<String>,
+    /// The number of the pull request opened from that branch, once there is one.
+    pub pull_request: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -41,8 +45,8 @@ pub struct PullRow {
     pub merged_ms: Option<i64>,
 }
 
-const HEAL: &str =
-    "id, project_id, pipeline_id, sha, branch, fingerprint, job_id, state, outcome, report, created_ms, finished_ms";
+const HEAL: &str = "id, project_id, pipeline_id, sha, branch, fingerprint, job_id, state, outcome, report, created_ms, \
+                    finished_ms, heal_branch, pull_request";
 const PULL: &str =
     "id, project_id, number, head, base, title, body, state, created_by, created_ms, merged_sha, merged_ms";
 
@@ -73,18 +77,68 @@ impl Store {
         Ok(if inserted.rows_affected() == 1 { Ok(row) } else { Err(row) })
     }
 
-    /// Ends a running heal with its outcome and report; false when it was done already.
-    pub async fn finish_heal(&self, id: &str, outcome: &str, report: &str) -> Result<bool> {
+    /// Ends a running heal with its outcome, report and the branch it pushed; false when it was
+    /// done already. A pull request already open from that branch is linked.
+    pub async fn finish_heal(&self, id: &str, outcome: &str, report: &str, heal_branch: Option<&str>) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE heals SET state = 'done', outcome = $2, report = $3, finished_ms = $4 WHERE id = $1 AND state = 'running'",
+            "UPDATE heals SET state = 'done', outcome = $2, report = $3, finished_ms = $4, heal_branch = $5, \
+             pull_request = (SELECT MAX(p.number) FROM pulls p WHERE p.project_id = heals.project_id AND p.head = $5) \
+             WHERE id = $1 AND state = 'running'",
         )
         .bind(id)
         .bind(outcome)
         .bind(report)
         .bind(now_ms())
+        .bind(heal_branch)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The heal that pushed `heal_branch` in the project, if one did.
+    pub async fn heal_of_branch(&self, project_id: &str, heal_branch: &str) -> Result<Option<HealRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {HEAL} FROM heals WHERE project_id = $1 AND heal_branch = $2 ORDER BY created_ms DESC LIMIT 1"
+        ))
+        .bind(project_id)
+        .bind(heal_branch)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(heal_row).transpose()
+    }
+
+    /// The heals of a failed pipeline, oldest first.
+    pub async fn heals_of_pipeline(&self, pipeline_id: &str) -> Result<Vec<HealRow>> {
+        let rows = sqlx::query(&format!("SELECT {HEAL} FROM heals WHERE pipeline_id = $1 ORDER BY created_ms"))
+            .bind(pipeline_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(heal_row).collect()
+    }
+
+    /// Fills the heal links of heals recorded before the columns existed, from their reports.
+    pub(crate) async fn backfill_heal_links(&self) -> Result<()> {
+        let rows = sqlx::query("SELECT id, project_id, report FROM heals WHERE heal_branch IS NULL")
+            .fetch_all(&self.pool)
+            .await?;
+        for r in &rows {
+            let (id, project, report): (String, String, String) =
+                (r.try_get("id")?, r.try_get("project_id")?, r.try_get("report")?);
+            let branch = serde_json::from_str::<serde_json::Value>(&report)
+                .ok()
+                .and_then(|v| v["heal_branch"].as_str().map(str::to_owned));
+            let Some(branch) = branch else { continue };
+            sqlx::query(
+                "UPDATE heals SET heal_branch = $2, \
+                 pull_request = (SELECT MAX(p.number) FROM pulls p WHERE p.project_id = $3 AND p.head = $2) WHERE id = $1",
+            )
+            .bind(&id)
+            .bind(&branch)
+            .bind(&project)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
     }
 
     pub async fn heal(&self, id: &str) -> Result<Option<HealRow>> {
@@ -149,6 +203,13 @@ impl Store {
         .bind(row.created_ms)
         .execute(&mut *tx)
         .await?;
+        // The heal that pushed this branch now links to its pull request.
+        sqlx::query("UPDATE heals SET pull_request = $3 WHERE project_id = $1 AND heal_branch = $2")
+            .bind(&row.project_id)
+            .bind(&row.head)
+            .bind(row.number)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Ok(row))
     }
@@ -208,6 +269,8 @@ fn heal_row(r: &AnyRow) -> Result<HealRow> {
         report: r.try_get("report")?,
         created_ms: r.try_get("created_ms")?,
         finished_ms: r.try_get("finished_ms")?,
+        heal_branch: r.try_get("heal_branch")?,
+        pull_request: r.try_get("pull_request")?,
     })
 }
 

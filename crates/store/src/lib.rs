@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../migrations/0003_heal.sql")),
     (4, include_str!("../migrations/0004_web.sql")),
     (5, include_str!("../migrations/0005_token_scope.sql")),
+    (6, include_str!("../migrations/0006_heal_links.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +229,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
+            if *version == 6 {
+                self.backfill_heal_links().await?;
+            }
         }
         Ok(())
     }

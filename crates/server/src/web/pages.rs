@@ -325,15 +325,6 @@ struct PipelinePage {
     running: bool,
 }
 
-/// The heal whose branch this is, or the heals of this failed pipeline.
-async fn heal_of_branch(server: &Server, project_id: &str, branch: &str) -> Option<HealRow> {
-    let heals = server.store.heals(Some(project_id), None, 0, 500).await.ok()?;
-    heals.into_iter().find(|h| {
-        serde_json::from_str::<Value>(&h.report).ok().and_then(|r| r["heal_branch"].as_str().map(|b| b == branch))
-            == Some(true)
-    })
-}
-
 fn label(i: &PipelineInfo) -> String {
     let heal_branch = i.workflow.branch.starts_with("selfheal-");
     match (i.pipeline.promotion_of.is_some(), heal_branch) {
@@ -349,7 +340,7 @@ async fn chain(server: &Server, info: &PipelineInfo) -> salve_store::Result<Vec<
     let w = &info.workflow;
     let mut origin_workflow = w.id.clone();
     if w.branch.starts_with("selfheal-")
-        && let Some(h) = heal_of_branch(server, &w.project_id, &w.branch).await
+        && let Some(h) = server.store.heal_of_branch(&w.project_id, &w.branch).await?
         && let Some(failed) = server.store.pipeline_info(&h.pipeline_id).await?
     {
         origin_workflow = failed.workflow.id.clone();
@@ -358,16 +349,14 @@ async fn chain(server: &Server, info: &PipelineInfo) -> salve_store::Result<Vec<
     out.sort_by_key(|i| i.pipeline.created_ms);
     let firsts: Vec<String> =
         out.iter().filter(|i| i.pipeline.promotion_of.is_none()).map(|i| i.pipeline.id.clone()).collect();
-    for h in server.store.heals(Some(&w.project_id), None, 0, 500).await? {
-        if !firsts.contains(&h.pipeline_id) {
-            continue;
-        }
-        let r: Value = serde_json::from_str(&h.report).unwrap_or(Value::Null);
-        let Some(branch) = r["heal_branch"].as_str() else { continue };
-        if let Some(hw) = server.store.workflows(&w.project_id, Some(branch), 1).await?.first() {
-            let mut more = server.store.workflow_pipelines(&hw.id).await?;
-            more.sort_by_key(|i| i.pipeline.created_ms);
-            out.extend(more);
+    for first in &firsts {
+        for h in server.store.heals_of_pipeline(first).await? {
+            let Some(branch) = h.heal_branch else { continue };
+            if let Some(hw) = server.store.workflows(&w.project_id, Some(&branch), 1).await?.first() {
+                let mut more = server.store.workflow_pipelines(&hw.id).await?;
+                more.sort_by_key(|i| i.pipeline.created_ms);
+                out.extend(more);
+            }
         }
     }
     Ok(out)
@@ -849,7 +838,7 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
     };
     let r: Value = serde_json::from_str(&h.report).unwrap_or(Value::Null);
     let project = server.store.project(&h.project_id).await.ok().flatten();
-    let heal_branch = r["heal_branch"].as_str().unwrap_or("").to_owned();
+    let heal_branch = h.heal_branch.clone().unwrap_or_default();
     let mut verifying = None;
     let mut pulls = Vec::new();
     if let Some(p) = &project
@@ -857,15 +846,11 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
     {
         verifying =
             crate::heals::branch_ci(&server, &p.id, &heal_branch).await.ok().flatten().as_ref().map(pipeline_line);
-        pulls = server
-            .store
-            .pulls(Some(&p.id), None, 200)
-            .await
-            .unwrap_or_default()
-            .iter()
-            .filter(|x| x.head == heal_branch)
-            .map(pull_line)
-            .collect();
+        if let Some(number) = h.pull_request
+            && let Ok(Some(pull)) = server.store.pull(&p.id, number).await
+        {
+            pulls.push(pull_line(&pull));
+        }
     }
     let transcript = match (&project, &h.job_id) {
         (Some(p), Some(job)) => {

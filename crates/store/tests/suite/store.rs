@@ -278,8 +278,8 @@ async fn one_heal_per_commit_and_fingerprint_and_one_open_pull_per_head() {
         let taken = store.claim_heal(&heal("h-2", "lint_format:1")).await.unwrap().unwrap_err();
         assert_eq!(taken.id, "h-1");
         assert!(store.claim_heal(&heal("h-3", "test_failure:2")).await.unwrap().is_ok());
-        assert!(store.finish_heal("h-1", "pushed", "{\"tier\": 1}").await.unwrap());
-        assert!(!store.finish_heal("h-1", "failed", "{}").await.unwrap(), "done once");
+        assert!(store.finish_heal("h-1", "pushed", "{\"tier\": 1}", Some("selfheal-abc")).await.unwrap());
+        assert!(!store.finish_heal("h-1", "failed", "{}", None).await.unwrap(), "done once");
         let h = store.heal("h-1").await.unwrap().unwrap();
         assert_eq!((h.outcome.as_deref(), h.report.as_str()), (Some("pushed"), "{\"tier\": 1}"));
         assert_eq!(store.heals(Some(&p.id), Some("main"), 0, 10).await.unwrap().len(), 2);
@@ -295,8 +295,16 @@ async fn one_heal_per_commit_and_fingerprint_and_one_open_pull_per_head() {
             created_ms: salve_store::now_ms(),
             ..Default::default()
         };
+        assert_eq!(store.heal("h-1").await.unwrap().unwrap().pull_request, None);
         let one = store.open_pull(&pull("r-1", "selfheal-abc")).await.unwrap().unwrap();
         assert_eq!(one.number, 1);
+        // The loop is a join: the heal knows its branch and the pull request opened from it.
+        let linked = store.heal_of_branch(&p.id, "selfheal-abc").await.unwrap().unwrap();
+        assert_eq!((linked.id.as_str(), linked.pull_request), ("h-1", Some(1)));
+        assert!(store.heal_of_branch(&p.id, "selfheal-zzz").await.unwrap().is_none());
+        let of_pipeline: Vec<String> =
+            store.heals_of_pipeline(&first.pipeline_id).await.unwrap().into_iter().map(|h| h.id).collect();
+        assert!(of_pipeline.contains(&"h-1".to_owned()), "{of_pipeline:?}");
         let again = store.open_pull(&pull("r-2", "selfheal-abc")).await.unwrap().unwrap_err();
         assert_eq!(again.id, "r-1");
         assert_eq!(store.open_pull(&pull("r-3", "feature")).await.unwrap().unwrap().number, 2);
