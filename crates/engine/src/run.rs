@@ -87,6 +87,10 @@ pub enum Event {
         result_reason: Option<String>,
         summary: String,
         duration_ms: u64,
+        /// The job's commands as the runner recorded them (lines, exit codes, times): the store
+        /// keeps them from here. Not in `salve run --json` (`salve logs` shows them).
+        #[serde(skip)]
+        commands: Vec<salve_runner::CommandRecord>,
     },
     PipelineFinished {
         pipeline_id: String,
@@ -158,6 +162,7 @@ impl JobRun {
             result_reason: self.result_reason.clone(),
             summary: o.map(|o| o.summary.clone()).unwrap_or_else(|| self.result_reason.clone().unwrap_or_default()),
             duration_ms: o.map_or(0, |o| o.finished_ms.saturating_sub(o.started_ms)),
+            commands: o.map(|o| o.commands.clone()).unwrap_or_default(),
         }
     }
 }

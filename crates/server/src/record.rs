@@ -65,13 +65,8 @@ impl<'a> Recorder<'a> {
                 row.started_ms = Some(salve_store::now_ms());
                 store.set_job(&row).await
             }
-            Event::JobFinished { block, job, job_id, result, result_reason, summary, .. } => {
-                let records: Vec<salve_runner::CommandRecord> =
-                    std::fs::read(self.jobs_dir.join(job_id).join("commands.json"))
-                        .ok()
-                        .and_then(|b| serde_json::from_slice(&b).ok())
-                        .unwrap_or_default();
-                let rows: Vec<CommandRow> = records
+            Event::JobFinished { block, job, job_id, result, result_reason, summary, commands, .. } => {
+                let rows: Vec<CommandRow> = commands
                     .iter()
                     .enumerate()
                     .map(|(seq, c)| CommandRow {
