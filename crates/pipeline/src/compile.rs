@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::diag::{Sink, YPath};
 use crate::model::*;
@@ -17,7 +17,7 @@ pub const DEFAULT_JOB_LIMIT_MIN: u64 = 1440;
 pub const DEFAULT_PIPELINE_LIMIT_MIN: u64 = 60;
 const MAX_MATRIX_JOBS: usize = 100;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
     pub version: String,
     pub name: String,
@@ -31,7 +31,7 @@ pub struct Plan {
     pub promotions: Vec<PlanPromotion>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanAgent {
     pub machine_type: String,
     pub os_image: Option<String>,
@@ -39,7 +39,7 @@ pub struct PlanAgent {
     pub image_pull_secrets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanContainer {
     pub name: String,
     pub image: String,
@@ -50,26 +50,26 @@ pub struct PlanContainer {
     pub secrets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanEnvVar {
     pub name: String,
     pub value: String,
 }
 
 /// Conditions are kept as text (YAML booleans become `"true"`/`"false"`, as in Semaphore).
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct PlanFailFast {
     pub stop: Option<String>,
     pub cancel: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct PlanAutoCancel {
     pub running: Option<String>,
     pub queued: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanQueue {
     pub name: Option<String>,
     pub scope: String,
@@ -77,7 +77,7 @@ pub struct PlanQueue {
     pub when: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanBlock {
     pub index: usize,
     pub name: String,
@@ -91,14 +91,14 @@ pub struct PlanBlock {
     pub jobs: Vec<PlanJob>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanFilter {
     pub label: Option<String>,
     pub label_pattern: Option<String>,
-    pub action: &'static str,
+    pub action: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanJob {
     pub index: usize,
     pub name: String,
@@ -117,26 +117,26 @@ pub struct PlanJob {
     pub priority: Vec<PlanPriority>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct PlanEpilogue {
     pub always: Vec<String>,
     pub on_pass: Vec<String>,
     pub on_fail: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanPriority {
     pub value: i64,
     pub when: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanAfterPipeline {
     pub agent: PlanAgent,
     pub jobs: Vec<PlanJob>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanPromotion {
     pub name: String,
     pub pipeline_file: String,
@@ -146,7 +146,7 @@ pub struct PlanPromotion {
     pub deployment_target: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanAutoPromoteOn {
     pub result: String,
     pub result_reason: Option<String>,
@@ -155,7 +155,7 @@ pub struct PlanAutoPromoteOn {
     pub label_patterns: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanParameter {
     pub name: String,
     pub description: Option<String>,
@@ -189,7 +189,7 @@ pub fn check_and_plan(p: &Pipeline, params: &BTreeMap<String, String>, strict: b
                 .map(|f| PlanFilter {
                     label: f.label.clone(),
                     label_pattern: f.label_pattern.clone(),
-                    action: if f.execute { "execute" } else { "skip" },
+                    action: if f.execute { "execute" } else { "skip" }.to_owned(),
                 })
                 .collect(),
             execution_time_limit_minutes: b.execution_time_limit.map(|t| t.minutes),

@@ -442,6 +442,8 @@ impl Server {
         });
         match decided {
             Ok((plan, queue, cancel)) => {
+                // Stored with the pipeline: running it, promoting from it and its page read it.
+                row.plan = serde_json::to_string(&plan).ok();
                 row.name = plan.name;
                 // Project-scoped queues are per project; organization ones span projects.
                 row.queue =
@@ -541,7 +543,8 @@ impl Server {
             .ok_or("the project was deleted")?;
         let repo_dir = PathBuf::from(&project.repo_url);
         let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
-        let plan = match compile(&repo_dir, &w.sha, &p.file, &params) {
+        let stored = self.rt.block_on(self.stored_plan(&p.id));
+        let plan = match stored.map_or_else(|| compile(&repo_dir, &w.sha, &p.file, &params), Ok) {
             Ok(plan) => plan,
             Err(error) => {
                 self.rt.block_on(self.finish(&p.id, "failed", "malformed", Some(&error))).map_err(|e| e.to_string())?;
@@ -691,6 +694,10 @@ impl Server {
         let repo_dir = PathBuf::from(&project.repo_url);
         let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
         let git = git_context(project, w);
+        let plan = match plan {
+            Some(plan) => Some(plan),
+            None => self.stored_plan(&p.id).await,
+        };
         let (p, w) = (p.clone(), w.clone());
         tokio::task::spawn_blocking(move || {
             let plan = match plan {
@@ -741,10 +748,13 @@ impl Server {
         let repo_dir = PathBuf::from(&project.repo_url);
         let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
         let (sha, file) = (info.workflow.sha.clone(), p.file.clone());
-        let plan = tokio::task::spawn_blocking(move || compile(&repo_dir, &sha, &file, &params))
-            .await
-            .map_err(|e| WorkError::Internal(e.to_string()))?
-            .map_err(|e| WorkError::Invalid(format!("the pipeline's file no longer compiles: {e}")))?;
+        let plan = match self.stored_plan(&p.id).await {
+            Some(plan) => plan,
+            None => tokio::task::spawn_blocking(move || compile(&repo_dir, &sha, &file, &params))
+                .await
+                .map_err(|e| WorkError::Internal(e.to_string()))?
+                .map_err(|e| WorkError::Invalid(format!("the pipeline's file no longer compiles: {e}")))?,
+        };
         let fired = promote::manual_promotion(&plan, &p.file, target, p.result.as_deref(), supplied, override_)
             .map_err(WorkError::Invalid)?;
         let child = self.prepare(&project, &info.workflow, &fired.pipeline_file, fired.params, Some(p), Some(by)).await;
@@ -780,6 +790,15 @@ impl Observer for Announcer<'_> {
         if let Ok(value) = serde_json::to_value(event) {
             self.server.announce(self.pipeline_id, &value);
         }
+    }
+}
+
+impl Server {
+    /// The plan stored with pipeline `id` when it was created (none for pipelines older than
+    /// the store's plans, or malformed ones: those compile their file).
+    pub async fn stored_plan(&self, id: &str) -> Option<Plan> {
+        let json = self.store.plan(id).await.ok().flatten()?;
+        serde_json::from_str(&json).ok()
     }
 }
 

@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_web.sql")),
     (5, include_str!("../migrations/0005_token_scope.sql")),
     (6, include_str!("../migrations/0006_heal_links.sql")),
+    (7, include_str!("../migrations/0007_plans.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,9 @@ pub struct PipelineRow {
     pub auto_cancel: String,
     pub promotions_done: bool,
     pub started_ms: Option<i64>,
+    /// The compiled plan (JSON) stored with a new pipeline. Rows read back leave it out (it is
+    /// large): [`Store::plan`] reads it.
+    pub plan: Option<String>,
 }
 
 /// A pipeline with its workflow, as lists show it.
@@ -370,7 +374,18 @@ impl Store {
     }
 
     pub async fn create_pipeline(&self, p: &PipelineRow) -> Result<()> {
-        insert_pipeline(&self.pool, p).await
+        let mut tx = self.pool.begin().await?;
+        insert_pipeline(&mut tx, p).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The compiled plan stored with a pipeline, as JSON.
+    pub async fn plan(&self, pipeline_id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT plan FROM pipeline_plans WHERE pipeline_id = $1")
+            .bind(pipeline_id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// Marks `parent`'s promotions as done and creates the pipelines they started, in one
@@ -385,7 +400,7 @@ impl Store {
             return Ok(false);
         }
         for child in children {
-            insert_pipeline(&mut *tx, child).await?;
+            insert_pipeline(&mut tx, child).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -766,7 +781,7 @@ const PIPELINE: &str = "p.id, p.workflow_id, p.name, p.file, p.state, p.result, 
     p.promoted_by, p.created_ms, p.done_ms, p.promotion_of, p.params, p.artefact_ids, p.queue, p.queue_parallel, \
     p.auto_cancel, p.promotions_done, p.started_ms";
 
-async fn insert_pipeline<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E, p: &PipelineRow) -> Result<()> {
+async fn insert_pipeline(tx: &mut sqlx::Transaction<'_, sqlx::Any>, p: &PipelineRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO pipelines (id, workflow_id, name, file, state, result, result_reason, error, promoted_by, created_ms, \
          done_ms, promotion_of, params, artefact_ids, queue, queue_parallel, auto_cancel, promotions_done, started_ms) \
@@ -791,8 +806,15 @@ async fn insert_pipeline<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(db: E,
     .bind(&p.auto_cancel)
     .bind(i64::from(p.promotions_done))
     .bind(p.started_ms)
-    .execute(db)
+    .execute(&mut **tx)
     .await?;
+    if let Some(plan) = &p.plan {
+        sqlx::query("INSERT INTO pipeline_plans (pipeline_id, plan) VALUES ($1, $2)")
+            .bind(&p.id)
+            .bind(plan)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -843,6 +865,7 @@ fn pipeline_row(r: &AnyRow) -> Result<PipelineRow> {
         auto_cancel: r.try_get("auto_cancel")?,
         promotions_done: r.try_get::<i64, _>("promotions_done")? != 0,
         started_ms: r.try_get("started_ms")?,
+        plan: None,
     })
 }
 

@@ -221,6 +221,12 @@ fn every_scenario_file_gets_an_answer() {
                 for d in &a.diagnostics {
                     assert!(d.line >= 1 && !d.message.is_empty(), "{rel}: diagnostic without position or text: {d:?}");
                 }
+                // A plan is stored with its pipeline and read back instead of compiled again.
+                if let Some(plan) = &a.plan {
+                    let json = serde_json::to_string(plan).unwrap();
+                    let back: salve_pipeline::compile::Plan = serde_json::from_str(&json).unwrap();
+                    assert_eq!(&back, plan, "{rel}: the plan reads back as it was stored");
+                }
             }
         }
     }

@@ -382,7 +382,9 @@ pub async fn pipeline(State(server): S, Extension(s): Sess, Path(id): Path<Strin
     };
     let p = &info.pipeline;
     // The plan the pipeline ran: block dependencies, jobs that never started, promotions.
+    let stored = server.stored_plan(&p.id).await;
     let plan = match server.store.project(&info.workflow.project_id).await {
+        _ if stored.is_some() => stored,
         Ok(Some(project)) => {
             let (repo, sha, file) = (PathBuf::from(&project.repo_url), info.workflow.sha.clone(), p.file.clone());
             let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();

@@ -81,6 +81,11 @@ async fn workflows_pipelines_blocks_jobs_and_commands_round_trip() {
             ..PipelineRow::default()
         };
         store.create_pipeline(&pipeline).await.unwrap();
+        assert_eq!(store.plan("pl-1").await.unwrap(), None, "a pipeline created without its plan has none");
+        let planned = PipelineRow { id: "pl-9".into(), plan: Some("{\"name\":\"CI\"}".into()), ..pipeline.clone() };
+        store.create_pipeline(&planned).await.unwrap();
+        assert_eq!(store.plan("pl-9").await.unwrap().as_deref(), Some("{\"name\":\"CI\"}"));
+        assert_eq!(store.pipeline("pl-9").await.unwrap().unwrap().plan, None, "rows read back leave the plan out");
         let mut block = BlockRow {
             pipeline_id: "pl-1".into(),
             name: "Test".into(),
