@@ -1,2 +1,3 @@
+mod decisions;
 mod fixers;
 mod guards;
