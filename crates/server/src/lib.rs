@@ -16,6 +16,10 @@ pub mod web;
 pub mod webhook;
 pub mod work;
 
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests;
+
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,0 +1,98 @@
+//! The server's API through its router, in-crate: no listening socket, no binary, a real store
+//! in a temporary folder. The end-to-end suites (`crates/cli/tests`) drive the whole binary.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use crate::config::Config;
+use crate::work::Server;
+
+struct Api {
+    server: Arc<Server>,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    async fn new() -> Api {
+        let dir = tempfile::tempdir().expect("a folder");
+        let data = dir.path().to_path_buf();
+        let store = salve_store::Store::open(&crate::config::default_database(&data)).await.expect("a store");
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: data,
+            database_url: String::new(),
+            public_url: Some("http://ci.example.invalid".into()),
+            jobs: 1,
+            sandbox: false,
+            network: false,
+            max_body_bytes: 1 << 20,
+            max_push_bytes: 1 << 20,
+            job_memory_bytes: None,
+            job_max_processes: None,
+            exe: None,
+            mcp_allowed_hosts: Vec::new(),
+            mcp_write_tools: false,
+        };
+        let server = Server::new(config, store).await.expect("a server");
+        let (_, token) = crate::auth::create(&server.store, "admin").await.expect("a token");
+        Api { server, token, _dir: dir }
+    }
+
+    /// Sends a request (with the admin token unless `anonymous`) and returns the status and
+    /// the JSON body.
+    async fn send(&self, method: &str, path: &str, body: Option<Value>, anonymous: bool) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if !anonymous {
+            req = req.header("authorization", format!("Bearer {}", self.token));
+        }
+        let req = match body {
+            Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .expect("a request");
+        let res = crate::api::router(self.server.clone()).oneshot(req).await.expect("an answer");
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.expect("a body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projects_through_the_router() {
+    let api = Api::new().await;
+    let (status, _) = api.send("GET", "/api/v1/projects", None, true).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no token, no projects");
+
+    let (status, created) = api.send("POST", "/api/v1/projects", Some(json!({"name": "demo"})), false).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["git_url"], "http://ci.example.invalid/git/demo.git");
+    let (status, list) = api.send("GET", "/api/v1/projects", None, false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["projects"].as_array().map(Vec::len), Some(1), "{list}");
+    let (status, one) = api.send("GET", "/api/v1/projects/demo", None, false).await;
+    assert_eq!((status, one["name"].as_str()), (StatusCode::OK, Some("demo")));
+
+    let (status, err) = api.send("GET", "/api/v1/projects/nope", None, false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    let (status, err) = api.send("POST", "/api/v1/projects", Some(json!({"name": "demo", "colour": 1})), false).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an unknown field is refused: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_need_a_pushed_branch_and_pipelines_exist() {
+    let api = Api::new().await;
+    api.send("POST", "/api/v1/projects", Some(json!({"name": "demo"})), false).await;
+    let (status, err) = api.send("POST", "/api/v1/workflows", Some(json!({"project": "demo"})), false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{err}");
+    assert!(err.to_string().contains("push it first"), "{err}");
+    let (status, err) =
+        api.send("POST", "/api/v1/workflows", Some(json!({"project": "demo", "branch": "-x"})), false).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "an option is no branch: {err}");
+    let (status, _) = api.send("GET", "/api/v1/pipelines/no-such-pipeline", None, false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
