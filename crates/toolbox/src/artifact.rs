@@ -171,3 +171,19 @@ fn copy(from: &Path, to: &Path) -> Result<(), String> {
         std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("cannot copy '{}': {e}", from.display()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's artifact path never leaves the store: `..` is refused, roots and `.` are dropped.
+    #[test]
+    fn remote_paths_stay_in_the_store() {
+        assert_eq!(remote_path("reports/junit.xml"), Ok(PathBuf::from("reports/junit.xml")));
+        assert_eq!(remote_path("/abs/./x"), Ok(PathBuf::from("abs/x")));
+        assert!(remote_path("../../etc/passwd").is_err());
+        assert!(remote_path("a/../../b").is_err());
+        assert!(remote_path("/").is_err());
+        assert!(remote_path("").is_err());
+    }
+}

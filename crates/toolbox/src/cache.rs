@@ -269,3 +269,19 @@ fn detected(for_store: bool) -> Vec<(String, String)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::normalise;
+
+    /// A key is one file name in the cache folder: `/` becomes `-`, a leading dot is no hidden
+    /// file, and a key cannot climb out.
+    #[test]
+    fn keys_are_one_file_name() {
+        assert_eq!(normalise("gems-v1"), "gems-v1");
+        assert_eq!(normalise("deps/main/abc"), "deps-main-abc");
+        assert_eq!(normalise(".hidden"), "-hidden");
+        assert_eq!(normalise("../../etc"), "-.-..-etc");
+        assert!(!normalise("a/../../b").contains('/'));
+    }
+}

@@ -49,3 +49,27 @@ pub fn main(args: &[String]) -> i32 {
     eprintln!("[{times}/{times}] Execution Failed with exit status: {code}. No more retries.");
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::main;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Runs through bash until the command passes, at most `--times`; bad flags are usage errors.
+    #[test]
+    fn retries_until_it_passes_or_gives_up() {
+        assert_eq!(main(&args(&["true"])), 0);
+        assert_eq!(main(&args(&["-t", "2", "exit", "7"])), 7, "the last exit status");
+        let dir = std::env::temp_dir().join(format!("salve-retry-{}", std::process::id()));
+        let _ = std::fs::remove_file(&dir);
+        // Fails the first time, passes the second: a flaky command.
+        let flaky = format!("test -e {0} || {{ touch {0}; exit 1; }}", dir.display());
+        assert_eq!(main(&args(&["--times", "3", &flaky])), 0);
+        let _ = std::fs::remove_file(&dir);
+        assert_eq!(main(&args(&["--times", "x", "true"])), 1);
+        assert_eq!(main(&args(&[])), 1);
+    }
+}

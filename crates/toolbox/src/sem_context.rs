@@ -124,3 +124,18 @@ fn run(args: &[&str]) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::valid_key;
+
+    #[test]
+    fn context_keys_are_names_not_paths() {
+        assert!(valid_key("ReleaseVersion"));
+        assert!(valid_key("app_1-build"));
+        assert!(!valid_key("../x"), "no path");
+        assert!(!valid_key(".hidden"));
+        assert!(!valid_key("ab"), "too short to name anything");
+        assert!(!valid_key(&"k".repeat(257)));
+    }
+}
