@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use salve_contract::HealOutcome;
 use salve_heal::{Ci, Claimed, FailedJob, Failure};
 use salve_logs::classify::Class;
 use serde_json::{Value, json};
@@ -296,7 +297,7 @@ impl Ci for HttpCi {
         }
     }
 
-    fn finish(&self, heal_id: &str, outcome: &str, report: &Value) -> Result<(), String> {
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String> {
         self.client
             .post(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &json!({"outcome": outcome, "report": report}))
             .map(|_| ())

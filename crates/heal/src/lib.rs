@@ -24,6 +24,7 @@ pub mod verify;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use salve_contract::HealOutcome;
 use salve_git::Protected;
 use salve_logs::classify::Class;
 use serde_json::{Value, json};
@@ -74,7 +75,7 @@ pub enum Claimed {
 pub trait Ci {
     fn failure(&self) -> Result<Failure, String>;
     fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String>;
-    fn finish(&self, heal_id: &str, outcome: &str, report: &Value) -> Result<(), String>;
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String>;
     /// The newest commit CI started a workflow for on `branch`.
     fn latest_sha(&self, branch: &str) -> Result<Option<String>, String>;
     /// Heals of `branch` created since `since_ms`.
@@ -110,8 +111,7 @@ pub struct Options<'a> {
 /// How a heal ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// pushed, flaky, refused, failed, skipped or superseded.
-    pub outcome: &'static str,
+    pub outcome: HealOutcome,
     pub summary: String,
     pub report: Value,
     /// The agent's transcript, when an agent ran.
@@ -121,7 +121,7 @@ pub struct Outcome {
 impl Outcome {
     /// Whether the heal job should pass: it did its job (pushed, or nothing to do).
     pub fn ok(&self) -> bool {
-        !matches!(self.outcome, "refused" | "failed")
+        self.outcome.is_success()
     }
 }
 
@@ -175,17 +175,17 @@ pub fn fingerprint(failure: &Failure) -> String {
 /// Heals the failure `ci` describes; never panics, every end is an [`Outcome`].
 pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     let say = opts.say;
-    let end = |outcome: &'static str, summary: String, report: Value| {
+    let end = |outcome: HealOutcome, summary: String, report: Value| {
         say(&format!("heal {outcome}: {summary}"));
         Outcome { outcome, summary, report, transcript: None }
     };
     let config = match HealConfig::load(&opts.repo) {
         Ok(c) => c,
-        Err(e) => return end("failed", e, json!({})),
+        Err(e) => return end(HealOutcome::Failed, e, json!({})),
     };
     let failure = match ci.failure() {
         Ok(f) => f,
-        Err(e) => return end("failed", format!("cannot read the failure: {e}"), json!({})),
+        Err(e) => return end(HealOutcome::Failed, format!("cannot read the failure: {e}"), json!({})),
     };
     say(&format!(
         "failed pipeline {} on {} at {}: {} failed job(s)",
@@ -199,11 +199,15 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     }
     let base = json!({"failed_pipeline": failure.pipeline_id, "sha": failure.sha, "branch": failure.branch});
     if failure.branch.starts_with(HEAL_PREFIX) {
-        return end("skipped", format!("'{}' is a heal branch: Salve never heals a heal", failure.branch), base);
+        return end(
+            HealOutcome::Skipped,
+            format!("'{}' is a heal branch: Salve never heals a heal", failure.branch),
+            base,
+        );
     }
     if failure.jobs.is_empty() {
         return end(
-            "skipped",
+            HealOutcome::Skipped,
             "no job failed (the pipeline itself did): nothing a fix to the code can do".into(),
             base,
         );
@@ -212,7 +216,7 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     match ci.heals_since(&failure.branch, now_ms() - 24 * 3600 * 1000) {
         Ok(n) if n >= limits.0 as usize => {
             return end(
-                "skipped",
+                HealOutcome::Skipped,
                 format!(
                     "{n} heal(s) of '{}' in the last 24 hours; the cap is {} (max_attempts_per_day)",
                     failure.branch, limits.0
@@ -220,18 +224,18 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
                 base,
             );
         }
-        Err(e) => return end("failed", format!("cannot count earlier heals: {e}"), base),
+        Err(e) => return end(HealOutcome::Failed, format!("cannot count earlier heals: {e}"), base),
         Ok(_) => {}
     }
     match ci.open_heal_pulls() {
         Ok(n) if n >= limits.1 as usize => {
             return end(
-                "skipped",
+                HealOutcome::Skipped,
                 format!("{n} heal pull request(s) are open; the cap is {} (max_open_prs): review them first", limits.1),
                 base,
             );
         }
-        Err(e) => return end("failed", format!("cannot count open pull requests: {e}"), base),
+        Err(e) => return end(HealOutcome::Failed, format!("cannot count open pull requests: {e}"), base),
         Ok(_) => {}
     }
     let fp = fingerprint(&failure);
@@ -239,12 +243,12 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
         Ok(Claimed::Mine(id)) => id,
         Ok(Claimed::Taken(other)) => {
             return end(
-                "skipped",
+                HealOutcome::Skipped,
                 format!("this failure of {} has a heal already ({other})", short(&failure.sha)),
                 base,
             );
         }
-        Err(e) => return end("failed", format!("cannot claim the heal: {e}"), base),
+        Err(e) => return end(HealOutcome::Failed, format!("cannot claim the heal: {e}"), base),
     };
     let mut record = Record { tiers: Vec::new(), started: Instant::now(), ran: Vec::new(), stat: None };
     let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
@@ -277,10 +281,10 @@ fn attempt(
     config: &HealConfig,
     failure: &Failure,
     record: &mut Record,
-) -> (&'static str, String, Value) {
+) -> (HealOutcome, String, Value) {
     let say = opts.say;
     if let Some(s) = superseded(ci, failure) {
-        return ("superseded", s, json!({}));
+        return (HealOutcome::Superseded, s, json!({}));
     }
     // A tool or toolchain the job's machine lacks: no change to the code fixes that, and no
     // fixer or agent may try.
@@ -289,7 +293,7 @@ fn attempt(
         let line = j.excerpt.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
         record.tier(0, "classify", "environment", line.to_owned(), Instant::now());
         return (
-            "skipped",
+            HealOutcome::Skipped,
             format!(
                 "{} failed because its machine lacks a tool or toolchain ({line}): no change to the code fixes that; \
                  install it in the job (sem-version, an install step, the machine image) and run it again",
@@ -302,19 +306,19 @@ fn attempt(
     let mut runner = match verify::Runner::new(&opts.scratch, opts.env.clone(), opts.writable.clone(), opts.no_sandbox)
     {
         Ok(r) => r,
-        Err(e) => return ("failed", format!("no sandbox to run commands in: {e}"), json!({})),
+        Err(e) => return (HealOutcome::Failed, format!("no sandbox to run commands in: {e}"), json!({})),
     };
     let names: Vec<String> = failure.jobs.iter().map(|j| j.name.clone()).collect();
     let jobs = match verify::failed_jobs(&opts.repo, &failure.file, &names) {
         Ok(j) => j,
-        Err(e) => return ("failed", format!("cannot find the failed jobs' commands: {e}"), json!({})),
+        Err(e) => return (HealOutcome::Failed, format!("cannot find the failed jobs' commands: {e}"), json!({})),
     };
     let extra = json!({"isolation": runner.isolation()});
     // From here on sandboxed commands write the work tree: the heal's own git works on the
     // checkout's `.git` moved out of their reach, never on what they leave in its place.
     let repo = match Protected::take(&opts.repo, &opts.scratch.join("protected")) {
         Ok(r) => r,
-        Err(e) => return ("failed", format!("cannot protect the checkout's git folder: {e}"), extra),
+        Err(e) => return (HealOutcome::Failed, format!("cannot protect the checkout's git folder: {e}"), extra),
     };
     runner.also_readable(repo.git_dir());
     // A commit that changed no test was judged by right tests: agents and the project's own
@@ -349,13 +353,13 @@ fn attempt(
                 let names: Vec<&str> = failure.jobs.iter().map(|j| j.name.as_str()).collect();
                 let cause = infra.first().or(maybe_flaky.first()).map_or("passed before", |c| c.as_str());
                 return (
-                    "flaky",
+                    HealOutcome::Flaky,
                     format!("the failed job(s) passed on a rerun of the same commit ({cause}): flaky, no change made"),
                     merge(extra, json!({"flaky_jobs": names})),
                 );
             }
             Ok(Some(failed)) => record.tier(0, "rerun", "failed", format!("{failed} failed again"), t),
-            Err(e) => return ("failed", e, extra),
+            Err(e) => return (HealOutcome::Failed, e, extra),
         }
     }
 
@@ -363,7 +367,7 @@ fn attempt(
     // theirs to commit.
     let untracked_before = match repo.untracked() {
         Ok(u) => u,
-        Err(e) => return ("failed", format!("cannot list the work tree's files: {e}"), extra),
+        Err(e) => return (HealOutcome::Failed, format!("cannot list the work tree's files: {e}"), extra),
     };
     let recipes = config.recipes();
     let mut applied: Vec<&fixers::Recipe> = Vec::new();
@@ -410,7 +414,7 @@ fn attempt(
             Some(end) => return (end.0, end.1, merge(extra, end.2)),
             None => {
                 if let Err(e) = repo.reset() {
-                    return ("failed", format!("cannot drop the fixers' change: {e}"), extra);
+                    return (HealOutcome::Failed, format!("cannot drop the fixers' change: {e}"), extra);
                 }
             }
         }
@@ -421,11 +425,11 @@ fn attempt(
     let done = match agent_tier::run(&a) {
         agent_tier::Tier2::Skipped(why) => {
             record.tier(2, "agent", "skipped", why.clone(), t);
-            return ("failed", format!("no tier could fix this failure (tier 2 skipped: {why})"), extra);
+            return (HealOutcome::Failed, format!("no tier could fix this failure (tier 2 skipped: {why})"), extra);
         }
         agent_tier::Tier2::Failed(why, transcript) => {
             record.tier(2, "agent", "failed", why.clone(), t);
-            return ("failed", why, merge(extra, json!({"transcript": transcript})));
+            return (HealOutcome::Failed, why, merge(extra, json!({"transcript": transcript})));
         }
         agent_tier::Tier2::Changed(done) => done,
     };
@@ -436,7 +440,7 @@ fn attempt(
     );
     match candidate(&a, record, &provenance, &done.summary, t, &untracked_before, &[]) {
         Some(end) => (end.0, end.1, merge(extra, end.2)),
-        None => ("failed", "the agent's change did not fix the failed job(s)".into(), extra),
+        None => (HealOutcome::Failed, "the agent's change did not fix the failed job(s)".into(), extra),
     }
 }
 
@@ -523,7 +527,7 @@ fn candidate(
     started: Instant,
     untracked_before: &[String],
     recipes: &[&fixers::Recipe],
-) -> Option<(&'static str, String, Value)> {
+) -> Option<(HealOutcome, String, Value)> {
     let Attempt { ci, opts, config, failure, jobs, runner, repo, frozen } = a;
     let say = opts.say;
     let tier = provenance.tier;
@@ -534,11 +538,15 @@ fn candidate(
         && !config.allow_ci_edits
         && let Err(e) = repo.restore(&[".semaphore", "selfheal"])
     {
-        return Some(("failed", format!("cannot drop the fixers' changes to the pipeline files: {e}"), json!({})));
+        return Some((
+            HealOutcome::Failed,
+            format!("cannot drop the fixers' changes to the pipeline files: {e}"),
+            json!({}),
+        ));
     }
     let new: Vec<String> = match repo.untracked() {
         Ok(now) => now.into_iter().filter(|p| !untracked_before.contains(p)).collect(),
-        Err(e) => return Some(("failed", format!("cannot list the work tree's files: {e}"), json!({}))),
+        Err(e) => return Some((HealOutcome::Failed, format!("cannot list the work tree's files: {e}"), json!({}))),
     };
     let kept = fixers::kept_new_files(&new, recipes);
     if kept.len() < new.len() {
@@ -550,7 +558,7 @@ fn candidate(
     }
     let diff = match repo.stage(&kept) {
         Ok(d) => d,
-        Err(e) => return Some(("failed", format!("cannot read the change: {e}"), json!({}))),
+        Err(e) => return Some((HealOutcome::Failed, format!("cannot read the change: {e}"), json!({}))),
     };
     if diff.trim().is_empty() {
         record.tier(tier, name, "no_change", format!("{summary}: nothing changed"), started);
@@ -572,7 +580,7 @@ fn candidate(
         let first = &refusals[0];
         record.tier(tier, name, "refused", format!("{}: {} {}", first.rule, first.file, first.detail), started);
         let why = format!("the fix was refused: {} ({} {})", first.rule, first.file, first.detail);
-        return Some(("refused", why, json!({"refusals": refusals, "diff_stat": stat, "diff": cut(&diff)})));
+        return Some((HealOutcome::Refused, why, json!({"refusals": refusals, "diff_stat": stat, "diff": cut(&diff)})));
     }
     say("  guards passed; verifying: the failed job(s) run again on the change");
     match verify_jobs(runner, &opts.repo, jobs, say, record) {
@@ -581,11 +589,11 @@ fn candidate(
             record.tier(tier, name, "not_verified", format!("{summary}: {failed} still fails"), started);
             return None;
         }
-        Err(e) => return Some(("failed", e, json!({}))),
+        Err(e) => return Some((HealOutcome::Failed, e, json!({}))),
     }
     record.tier(tier, name, "verified", summary, started);
     if let Some(s) = superseded(*ci, failure) {
-        return Some(("superseded", s, json!({})));
+        return Some((HealOutcome::Superseded, s, json!({})));
     }
     let branch = format!("{HEAL_PREFIX}{}", short(&failure.sha));
     let tier_name = match tier {
@@ -604,7 +612,7 @@ fn candidate(
     );
     let commit = match repo.commit(&message, "Salve", "salve@localhost") {
         Ok(c) => c,
-        Err(e) => return Some(("failed", format!("cannot commit the fix: {e}"), json!({}))),
+        Err(e) => return Some((HealOutcome::Failed, format!("cannot commit the fix: {e}"), json!({}))),
     };
     say(&format!("  committed {} on {branch}: selfheal CI: {summary}", short(&commit)));
     if let Err(e) = repo.push(
@@ -613,11 +621,11 @@ fn candidate(
         opts.push_auth.as_deref(),
         opts.push_secret.as_deref(),
     ) {
-        return Some(("failed", format!("cannot push {branch}: {e}"), json!({})));
+        return Some((HealOutcome::Failed, format!("cannot push {branch}: {e}"), json!({})));
     }
     say(&format!("  pushed {branch}"));
     Some((
-        "pushed",
+        HealOutcome::Pushed,
         format!("selfheal CI: {summary}"),
         json!({
             "heal_branch": branch, "commit": commit, "diff_stat": stat, "diff": cut(&diff), "tier": tier,

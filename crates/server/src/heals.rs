@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use salve_contract::HealOutcome;
 use salve_git::Repo;
 use salve_store::{HealRow, PipelineInfo, PullRow};
 use serde::Deserialize;
@@ -111,22 +112,21 @@ pub struct Finish {
     report: Value,
 }
 
-const OUTCOMES: &[&str] = &["pushed", "flaky", "refused", "failed", "skipped", "superseded"];
-
 /// `POST /api/v1/heals/{id}/finish`.
 /// (A project's token finishes its own project's heals only: `scope::confine` checks the path.)
 pub async fn finish(State(server): S, Path(id): Path<String>, body: Result<Json<Finish>, JsonRejection>) -> ApiResult {
     let req = json_body(body)?;
-    if !OUTCOMES.contains(&req.outcome.as_str()) {
-        return Err(ApiError::bad(format!("'{}' is not an outcome: use one of {}", req.outcome, OUTCOMES.join(", "))));
-    }
+    let Some(outcome) = HealOutcome::parse(&req.outcome) else {
+        let names: Vec<&str> = HealOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        return Err(ApiError::bad(format!("'{}' is not an outcome: use one of {}", req.outcome, names.join(", "))));
+    };
     let report = if req.report.is_null() { "{}".to_owned() } else { req.report.to_string() };
     if report.len() > 1 << 20 {
         return Err(ApiError::bad("the report is larger than 1 MiB: keep transcripts in artifacts"));
     }
     // The branch it pushed links the heal to CI on that branch and to its pull request.
     let heal_branch = req.report["heal_branch"].as_str().filter(|b| Repo::valid_branch(b));
-    if !server.store.finish_heal(&id, &req.outcome, &report, heal_branch).await? {
+    if !server.store.finish_heal(&id, outcome.as_str(), &report, heal_branch).await? {
         return Err(match server.store.heal(&id).await? {
             Some(_) => ApiError(StatusCode::CONFLICT, format!("heal {id} is done already")),
             None => ApiError::not_found(format!("no heal {id}")),

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 
+use salve_contract::HealOutcome;
 use salve_heal::{Ci, Claimed, FailedJob, Failure, Options, heal};
 use salve_logs::classify::Class;
 use serde_json::Value;
@@ -44,8 +45,8 @@ impl Ci for FakeCi {
             None => Claimed::Mine("heal-1".into()),
         })
     }
-    fn finish(&self, heal_id: &str, outcome: &str, report: &Value) -> Result<(), String> {
-        self.finished.borrow_mut().push((heal_id.to_owned(), outcome.to_owned(), report.clone()));
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String> {
+        self.finished.borrow_mut().push((heal_id.to_owned(), outcome.as_str().to_owned(), report.clone()));
         Ok(())
     }
     fn latest_sha(&self, _: &str) -> Result<Option<String>, String> {
@@ -104,7 +105,7 @@ fn run(ci: &FakeCi) -> salve_heal::Outcome {
 fn a_heal_branch_is_never_healed_and_nothing_is_claimed() {
     let ci = FakeCi::new(failure("selfheal-abc", Class::TestFailure));
     let o = run(&ci);
-    assert_eq!(o.outcome, "skipped", "{}", o.summary);
+    assert_eq!(o.outcome, HealOutcome::Skipped, "{}", o.summary);
     assert!(ci.claims.borrow().is_empty() && ci.finished.borrow().is_empty());
 }
 
@@ -113,12 +114,12 @@ fn the_daily_cap_and_the_open_pull_request_cap_stop_a_heal_before_its_claim() {
     let mut ci = FakeCi::new(failure("main", Class::TestFailure));
     ci.heals_today = 3;
     let o = run(&ci);
-    assert_eq!(o.outcome, "skipped");
+    assert_eq!(o.outcome, HealOutcome::Skipped);
     assert!(o.summary.contains("max_attempts_per_day"), "{}", o.summary);
     let mut ci = FakeCi::new(failure("main", Class::TestFailure));
     ci.open_pulls = 5;
     let o = run(&ci);
-    assert_eq!(o.outcome, "skipped");
+    assert_eq!(o.outcome, HealOutcome::Skipped);
     assert!(o.summary.contains("max_open_prs"), "{}", o.summary);
     assert!(ci.claims.borrow().is_empty());
 }
@@ -128,7 +129,7 @@ fn a_failure_with_a_heal_already_is_left_to_it() {
     let mut ci = FakeCi::new(failure("main", Class::TestFailure));
     ci.taken_by = Some("heal-0".into());
     let o = run(&ci);
-    assert_eq!(o.outcome, "skipped");
+    assert_eq!(o.outcome, HealOutcome::Skipped);
     assert!(o.summary.contains("heal-0"), "{}", o.summary);
     assert_eq!(ci.claims.borrow().len(), 1);
     assert!(ci.finished.borrow().is_empty(), "the other heal records its own outcome");
@@ -139,7 +140,7 @@ fn a_branch_that_moved_on_supersedes_the_heal_and_it_is_recorded_once() {
     let mut ci = FakeCi::new(failure("main", Class::TestFailure));
     ci.latest_sha = Some("2222222222222222222222222222222222222222".into());
     let o = run(&ci);
-    assert_eq!(o.outcome, "superseded", "{}", o.summary);
+    assert_eq!(o.outcome, HealOutcome::Superseded, "{}", o.summary);
     let finished = ci.finished.borrow();
     assert_eq!(finished.len(), 1);
     assert_eq!((finished[0].0.as_str(), finished[0].1.as_str()), ("heal-1", "superseded"));
@@ -150,7 +151,7 @@ fn a_branch_that_moved_on_supersedes_the_heal_and_it_is_recorded_once() {
 fn a_machine_that_lacks_a_tool_is_not_healed_by_a_change() {
     let ci = FakeCi::new(failure("main", Class::Environment));
     let o = run(&ci);
-    assert_eq!(o.outcome, "skipped", "{}", o.summary);
+    assert_eq!(o.outcome, HealOutcome::Skipped, "{}", o.summary);
     assert!(o.summary.contains("lacks a tool"), "{}", o.summary);
     let finished = ci.finished.borrow();
     assert_eq!(finished.len(), 1);

@@ -57,14 +57,15 @@ pub fn status(state: &str, result: Option<&str>) -> Status {
 
 /// A heal's outcome as words with a symbol.
 pub fn outcome(outcome: Option<&str>, state: &str) -> Status {
-    let (symbol, class, word) = match outcome {
-        Some("pushed") => ("✓", "passed", "fix pushed"),
-        Some("flaky") => ("↻", "queued", "flaky"),
-        Some("refused") => ("⛔", "failed", "refused"),
-        Some("failed") => ("✗", "failed", "not fixed"),
-        Some("superseded") => ("○", "canceled", "superseded"),
-        Some("skipped") => ("○", "canceled", "skipped"),
-        Some(other) => ("?", "unknown", other),
+    use salve_contract::HealOutcome as O;
+    let (symbol, class, word) = match outcome.map(|o| (O::parse(o), o)) {
+        Some((Some(O::Pushed), _)) => ("✓", "passed", "fix pushed"),
+        Some((Some(O::Flaky), _)) => ("↻", "queued", "flaky"),
+        Some((Some(O::Refused), _)) => ("⛔", "failed", "refused"),
+        Some((Some(O::Failed), _)) => ("✗", "failed", "not fixed"),
+        Some((Some(O::Superseded), _)) => ("○", "canceled", "superseded"),
+        Some((Some(O::Skipped), _)) => ("○", "canceled", "skipped"),
+        Some((None, other)) => ("?", "unknown", other),
         None => ("●", "running", state),
     };
     Status { label: format!("{symbol} {word}"), class }

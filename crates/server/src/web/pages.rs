@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use salve_contract::HealOutcome;
 use salve_git::Repo;
 use salve_runner::log::LogReader;
 use salve_store::{HealRow, JobRow, PipelineInfo, ProjectRow, SessionRow};
@@ -124,7 +125,7 @@ async fn branches(server: &Server, project: &ProjectRow, most: usize) -> salve_s
 async fn card(server: &Server, p: &ProjectRow) -> salve_store::Result<ProjectCard> {
     let week = salve_store::now_ms() - 7 * 24 * 3600 * 1000;
     let heals = server.store.heals(Some(&p.id), None, week, 1000).await?;
-    let count = |o: &str| heals.iter().filter(|h| h.outcome.as_deref() == Some(o)).count();
+    let count = |o: HealOutcome| heals.iter().filter(|h| h.outcome.as_deref() == Some(o.as_str())).count();
     let tokens = heals
         .iter()
         .filter_map(|h| serde_json::from_str::<Value>(&h.report).ok())
@@ -135,9 +136,9 @@ async fn card(server: &Server, p: &ProjectRow) -> salve_store::Result<ProjectCar
         kind: p.kind.clone(),
         branches: branches(server, p, 8).await?,
         heals: heals.len(),
-        fixed: count("pushed"),
-        flaky: count("flaky"),
-        refused: count("refused"),
+        fixed: count(HealOutcome::Pushed),
+        flaky: count(HealOutcome::Flaky),
+        refused: count(HealOutcome::Refused),
         tokens,
     })
 }
