@@ -26,8 +26,7 @@ struct Event {
 /// Whether a log starts like Semaphore's event stream.
 pub fn is_events(head: &[u8]) -> bool {
     let t = head.trim_ascii_start();
-    t.starts_with(b"{")
-        && t.iter().take(200).collect::<Vec<_>>().windows(8).any(|w| w.iter().copied().eq(b"\"event\":".iter()))
+    t.starts_with(b"{") && memchr::memmem::find(&t[..t.len().min(200)], b"\"event\":").is_some()
 }
 
 /// A reader of the text of a Semaphore event log.

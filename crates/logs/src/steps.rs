@@ -46,13 +46,6 @@ pub enum Marker {
     Quiet,
 }
 
-impl Marker {
-    /// True when the line is CI bookkeeping rather than output: never evidence, never context.
-    pub fn is_bookkeeping(&self) -> bool {
-        !matches!(self, Marker::Start(_) | Marker::StartNext)
-    }
-}
-
 /// The first whole number in `s`.
 fn number(s: &str) -> Option<i32> {
     let start = s.find(|c: char| c.is_ascii_digit())?;
