@@ -858,6 +858,8 @@ struct Evidence {
     diff_head: bool,
     /// It counts findings (`8 offenses detected`).
     counts: bool,
+    /// It holds a noise phrase (info, warnings, downloads, zero counts).
+    noise: bool,
 }
 
 /// How strongly one line says "this is why it failed" (`lower` is its cleaned, lower-cased
@@ -884,7 +886,8 @@ fn evidence(lower: &str) -> Evidence {
             Phrase::Epilogue => return boiler,
             Phrase::Counted => counted |= counts_before(t, m.start()),
             Phrase::DiffHead => ev.diff_head = true,
-            Phrase::Strong | Phrase::Noise => {}
+            Phrase::Noise => ev.noise = true,
+            Phrase::Strong => {}
         }
         // `0 warnings` warns of nothing.
         let zero = t[..m.start()].ends_with("0 ") && !t[..m.start()].ends_with("00 ");
@@ -931,13 +934,8 @@ fn says_something(body: &[u8]) -> bool {
     if blank(body) || rule(body) || marker(body).is_some() {
         return false;
     }
-    let lower = lower_clean(body);
-    let t = lower.trim();
-    let Some(ac) = phrases() else { return true };
-    !evidence(t).boiler
-        && !ac
-            .find_overlapping_iter(t)
-            .any(|m| matches!(phrase(m.pattern().as_usize()), Phrase::Noise | Phrase::Epilogue))
+    let ev = evidence(lower_clean(body).trim());
+    !ev.boiler && !ev.noise
 }
 
 /// Whether the word at `at` in `t` (` errors`, ` failing`: it starts with its space) is counted
@@ -1515,7 +1513,7 @@ impl<'a> Scanner<'a> {
             if number <= first || skip_escapes(b).starts_with(b"##[endgroup]") {
                 break;
             }
-            if says_something(b) && !self.baseline.contains(shape(b)) {
+            if self.tail_worthy(b) {
                 lines.push(Line::new(number, l, 0, false));
             }
         }
@@ -1528,6 +1526,11 @@ impl<'a> Scanner<'a> {
             }
             self.recent_tails.push_back((first, lines));
         }
+    }
+
+    /// A line of a step's end worth showing, and not one a passing run printed too.
+    fn tail_worthy(&self, b: &[u8]) -> bool {
+        says_something(b) && !self.baseline.contains(shape(b))
     }
 
     /// The last lines of the failing step (`span`), as far as they were kept; of the whole log
@@ -1547,12 +1550,7 @@ impl<'a> Scanner<'a> {
             let mut recent: Vec<&Line> = self.ring.iter().chain(&self.tail).filter(|l| l.number > first).collect();
             recent.sort_by_key(|l| l.number);
             recent.dedup_by_key(|l| l.number);
-            let base = self.baseline;
-            return recent
-                .into_iter()
-                .filter(|l| says_something(body(&l.raw)) && !base.contains(shape(body(&l.raw))))
-                .cloned()
-                .collect();
+            return recent.into_iter().filter(|l| self.tail_worthy(body(&l.raw))).cloned().collect();
         }
         Vec::new()
     }
