@@ -212,6 +212,7 @@ impl Repo {
 
     /// Sets `key` to `value` in the repository's own config.
     pub fn config_set(&self, key: &str, value: &str) -> Result<(), GitError> {
+        not_options(&[key])?;
         self.run(&["config", key, value]).map(drop)
     }
 
@@ -264,6 +265,7 @@ impl Repo {
 
     /// Fetches `refspec` from the remote named `remote`.
     pub fn fetch(&self, remote: &str, refspec: &str) -> Result<(), GitError> {
+        not_options(&[remote, refspec])?;
         self.run(&["fetch", "--quiet", "--no-tags", remote, refspec]).map(drop)
     }
 
@@ -271,6 +273,7 @@ impl Repo {
     /// was there (a mirror Salve owns); no hooks run.
     pub fn push_local(&self, target: &Path, sha: &str, git_ref: &str) -> Result<(), GitError> {
         let target = target.to_string_lossy();
+        not_options(&[&target, sha])?;
         self.run(&["push", "--quiet", "--force", "--no-verify", &target, &format!("{sha}:{git_ref}")]).map(drop)
     }
 
@@ -297,6 +300,7 @@ impl Repo {
 
     /// Fetches `refspec` from `origin`, its output going to ours.
     pub fn fetch_streamed(&self, refspec: &str) -> Result<(), GitError> {
+        not_options(&[refspec])?;
         self.stream(&["fetch", "--quiet", "origin", refspec])
     }
 
@@ -307,6 +311,7 @@ impl Repo {
 
     /// Moves the branch and the work tree to `sha` (`git reset --hard`).
     pub fn reset_hard_streamed(&self, sha: &str) -> Result<(), GitError> {
+        not_options(&[sha])?;
         self.stream(&["reset", "--quiet", "--hard", sha])
     }
 
@@ -316,6 +321,15 @@ impl Repo {
 
     fn has_remote(&self) -> bool {
         self.run(&["remote"]).is_ok_and(|s| s.lines().any(|l| l == "origin"))
+    }
+}
+
+/// Refuses arguments that git would read as options (`--upload-pack=…`): a named operation's
+/// revisions, refspecs, remotes and keys come from outside (a webhook, a job's environment).
+fn not_options(args: &[&str]) -> Result<(), GitError> {
+    match args.iter().find(|a| a.starts_with('-')) {
+        Some(a) => Err(GitError::Failed { args: (*a).to_owned(), stderr: "an argument may not start with '-'".into() }),
+        None => Ok(()),
     }
 }
 

@@ -52,6 +52,15 @@ fn config_refs_and_diffs() {
     assert_eq!(bare.branch_diff("main", "--output=/tmp/x"), "", "a hostile branch name is no range");
     assert!(bare.commit_diff(&second).contains("+two"));
     assert_eq!(bare.commit_diff("--output=/tmp/x"), "");
+    // Values from outside (a webhook, a job's environment) never become options.
+    let planted = dir.path().join("planted");
+    let upload = format!("--upload-pack=touch {}", planted.display());
+    assert!(repo.fetch("origin", &upload).is_err());
+    assert!(repo.fetch_streamed(&upload).is_err());
+    assert!(repo.reset_hard_streamed("--hard").is_err());
+    assert!(repo.push_local(bare_dir.path(), "--exec=x", "refs/heads/x").is_err());
+    assert!(repo.config_set("--global", "x").is_err());
+    assert!(!planted.exists(), "no option reached git");
     drop(dir);
 }
 
