@@ -2,6 +2,8 @@
 //! sent as a bearer header (never in a URL).
 
 use clap::Args;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 #[derive(Args, Clone)]
@@ -51,22 +53,29 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
-        let body: Value = response.json().unwrap_or(Value::Null);
-        let message = body["error"]["message"].as_str().map_or_else(|| status.to_string(), str::to_owned);
+        let message =
+            response.json::<salve_contract::api::Error>().map_or_else(|_| status.to_string(), |e| e.error.message);
         Err(format!("the server said {}: {message}", status.as_u16()))
     }
 
-    pub fn get(&self, path: &str) -> Result<Value, String> {
-        self.send(self.http.get(format!("{}{path}", self.base)))?.json().map_err(|e| e.to_string())
+    /// The answer as the contract's type `T` (or a `Value`).
+    fn read<T: DeserializeOwned>(&self, response: reqwest::blocking::Response) -> Result<T, String> {
+        response
+            .json()
+            .map_err(|e| format!("the Salve server at {} answered what this salve cannot read: {e}", self.base))
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        self.send(self.http.post(format!("{}{path}", self.base)).json(body))?.json().map_err(|e| e.to_string())
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.read(self.send(self.http.get(format!("{}{path}", self.base)))?)
+    }
+
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, String> {
+        self.read(self.send(self.http.post(format!("{}{path}", self.base)).json(body))?)
     }
 
     /// A POST whose answer matters whatever its status (a 409 that says what exists): the
     /// status and the JSON body.
-    pub fn post_any(&self, path: &str, body: &Value) -> Result<(u16, Value), String> {
+    pub fn post_any(&self, path: &str, body: &impl Serialize) -> Result<(u16, Value), String> {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
@@ -78,8 +87,8 @@ impl Client {
         Ok((status, response.json().unwrap_or(Value::Null)))
     }
 
-    pub fn delete(&self, path: &str) -> Result<Value, String> {
-        self.send(self.http.delete(format!("{}{path}", self.base)))?.json().map_err(|e| e.to_string())
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.read(self.send(self.http.delete(format!("{}{path}", self.base)))?)
     }
 
     /// A Server-Sent Events stream: calls `f(event, id, data)` for each event until it returns

@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use salve_contract::{RunResult, RunState, api};
 use serde_json::{Value, json};
 
 use crate::client::{Client, encode};
-use crate::server_cmd::s;
 use crate::{err, out};
 
 #[derive(clap::Args)]
@@ -100,18 +100,23 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     let (url, token) = start_server(&data)?;
     out!("  server      {url} (embedded; data in {})", data.display());
     let client = Client::with_token(&url, &token)?;
-    let project = client.post("/api/v1/projects", &json!({"name": "sample"}))?;
-    let git_url = s(&project["git_url"]).to_owned();
+    let project: api::Project =
+        client.post("/api/v1/projects", &api::NewProject { name: "sample".into(), ..Default::default() })?;
+    let git_url = project.git_url.unwrap_or_default();
     let logic_bug = args.scenario == "logic-bug";
-    let model: Vec<Value> = MODEL_VARS
+    let model: Vec<api::SecretVariable> = MODEL_VARS
         .iter()
-        .filter_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| json!({"name": k, "value": v})))
+        .filter_map(|k| {
+            let value = std::env::var(k).ok().filter(|v| !v.is_empty())?;
+            Some(api::SecretVariable { name: (*k).to_owned(), value })
+        })
         .collect();
-    if logic_bug && !model.iter().any(|v| v["name"] != "SALVE_MODEL" && v["name"] != "SALVE_MODEL_API") {
+    if logic_bug && !model.iter().any(|v| v.name != "SALVE_MODEL" && v.name != "SALVE_MODEL_API") {
         return Err("the logic-bug scenario needs a model for the agent: set SALVE_MODEL_URL (any OpenAI-compatible server), OPENAI_API_KEY or ANTHROPIC_API_KEY".into());
     }
     if logic_bug {
-        client.post("/api/v1/secrets", &json!({"name": "model", "env_vars": model}))?;
+        let secret = api::NewSecret { name: "model".into(), env_vars: model, files: Vec::new() };
+        client.post::<api::SecretSaved>("/api/v1/secrets", &secret)?;
     }
     for (path, text) in sample_files(logic_bug) {
         let p = work.join(path);
@@ -295,44 +300,34 @@ fn watch(client: &Client, pushed: Instant, pushed_unix_ms: i64, limit: Duration)
                 limit.as_secs()
             ));
         }
-        let list = client.get("/api/v1/pipelines?project=sample&limit=50")?;
-        let mut pipelines: Vec<Value> = list["pipelines"].as_array().cloned().unwrap_or_default();
-        pipelines.sort_by_key(|p| p["created_ms"].as_i64().unwrap_or(0));
+        let mut pipelines = client.get::<api::PipelineList>("/api/v1/pipelines?project=sample&limit=50")?.pipelines;
+        pipelines.sort_by_key(|p| p.created_ms);
         for p in &pipelines {
-            let id = s(&p["id"]);
-            let (branch, name) = (s(&p["branch"]), s(&p["name"]));
+            let id = &p.id;
+            let (branch, name) = (p.branch.as_str(), p.name.as_str());
             let what = format!("{name} on {branch}");
-            match s(&p["state"]) {
-                "running" | "done" => say(&mut said, format!("{id} started"), format!("{what}: started")),
-                _ => {}
+            if p.state != RunState::Queuing {
+                say(&mut said, format!("{id} started"), format!("{what}: started"));
             }
-            if p["state"] != "done" {
+            if p.state != RunState::Done || said.contains(&format!("{id} done")) {
                 continue;
             }
-            if said.contains(&format!("{id} done")) {
-                continue;
-            }
-            let detail = client.get(&format!("/api/v1/pipelines/{}", encode(id)))?;
+            let detail: api::Pipeline = client.get(&format!("/api/v1/pipelines/{}", encode(id)))?;
             let phase = phase_of(client, &detail)?;
-            let result = s(&p["result"]);
+            let result = p.result.map_or("", RunResult::as_str);
             say(&mut said, format!("{id} done"), format!("{what}: {result} in {:.1}s", phase.wall_ms as f64 / 1000.0));
-            for j in detail["blocks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|b| b["jobs"].as_array().into_iter().flatten())
-            {
-                if j["result"] == "failed" {
-                    let f = client.get(&format!("/api/v1/jobs/{}/failure", encode(s(&j["id"])))).unwrap_or(Value::Null);
-                    out!(
-                        "          job '{}' failed: {} in `{}`",
-                        s(&j["name"]),
-                        s(&f["class"]).replace('_', " "),
-                        s(&f["failing_command"])
-                    );
-                    for l in f["excerpt"].as_array().into_iter().flatten().take(4) {
-                        out!("          {:>5} | {}", l["line"], s(&l["text"]));
-                    }
+            for j in detail.blocks.iter().flat_map(|b| &b.jobs).filter(|j| j.result == Some(RunResult::Failed)) {
+                let Ok(f) = client.get::<api::Failure>(&format!("/api/v1/jobs/{}/failure", encode(&j.id))) else {
+                    continue;
+                };
+                out!(
+                    "          job '{}' failed: {} in `{}`",
+                    j.name,
+                    f.class.replace('_', " "),
+                    f.failing_command.as_deref().unwrap_or("")
+                );
+                for l in f.excerpt.iter().take(4) {
+                    out!("          {:>5} | {}", l.line, l.text);
                 }
             }
             let label = match (name, branch.starts_with("selfheal-")) {
@@ -346,32 +341,24 @@ fn watch(client: &Client, pushed: Instant, pushed_unix_ms: i64, limit: Duration)
             };
             phases.push((label, phase));
         }
-        let pulls = client.get("/api/v1/pulls?project=sample&state=open")?;
-        if let Some(pr) = pulls["pulls"].as_array().and_then(|a| a.first()) {
+        let pulls = client.get::<api::PullList>("/api/v1/pulls?project=sample&state=open")?.pulls;
+        if let Some(pr) = pulls.first() {
             // The pull-request pipeline ends right after it opens the pull request.
-            let done = pipelines.iter().any(|p| p["name"] == "Self-heal pull request" && p["state"] == "done");
+            let done = pipelines.iter().any(|p| p.name == "Self-heal pull request" && p.state == RunState::Done);
             if done {
-                out!(
-                    "{} pull request #{} opened: {} ({} -> {})",
-                    stamp(pushed),
-                    pr["number"],
-                    s(&pr["title"]),
-                    s(&pr["head"]),
-                    s(&pr["base"])
-                );
+                out!("{} pull request #{} opened: {} ({} -> {})", stamp(pushed), pr.number, pr.title, pr.head, pr.base);
                 let first = phases.iter().map(|(_, p)| p.created_ms).min().unwrap_or(0);
                 let push_ms = (first - pushed_unix_ms).max(0) as u64;
-                return Ok(Timeline { phases, pull: pr["number"].as_i64().unwrap_or(1), push_ms });
+                return Ok(Timeline { phases, pull: pr.number, push_ms });
             }
         }
-        if let Some(p) = pipelines.iter().find(|p| p["state"] == "done" && p["result"] != "passed" && p["name"] != "CI")
-        {
+        if let Some(p) = pipelines.iter().find(|p| p.state == RunState::Done && !p.passed() && p.name != "CI") {
             return Err(format!(
                 "{} on {} {}: see `salve pipeline show {}`",
-                s(&p["name"]),
-                s(&p["branch"]),
-                s(&p["result"]),
-                s(&p["id"])
+                p.name,
+                p.branch,
+                p.result.map_or("", RunResult::as_str),
+                p.id
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -380,40 +367,37 @@ fn watch(client: &Client, pushed: Instant, pushed_unix_ms: i64, limit: Duration)
 
 /// What the heal did, from its record.
 fn heal_lines(client: &Client, pushed: Instant) -> Result<(), String> {
-    let heals = client.get("/api/v1/heals?project=sample")?;
-    let Some(h) = heals["heals"].as_array().and_then(|a| a.first()) else { return Ok(()) };
-    let r = &h["report"];
-    for t in r["tiers"].as_array().into_iter().flatten() {
-        out!("          tier {} {}: {} ({})", t["tier"], s(&t["name"]), s(&t["result"]), s(&t["detail"]));
+    let heals = client.get::<api::HealList>("/api/v1/heals?project=sample")?.heals;
+    let Some(h) = heals.first() else { return Ok(()) };
+    // The report is the heal's own document (`salve_heal::Report`), read as it was kept.
+    let r = &h.report;
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    for t in r.get("tiers").and_then(Value::as_array).into_iter().flatten() {
+        let tier = t.get("tier").cloned().unwrap_or(Value::Null);
+        out!("          tier {tier} {}: {} ({})", text(t, "name"), text(t, "result"), text(t, "detail"));
     }
-    out!("{} heal {}: {}", stamp(pushed), s(&h["outcome"]), s(&r["summary"]));
-    if !s(&r["heal_branch"]).is_empty() {
-        out!("          {} pushed: {}", s(&r["heal_branch"]), s(&r["diff_stat"]).lines().last().unwrap_or("").trim());
+    let outcome = h.outcome.map_or_else(String::new, |o| o.to_string());
+    out!("{} heal {outcome}: {}", stamp(pushed), text(r, "summary"));
+    if let Some(branch) = &h.heal_branch {
+        out!("          {branch} pushed: {}", text(r, "diff_stat").lines().last().unwrap_or("").trim());
     }
     Ok(())
 }
 
 /// A done pipeline's wall time, and the critical path of its user commands (blocks in
 /// sequence, jobs of a block in parallel).
-fn phase_of(client: &Client, detail: &Value) -> Result<Phase, String> {
-    let wall = detail["done_ms"].as_i64().unwrap_or(0) - detail["created_ms"].as_i64().unwrap_or(0);
+fn phase_of(client: &Client, detail: &api::Pipeline) -> Result<Phase, String> {
+    let (created_ms, done_ms) = (detail.pipeline.created_ms, detail.pipeline.done_ms.unwrap_or(0));
     let mut user = 0;
-    for b in detail["blocks"].as_array().into_iter().flatten() {
+    for b in &detail.blocks {
         let mut longest = 0;
-        for j in b["jobs"].as_array().into_iter().flatten() {
-            let job = client.get(&format!("/api/v1/jobs/{}", encode(s(&j["id"]))))?;
-            let sum: i64 =
-                job["commands"].as_array().into_iter().flatten().filter_map(|c| c["duration_ms"].as_i64()).sum();
-            longest = longest.max(sum);
+        for j in &b.jobs {
+            let job: api::Job = client.get(&format!("/api/v1/jobs/{}", encode(&j.id)))?;
+            longest = longest.max(job.commands.iter().map(|c| c.duration_ms).sum::<i64>());
         }
         user += longest;
     }
-    Ok(Phase {
-        wall_ms: wall.max(0) as u64,
-        user_ms: user.max(0) as u64,
-        created_ms: detail["created_ms"].as_i64().unwrap_or(0),
-        done_ms: detail["done_ms"].as_i64().unwrap_or(0),
-    })
+    Ok(Phase { wall_ms: (done_ms - created_ms).max(0) as u64, user_ms: user.max(0) as u64, created_ms, done_ms })
 }
 
 const CARGO_TOML: &str = "[package]\nname = \"sample\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";

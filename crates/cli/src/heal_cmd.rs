@@ -4,13 +4,12 @@
 
 use std::path::PathBuf;
 
-use salve_contract::HealOutcome;
+use salve_contract::{HealOutcome, HealState, ProjectKind, RunResult, RunState, api};
 use salve_heal::{Ci, Claimed, FailedJob, Failure};
 use salve_logs::classify::Class;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::client::{Client, ServerArgs, encode};
-use crate::server_cmd::s;
 use crate::{err, out};
 
 #[derive(clap::Args)]
@@ -71,22 +70,26 @@ fn list(project: Option<&str>, server: &ServerArgs) -> u8 {
         Some(p) => format!("/api/v1/heals?project={}", encode(p)),
         None => "/api/v1/heals".to_owned(),
     };
-    match client.get(&path) {
-        Ok(v) => {
-            let heals = v["heals"].as_array().cloned().unwrap_or_default();
-            if heals.is_empty() {
+    match client.get::<api::HealList>(&path) {
+        Ok(list) => {
+            if list.heals.is_empty() {
                 out!("no heals yet");
             }
-            for h in heals {
-                let r = &h["report"];
+            for h in list.heals {
+                let said = |k: &str| h.report.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                let outcome = match (h.outcome, h.state) {
+                    (Some(o), _) => o.as_str(),
+                    (None, HealState::Running) => "running",
+                    (None, HealState::Done) => "",
+                };
                 out!(
                     "{}  {:<10} {:<11} {:<24} {}  {}",
-                    s(&h["id"]).get(..8).unwrap_or(""),
-                    s(&h["outcome"]).to_owned() + if h["state"] == "running" { "running" } else { "" },
-                    s(&h["sha"]).get(..7).unwrap_or(""),
-                    s(&h["branch"]),
-                    s(&r["heal_branch"]),
-                    s(&r["summary"]),
+                    h.id.get(..8).unwrap_or(""),
+                    outcome,
+                    h.sha.get(..7).unwrap_or(""),
+                    h.branch,
+                    h.heal_branch.unwrap_or_else(|| said("heal_branch")),
+                    said("summary"),
                 );
             }
             0
@@ -178,13 +181,13 @@ fn heal(args: &RunArgs) -> u8 {
 type PushTarget = (String, Option<String>, Option<String>);
 
 fn push_target(ci: &HttpCi, server: &str, project: &str) -> Result<PushTarget, String> {
-    let p = ci.client.get(&format!("/api/v1/projects/{}", encode(project)))?;
+    let p: api::Project = ci.client.get(&format!("/api/v1/projects/{}", encode(project)))?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if p["kind"] != "external" {
+    if p.kind != ProjectKind::External {
         let token = env("SALVE_TOKEN");
         return Ok((format!("{server}/git/{project}.git"), token.as_ref().map(|t| format!("Bearer {t}")), token));
     }
-    let url = s(&p["repo_url"]).to_owned();
+    let url = p.repo_url.unwrap_or_default();
     let forge = crate::forges::detect(&url, &env)
         .ok_or_else(|| format!("{url} is on neither GitHub nor GitLab: give the heal an agent command that pushes"))?;
     let token = forge.token(&env).ok_or_else(|| {
@@ -213,32 +216,33 @@ struct HttpCi {
     /// The pipeline the heal was started for (the failed one or one promoted from it).
     pipeline: String,
     /// The failed pipeline as the API shows it, read once.
-    failed: std::cell::OnceCell<Value>,
+    failed: std::cell::OnceCell<api::Pipeline>,
 }
 
 impl HttpCi {
     /// The failed pipeline, fetched once.
-    fn failed(&self) -> Result<&Value, String> {
-        if let Some(v) = self.failed.get() {
-            return Ok(v);
+    fn failed(&self) -> Result<&api::Pipeline, String> {
+        if let Some(p) = self.failed.get() {
+            return Ok(p);
         }
-        let mut p = self.client.get(&format!("/api/v1/pipelines/{}", encode(&self.pipeline)))?;
-        if let Some(parent) = p["promotion_of"].as_str().filter(|_| p["result"] != "failed").map(str::to_owned) {
+        let mut p: api::Pipeline = self.client.get(&format!("/api/v1/pipelines/{}", encode(&self.pipeline)))?;
+        let parent = p.pipeline.promotion_of.clone().filter(|_| p.pipeline.result != Some(RunResult::Failed));
+        if let Some(parent) = parent {
             p = self.client.get(&format!("/api/v1/pipelines/{}", encode(&parent)))?;
         }
-        if p["state"] != "done" || p["result"] == "passed" {
+        if p.pipeline.state != RunState::Done || p.pipeline.result == Some(RunResult::Passed) {
             return Err(format!(
                 "pipeline {} has not failed ({} {}): nothing to heal",
-                s(&p["id"]),
-                s(&p["state"]),
-                s(&p["result"])
+                p.pipeline.id,
+                p.pipeline.state,
+                p.pipeline.result.map_or("", RunResult::as_str)
             ));
         }
         Ok(self.failed.get_or_init(|| p))
     }
 
     fn project(&self) -> Result<String, String> {
-        Ok(s(&self.failed()?["project"]).to_owned())
+        Ok(self.failed()?.pipeline.project.clone())
     }
 }
 
@@ -246,96 +250,105 @@ impl Ci for HttpCi {
     fn failure(&self) -> Result<Failure, String> {
         let p = self.failed()?;
         let mut jobs = Vec::new();
-        for j in p["blocks"].as_array().into_iter().flatten().flat_map(|b| b["jobs"].as_array().into_iter().flatten()) {
+        for j in p.blocks.iter().flat_map(|b| &b.jobs) {
             // A job its time limit stopped is healed like a failed one; user and auto-cancel
             // stops never are.
-            let timed_out = j["result"] == "stopped" && j["result_reason"] == "timeout";
-            if j["result"] != "failed" && !timed_out {
+            let timed_out = j.result == Some(RunResult::Stopped) && j.result_reason.as_deref() == Some("timeout");
+            if j.result != Some(RunResult::Failed) && !timed_out {
                 continue;
             }
-            let id = s(&j["id"]).to_owned();
-            let report = self.client.get(&format!("/api/v1/jobs/{}/failure", encode(&id))).unwrap_or(Value::Null);
-            let excerpt: Vec<&str> =
-                report["excerpt"].as_array().into_iter().flatten().map(|l| s(&l["text"])).collect();
+            let report: Option<api::Failure> = self.client.get(&format!("/api/v1/jobs/{}/failure", encode(&j.id))).ok();
+            let class = match &report {
+                Some(r) => Class::from_name(&r.class),
+                None if timed_out => Class::Timeout,
+                None => Class::Unknown,
+            };
+            let (fingerprint, failing_command, excerpt) = report.map_or_else(Default::default, |r| {
+                let excerpt: Vec<String> = r.excerpt.into_iter().map(|l| l.text).collect();
+                (r.fingerprint, r.failing_command.unwrap_or_default(), excerpt.join("\n"))
+            });
             jobs.push(FailedJob {
-                name: s(&j["name"]).to_owned(),
-                class: match report["class"].as_str() {
-                    Some(name) => Class::from_name(name),
-                    None if timed_out => Class::Timeout,
-                    None => Class::Unknown,
-                },
-                fingerprint: s(&report["fingerprint"]).to_owned(),
-                failing_command: s(&report["failing_command"]).to_owned(),
-                excerpt: excerpt.join("\n"),
-                id,
+                name: j.name.clone(),
+                class,
+                fingerprint,
+                failing_command,
+                excerpt,
+                id: j.id.clone(),
             });
         }
-        let project = s(&p["project"]);
-        // The server answers whether this commit passed before, over all its pipelines.
-        let passed_before = p["passed_before"].as_bool().unwrap_or(false);
+        let summary = &p.pipeline;
         Ok(Failure {
-            pipeline_id: s(&p["id"]).to_owned(),
-            project: project.to_owned(),
-            sha: s(&p["sha"]).to_owned(),
-            branch: s(&p["branch"]).to_owned(),
-            file: s(&p["file"]).to_owned(),
-            passed_before,
+            pipeline_id: summary.id.clone(),
+            project: summary.project.clone(),
+            sha: summary.sha.clone(),
+            branch: summary.branch.clone(),
+            file: summary.file.clone(),
+            // The server answers whether this commit passed before, over all its pipelines.
+            passed_before: p.passed_before,
             jobs,
         })
     }
 
     fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String> {
-        let mut body = json!({"pipeline_id": failure.pipeline_id, "fingerprint": fingerprint});
-        if let Ok(job) = std::env::var("SEMAPHORE_JOB_ID") {
-            body["job_id"] = json!(job);
-        }
+        let body = api::ClaimHeal {
+            pipeline_id: failure.pipeline_id.clone(),
+            fingerprint: fingerprint.to_owned(),
+            job_id: std::env::var("SEMAPHORE_JOB_ID").ok(),
+        };
         let (status, v) = self.client.post_any("/api/v1/heals", &body)?;
+        let unreadable = |e: serde_json::Error| format!("the server's answer ({status}) is not what salve reads: {e}");
         match status {
-            201 => Ok(Claimed::Mine(s(&v["id"]).to_owned())),
-            409 => Ok(Claimed::Taken(format!("{}, {}", s(&v["id"]), v["outcome"].as_str().unwrap_or(s(&v["state"]))))),
-            _ => Err(format!("the server said {status}: {}", s(&v["error"]["message"]))),
+            201 => Ok(Claimed::Mine(serde_json::from_value::<api::Heal>(v).map_err(unreadable)?.id)),
+            409 => {
+                let h = serde_json::from_value::<api::HealTaken>(v).map_err(unreadable)?.heal;
+                Ok(Claimed::Taken(format!(
+                    "{}, {}",
+                    h.id,
+                    h.outcome.map_or_else(|| h.state.to_string(), |o| o.to_string())
+                )))
+            }
+            _ => {
+                let message =
+                    serde_json::from_value::<api::Error>(v).map_or_else(|e| e.to_string(), |e| e.error.message);
+                Err(format!("the server said {status}: {message}"))
+            }
         }
     }
 
     fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String> {
-        self.client
-            .post(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &json!({"outcome": outcome, "report": report}))
-            .map(|_| ())
+        let body = api::FinishHeal { outcome, report: report.clone() };
+        self.client.post::<api::Heal>(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &body).map(|_| ())
     }
 
     fn latest_sha(&self, branch: &str) -> Result<Option<String>, String> {
         let project = self.project()?;
-        let v = self.client.get(&format!(
+        let list: api::WorkflowList = self.client.get(&format!(
             "/api/v1/workflows?project={}&branch={}&limit=1",
             encode(&project),
             encode(branch)
         ))?;
-        Ok(v["workflows"][0]["sha"].as_str().map(str::to_owned))
+        Ok(list.workflows.into_iter().next().map(|w| w.sha))
     }
 
     fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, String> {
         let project = self.project()?;
-        let v = self.client.get(&format!(
+        let list: api::HealList = self.client.get(&format!(
             "/api/v1/heals?project={}&branch={}&since_ms={since_ms}&limit=1000",
             encode(&project),
             encode(branch)
         ))?;
-        Ok(v["heals"].as_array().map_or(0, Vec::len))
+        Ok(list.heals.len())
     }
 
     fn job_log(&self, job_id: &str, tail: usize) -> Result<String, String> {
-        let v = self.client.get(&format!("/api/v1/jobs/{}/logs?tail={tail}", encode(job_id)))?;
-        Ok(v["lines"].as_array().into_iter().flatten().map(|l| s(&l["text"])).collect::<Vec<_>>().join("\n"))
+        let window: api::LogWindow = self.client.get(&format!("/api/v1/jobs/{}/logs?tail={tail}", encode(job_id)))?;
+        Ok(window.lines.into_iter().map(|l| l.text).collect::<Vec<_>>().join("\n"))
     }
 
     fn open_heal_pulls(&self) -> Result<usize, String> {
         let project = self.project()?;
-        let v = self.client.get(&format!("/api/v1/pulls?project={}&state=open&limit=1000", encode(&project)))?;
-        Ok(v["pulls"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| s(&p["head"]).starts_with(salve_heal::HEAL_PREFIX))
-            .count())
+        let list: api::PullList =
+            self.client.get(&format!("/api/v1/pulls?project={}&state=open&limit=1000", encode(&project)))?;
+        Ok(list.pulls.iter().filter(|p| p.head.starts_with(salve_heal::HEAL_PREFIX)).count())
     }
 }

@@ -2,11 +2,10 @@
 //! `gh pr create`'s flags. In a job, the project and head branch come from the job's variables.
 
 use clap::Subcommand;
-use serde_json::{Value, json};
+use salve_contract::{ProjectKind, RunResult, api};
 
 use crate::client::{Client, ServerArgs, encode};
 use crate::forges::{self, Forge};
-use crate::server_cmd::s;
 use crate::{err, out};
 
 #[derive(Subcommand)]
@@ -123,16 +122,26 @@ fn create(at: &At, base: &str, title: &str, body: &str, head: Option<String>, fo
         return Ok(());
     }
     let by = std::env::var("SEMAPHORE_PIPELINE_ID").map_or_else(|_| "cli".to_owned(), |p| format!("pipeline {p}"));
-    let (status, v) = client.post_any(
-        "/api/v1/pulls",
-        &json!({"project": project, "head": head, "base": base, "title": title, "body": body, "created_by": by}),
-    )?;
-    match status {
-        201 => out!("opened pull request #{} in {project}: {} ({} -> {})", v["number"], s(&v["title"]), head, base),
-        200 => out!("pull request #{} from {head} is open already: {}", v["number"], s(&v["title"])),
-        _ => return Err(format!("the server said {status}: {}", s(&v["error"]["message"]))),
+    let new = api::NewPull {
+        project: project.clone(),
+        head: head.clone(),
+        base: base.to_owned(),
+        title: title.to_owned(),
+        body: body.to_owned(),
+        created_by: Some(by),
+    };
+    let (status, v) = client.post_any("/api/v1/pulls", &new)?;
+    if !matches!(status, 200 | 201) {
+        let message = serde_json::from_value::<api::Error>(v).map_or_else(|e| e.to_string(), |e| e.error.message);
+        return Err(format!("the server said {status}: {message}"));
     }
-    out!("{}", url(at, &project, &v));
+    let pull: api::Pull =
+        serde_json::from_value(v).map_err(|e| format!("the server's answer is not a pull request: {e}"))?;
+    match status {
+        201 => out!("opened pull request #{} in {project}: {} ({} -> {})", pull.number, pull.title, head, base),
+        _ => out!("pull request #{} from {head} is open already: {}", pull.number, pull.title),
+    }
+    out!("{}", url(at, &project, pull.number));
     Ok(())
 }
 
@@ -144,15 +153,15 @@ fn external_forge(client: &Client, project: &str, forced: &str) -> Result<Option
         "auto" | "github" | "gitlab" => {}
         other => return Err(format!("'{other}' is not a forge: use auto, embedded, github or gitlab")),
     }
-    let p = client.get(&format!("/api/v1/projects/{}", encode(project)))?;
-    if p["kind"] != "external" {
+    let p: api::Project = client.get(&format!("/api/v1/projects/{}", encode(project)))?;
+    if p.kind != ProjectKind::External {
         return match forced {
             "auto" => Ok(None),
             _ => Err(format!("project {project} is hosted by Salve: its pull requests are Salve's (--forge embedded)")),
         };
     }
-    let url = s(&p["repo_url"]);
-    let forge = forges::detect(url, &env)
+    let url = p.repo_url.unwrap_or_default();
+    let forge = forges::detect(&url, &env)
         .ok_or_else(|| format!("{url} is on neither GitHub nor GitLab: Salve cannot open a pull request there"))?;
     match (forced, &forge) {
         ("github", Forge::GitLab { .. }) | ("gitlab", Forge::GitHub { .. }) => {
@@ -162,51 +171,46 @@ fn external_forge(client: &Client, project: &str, forced: &str) -> Result<Option
     }
 }
 
-fn url(at: &At, project: &str, v: &Value) -> String {
-    format!("{}/projects/{project}/pulls/{}", at.server.server.trim_end_matches('/'), v["number"])
+fn url(at: &At, project: &str, number: i64) -> String {
+    format!("{}/projects/{project}/pulls/{number}", at.server.server.trim_end_matches('/'))
 }
 
 fn list(at: &At, state: &str) -> Result<(), String> {
     let (client, project) = at.open("or set SEMAPHORE_PROJECT_NAME")?;
-    let v = client.get(&format!("/api/v1/pulls?project={}&state={}", encode(&project), encode(state)))?;
-    let pulls = v["pulls"].as_array().cloned().unwrap_or_default();
-    if pulls.is_empty() {
+    let list: api::PullList =
+        client.get(&format!("/api/v1/pulls?project={}&state={}", encode(&project), encode(state)))?;
+    if list.pulls.is_empty() {
         out!("no {state} pull requests in {project}");
     }
-    for p in pulls {
-        out!(
-            "#{:<4} {:<7} {:<28} -> {:<12} {}",
-            p["number"],
-            s(&p["state"]),
-            s(&p["head"]),
-            s(&p["base"]),
-            s(&p["title"])
-        );
+    for p in list.pulls {
+        out!("#{:<4} {:<7} {:<28} -> {:<12} {}", p.number, p.state.as_str(), p.head, p.base, p.title);
     }
     Ok(())
 }
 
 fn show(at: &At, number: i64) -> Result<(), String> {
     let (client, project) = at.open("or set SEMAPHORE_PROJECT_NAME")?;
-    let v = client.get(&format!("/api/v1/pulls/{}/{number}", encode(&project)))?;
-    out!("#{number} {} [{}]", s(&v["title"]), s(&v["state"]));
-    out!("{} -> {}, opened by {}", s(&v["head"]), s(&v["base"]), s(&v["created_by"]));
-    let c = &v["checks"];
-    let ci = if c["pipeline"].is_null() {
-        "CI has not run on the head".to_owned()
-    } else {
-        let p = &c["pipeline"];
-        let current = if c["sha"] == c["head_sha"] { "" } else { " (an older commit)" };
-        format!("CI on {}{current}: {} {}", s(&c["sha"]).get(..7).unwrap_or(""), s(&p["state"]), s(&p["result"]))
+    let v: api::PullDetail = client.get(&format!("/api/v1/pulls/{}/{number}", encode(&project)))?;
+    let pr = &v.pull;
+    out!("#{number} {} [{}]", pr.title, pr.state);
+    out!("{} -> {}, opened by {}", pr.head, pr.base, pr.created_by);
+    let c = &v.checks;
+    let ci = match &c.pipeline {
+        None => "CI has not run on the head".to_owned(),
+        Some(p) => {
+            let current = if c.sha == c.head_sha { "" } else { " (an older commit)" };
+            let sha = c.sha.as_deref().and_then(|s| s.get(..7)).unwrap_or("");
+            format!("CI on {sha}{current}: {} {}", p.state, p.result.map_or("", RunResult::as_str))
+        }
     };
     out!("{ci}");
-    if !s(&v["body"]).is_empty() {
+    if !pr.body.is_empty() {
         out!("");
-        out!("{}", s(&v["body"]));
+        out!("{}", pr.body);
     }
     out!("");
-    out!("{}", s(&v["diff"]));
-    if v["diff_truncated"] == true {
+    out!("{}", v.diff);
+    if v.diff_truncated {
         out!("(the diff is cut at 512 KiB)");
     }
     Ok(())
@@ -214,9 +218,15 @@ fn show(at: &At, number: i64) -> Result<(), String> {
 
 fn end(at: &At, number: i64, how: &str) -> Result<(), String> {
     let (client, project) = at.open("or set SEMAPHORE_PROJECT_NAME")?;
-    let v = client.post(&format!("/api/v1/pulls/{}/{number}/{how}", encode(&project)), &json!({}))?;
+    let v: api::Pull = client.post(&format!("/api/v1/pulls/{}/{number}/{how}", encode(&project)), &())?;
     match how {
-        "merge" => out!("merged #{number} into {} as {}", s(&v["base"]), s(&v["merged_sha"]).get(..7).unwrap_or("")),
+        "merge" => {
+            out!(
+                "merged #{number} into {} as {}",
+                v.base,
+                v.merged_sha.as_deref().and_then(|s| s.get(..7)).unwrap_or("")
+            )
+        }
         _ => out!("closed #{number}"),
     }
     Ok(())

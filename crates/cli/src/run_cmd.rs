@@ -2,22 +2,19 @@
 //! every job in the sandbox; `salve logs JOB_ID` prints a stored job log.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use salve_engine::{Context, Engine, Event, GitContext, Observer, Outcome, PipelineControl, RefType};
+use salve_engine::{Event, Observer, Outcome, PipelineControl, RefType};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
-use salve_pipeline::when::change_in::{Build, ChangeIn};
+use salve_launch::{DataDir, Launch, Settings, Site, Source};
 use salve_pipeline::{Mode, analyze, diag};
 use salve_runner::log::LogReader;
-use salve_runner::{Isolation, JobResult, Sandbox, find_bwrap};
+use salve_runner::{Isolate, JobResult, Limits};
 use salve_store::{PipelineRow, WorkflowRow};
-
-use salve_server::record::{Recorder, StoredSecrets};
 
 use crate::state::{State, data_dir};
 use crate::{err, out};
@@ -110,23 +107,15 @@ pub fn run(args: &RunArgs) -> u8 {
             _ => return usage_error(&format!("--param wants NAME=VALUE, got '{p}'")),
         }
     }
-    let sandbox = match sandbox(args) {
-        Ok(s) => s,
-        Err(message) => return usage_error(&message),
-    };
     let state = match State::open() {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
+    let settings = match settings(args, &state.data) {
+        Ok(s) => s,
+        Err(message) => return usage_error(&message),
+    };
     let data = state.data.clone();
-    let jobs_dir = data.join("jobs");
-    let toolbox = data.join("toolbox");
-    let prepared = std::fs::create_dir_all(&jobs_dir)
-        .and_then(|()| std::env::current_exe())
-        .and_then(|exe| salve_server::work::install_toolbox(&toolbox, &exe));
-    if let Err(e) = prepared {
-        return usage_error(&format!("cannot prepare Salve's data folder {}: {e}", data.display()));
-    }
 
     let sha = if args.dirty {
         let index = data.join(format!("index-{}", uuid::Uuid::new_v4().simple()));
@@ -166,39 +155,39 @@ pub fn run(args: &RunArgs) -> u8 {
     };
     let analysis = analyze(&file, &bytes, &files, &params, Mode::Compile);
     let project_id = uuid::Uuid::from_bytes(md5::compute(top.as_bytes()).0).to_string();
-    let workflow_id = uuid::Uuid::new_v4().to_string();
-    let pipeline_id = uuid::Uuid::new_v4().to_string();
+    let (author, _) = repo.authors(&sha);
     let recorded = state.rt.block_on(async {
         let project = state.store.ensure_project(&project_id, &format!("{project}-{project_id}"), &top).await?;
         let workflow = state
             .store
             .create_workflow(&WorkflowRow {
-                id: workflow_id.clone(),
+                id: uuid::Uuid::new_v4().to_string(),
                 project_id: project.id.clone(),
                 ref_type: ref_type.as_str().into(),
                 label: label.clone(),
                 branch: if ref_type == RefType::Tag { String::new() } else { branch.clone() },
                 sha: sha.clone(),
+                triggered_by: author.clone(),
                 created_ms: salve_store::now_ms(),
                 ..WorkflowRow::default()
             })
             .await?;
-        state
-            .store
-            .create_pipeline(&PipelineRow {
-                id: pipeline_id.clone(),
-                workflow_id: workflow.id.clone(),
-                name: analysis.plan.as_ref().map_or_else(String::new, |p| p.name.clone()),
-                file: file.clone(),
-                state: "running".into(),
-                created_ms: salve_store::now_ms(),
-                promotions_done: true,
-                ..PipelineRow::default()
-            })
-            .await?;
-        Ok::<_, salve_store::StoreError>(workflow)
+        let pipeline = PipelineRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            workflow_id: workflow.id.clone(),
+            name: analysis.plan.as_ref().map_or_else(String::new, |p| p.name.clone()),
+            file: file.clone(),
+            state: "running".into(),
+            created_ms: salve_store::now_ms(),
+            promotions_done: true,
+            params: serde_json::to_string(&params).unwrap_or_default(),
+            artefact_ids: serde_json::json!([uuid::Uuid::new_v4().to_string()]).to_string(),
+            ..PipelineRow::default()
+        };
+        state.store.create_pipeline(&pipeline).await?;
+        Ok::<_, salve_store::StoreError>((workflow, pipeline))
     });
-    let workflow = match recorded {
+    let (workflow, pipeline) = match recorded {
         Ok(w) => w,
         Err(e) => return usage_error(&format!("cannot record the run: {e}")),
     };
@@ -222,57 +211,30 @@ pub fn run(args: &RunArgs) -> u8 {
         }
     };
 
-    let (author, committer) = repo.authors(&sha);
-    let ctx = Context {
-        project_name: project.clone(),
-        project_id: project_id.clone(),
-        organization_id: uuid::Uuid::from_bytes(md5::compute(b"salve-local").0).to_string(),
-        organization_url: "http://localhost".into(),
-        workflow_id: workflow_id.clone(),
-        workflow_number: workflow.number as u64,
-        pipeline_id: pipeline_id.clone(),
-        artefact_ids: vec![uuid::Uuid::new_v4().to_string()],
-        promoted_by: None,
-        triggered_by: author.clone(),
-        triggered_by_manual_run: true,
-        parameters: params.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        git: GitContext {
-            provider: "local".into(),
-            url: format!("file://{}", mirror.display()),
-            repo_name: project.clone(),
-            repo_slug: format!("local/{project}"),
-            sha: sha.clone(),
-            ref_type,
-            label: label.clone(),
-            target_branch: (ref_type == RefType::PullRequest).then(|| branch.clone()),
-            pr_branch: (ref_type == RefType::PullRequest).then(|| format!("pull-{label}")),
-            pr_sha: None,
-            pr_name: None,
-            commit_range: String::new(),
-            commit_author: author,
-            committer,
-        },
-    };
-    let build = Build {
-        ref_type: ref_type.as_str().into(),
-        branch: branch.clone(),
-        sha: sha.clone(),
-        pipeline_file: file.clone(),
-        ..Build::default()
-    };
-    let functions = ChangeIn { build, git: &repo };
-    let printer = Printer { json: args.json, start: Instant::now(), jobs_dir: jobs_dir.clone() };
-    let recorder = Recorder::new(state.rt.handle().clone(), &state.store, &pipeline_id, jobs_dir.clone(), &printer);
-    let cache_dir = data.join("cache").join(&project_id);
-    let artifact_dir = data.join("artifacts").join(&project_id);
-    if let Err(e) = std::fs::create_dir_all(&cache_dir).and_then(|()| std::fs::create_dir_all(&artifact_dir)) {
-        return usage_error(&format!("cannot prepare the cache and artifact storage: {e}"));
-    }
+    let printer = Printer { json: args.json, start: Instant::now(), jobs_dir: settings.data.jobs() };
     let sealer = match state.sealer() {
         Ok(sealer) => sealer,
         Err(e) => return usage_error(&e),
     };
-    let secrets = StoredSecrets { rt: state.rt.handle().clone(), store: &state.store, sealer: &sealer };
+    let launch = Launch {
+        settings: &settings,
+        site: &Site {
+            provider: "local",
+            organization_id: uuid::Uuid::from_bytes(md5::compute(b"salve-local").0).to_string(),
+            organization_url: "http://localhost".into(),
+            manual: true,
+        },
+        rt: state.rt.handle().clone(),
+        store: &state.store,
+        sealer: &sealer,
+        project_id: &project_id,
+        source: Source { name: &project, mirror: &mirror, history: &repo },
+        workflow: &workflow,
+        pipeline: &pipeline,
+        env: Vec::new(),
+        secret_env: Vec::new(),
+        observer: &printer,
+    };
     if !args.json {
         let short = &sha[..sha.len().min(7)];
         out!(
@@ -281,19 +243,6 @@ pub fn run(args: &RunArgs) -> u8 {
             if args.dirty { " (work tree)" } else { "" }
         );
     }
-    let engine = Engine {
-        jobs_dir,
-        parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
-        sandbox,
-        toolbox: Some(toolbox),
-        writable: vec![cache_dir.clone(), artifact_dir.clone()],
-        readable: vec![mirror],
-        extra_env: salve_server::work::storage_env(&cache_dir, &artifact_dir),
-        secret_env: Vec::new(),
-        secrets: &secrets,
-        functions: &functions,
-        observer: &recorder,
-    };
     // Ctrl-C or SIGTERM stops the pipeline (result stopped, reason user): jobs run in process
     // groups of their own, so the signal reaches them only through the engine.
     let control = PipelineControl::new();
@@ -308,10 +257,14 @@ pub fn run(args: &RunArgs) -> u8 {
             }
         });
     }
-    let result = engine.run(&plan, &ctx, &control);
-    if let Some(e) = recorder.error() {
+    let launched = match launch.run(&plan, &control) {
+        Ok(l) => l,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    if let Some(e) = &launched.unrecorded {
         err!("warning: the run could not be recorded in the database: {e}");
     }
+    let result = launched.run;
     if let Some(e) = &result.error {
         err!("The pipeline is malformed: {e}");
     }
@@ -321,22 +274,24 @@ pub fn run(args: &RunArgs) -> u8 {
     u8::from(result.result != Outcome::Passed)
 }
 
-fn sandbox(args: &RunArgs) -> Result<Sandbox, String> {
-    let jail = std::env::current_exe().ok().map(|exe| vec![OsString::from(exe), OsString::from("__jail")]);
-    let isolation = if args.no_sandbox {
-        None
-    } else {
-        let bwrap = find_bwrap().map_err(|e| e.to_string())?;
-        Some(Isolation { bwrap, hide: vec![data_dir()] })
+/// How `salve run` runs jobs, from its flags; the data folder is made ready (its toolbox linked
+/// to this binary).
+fn settings(args: &RunArgs, data: &Path) -> Result<Settings, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the salve binary: {e}"))?;
+    let settings = Settings {
+        data: DataDir::new(data),
+        exe: Some(exe),
+        isolate: if args.no_sandbox { Isolate::Off } else { Isolate::Bubblewrap },
+        limits: Limits {
+            network: !args.no_network,
+            memory_bytes: args.memory.map(|m| m * 1024 * 1024),
+            max_processes: args.max_processes,
+        },
+        parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
     };
-    Ok(Sandbox {
-        isolation,
-        jail,
-        network: !args.no_network,
-        memory_bytes: args.memory.map(|m| m * 1024 * 1024),
-        max_processes: args.max_processes,
-        nested: false,
-    })
+    settings.sandbox().map_err(|e| e.to_string())?;
+    settings.data.prepare(settings.exe.as_deref()).map_err(|e| format!("cannot prepare Salve's data folder: {e}"))?;
+    Ok(settings)
 }
 
 /// Puts the commit in Salve's bare mirror of the repository, where `checkout` clones it from.

@@ -4,8 +4,8 @@
 //! local data folder `salve run` uses.
 
 use clap::{Args, Subcommand};
+use salve_contract::api;
 use salve_store::secrets::SecretData;
-use serde_json::json;
 
 use crate::client::{Client, ServerArgs, encode};
 use crate::state::State;
@@ -89,22 +89,27 @@ fn remote(client: &Client, command: SecretCommand) -> Result<(), String> {
     match command {
         SecretCommand::Create { name, env, files, .. } => {
             let data = secret_data(&name, &env, &files)?;
-            let env_vars: Vec<_> = data.env_vars.iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-            let files: Vec<_> = data
+            let env_vars =
+                data.env_vars.iter().map(|(k, v)| api::SecretVariable { name: k.clone(), value: v.clone() }).collect();
+            let files = data
                 .files
                 .iter()
-                .map(|(p, c)| json!({"path": p, "content": base64::engine::general_purpose::STANDARD.encode(c)}))
+                .map(|(p, c)| api::SecretFile {
+                    path: p.clone(),
+                    content: base64::engine::general_purpose::STANDARD.encode(c),
+                })
                 .collect();
-            client.post("/api/v1/secrets", &json!({"name": name, "env_vars": env_vars, "files": files}))?;
+            let secret = api::NewSecret { name: name.clone(), env_vars, files };
+            client.post::<api::SecretSaved>("/api/v1/secrets", &secret)?;
             saved(&name, &data);
         }
         SecretCommand::List(_) => {
-            for n in client.get("/api/v1/secrets")?["secrets"].as_array().into_iter().flatten() {
-                out!("{}", n.as_str().unwrap_or(""));
+            for n in client.get::<api::SecretList>("/api/v1/secrets")?.secrets {
+                out!("{n}");
             }
         }
         SecretCommand::Delete { name, .. } => {
-            client.delete(&format!("/api/v1/secrets/{}", encode(&name)))?;
+            client.delete::<api::Deleted>(&format!("/api/v1/secrets/{}", encode(&name)))?;
             out!("Secret '{name}' deleted.");
         }
     }
@@ -117,7 +122,7 @@ fn saved(name: &str, data: &SecretData) {
 
 /// The secret the flags describe, or what is wrong with them.
 fn secret_data(name: &str, env: &[String], files: &[String]) -> Result<SecretData, String> {
-    if !salve_server::valid_secret_name(name) {
+    if !salve_contract::valid_secret_name(name) {
         return Err(format!(
             "'{name}' is not a valid secret name: 1 to 128 characters, no '/', no control characters, no spaces at either end"
         ));

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use salve_contract::{RunResult, api};
 use salve_server::config::{Config, FileConfig, default_database};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::client::{Client, ServerArgs, encode};
 use crate::state::data_dir;
@@ -138,8 +139,9 @@ pub fn token(command: TokenCommand) -> u8 {
             }
             if let (Some(url), None) = (&server, &dir) {
                 return with_client(&ServerArgs { server: url.clone() }, |c| {
-                    let v = c.post("/api/v1/tokens", &json!({"name": name}))?;
-                    out!("{}", s(&v["token"]));
+                    let made: api::TokenCreated =
+                        c.post("/api/v1/tokens", &api::NewToken { name: name.clone(), project: None })?;
+                    out!("{}", made.token);
                     Ok(())
                 });
             }
@@ -166,22 +168,17 @@ pub fn token(command: TokenCommand) -> u8 {
             }
         }
         TokenCommand::List(server) => with_client(&server, |c| {
-            for t in c.get("/api/v1/tokens")?["tokens"].as_array().into_iter().flatten() {
-                out!("{}  {}", s(&t["id"]), s(&t["name"]));
+            for t in c.get::<api::TokenList>("/api/v1/tokens")?.tokens {
+                out!("{}  {}", t.id, t.name);
             }
             Ok(())
         }),
         TokenCommand::Delete { id, server } => with_client(&server, |c| {
-            c.delete(&format!("/api/v1/tokens/{}", encode(&id)))?;
+            c.delete::<api::Deleted>(&format!("/api/v1/tokens/{}", encode(&id)))?;
             out!("deleted token {id}");
             Ok(())
         }),
     }
-}
-
-/// A JSON string field, or "" when it is missing or not a string.
-pub fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
 }
 
 fn with_client(args: &ServerArgs, f: impl FnOnce(&Client) -> Result<(), String>) -> u8 {
@@ -211,24 +208,24 @@ pub enum ProjectCommand {
 pub fn project(command: ProjectCommand) -> u8 {
     match command {
         ProjectCommand::Create { name, repo_url, webhook_secret, server } => with_client(&server, |c| {
-            let v = c.post(
+            let made: api::Project = c.post(
                 "/api/v1/projects",
-                &json!({"name": name, "repo_url": repo_url, "webhook_secret": webhook_secret}),
+                &api::NewProject {
+                    name: name.clone(),
+                    repo_url: repo_url.clone(),
+                    webhook_secret: webhook_secret.clone(),
+                },
             )?;
-            match v["git_url"].as_str() {
+            match made.git_url {
                 Some(url) => out!("{url}"),
-                None => out!(
-                    "{}/webhooks/{{github|gitlab}}/{}",
-                    server.server.trim_end_matches('/'),
-                    v["name"].as_str().unwrap_or(&name)
-                ),
+                None => out!("{}/webhooks/{{github|gitlab}}/{}", server.server.trim_end_matches('/'), made.name),
             }
             Ok(())
         }),
         ProjectCommand::List(server) => with_client(&server, |c| {
-            for p in c.get("/api/v1/projects")?["projects"].as_array().into_iter().flatten() {
-                let url = p["git_url"].as_str().or(p["repo_url"].as_str()).unwrap_or("");
-                out!("{}  {}  {url}", s(&p["name"]), s(&p["kind"]));
+            for p in c.get::<api::ProjectList>("/api/v1/projects")?.projects {
+                let url = p.git_url.or(p.repo_url).unwrap_or_default();
+                out!("{}  {}  {url}", p.name, p.kind);
             }
             Ok(())
         }),
@@ -276,31 +273,29 @@ pub fn workflow(command: WorkflowCommand) -> u8 {
             if let Some(b) = &branch {
                 path.push_str(&format!("&branch={}", encode(b)));
             }
-            for w in c.get(&path)?["workflows"].as_array().into_iter().flatten() {
+            for w in c.get::<api::WorkflowList>(&path)?.workflows {
                 if json {
-                    out!("{w}");
+                    out!("{}", serde_json::to_string(&w).unwrap_or_default());
                 } else {
-                    out!(
-                        "#{}  {}  {} {}  {}",
-                        w["number"],
-                        s(&w["id"]),
-                        s(&w["ref_type"]),
-                        s(&w["label"]),
-                        s(&w["sha"]).get(..7).unwrap_or(s(&w["sha"]))
-                    );
+                    out!("#{}  {}  {} {}  {}", w.number, w.id, w.ref_type, w.label, w.sha.get(..7).unwrap_or(&w.sha));
                 }
             }
             Ok(())
         }),
         WorkflowCommand::Run { project, branch, tag, sha, server } => with_client(&server, |c| {
-            let v =
-                c.post("/api/v1/workflows", &json!({"project": project, "branch": branch, "tag": tag, "sha": sha}))?;
-            out!("workflow {}  pipeline {}", s(&v["workflow_id"]), s(&v["pipeline_id"]));
+            let body = api::RunWorkflow {
+                project: project.clone(),
+                branch: branch.clone(),
+                tag: tag.clone(),
+                sha: sha.clone(),
+            };
+            let started: api::Started = c.post("/api/v1/workflows", &body)?;
+            out!("workflow {}  pipeline {}", started.workflow_id, started.pipeline_id);
             Ok(())
         }),
         WorkflowCommand::Rerun { id, server } => with_client(&server, |c| {
-            let v = c.post(&format!("/api/v1/workflows/{}/rerun", encode(&id)), &json!({}))?;
-            out!("workflow {}  pipeline {}", s(&v["workflow_id"]), s(&v["pipeline_id"]));
+            let started: api::Started = c.post(&format!("/api/v1/workflows/{}/rerun", encode(&id)), &())?;
+            out!("workflow {}  pipeline {}", started.workflow_id, started.pipeline_id);
             Ok(())
         }),
     }
@@ -338,57 +333,49 @@ pub enum PipelineCommand {
 pub fn pipeline(command: PipelineCommand) -> u8 {
     match command {
         PipelineCommand::List { project, json, limit, server } => with_client(&server, |c| {
-            let v = c.get(&format!("/api/v1/pipelines?project={}&limit={limit}", encode(&project)))?;
-            let mut list: Vec<&Value> = v["pipelines"].as_array().into_iter().flatten().collect();
-            list.reverse();
-            for p in list {
+            let list: api::PipelineList =
+                c.get(&format!("/api/v1/pipelines?project={}&limit={limit}", encode(&project)))?;
+            for p in list.pipelines.iter().rev() {
                 if json {
-                    out!("{p}");
+                    out!("{}", serde_json::to_string(p).unwrap_or_default());
                 } else {
                     out!(
                         "{}  {:<8} {:<7} {:<14} {} {}  {}",
-                        s(&p["id"]),
-                        s(&p["state"]),
-                        p["result"].as_str().unwrap_or("-"),
-                        p["result_reason"].as_str().unwrap_or("-"),
-                        s(&p["ref_type"]),
-                        s(&p["label"]),
-                        s(&p["file"])
+                        p.id,
+                        p.state.as_str(),
+                        p.result.map_or("-", RunResult::as_str),
+                        p.result_reason.as_deref().unwrap_or("-"),
+                        p.ref_type,
+                        p.label,
+                        p.file
                     );
                 }
             }
             Ok(())
         }),
         PipelineCommand::Show { id, json, server } => with_client(&server, |c| {
-            let p = c.get(&format!("/api/v1/pipelines/{}", encode(&id)))?;
+            let shown: api::Pipeline = c.get(&format!("/api/v1/pipelines/{}", encode(&id)))?;
             if json {
-                out!("{p}");
+                out!("{}", serde_json::to_string(&shown).unwrap_or_default());
                 return Ok(());
             }
-            out!("{} ({})  {} {} @ {}", s(&p["name"]), s(&p["file"]), s(&p["ref_type"]), s(&p["label"]), s(&p["sha"]));
-            out!("{} {} {}", s(&p["state"]), s(&p["result"]), s(&p["result_reason"]));
-            if let Some(e) = p["error"].as_str() {
+            let p = &shown.pipeline;
+            out!("{} ({})  {} {} @ {}", p.name, p.file, p.ref_type, p.label, p.sha);
+            out!("{} {} {}", p.state, p.result.map_or("", RunResult::as_str), p.result_reason.as_deref().unwrap_or(""));
+            if let Some(e) = &p.error {
                 out!("{e}");
             }
-            for b in p["blocks"].as_array().into_iter().flatten() {
-                out!("  {}: {}", s(&b["name"]), b["result"].as_str().unwrap_or(s(&b["state"])));
-                for j in b["jobs"].as_array().into_iter().flatten() {
-                    out!(
-                        "      {}: {}  {}",
-                        s(&j["name"]),
-                        j["result"].as_str().unwrap_or(s(&j["state"])),
-                        s(&j["id"])
-                    );
+            for b in &shown.blocks {
+                out!("  {}: {}", b.name, b.result.map_or(b.state.as_str(), RunResult::as_str));
+                for j in &b.jobs {
+                    out!("      {}: {}  {}", j.name, j.result.map_or(j.state.as_str(), RunResult::as_str), j.id);
                 }
             }
             Ok(())
         }),
         PipelineCommand::Stop { id, server } => with_client(&server, |c| {
-            let v = c.post(&format!("/api/v1/pipelines/{}/stop", encode(&id)), &json!({}))?;
-            out!(
-                "{}",
-                if v["stopping"].as_bool() == Some(true) { "stopping" } else { "the pipeline was done already" }
-            );
+            let answer: api::Stopping = c.post(&format!("/api/v1/pipelines/{}/stop", encode(&id)), &())?;
+            out!("{}", if answer.stopping { "stopping" } else { "the pipeline was done already" });
             Ok(())
         }),
     }
@@ -447,28 +434,29 @@ pub enum JobCommand {
 pub fn job(command: JobCommand) -> u8 {
     match command {
         JobCommand::Show { id, json, server } => with_client(&server, |c| {
-            let j = c.get(&format!("/api/v1/jobs/{}", encode(&id)))?;
+            let shown: api::Job = c.get(&format!("/api/v1/jobs/{}", encode(&id)))?;
             if json {
-                out!("{j}");
+                out!("{}", serde_json::to_string(&shown).unwrap_or_default());
                 return Ok(());
             }
+            let j = &shown.job;
             out!(
                 "{} / {}  {} {} {}",
-                s(&j["block"]),
-                s(&j["name"]),
-                s(&j["state"]),
-                s(&j["result"]),
-                s(&j["result_reason"])
+                j.block,
+                j.name,
+                j.state,
+                j.result.map_or("", RunResult::as_str),
+                j.result_reason.as_deref().unwrap_or("")
             );
-            for cmd in j["commands"].as_array().into_iter().flatten() {
-                let exit = cmd["exit_code"].as_i64().map_or_else(|| "-".to_owned(), |e| e.to_string());
-                out!("  [{exit:>3}] {}", s(&cmd["command"]));
+            for cmd in &shown.commands {
+                let exit = cmd.exit_code.map_or_else(|| "-".to_owned(), |e| e.to_string());
+                out!("  [{exit:>3}] {}", cmd.command);
             }
             Ok(())
         }),
         JobCommand::Stop { id, server } => with_client(&server, |c| {
-            let v = c.post(&format!("/api/v1/jobs/{}/stop", encode(&id)), &json!({}))?;
-            out!("{}", if v["stopping"].as_bool() == Some(true) { "stopping" } else { "the job was done already" });
+            let answer: api::Stopping = c.post(&format!("/api/v1/jobs/{}/stop", encode(&id)), &())?;
+            out!("{}", if answer.stopping { "stopping" } else { "the job was done already" });
             Ok(())
         }),
     }
@@ -500,9 +488,10 @@ pub fn promote(args: PromoteArgs) -> u8 {
         }
     }
     with_client(&args.server, |c| {
-        let body = json!({"target": args.target, "params": params, "override": args.override_});
-        let v = c.post(&format!("/api/v1/pipelines/{}/promote", encode(&args.pipeline_id)), &body)?;
-        out!("{}", s(&v["pipeline_id"]));
+        let body = api::Promote { target: args.target.clone(), params: params.clone(), override_: args.override_ };
+        let promoted: api::Promoted =
+            c.post(&format!("/api/v1/pipelines/{}/promote", encode(&args.pipeline_id)), &body)?;
+        out!("{}", promoted.pipeline_id);
         Ok(())
     })
 }
@@ -518,7 +507,7 @@ pub fn follow(job_id: &str, server: &ServerArgs) -> u8 {
             }
             "done" => {
                 let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                result = v["result"].as_str().map(str::to_owned);
+                result = v.get("result").and_then(Value::as_str).map(str::to_owned);
                 false
             }
             _ => true,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use salve_runner::{Epilogue, Isolation, JobControl, JobResult, JobSpec, NoObserver, Sandbox, find_bwrap};
+use salve_runner::{Epilogue, Isolate, JobControl, JobResult, JobSpec, Limits, NoObserver, Sandbox};
 
 /// A job of the failed pipeline, as the heal re-runs it.
 #[derive(Debug, Clone)]
@@ -77,15 +77,12 @@ impl Runner {
         let toolbox = scratch.join("toolbox");
         salve_toolbox::install(&toolbox, &exe)
             .map_err(|e| format!("cannot link the toolbox in {}: {e}", toolbox.display()))?;
-        let jail = Some(vec![exe.into_os_string(), "__jail".into()]);
-        let in_job = std::env::var_os("SEMAPHORE_JOB_ID").is_some();
-        let (isolation, nested) = match find_bwrap() {
-            Ok(bwrap) => (Some(Isolation { bwrap, hide: Vec::new() }), false),
-            Err(_) if in_job => (None, true),
-            Err(_) if no_sandbox => (None, false),
+        let isolate = |i| Sandbox::build(Some(&exe), i, Vec::new(), Limits::default());
+        let sandbox = match isolate(Isolate::BubblewrapOrNested) {
+            Ok(s) => s,
+            Err(_) if no_sandbox => isolate(Isolate::Off).map_err(|e| e.to_string())?,
             Err(e) => return Err(e.to_string()),
         };
-        let sandbox = Sandbox { isolation, jail, network: false, memory_bytes: None, max_processes: None, nested };
         // Commands get a home of the heal's own (shared by its runs, so caches carry over),
         // never the heal job's: that is where the heal keeps what they must not touch.
         let home = scratch.join("home");

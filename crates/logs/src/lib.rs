@@ -5,6 +5,7 @@
 pub mod classify;
 pub mod excerpt;
 pub mod junit;
+pub mod line;
 pub mod report;
 pub mod semaphore;
 pub mod steps;

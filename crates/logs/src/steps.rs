@@ -19,7 +19,16 @@
 //! turns them into [`CommandSpan`]s: explicit exit codes where the CI wrote one, and otherwise
 //! the last step before the clean-up is the one that failed.
 
-use crate::excerpt::{CommandSpan, clean, skip_escapes};
+use crate::line::{clean, skip_escapes};
+
+/// One command of a Salve job log: its lines (0-based, end exclusive) and how it ended.
+#[derive(Debug, Clone)]
+pub struct CommandSpan {
+    pub command: String,
+    pub first_line: u64,
+    pub end_line: u64,
+    pub exit_code: Option<i32>,
+}
 
 /// Steps kept at most; past it, new starts extend the last step (a `set -x` log of a loop).
 const MAX_STEPS: usize = 4096;
@@ -240,7 +249,7 @@ impl Tracker {
     /// step it closed (its first and last line), if it closed one.
     pub fn line(&mut self, number: usize, line: &[u8], column: Option<&[u8]>) -> (Option<Marker>, Option<usize>) {
         if let Some(col) = column {
-            let h = crate::excerpt::shape(col);
+            let h = crate::line::shape(col);
             if self.column != Some(h) {
                 self.column = Some(h);
                 let n = name(&clean(col));

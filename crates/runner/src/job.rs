@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::Cgroup;
 use crate::log::{LogWriter, unix_ms};
 use crate::mask::{MIN_SECRET_LEN, Masker};
+pub use crate::sandbox::HOST_VARIABLES;
 use crate::sandbox::{Mounts, Sandbox};
 use crate::script::{Marker, MarkerSplitter, Phase, Piece, Preamble, Script, valid_name};
 
@@ -238,31 +239,6 @@ pub enum JobError {
     #[error("cannot write the job log: {0}")]
     Log(io::Error),
 }
-
-/// Variables of the machine that tell programs where toolchains and certificates are; the only
-/// ones a job inherits (plus those the caller passes in the spec).
-pub const HOST_VARIABLES: &[&str] = &[
-    "PATH",
-    "LANG",
-    "TZ",
-    "RUSTUP_HOME",
-    "RUSTUP_TOOLCHAIN",
-    "PYENV_ROOT",
-    "GOROOT",
-    "JAVA_HOME",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "NODE_EXTRA_CA_CERTS",
-    "REQUESTS_CA_BUNDLE",
-    "PIP_CERT",
-    "CARGO_HTTP_CAINFO",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-];
 
 /// The base environment of a job: the machine's toolchain variables, a home of its own, the
 /// toolbox first on PATH. Rust installed by rustup under the launching user's home keeps working:

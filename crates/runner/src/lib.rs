@@ -14,4 +14,4 @@ pub use job::{
     CommandRecord, Epilogue, Failure, JobControl, JobError, JobFile, JobObserver, JobOutcome, JobResult, JobSpec,
     NoObserver, StopReason, run_job, verdict,
 };
-pub use sandbox::{Isolation, Sandbox, SandboxError, find_bwrap};
+pub use sandbox::{Isolate, Isolation, Limits, Sandbox, SandboxError, find_bwrap};

@@ -73,6 +73,31 @@ pub fn find_bwrap() -> Result<PathBuf, SandboxError> {
     }
 }
 
+/// Variables of the machine that tell programs where toolchains and certificates are; the only
+/// ones a job inherits (plus those the caller passes in the spec).
+pub const HOST_VARIABLES: &[&str] = &[
+    "PATH",
+    "LANG",
+    "TZ",
+    "RUSTUP_HOME",
+    "RUSTUP_TOOLCHAIN",
+    "PYENV_ROOT",
+    "GOROOT",
+    "JAVA_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "CARGO_HTTP_CAINFO",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
 /// The folders a job may write.
 pub struct Mounts<'a> {
     pub home: &'a Path,
@@ -100,7 +125,7 @@ fn host_home() -> Option<PathBuf> {
 fn toolchains(home: &Path, hidden: &[PathBuf], env: &[(String, String)]) -> Vec<PathBuf> {
     let get = |k: &str| env.iter().rev().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
     let mut out: Vec<PathBuf> = std::env::split_paths(get("PATH").unwrap_or(""))
-        .chain(crate::job::HOST_VARIABLES.iter().filter(|k| **k != "PATH").filter_map(|k| get(k)).map(PathBuf::from))
+        .chain(HOST_VARIABLES.iter().filter(|k| **k != "PATH").filter_map(|k| get(k)).map(PathBuf::from))
         .filter(|p| p.is_absolute() && p.starts_with(home) && p != home && p.exists())
         .filter(|p| !hidden.iter().any(|h| p.starts_with(h)))
         .filter(|p| !p.components().any(|c| c == std::path::Component::ParentDir))
@@ -110,6 +135,57 @@ fn toolchains(home: &Path, hidden: &[PathBuf], env: &[(String, String)]) -> Vec<
     // A folder inside another one on the list comes with it.
     let keep: Vec<PathBuf> = out.iter().filter(|p| !out.iter().any(|q| q != *p && p.starts_with(q))).cloned().collect();
     keep
+}
+
+/// How much a sandbox isolates; [`Sandbox::build`] turns it into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolate {
+    /// bubblewrap, or an error that says how to get it.
+    Bubblewrap,
+    /// bubblewrap where it starts; inside a job's sandbox, where it cannot nest, the jail's
+    /// Landlock rules alone (a heal verifying a fix from its job).
+    BubblewrapOrNested,
+    /// None at all: the user asked for `--no-sandbox`.
+    Off,
+}
+
+/// The limits every job of a run gets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub network: bool,
+    pub memory_bytes: Option<u64>,
+    pub max_processes: Option<u64>,
+}
+
+impl Sandbox {
+    /// The one place a sandbox is put together (`salve run`, the server, a heal's runs):
+    /// `exe` is the `salve` binary whose `__jail` adds Landlock and the limits, `hide` the
+    /// folders jobs never see (Salve's data folder).
+    pub fn build(
+        exe: Option<&Path>,
+        isolate: Isolate,
+        hide: Vec<PathBuf>,
+        limits: Limits,
+    ) -> Result<Sandbox, SandboxError> {
+        let in_job = std::env::var_os("SEMAPHORE_JOB_ID").is_some();
+        let (isolation, nested) = match isolate {
+            Isolate::Off => (None, false),
+            Isolate::Bubblewrap => (Some(Isolation { bwrap: find_bwrap()?, hide }), false),
+            Isolate::BubblewrapOrNested => match find_bwrap() {
+                Ok(bwrap) => (Some(Isolation { bwrap, hide }), false),
+                Err(_) if in_job => (None, true),
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(Sandbox {
+            isolation,
+            jail: exe.map(|exe| vec![exe.as_os_str().to_owned(), OsString::from("__jail")]),
+            network: limits.network,
+            memory_bytes: limits.memory_bytes,
+            max_processes: limits.max_processes,
+            nested,
+        })
+    }
 }
 
 impl Sandbox {

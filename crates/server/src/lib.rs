@@ -1,20 +1,25 @@
-//! `salve serve`: the CI server. Git hosting over smart HTTP (`forge`), webhooks (`webhook`),
-//! workflows, queues and promotions (`work`), the REST API (`api`), live logs and events
-//! (`live`), Prometheus metrics, all on one axum router over the store.
+//! `salve serve`: the CI server, all on one axum router over the store. By file: a push, a
+//! webhook or an API call becomes a workflow in `intake.rs`; the dispatcher runs queued
+//! pipelines in `schedule.rs`; promotions fire in `promotions.rs`; `server.rs` holds the state
+//! they share. Git hosting is `forge.rs` and `git_http.rs`, webhooks `webhook.rs`, projects
+//! `projects.rs`; the REST API is `api/` (one file per resource, over `http.rs` and
+//! `views.rs`), the pages `web/`.
 
 pub mod api;
-pub mod artifacts;
 pub mod auth;
 pub mod config;
-pub mod failure;
 pub mod forge;
-pub mod heals;
-pub mod live;
-pub mod record;
+pub mod git_http;
+pub mod http;
+pub mod intake;
+pub mod projects;
+pub mod promotions;
+pub mod schedule;
 pub mod scope;
+pub mod server;
+pub mod views;
 pub mod web;
 pub mod webhook;
-pub mod work;
 
 #[cfg(test)]
 #[allow(clippy::expect_used)]
@@ -27,74 +32,10 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{any, get, post};
-use salve_store::{ProjectRow, Store};
+use salve_store::Store;
 
 pub use config::Config;
-use work::{Server, WorkError};
-
-/// A secret's name. Semaphore's may hold spaces (`Secret 1`); control characters and '/' are
-/// refused.
-pub fn valid_secret_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 128 && name.trim() == name && !name.chars().any(|c| c.is_control() || c == '/')
-}
-
-/// Creates a project: hosted (a bare repository Salve serves) when `repo_url` is `None`,
-/// else external (fetched from `repo_url` when its webhook calls).
-pub async fn create_project(
-    server: &Server,
-    name: &str,
-    repo_url: Option<&str>,
-    webhook_secret: Option<&str>,
-) -> Result<ProjectRow, WorkError> {
-    if !forge::valid_name(name) {
-        return Err(WorkError::Invalid(format!(
-            "'{name}' is not a valid project name: use 1-100 letters, digits, '.', '_' and '-', starting with a letter or digit"
-        )));
-    }
-    let dir = forge::repo_dir(&server.config.data_dir, name);
-    if server.store.project(name).await?.is_some() {
-        return Err(WorkError::Conflict(format!("a project named '{name}' exists already")));
-    }
-    if let Some(url) = repo_url
-        && (url.is_empty() || url.starts_with('-') || url.contains(['\n', '\0']))
-    {
-        return Err(WorkError::Invalid(format!("'{url}' is not a repository URL")));
-    }
-    let sealed = match webhook_secret {
-        Some(s) if s.len() < 8 => {
-            return Err(WorkError::Invalid("a webhook secret needs at least 8 characters".into()));
-        }
-        Some(s) => Some(
-            server
-                .sealer()
-                .seal(
-                    &format!("webhook:{name}"),
-                    &salve_store::secrets::SecretData { env_vars: vec![("secret".into(), s.into())], files: vec![] },
-                )
-                .map_err(|e| WorkError::Internal(e.to_string()))?,
-        ),
-        None => None,
-    };
-    let dir_for_init = dir.clone();
-    tokio::task::spawn_blocking(move || forge::init(&dir_for_init))
-        .await
-        .map_err(|e| WorkError::Internal(e.to_string()))?
-        .map_err(WorkError::Internal)?;
-    let row = ProjectRow {
-        id: uuid::Uuid::new_v4().to_string(),
-        name: name.to_owned(),
-        // A hosted project's repository; an external one keeps its mirror here too.
-        repo_url: dir.to_string_lossy().into_owned(),
-        created_ms: salve_store::now_ms(),
-        kind: if repo_url.is_some() { "external" } else { "hosted" }.into(),
-        webhook_secret: sealed,
-    };
-    server.store.create_project(&row).await?;
-    if let Some(url) = repo_url {
-        webhook::set_upstream(&dir, url).map_err(WorkError::Internal)?;
-    }
-    Ok(row)
-}
+use server::Server;
 
 async fn metrics(State(server): State<Arc<Server>>) -> String {
     let m = &server.metrics;
@@ -135,13 +76,13 @@ async fn metrics(State(server): State<Arc<Server>>) -> String {
 
 pub fn router(server: Arc<Server>) -> Router {
     let git = Router::new()
-        .route("/git/{*path}", any(api::git))
+        .route("/git/{*path}", any(git_http::git))
         .route("/webhooks/github/{project}", post(webhook::github))
         .route("/webhooks/gitlab/{project}", post(webhook::gitlab))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(server.clone());
     // MCP tools read the API in-process with the caller's own token.
-    let mcp_api = salve_mcp::Api::in_process(api::router(server.clone()), work::organization_id());
+    let mcp_api = salve_mcp::Api::in_process(api::router(server.clone()), server::organization_id());
     let mcp = Router::new()
         .nest_service("/mcp", salve_mcp::service(mcp_api, server.config.mcp_hosts(), server.config.mcp_write_tools))
         .layer(axum::middleware::from_fn_with_state(server.clone(), api::require_token));

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use axum::extract::{Query, Request};
 use axum::http::{StatusCode, Uri};
 
-use crate::api::ApiError;
-use crate::{Server, artifacts};
+use crate::api::artifacts;
+use crate::http::ApiError;
+use crate::server::Server;
 
 /// Refuses the request when it names another project's records; narrows a cross-project list
 /// to `own` (a project id).

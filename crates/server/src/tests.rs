@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::config::Config;
-use crate::work::Server;
+use crate::server::Server;
 
 struct Api {
     server: Arc<Server>,
@@ -95,4 +95,51 @@ async fn workflows_need_a_pushed_branch_and_pipelines_exist() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "an option is no branch: {err}");
     let (status, _) = api.send("GET", "/api/v1/pipelines/no-such-pipeline", None, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The checked-in `openapi.json` (served at `/api/v1/openapi.json`) is the document the
+/// contract's types and routes make. After changing them, `SALVE_BLESS=1 cargo test -p
+/// salve-server openapi` writes it again.
+#[test]
+fn the_openapi_document_is_made_from_the_contract() {
+    let made = salve_contract::openapi::text();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/openapi.json");
+    if std::env::var_os("SALVE_BLESS").is_some() {
+        std::fs::write(&path, &made).expect("openapi.json written");
+    }
+    let kept = std::fs::read_to_string(&path).expect("openapi.json");
+    assert!(
+        kept == made,
+        "openapi.json is not the document the contract makes: run `SALVE_BLESS=1 cargo test -p salve-server openapi`"
+    );
+    assert_eq!(crate::api::OPENAPI, kept, "the server serves the checked-in document");
+}
+
+/// Every route the document lists is routed (none falls through to the API's 'no such call'),
+/// and each JSON answer of a route that needs nothing stored parses as the contract's type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_is_served() {
+    use salve_contract::openapi::{Method, ROUTES};
+    let api = Api::new().await;
+    for r in ROUTES {
+        let path = r.path.replace("{project}", "demo").replace("{number}", "1").replace("{name}", "demo");
+        let path = path.replace("{id}", "no-such-id");
+        let method = match r.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        };
+        if path.ends_with("/stream") || path.ends_with("/events") {
+            continue;
+        }
+        let (status, body) = api.send(method, &path, r.body.map(|_| json!({})), false).await;
+        let unrouted = body.to_string().contains("no such API call") || status == StatusCode::METHOD_NOT_ALLOWED;
+        assert!(!unrouted, "{method} {} is documented but not routed: {status} {body}", r.path);
+    }
+    let (_, health) = api.send("GET", "/api/v1/health", None, true).await;
+    serde_json::from_value::<salve_contract::api::Health>(health).expect("a Health");
+    let (_, projects) = api.send("GET", "/api/v1/projects", None, false).await;
+    serde_json::from_value::<salve_contract::api::ProjectList>(projects).expect("a ProjectList");
+    let (_, error) = api.send("GET", "/api/v1/projects/nope", None, false).await;
+    serde_json::from_value::<salve_contract::api::Error>(error).expect("an Error");
 }

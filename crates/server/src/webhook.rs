@@ -22,9 +22,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
-use crate::api::ApiError;
 use crate::forge::RefUpdate;
-use crate::work::Server;
+use crate::http::ApiError;
+use crate::server::Server;
 
 pub fn set_upstream(dir: &Path, url: &str) -> Result<(), String> {
     let repo = Repo::new(dir);
@@ -53,7 +53,7 @@ fn too_large() -> ApiError {
 /// The body, read only up to [`MAX_BODY`]: refused from its declared length before any of it
 /// is read, or as soon as it grows past the limit.
 async fn bounded(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    if crate::api::declared_length(headers).is_some_and(|n| n > MAX_BODY as u64) {
+    if crate::http::declared_length(headers).is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| too_large())

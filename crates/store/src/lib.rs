@@ -388,6 +388,19 @@ impl Store {
             .await?)
     }
 
+    /// Keeps the plan of a pipeline stored without one (older than the store's plans); a plan
+    /// already there is left as it is.
+    pub async fn set_plan(&self, pipeline_id: &str, plan: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO pipeline_plans (pipeline_id, plan) VALUES ($1, $2) ON CONFLICT (pipeline_id) DO NOTHING",
+        )
+        .bind(pipeline_id)
+        .bind(plan)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Marks `parent`'s promotions as done and creates the pipelines they started, in one
     /// transaction: false (and nothing created) when they were done already.
     pub async fn promote(&self, parent: &str, children: &[PipelineRow]) -> Result<bool> {

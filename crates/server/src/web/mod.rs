@@ -21,7 +21,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
 
 use crate::auth;
-use crate::work::Server;
+use crate::server::Server;
 
 pub const COOKIE: &str = "salve_session";
 const SESSION_DAYS: i64 = 7;

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::csrf_ok;
 use super::html::{self, Status};
-use crate::work::Server;
+use crate::server::Server;
 
 type S = State<Arc<Server>>;
 type Sess = Extension<SessionRow>;
@@ -383,19 +383,7 @@ pub async fn pipeline(State(server): S, Extension(s): Sess, Path(id): Path<Strin
     };
     let p = &info.pipeline;
     // The plan the pipeline ran: block dependencies, jobs that never started, promotions.
-    let stored = server.stored_plan(&p.id).await;
-    let plan = match server.store.project(&info.workflow.project_id).await {
-        _ if stored.is_some() => stored,
-        Ok(Some(project)) => {
-            let (repo, sha, file) = (PathBuf::from(&project.repo_url), info.workflow.sha.clone(), p.file.clone());
-            let params: BTreeMap<String, String> = serde_json::from_str(&p.params).unwrap_or_default();
-            tokio::task::spawn_blocking(move || crate::work::compile(&repo, &sha, &file, &params))
-                .await
-                .ok()
-                .and_then(Result::ok)
-        }
-        _ => None,
-    };
+    let plan = server.plan_of(&info).await.ok();
     let planned = |block: &str| plan.as_ref().and_then(|pl| pl.blocks.iter().find(|b| b.name == block));
     let blocks = blocks
         .iter()
@@ -517,7 +505,9 @@ pub async fn promote(
     }
     match server.promote_manual(&id, &f.target, &params, false, &format!("web: {}", s.token.name)).await {
         Ok(child) => Redirect::to(&format!("/pipelines/{}", child.id)).into_response(),
-        Err(e) => error(&s, StatusCode::UNPROCESSABLE_ENTITY, "Promotion not started", crate::api::ApiError::from(e).1),
+        Err(e) => {
+            error(&s, StatusCode::UNPROCESSABLE_ENTITY, "Promotion not started", crate::http::ApiError::from(e).1)
+        }
     }
 }
 
@@ -599,7 +589,7 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
         Err(r) => return r,
     };
     let commands = server.store.commands(&id).await.unwrap_or_default();
-    let failure = if job.result.as_deref() == Some("failed") { crate::failure::stored(&job) } else { None };
+    let failure = if job.result.as_deref() == Some("failed") { salve_launch::failure::stored(&job) } else { None };
     let evidence_lines: HashSet<u64> = failure
         .as_ref()
         .map(|f| f["excerpt"].as_array().into_iter().flatten().filter_map(|l| l["line"].as_u64()).collect())
@@ -706,7 +696,7 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
 }
 
 fn job_artifact_dir(server: &Server, project_id: &str, job_id: &str) -> PathBuf {
-    crate::artifacts::folder(server, project_id, "jobs", job_id)
+    crate::api::artifacts::folder(server, project_id, "jobs", job_id)
 }
 
 async fn artifacts_of(server: &Server, project_id: &str, job_id: &str) -> Vec<ArtifactView> {
@@ -848,7 +838,7 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
         && !heal_branch.is_empty()
     {
         verifying =
-            crate::heals::branch_ci(&server, &p.id, &heal_branch).await.ok().flatten().as_ref().map(pipeline_line);
+            crate::api::pulls::branch_ci(&server, &p.id, &heal_branch).await.ok().flatten().as_ref().map(pipeline_line);
         if let Some(number) = h.pull_request
             && let Ok(Some(pull)) = server.store.pull(&p.id, number).await
         {
@@ -1013,13 +1003,13 @@ pub async fn pull(
     Path((name, number)): Path<(String, String)>,
     Query(q): Query<PullQuery>,
 ) -> Response {
-    let (project, pr) = match crate::heals::find_pull(&server, &name, &number).await {
+    let (project, pr) = match crate::api::pulls::find_pull(&server, &name, &number).await {
         Ok(x) => x,
         Err(e) => return error(&s, e.0, "No such pull request", e.1),
     };
-    let check_pipeline = crate::heals::branch_ci(&server, &project.id, &pr.head).await.ok().flatten();
+    let check_pipeline = crate::api::pulls::branch_ci(&server, &project.id, &pr.head).await.ok().flatten();
     let (dir, head) = (project.repo_url.clone(), format!("refs/heads/{}", pr.head));
-    let head_sha = crate::api::blocking(move || Repo::new(&dir).resolve(&head)).await.ok().flatten();
+    let head_sha = crate::http::blocking(move || Repo::new(&dir).resolve(&head)).await.ok().flatten();
     let current = check_pipeline.as_ref().is_some_and(|i| Some(&i.workflow.sha) == head_sha.as_ref());
     let passed = check_pipeline.as_ref().is_some_and(|i| i.pipeline.result.as_deref() == Some("passed"));
     let why_not = if pr.state != "open" {
@@ -1032,7 +1022,7 @@ pub async fn pull(
         String::new()
     };
     let (dir, p) = (project.repo_url.clone(), pr.clone());
-    let diff = crate::api::blocking(move || crate::heals::pull_diff(&dir, &p)).await.unwrap_or_default();
+    let diff = crate::http::blocking(move || crate::api::pulls::pull_diff(&dir, &p)).await.unwrap_or_default();
     let comments = server.store.comments(&pr.id).await.unwrap_or_default();
     page(&PullPage {
         csrf: s.csrf.clone(),
@@ -1087,20 +1077,16 @@ pub async fn pull_action(
         .into_response()
     };
     let done = match action.as_str() {
-        "merge" => crate::heals::merge_pull(&server, &name, &number).await.map(|v| {
-            format!(
-                "Merged into {} as {}.",
-                v["base"].as_str().unwrap_or(""),
-                html::short(v["merged_sha"].as_str().unwrap_or(""))
-            )
-        }),
-        "close" => crate::heals::close_pull(&server, &name, &number).await.map(|_| "Closed.".to_owned()),
+        "merge" => crate::api::pulls::merge_pull(&server, &name, &number)
+            .await
+            .map(|v| format!("Merged into {} as {}.", v.base, html::short(v.merged_sha.as_deref().unwrap_or("")))),
+        "close" => crate::api::pulls::close_pull(&server, &name, &number).await.map(|_| "Closed.".to_owned()),
         "comment" => {
             let body = f.body.trim();
             if body.is_empty() || body.len() > 64 * 1024 {
                 return back("problem", "A comment needs 1 to 65536 characters.");
             }
-            match crate::heals::find_pull(&server, &name, &number).await {
+            match crate::api::pulls::find_pull(&server, &name, &number).await {
                 Ok((_, pr)) => {
                     let c = salve_store::CommentRow {
                         id: uuid::Uuid::new_v4().to_string(),
@@ -1114,7 +1100,7 @@ pub async fn pull_action(
                         .add_comment(&c)
                         .await
                         .map(|()| "Comment added.".to_owned())
-                        .map_err(crate::api::ApiError::from)
+                        .map_err(crate::http::ApiError::from)
                 }
                 Err(e) => Err(e),
             }

@@ -15,11 +15,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use salve_runner::log::{LOG_FILE, LogReader};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
-use crate::api::ApiError;
-use crate::work::Server;
+use salve_contract::{RunState, api};
+
+use crate::http::{ApiError, blocking};
+use crate::server::Server;
+use crate::views;
 
 #[derive(Deserialize)]
 pub struct Window {
@@ -36,7 +39,7 @@ pub async fn log_window(
     State(server): State<Arc<Server>>,
     Path(id): Path<String>,
     q: Result<Query<Window>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::LogWindow>, ApiError> {
     let Query(w) = q.map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))?;
     let job = server.store.job(&id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     let limit = w.tail.or(w.limit).unwrap_or(1000).clamp(1, 10_000);
@@ -53,13 +56,17 @@ pub async fn log_window(
     .await
     .unwrap_or_default();
     let more = lines.len() > limit;
-    let lines: Vec<Value> = lines
+    let lines = lines
         .iter()
         .take(limit)
-        .map(|l| json!({"number": l.number, "unix_ms": l.unix_ms, "text": String::from_utf8_lossy(&l.bytes)}))
+        .map(|l| api::LogLine {
+            number: l.number,
+            unix_ms: l.unix_ms,
+            text: String::from_utf8_lossy(&l.bytes).into_owned(),
+        })
         .collect();
     let next = if more { Some(from + limit as u64) } else { None };
-    Ok(Json(json!({"job_id": id, "state": job.state, "from": from, "total": total, "lines": lines, "next": next})))
+    Ok(Json(api::LogWindow { job_id: id, state: views::state(&job.state), from, total, lines, next }))
 }
 
 #[derive(Deserialize)]
@@ -116,7 +123,7 @@ pub async fn log_stream(
                 continue;
             }
             let state = server.store.job(&id).await.ok().flatten();
-            if let Some(j) = state.filter(|j| j.state == "done") {
+            if let Some(j) = state.filter(|j| views::state(&j.state) == RunState::Done) {
                 // The runner writes the whole log before the job is marked done.
                 if !partial.is_empty() && line >= from {
                     let _ = tx.send(line_event(line, &partial)).await;
@@ -180,22 +187,28 @@ pub async fn events(
 /// `GET /api/v1/jobs/{id}/failure`: the failure report of a done job: the lines that explain
 /// it (diffed against the newest passing run of the same job, when there is one) and its
 /// failing tests.
-pub async fn failure(State(server): State<Arc<Server>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn failure(
+    State(server): State<Arc<Server>>,
+    Path(id): Path<String>,
+) -> Result<Json<api::Failure>, ApiError> {
     let job = server.store.job(&id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
-    if job.state != "done" {
+    if views::state(&job.state) != RunState::Done {
         return Err(ApiError(
             axum::http::StatusCode::CONFLICT,
             format!("job {id} is still {}: its failure report exists when it is done", job.state),
         ));
     }
-    if let Some(v) = crate::failure::stored(&job) {
-        return Ok(Json(v));
-    }
-    let gathered = crate::failure::gather(&server.store, job).await?;
-    let internal = |e: String| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e);
-    let v = tokio::task::spawn_blocking(move || crate::failure::analyze(&gathered))
-        .await
-        .map_err(|e| internal(e.to_string()))?
-        .map_err(internal)?;
-    Ok(Json(v))
+    let kept = job.clone();
+    let v = match blocking(move || salve_launch::failure::stored(&kept)).await? {
+        Some(v) => v,
+        None => {
+            let gathered = salve_launch::failure::gather(&server.store, job).await?;
+            blocking(move || salve_launch::failure::analyze(&gathered))
+                .await?
+                .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e))?
+        }
+    };
+    serde_json::from_value(v).map(Json).map_err(|e| {
+        ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("a failure report that is not one: {e}"))
+    })
 }

@@ -9,10 +9,13 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::api::ApiError;
-use crate::work::Server;
+use salve_contract::{RunState, api};
+
+use crate::http::{ApiError, blocking};
+use crate::server::Server;
+use crate::views;
 
 /// The most entries one listing returns.
 const MAX_ENTRIES: usize = 1000;
@@ -75,11 +78,11 @@ pub struct ListQuery {
 pub async fn list(
     State(server): State<Arc<Server>>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::ArtifactList>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))?;
     let rel = inside(&q.path)?;
     let dir = scope_dir(&server, &q.scope, &q.id).await?.join(&rel);
-    let entries = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<Value>, bool)> {
+    let entries = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<api::Artifact>, bool)> {
         let mut list = Vec::new();
         let read = match std::fs::read_dir(&dir) {
             Ok(r) => r,
@@ -96,24 +99,22 @@ pub async fn list(
             // Links are not followed: a job may have left one pointing anywhere.
             let meta = entry.path().symlink_metadata()?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            list.push(json!({
-                "name": name,
-                "path": rel.join(&name).to_string_lossy(),
-                "isDirectory": meta.is_dir(),
-                "size": if meta.is_file() { meta.len() } else { 0 },
-            }));
+            list.push(api::Artifact {
+                path: rel.join(&name).to_string_lossy().into_owned(),
+                name,
+                is_directory: meta.is_dir(),
+                size: if meta.is_file() { meta.len() } else { 0 },
+            });
         }
-        list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        list.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((list, truncated))
     })
     .await
     .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
     .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("cannot list the artifacts: {e}")))?;
     let (artifacts, truncated) = entries;
-    Ok(Json(json!({
-        "scope": q.scope, "scopeId": q.id, "path": q.path,
-        "artifacts": artifacts, "page": {"returned": artifacts.len(), "truncated": truncated},
-    })))
+    let page = api::Page { returned: artifacts.len(), truncated };
+    Ok(Json(api::ArtifactList { scope: q.scope, scope_id: q.id, path: q.path, artifacts, page }))
 }
 
 /// `GET /api/v1/jobs/{id}/test-results`: the JUnit report the job published
@@ -121,12 +122,14 @@ pub async fn list(
 pub async fn job_test_results(
     State(server): State<Arc<Server>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::JobTestResults>, ApiError> {
     let dir = scope_dir(&server, "jobs", &id).await?.join("test-results");
-    let report = read_json(&dir.join("junit.json")).ok_or_else(|| {
+    let (report, summary) =
+        blocking(move || (read_json(&dir.join("junit.json")), read_json(&dir.join("summary.json")))).await?;
+    let report = report.ok_or_else(|| {
         ApiError::not_found(format!("job {id} published no test results (`test-results publish` in the job does)"))
     })?;
-    Ok(Json(json!({"scope": "job", "jobId": id, "summary": read_json(&dir.join("summary.json")), "report": report})))
+    Ok(Json(api::JobTestResults { scope: "job".into(), job_id: id, summary, report }))
 }
 
 /// `GET /api/v1/pipelines/{id}/test-results`: the reports every job of a done pipeline
@@ -134,30 +137,32 @@ pub async fn job_test_results(
 pub async fn pipeline_test_results(
     State(server): State<Arc<Server>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<api::PipelineTestResults>, ApiError> {
     let info =
         server.store.pipeline_info(&id).await?.ok_or_else(|| ApiError::not_found(format!("no pipeline {id}")))?;
-    if info.pipeline.state != "done" {
+    if views::state(&info.pipeline.state) != RunState::Done {
         return Err(ApiError(
             axum::http::StatusCode::CONFLICT,
             format!("pipeline {id} is still {}: its test results are whole when it is done", info.pipeline.state),
         ));
     }
     let dir = scope_dir(&server, "workflows", &info.workflow.id).await?.join("test-results").join(&id);
-    let mut reports = Vec::new();
-    if let Ok(read) = std::fs::read_dir(&dir) {
-        for entry in read.flatten() {
+    let mut jobs = blocking(move || {
+        let mut reports = Vec::new();
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if let (Some(job), Some(report)) = (name.strip_suffix(".json"), read_json(&entry.path())) {
-                reports.push(json!({"jobId": job, "report": report}));
+                reports.push(api::JobReport { job_id: job.to_owned(), report });
             }
         }
-    }
-    if reports.is_empty() {
+        reports
+    })
+    .await?;
+    if jobs.is_empty() {
         return Err(ApiError::not_found(format!("no job of pipeline {id} published test results")));
     }
-    reports.sort_by(|a, b| a["jobId"].as_str().cmp(&b["jobId"].as_str()));
-    Ok(Json(json!({"scope": "pipeline", "pipelineId": id, "jobs": reports})))
+    jobs.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+    Ok(Json(api::PipelineTestResults { scope: "pipeline".into(), pipeline_id: id, jobs }))
 }
 
 fn read_json(path: &FsPath) -> Option<Value> {

@@ -1,0 +1,554 @@
+//! The REST API's requests and responses (`/api/v1`). The server answers with these types, the
+//! CLI, the MCP tools and the heal's `Ci` client read them, and the OpenAPI document
+//! ([`crate::openapi::document`]) is made from them. Field names are the wire names.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub organization_id: String,
+}
+
+/// Every error: a status and a message that says what to do.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Error {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorDetail {
+    pub status: u16,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub kind: ProjectKind,
+    /// Where to push (hosted projects): `<server>/git/<name>.git`.
+    pub git_url: Option<String>,
+    /// The upstream repository an external project's mirror fetches from.
+    pub repo_url: Option<String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectList {
+    pub projects: Vec<Project>,
+}
+
+/// `POST /projects`: hosted (no `repo_url`) or external (fetched on webhooks).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    pub name: String,
+    /// An external repository (fetched on webhooks); none: Salve hosts the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WorkflowSummary {
+    pub id: String,
+    /// The project's name.
+    pub project: String,
+    pub number: i64,
+    pub ref_type: RefKind,
+    /// The branch, tag or pull request number it was built for.
+    pub label: String,
+    /// The branch (a pull request's target branch; empty for a tag).
+    pub branch: String,
+    pub sha: String,
+    /// `push`, `api`, a login, or a commit's author.
+    pub triggered_by: String,
+    pub rerun_of: Option<String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WorkflowList {
+    pub workflows: Vec<WorkflowSummary>,
+}
+
+/// A workflow with its pipelines (the initial one and those promoted from it).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Workflow {
+    #[serde(flatten)]
+    pub workflow: WorkflowSummary,
+    pub pipelines: Vec<PipelineSummary>,
+}
+
+/// `POST /workflows`: run a branch or tag head, or a commit of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunWorkflow {
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A commit of the branch or tag (default: its head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+}
+
+/// A workflow that was started.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Started {
+    pub workflow_id: String,
+    pub pipeline_id: String,
+    pub number: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PipelineSummary {
+    pub id: String,
+    pub workflow_id: String,
+    /// The project's name.
+    pub project: String,
+    pub name: String,
+    /// The pipeline file, relative to the repository root.
+    pub file: String,
+    pub ref_type: RefKind,
+    pub branch: String,
+    /// The tag, for a tag's workflow.
+    pub tag: Option<String>,
+    pub label: String,
+    pub sha: String,
+    pub state: RunState,
+    pub result: Option<RunResult>,
+    /// Why it ended so: `test`, `malformed`, `stuck`, `user`, `timeout`, `strategy`, …
+    pub result_reason: Option<String>,
+    /// What a person needs to fix when the pipeline could not run (a malformed file).
+    pub error: Option<String>,
+    /// The pipeline this one was promoted from.
+    pub promotion_of: Option<String>,
+    /// `auto-promotion`, `api` or a login.
+    pub promoted_by: Option<String>,
+    /// Promotion parameters.
+    pub params: BTreeMap<String, String>,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub done_ms: Option<i64>,
+}
+
+impl PipelineSummary {
+    /// Done, and passed.
+    pub fn passed(&self) -> bool {
+        self.state == RunState::Done && self.result == Some(RunResult::Passed)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PipelineList {
+    pub pipelines: Vec<PipelineSummary>,
+}
+
+/// A pipeline with its blocks and jobs.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Pipeline {
+    #[serde(flatten)]
+    pub pipeline: PipelineSummary,
+    /// Another pipeline of the same file passed on this commit before (not a promotion): a
+    /// failure now is likely flaky.
+    pub passed_before: bool,
+    pub blocks: Vec<Block>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Block {
+    pub name: String,
+    pub state: RunState,
+    pub result: Option<RunResult>,
+    pub result_reason: Option<String>,
+    pub jobs: Vec<JobSummary>,
+}
+
+/// `POST /pipelines/{id}/promote` (SEMAPHORE.md §6.3).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    /// The promotion's name.
+    pub target: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Promote even when the promotion's conditions do not hold.
+    #[serde(default, rename = "override")]
+    pub override_: bool,
+}
+
+/// A promoted pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Promoted {
+    pub pipeline_id: String,
+    pub promotion_of: String,
+    pub state: RunState,
+}
+
+/// The answer to a stop: false when it had ended already.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Stopping {
+    pub id: String,
+    pub stopping: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub pipeline_id: String,
+    pub block: String,
+    pub name: String,
+    pub state: RunState,
+    pub result: Option<RunResult>,
+    pub result_reason: Option<String>,
+    /// The runner's one-line verdict (`exit code 1`, `killed: out of memory`, …).
+    pub summary: Option<String>,
+    pub started_ms: Option<i64>,
+    pub done_ms: Option<i64>,
+}
+
+/// A job with its command records.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Job {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    pub commands: Vec<Command>,
+}
+
+/// One command of a job, as the runner recorded it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Command {
+    /// `prologue`, `commands`, `epilogue_always`, `epilogue_on_pass` or `epilogue_on_fail`.
+    pub phase: String,
+    pub index: i64,
+    pub command: String,
+    pub started_ms: i64,
+    pub duration_ms: i64,
+    /// None: it did not finish (the job ended first).
+    pub exit_code: Option<i64>,
+    /// The log lines it printed: `first_line..end_line`.
+    pub first_line: i64,
+    pub end_line: i64,
+}
+
+/// `GET /jobs/{id}/logs`: a window of a job's log lines.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogWindow {
+    pub job_id: String,
+    pub state: RunState,
+    pub from: u64,
+    /// Lines the log has now.
+    pub total: u64,
+    pub lines: Vec<LogLine>,
+    /// Where to continue; none at the end.
+    pub next: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogLine {
+    pub number: u64,
+    pub unix_ms: u64,
+    pub text: String,
+}
+
+/// Secret names (never values).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SecretList {
+    pub secrets: Vec<String>,
+}
+
+/// `POST /secrets`: create or replace a secret.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSecret {
+    pub name: String,
+    #[serde(default)]
+    pub env_vars: Vec<SecretVariable>,
+    #[serde(default)]
+    pub files: Vec<SecretFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretVariable {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretFile {
+    pub path: String,
+    /// The content, base64.
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SecretSaved {
+    pub name: String,
+}
+
+/// What a delete removed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Deleted {
+    pub deleted: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub last_used_ms: Option<i64>,
+    /// The project a pipeline's or project's token is limited to.
+    pub project_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// `POST /tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// Limit the token to this project: it reads, records heals, pushes and opens pull
+    /// requests there only, and never touches tokens or secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// A new token: the only time it is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TokenCreated {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub project: Option<String>,
+}
+
+/// `GET /jobs/{id}/failure`: the lines that explain a failed job (diffed against the newest
+/// passing run of the same job), its class, fingerprint, failing command and failing tests.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Failure {
+    pub job_id: String,
+    pub result: Option<RunResult>,
+    pub result_reason: Option<String>,
+    pub summary: Option<String>,
+    /// The job whose log was the baseline, when one passed before.
+    pub baseline_job_id: Option<String>,
+    /// `compile`, `test`, `lint`, `format`, `dependency`, `timeout`, `out_of_memory`,
+    /// `infrastructure`, … (`salve_logs::classify::Class`).
+    pub class: String,
+    /// Lines (1-based) of the excerpt that show the class.
+    pub class_lines: Vec<usize>,
+    /// Stays the same when the same failure happens again.
+    pub fingerprint: String,
+    /// The first command that failed, when the log's commands are known.
+    pub failing_command: Option<String>,
+    /// False when no line of the log was evidence (the excerpt is then its last lines).
+    pub evidence: bool,
+    pub excerpt: Vec<ExcerptLine>,
+    /// The excerpt's size in bytes (what the budget counts).
+    pub bytes: usize,
+    pub total_lines: usize,
+    pub failing_tests: Vec<FailingTest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ExcerptLine {
+    /// 1-based, in the log.
+    pub line: usize,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FailingTest {
+    pub suite: String,
+    pub file: String,
+    pub classname: String,
+    pub name: String,
+    pub message: Option<String>,
+    pub body: Option<String>,
+}
+
+/// `GET /artifacts`: the entries of a folder of a job's, workflow's or project's artifacts.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactList {
+    pub scope: String,
+    pub scope_id: String,
+    pub path: String,
+    pub artifacts: Vec<Artifact>,
+    pub page: Page,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    pub name: String,
+    pub path: String,
+    pub is_directory: bool,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Page {
+    pub returned: usize,
+    /// More entries exist than were returned.
+    pub truncated: bool,
+}
+
+/// `GET /jobs/{id}/test-results`: the JUnit report a job published, as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTestResults {
+    pub scope: String,
+    pub job_id: String,
+    pub summary: Option<Value>,
+    pub report: Value,
+}
+
+/// `GET /pipelines/{id}/test-results`: every job's report.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineTestResults {
+    pub scope: String,
+    pub pipeline_id: String,
+    pub jobs: Vec<JobReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobReport {
+    pub job_id: String,
+    pub report: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Heal {
+    pub id: String,
+    pub project_id: String,
+    /// The failed pipeline.
+    pub pipeline_id: String,
+    pub sha: String,
+    /// The failed branch.
+    pub branch: String,
+    pub fingerprint: String,
+    pub job_id: Option<String>,
+    pub state: HealState,
+    pub outcome: Option<HealOutcome>,
+    /// The heal's report (`selfheal/report.json`).
+    pub report: Value,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// The `selfheal-*` branch it pushed.
+    pub heal_branch: Option<String>,
+    /// The pull request opened from that branch.
+    pub pull_request: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HealList {
+    pub heals: Vec<Heal>,
+}
+
+/// `POST /heals`: claim the heal of a failed pipeline.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimHeal {
+    pub pipeline_id: String,
+    /// The failure's fingerprint (one heal per commit and fingerprint).
+    pub fingerprint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+}
+
+/// A claim refused (409): the heal this commit and failure have already, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct HealTaken {
+    #[serde(flatten)]
+    pub heal: Heal,
+    pub error: ErrorDetail,
+}
+
+/// `POST /heals/{id}/finish`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishHeal {
+    pub outcome: HealOutcome,
+    /// The heal's report; its `heal_branch` links the heal to CI on that branch.
+    #[serde(default)]
+    pub report: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Pull {
+    pub number: i64,
+    /// The project's name.
+    pub project: String,
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub state: PullState,
+    pub created_by: String,
+    pub created_ms: i64,
+    pub merged_sha: Option<String>,
+    pub merged_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PullList {
+    pub pulls: Vec<Pull>,
+}
+
+/// One pull request with CI on its head and its diff.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PullDetail {
+    #[serde(flatten)]
+    pub pull: Pull,
+    pub checks: Checks,
+    pub diff: String,
+    /// The diff was cut at 512 KiB.
+    pub diff_truncated: bool,
+}
+
+/// CI on a pull request's head: its newest workflow's first pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Checks {
+    /// The head branch's commit now (none: the branch is gone).
+    pub head_sha: Option<String>,
+    /// The commit CI ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    pub pipeline: Option<PipelineSummary>,
+}
+
+/// `POST /pulls`: open a pull request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPull {
+    pub project: String,
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+}
