@@ -64,6 +64,9 @@ pub struct WorkflowSummary {
     pub id: String,
     /// The project's name.
     pub project: String,
+    pub project_id: String,
+    /// Its first pipeline (none while a push is being recorded).
+    pub initial_pipeline_id: Option<String>,
     pub number: i64,
     pub ref_type: RefKind,
     /// The branch, tag or pull request number it was built for.

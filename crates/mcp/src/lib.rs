@@ -22,7 +22,9 @@ use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ServerHandler, ServiceExt as _, prompt, prompt_handler, prompt_router, tool, tool_handler, tool_router};
+use salve_contract::{RunResult, RunState, api};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -54,7 +56,7 @@ impl Api {
     pub async fn remote(base: &str, token: &str) -> Result<Api, String> {
         let http = reqwest::Client::builder().build().map_err(|e| format!("cannot start an HTTP client: {e}"))?;
         let base = base.trim_end_matches('/').to_owned();
-        let health: Value = http
+        let health: api::Health = http
             .get(format!("{base}/api/v1/health"))
             .send()
             .await
@@ -63,25 +65,34 @@ impl Api {
             .json()
             .await
             .map_err(|e| format!("{base} does not answer like a Salve server: {e}"))?;
-        let organization_id = health["organization_id"]
-            .as_str()
-            .ok_or_else(|| format!("{base} does not name its organization (an older Salve?)"))?
-            .to_owned();
-        Ok(Api { target: Target::Remote { http, base, token: token.to_owned() }, organization_id })
+        Ok(Api {
+            target: Target::Remote { http, base, token: token.to_owned() },
+            organization_id: health.organization_id,
+        })
     }
 
     /// GET `path` with the caller's `Authorization` header (in-process) or the configured token
     /// (remote); the JSON answer, or the API's own error message.
-    async fn get(&self, ctx: &RequestContext<RoleServer>, path: &str) -> Result<Value, String> {
+    async fn get<T: DeserializeOwned>(&self, ctx: &RequestContext<RoleServer>, path: &str) -> Result<T, String> {
         self.call(ctx, path, None).await
     }
 
     /// POST `body` to `path`.
-    async fn post(&self, ctx: &RequestContext<RoleServer>, path: &str, body: Value) -> Result<Value, String> {
+    async fn post<T: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        path: &str,
+        body: Value,
+    ) -> Result<T, String> {
         self.call(ctx, path, Some(body)).await
     }
 
-    async fn call(&self, ctx: &RequestContext<RoleServer>, path: &str, body: Option<Value>) -> Result<Value, String> {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, String> {
         let (status, bytes) = match &self.target {
             Target::InProcess(router) => {
                 let mut request = match body {
@@ -111,11 +122,12 @@ impl Api {
                 (status, response.bytes().await.map_err(|e| e.to_string())?.to_vec())
             }
         };
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
-            Ok(body)
+            serde_json::from_slice(&bytes)
+                .map_err(|e| format!("the API's answer to {path} is not what this tool reads: {e}"))
         } else {
-            Err(body["error"]["message"].as_str().map_or_else(|| format!("the API answered {status}"), str::to_owned))
+            let error = serde_json::from_slice::<api::Error>(&bytes);
+            Err(error.map_or_else(|_| format!("the API answered {status}"), |e| e.error.message))
         }
     }
 }
@@ -301,7 +313,7 @@ fn text_result(markdown: String, structured: Value) -> CallToolResult {
 }
 
 /// The API's answer rendered by `render`, or its error as a tool error.
-fn answer(reply: Result<Value, String>, render: impl FnOnce(Value) -> CallToolResult) -> CallToolResult {
+fn answer<T>(reply: Result<T, String>, render: impl FnOnce(T) -> CallToolResult) -> CallToolResult {
     match reply {
         Ok(v) => render(v),
         Err(e) => tool_error(e),
@@ -312,8 +324,14 @@ fn tool_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
+/// A result's name, or "" while it runs.
+fn result(r: Option<RunResult>) -> &'static str {
+    r.map_or("", RunResult::as_str)
+}
+
+/// Where a project's repository is: its hosted git URL or the upstream.
+fn repository(p: &api::Project) -> Option<&str> {
+    p.git_url.as_deref().or(p.repo_url.as_deref())
 }
 
 #[tool_router]
@@ -363,19 +381,16 @@ impl SalveMcp {
         if let Some(e) = self.wrong_org(&p.organization_id) {
             return e;
         }
-        answer(self.api.get(&ctx, "/api/v1/projects").await, |v| {
+        answer(self.api.get::<api::ProjectList>(&ctx, "/api/v1/projects").await, |v| {
             let limit = p.limit.unwrap_or(25).clamp(1, 200) as usize;
-            let projects: Vec<Value> = v["projects"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .take(limit)
-                    .map(|p| {
-                        json!({"id": p["id"], "name": p["name"], "repository": {"url": p["git_url"].as_str().or(p["repo_url"].as_str()), "pipelineFile": ".semaphore/semaphore.yml"}})
-                    })
-                    .collect();
-            let md =
-                projects.iter().map(|p| format!("- **{}** (`{}`)", s(&p["name"]), s(&p["id"]))).collect::<Vec<_>>();
+            let shown = &v.projects[..v.projects.len().min(limit)];
+            let projects: Vec<Value> = shown
+                .iter()
+                .map(|p| {
+                    json!({"id": p.id, "name": p.name, "repository": {"url": repository(p), "pipelineFile": ".semaphore/semaphore.yml"}})
+                })
+                .collect();
+            let md = shown.iter().map(|p| format!("- **{}** (`{}`)", p.name, p.id)).collect::<Vec<_>>();
             text_result(format!("Projects:\n{}", md.join("\n")), json!({"projects": projects}))
         })
     }
@@ -397,25 +412,18 @@ impl SalveMcp {
         if let Some(b) = &p.branch {
             path.push_str(&format!("&branch={}", encode(b)));
         }
-        answer(self.api.get(&ctx, &path).await, |v| {
-            let list: Vec<Value> = v["workflows"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|w| {
-                        json!({"id": w["id"], "initialPipelineId": w["initial_pipeline_id"], "projectId": w["project_id"], "organizationId": self.api.organization_id, "branch": w["branch"], "commitSha": w["sha"], "triggeredBy": w["triggered_by"], "createdAt": w["created_ms"], "rerunOf": w["rerun_of"]})
-                    })
-                    .collect();
-            let md: Vec<String> = list
+        answer(self.api.get::<api::WorkflowList>(&ctx, &path).await, |v| {
+            let list: Vec<Value> = v
+                .workflows
                 .iter()
                 .map(|w| {
-                    format!(
-                        "- `{}` {} @ {}",
-                        s(&w["id"]),
-                        s(&w["branch"]),
-                        &s(&w["commitSha"])[..s(&w["commitSha"]).len().min(7)]
-                    )
+                    json!({"id": w.id, "initialPipelineId": w.initial_pipeline_id, "projectId": w.project_id, "organizationId": self.api.organization_id, "branch": w.branch, "commitSha": w.sha, "triggeredBy": w.triggered_by, "createdAt": w.created_ms, "rerunOf": w.rerun_of})
                 })
+                .collect();
+            let md: Vec<String> = v
+                .workflows
+                .iter()
+                .map(|w| format!("- `{}` {} @ {}", w.id, w.branch, &w.sha[..w.sha.len().min(7)]))
                 .collect();
             text_result(format!("Workflows:\n{}", md.join("\n")), json!({"workflows": list}))
         })
@@ -435,27 +443,22 @@ impl SalveMcp {
         }
         let limit = p.limit.unwrap_or(20).clamp(1, 100);
         let path = format!("/api/v1/pipelines?workflow_id={}&limit={limit}", encode(&p.workflow_id));
-        answer(self.api.get(&ctx, &path).await, |v| {
-            let list: Vec<Value> = v["pipelines"].as_array().into_iter().flatten().map(|p| self.pipeline(p)).collect();
-            let md: Vec<String> = list
+        answer(self.api.get::<api::PipelineList>(&ctx, &path).await, |v| {
+            let list: Vec<Value> = v.pipelines.iter().map(|p| self.pipeline(p)).collect();
+            let md: Vec<String> = v
+                .pipelines
                 .iter()
                 .map(|p| {
-                    format!(
-                        "- `{}` {}: {} {} {}",
-                        s(&p["id"]),
-                        s(&p["name"]),
-                        s(&p["state"]),
-                        s(&p["result"]),
-                        s(&p["resultReason"])
-                    )
+                    let reason = p.result_reason.as_deref().unwrap_or("");
+                    format!("- `{}` {}: {} {} {reason}", p.id, p.name, p.state, result(p.result))
                 })
                 .collect();
             text_result(format!("Pipelines:\n{}", md.join("\n")), json!({"pipelines": list}))
         })
     }
 
-    fn pipeline(&self, p: &Value) -> Value {
-        json!({"id": p["id"], "name": p["name"], "workflowId": p["workflow_id"], "organizationId": self.api.organization_id, "branch": p["branch"], "commitSha": p["sha"], "state": p["state"], "result": p["result"], "resultReason": p["result_reason"], "errorMessage": p["error"], "createdAt": p["created_ms"], "runningAt": p["started_ms"], "doneAt": p["done_ms"], "promotionOf": p["promotion_of"], "pipelineFile": p["file"]})
+    fn pipeline(&self, p: &api::PipelineSummary) -> Value {
+        json!({"id": p.id, "name": p.name, "workflowId": p.workflow_id, "organizationId": self.api.organization_id, "branch": p.branch, "commitSha": p.sha, "state": p.state, "result": p.result, "resultReason": p.result_reason, "errorMessage": p.error, "createdAt": p.created_ms, "runningAt": p.started_ms, "doneAt": p.done_ms, "promotionOf": p.promotion_of, "pipelineFile": p.file})
     }
 
     #[tool(
@@ -471,34 +474,30 @@ impl SalveMcp {
             return e;
         }
         let path = format!("/api/v1/pipelines/{}", encode(&p.pipeline_id));
-        answer(self.api.get(&ctx, &path).await, |v| {
+        answer(self.api.get::<api::Pipeline>(&ctx, &path).await, |v| {
+            let pl = &v.pipeline;
             let mut jobs = Vec::new();
-            let mut md =
-                vec![format!("Pipeline `{}` {}: {} {}", s(&v["id"]), s(&v["name"]), s(&v["state"]), s(&v["result"]))];
-            let blocks: Vec<Value> = v["blocks"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|b| {
-                        md.push(format!("- block **{}**: {}", s(&b["name"]), b["result"].as_str().unwrap_or(s(&b["state"]))));
-                        let list: Vec<Value> = b["jobs"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .enumerate()
-                            .map(|(i, j)| {
-                                md.push(format!("  - job {} `{}`: {}", s(&j["name"]), s(&j["id"]), j["result"].as_str().unwrap_or(s(&j["state"]))));
-                                json!({"jobId": j["id"], "name": j["name"], "blockName": b["name"], "index": i, "status": j["state"], "result": j["result"], "error": j["result_reason"]})
-                            })
-                            .collect();
-                        jobs.extend(list.iter().cloned());
-                        json!({"blockName": b["name"], "state": b["state"], "result": b["result"], "jobs": list})
-                    })
-                    .collect();
+            let mut md = vec![format!("Pipeline `{}` {}: {} {}", pl.id, pl.name, pl.state, result(pl.result))];
+            let mut blocks = Vec::new();
+            for b in &v.blocks {
+                md.push(format!("- block **{}**: {}", b.name, b.result.map_or(b.state.as_str(), RunResult::as_str)));
+                let mut list = Vec::new();
+                for (i, j) in b.jobs.iter().enumerate() {
+                    md.push(format!(
+                        "  - job {} `{}`: {}",
+                        j.name,
+                        j.id,
+                        j.result.map_or(j.state.as_str(), RunResult::as_str)
+                    ));
+                    list.push(json!({"jobId": j.id, "name": j.name, "blockName": b.name, "index": i, "status": j.state, "result": j.result, "error": j.result_reason}));
+                }
+                jobs.extend(list.iter().cloned());
+                blocks.push(json!({"blockName": b.name, "state": b.state, "result": b.result, "jobs": list}));
+            }
             let count = jobs.len();
             text_result(
                 md.join("\n"),
-                json!({"pipeline": self.pipeline(&v), "blocks": blocks, "jobs": jobs, "jobCount": count}),
+                json!({"pipeline": self.pipeline(pl), "blocks": blocks, "jobs": jobs, "jobCount": count}),
             )
         })
     }
@@ -516,19 +515,15 @@ impl SalveMcp {
             return e;
         }
         let path = format!("/api/v1/jobs/{}", encode(&p.job_id));
-        answer(self.api.get(&ctx, &path).await, |j| {
-            let mut md = vec![format!(
-                "Job **{}** `{}`: {} {} {}",
-                s(&j["name"]),
-                s(&j["id"]),
-                s(&j["state"]),
-                s(&j["result"]),
-                s(&j["result_reason"])
-            )];
-            for c in j["commands"].as_array().into_iter().flatten() {
-                md.push(format!("- `{}` → {}", s(&c["command"]), c["exit_code"]));
+        answer(self.api.get::<api::Job>(&ctx, &path).await, |shown| {
+            let j = &shown.job;
+            let reason = j.result_reason.as_deref().unwrap_or("");
+            let mut md = vec![format!("Job **{}** `{}`: {} {} {reason}", j.name, j.id, j.state, result(j.result))];
+            for c in &shown.commands {
+                let exit = c.exit_code.map_or_else(|| "null".to_owned(), |e| e.to_string());
+                md.push(format!("- `{}` → {exit}", c.command));
             }
-            let structured = json!({"id": j["id"], "name": j["name"], "pipelineId": j["pipeline_id"], "organizationId": self.api.organization_id, "state": j["state"], "result": j["result"], "failureReason": j["result_reason"], "timeline": {"startedAt": j["started_ms"], "finishedAt": j["done_ms"]}, "commands": j["commands"]});
+            let structured = json!({"id": j.id, "name": j.name, "pipelineId": j.pipeline_id, "organizationId": self.api.organization_id, "state": j.state, "result": j.result, "failureReason": j.result_reason, "timeline": {"startedAt": j.started_ms, "finishedAt": j.done_ms}, "commands": shown.commands});
             text_result(md.join("\n"), structured)
         })
     }
@@ -553,19 +548,19 @@ impl SalveMcp {
                 }
             },
         };
-        answer(self.api.get(&ctx, &path).await, |v| {
-            let start = v["from"].as_u64().unwrap_or(0);
-            let preview: Vec<String> =
-                v["lines"].as_array().into_iter().flatten().map(|l| s(&l["text"]).to_owned()).collect();
+        answer(self.api.get::<api::LogWindow>(&ctx, &path).await, |v| {
+            let start = v.from;
+            let preview: Vec<String> = v.lines.into_iter().map(|l| l.text).collect();
             let next = (start > 0).then(|| start.to_string());
             let md = format!(
                 "Lines {}–{} of {}:\n```\n{}\n```",
                 start + 1,
                 start + preview.len() as u64,
-                v["total"],
+                v.total,
                 preview.join("\n")
             );
-            let structured = json!({"jobId": p.job_id, "source": "salve", "preview": preview, "nextCursor": next, "Final": v["state"] == "done", "startLine": start, "previewTruncated": start > 0});
+            let done = v.state == RunState::Done;
+            let structured = json!({"jobId": p.job_id, "source": "salve", "preview": preview, "nextCursor": next, "Final": done, "startLine": start, "previewTruncated": start > 0});
             text_result(md, structured)
         })
     }
@@ -586,32 +581,43 @@ impl SalveMcp {
             ("pipeline", _, None) => return tool_error("scope pipeline needs pipeline_id"),
             (other, _, _) => return tool_error(format!("scope '{other}' is not job or pipeline")),
         };
-        answer(self.api.get(&ctx, &path).await, |v| {
+        let answered: Result<(Vec<Value>, Value), String> = if p.scope == "job" {
+            self.api.get::<api::JobTestResults>(&ctx, &path).await.map(|r| (vec![r.report.clone()], json!(r)))
+        } else {
+            self.api
+                .get::<api::PipelineTestResults>(&ctx, &path)
+                .await
+                .map(|r| (r.jobs.iter().map(|j| j.report.clone()).collect(), json!(r)))
+        };
+        answer(answered, |(reports, structured)| {
+            // A report is the toolbox's JUnit document (`test-results publish`), as published.
+            let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let count = |v: &Value, k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+            let list = |v: &Value, k: &str| v.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
             let mut md = Vec::new();
-            let reports: Vec<&Value> = match v["jobs"].as_array() {
-                Some(jobs) => jobs.iter().map(|j| &j["report"]).collect(),
-                None => vec![&v["report"]],
-            };
-            for report in reports {
-                for r in report["testResults"].as_array().into_iter().flatten() {
-                    let sum = &r["summary"];
+            for report in &reports {
+                for r in list(report, "testResults") {
+                    let sum = r.get("summary").cloned().unwrap_or(Value::Null);
                     md.push(format!(
                         "**{}**: {} tests, {} failed, {} errors",
-                        s(&r["name"]),
-                        sum["total"],
-                        sum["failed"],
-                        sum["error"]
+                        text(&r, "name"),
+                        count(&sum, "total"),
+                        count(&sum, "failed"),
+                        count(&sum, "error")
                     ));
-                    for suite in r["suites"].as_array().into_iter().flatten() {
-                        for t in suite["tests"].as_array().into_iter().flatten() {
-                            if let Some(f) = t.get("failure").or_else(|| t.get("error")) {
-                                md.push(format!("- {} {}: {}", s(&t["classname"]), s(&t["name"]), s(&f["message"])));
-                            }
+                    for t in list(&r, "suites").iter().flat_map(|suite| list(suite, "tests")) {
+                        if let Some(f) = t.get("failure").or_else(|| t.get("error")) {
+                            md.push(format!(
+                                "- {} {}: {}",
+                                text(&t, "classname"),
+                                text(&t, "name"),
+                                text(f, "message")
+                            ));
                         }
                     }
                 }
             }
-            text_result(md.join("\n"), v)
+            text_result(md.join("\n"), structured)
         })
     }
 
@@ -630,19 +636,19 @@ impl SalveMcp {
         let folder = p.path.unwrap_or_default();
         let path =
             format!("/api/v1/artifacts?scope={}&id={}&path={}", encode(&p.scope), encode(&p.scope_id), encode(&folder));
-        answer(self.api.get(&ctx, &path).await, |mut v| {
-            let md: Vec<String> = v["artifacts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
-                    if a["isDirectory"] == true {
-                        format!("- {}/", s(&a["path"]))
-                    } else {
-                        format!("- {} ({} bytes)", s(&a["path"]), a["size"])
-                    }
-                })
-                .collect();
+        answer(self.api.get::<api::ArtifactList>(&ctx, &path).await, |list| {
+            let md: Vec<String> =
+                list.artifacts
+                    .iter()
+                    .map(|a| {
+                        if a.is_directory {
+                            format!("- {}/", a.path)
+                        } else {
+                            format!("- {} ({} bytes)", a.path, a.size)
+                        }
+                    })
+                    .collect();
+            let mut v = json!(list);
             v["organizationId"] = json!(self.api.organization_id);
             v["projectId"] = json!(p.project_id);
             text_result(if md.is_empty() { "No artifacts there.".to_owned() } else { md.join("\n") }, v)
@@ -678,15 +684,10 @@ impl SalveMcp {
             ));
         }
         let body = json!({"project": p.project_id, kind: name, "sha": p.commit_sha});
-        answer(self.api.post(&ctx, "/api/v1/workflows", body).await, |v| {
+        answer(self.api.post::<api::Started>(&ctx, "/api/v1/workflows", body).await, |v| {
             text_result(
-                format!(
-                    "Started workflow `{}` (pipeline `{}`) at {}.",
-                    s(&v["workflow_id"]),
-                    s(&v["pipeline_id"]),
-                    p.reference
-                ),
-                json!({"workflowId": v["workflow_id"], "pipelineId": v["pipeline_id"], "reference": p.reference, "commitSha": p.commit_sha, "pipelineFile": ".semaphore/semaphore.yml"}),
+                format!("Started workflow `{}` (pipeline `{}`) at {}.", v.workflow_id, v.pipeline_id, p.reference),
+                json!({"workflowId": v.workflow_id, "pipelineId": v.pipeline_id, "reference": p.reference, "commitSha": p.commit_sha, "pipelineFile": ".semaphore/semaphore.yml"}),
             )
         })
     }
@@ -701,10 +702,10 @@ impl SalveMcp {
         Parameters(p): Parameters<WorkflowsRerun>,
     ) -> CallToolResult {
         let path = format!("/api/v1/workflows/{}/rerun", encode(&p.workflow_id));
-        answer(self.api.post(&ctx, &path, json!({})).await, |v| {
+        answer(self.api.post::<api::Started>(&ctx, &path, json!({})).await, |v| {
             text_result(
-                format!("Rerunning workflow `{}` as `{}`.", p.workflow_id, s(&v["workflow_id"])),
-                json!({"workflowId": v["workflow_id"], "pipelineId": v["pipeline_id"], "rerunOf": p.workflow_id, "organizationId": self.api.organization_id}),
+                format!("Rerunning workflow `{}` as `{}`.", p.workflow_id, v.workflow_id),
+                json!({"workflowId": v.workflow_id, "pipelineId": v.pipeline_id, "rerunOf": p.workflow_id, "organizationId": self.api.organization_id}),
             )
         })
     }
@@ -721,14 +722,13 @@ impl SalveMcp {
         let jobs: Vec<String> = match (&p.job_id, &p.pipeline_id) {
             (Some(job), _) => vec![job.clone()],
             (None, Some(pipeline)) => {
-                match self.api.get(&ctx, &format!("/api/v1/pipelines/{}", encode(pipeline))).await {
-                    Ok(v) => v["blocks"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|b| b["jobs"].as_array().into_iter().flatten())
-                        .filter(|j| j["result"] == "failed")
-                        .filter_map(|j| j["id"].as_str().map(str::to_owned))
+                match self.api.get::<api::Pipeline>(&ctx, &format!("/api/v1/pipelines/{}", encode(pipeline))).await {
+                    Ok(v) => v
+                        .blocks
+                        .iter()
+                        .flat_map(|b| &b.jobs)
+                        .filter(|j| j.result == Some(RunResult::Failed))
+                        .map(|j| j.id.clone())
                         .collect(),
                     Err(e) => return tool_error(e),
                 }
@@ -741,27 +741,23 @@ impl SalveMcp {
         let mut md = Vec::new();
         let mut reports = Vec::new();
         for job in &jobs {
-            let r = match self.api.get(&ctx, &format!("/api/v1/jobs/{}/failure", encode(job))).await {
+            let r = match self.api.get::<api::Failure>(&ctx, &format!("/api/v1/jobs/{}/failure", encode(job))).await {
                 Ok(r) => r,
                 Err(e) => return tool_error(e),
             };
-            md.push(format!(
-                "**{}** in job `{job}` (fingerprint `{}`)",
-                s(&r["class"]).replace('_', " "),
-                s(&r["fingerprint"])
-            ));
-            if let Some(c) = r["failing_command"].as_str() {
+            md.push(format!("**{}** in job `{job}` (fingerprint `{}`)", r.class.replace('_', " "), r.fingerprint));
+            if let Some(c) = &r.failing_command {
                 md.push(format!("Failing command: `{c}`"));
             }
             md.push("```".into());
-            for l in r["excerpt"].as_array().into_iter().flatten() {
-                md.push(format!("{:>6} | {}", l["line"], s(&l["text"])));
+            for l in &r.excerpt {
+                md.push(format!("{:>6} | {}", l.line, l.text));
             }
             md.push("```".into());
-            for t in r["failing_tests"].as_array().into_iter().flatten() {
-                md.push(format!("- test {}.{}: {}", s(&t["classname"]), s(&t["name"]), s(&t["message"])));
+            for t in &r.failing_tests {
+                md.push(format!("- test {}.{}: {}", t.classname, t.name, t.message.as_deref().unwrap_or("")));
             }
-            reports.push(r);
+            reports.push(json!(r));
         }
         // One job: its report as it is; a pipeline: the reports of its failed jobs.
         let structured = if p.job_id.is_some() { reports.swap_remove(0) } else { json!({"jobs": reports}) };
@@ -785,18 +781,17 @@ impl SalveMcp {
         if query.trim().is_empty() && url.trim().is_empty() {
             return tool_error("give a query (words of the name) or a repository_url");
         }
-        let all = match self.api.get(&ctx, "/api/v1/projects").await {
+        let all = match self.api.get::<api::ProjectList>(&ctx, "/api/v1/projects").await {
             Ok(v) => v,
             Err(e) => return tool_error(e),
         };
         let words: Vec<&str> = query.split_whitespace().collect();
-        let mut found: Vec<(f64, Value)> = all["projects"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let mut found: Vec<(f64, &api::Project, Vec<&str>)> = all
+            .projects
+            .iter()
             .filter_map(|pr| {
-                let name = s(&pr["name"]).to_lowercase();
-                let repo = pr["git_url"].as_str().or(pr["repo_url"].as_str()).unwrap_or("").to_lowercase();
+                let name = pr.name.to_lowercase();
+                let repo = repository(pr).unwrap_or("").to_lowercase();
                 let mut fields = Vec::new();
                 let mut confidence = 0.0;
                 if !words.is_empty() && words.iter().all(|w| name.contains(w)) {
@@ -807,16 +802,20 @@ impl SalveMcp {
                     fields.push("repository.url");
                     confidence = f64::max(confidence, 0.9);
                 }
-                (!fields.is_empty()).then(|| {
-                    (confidence, json!({"id": pr["id"], "name": pr["name"], "repository": {"url": pr["git_url"].as_str().or(pr["repo_url"].as_str())}, "matchConfidence": confidence, "matchedFields": fields}))
-                })
+                (!fields.is_empty()).then_some((confidence, pr, fields))
             })
             .collect();
         found.sort_by(|a, b| b.0.total_cmp(&a.0));
         let total = found.len();
         let limit = p.limit.unwrap_or(20).clamp(1, 50) as usize;
-        let projects: Vec<Value> = found.into_iter().take(limit).map(|(_, v)| v).collect();
-        let md: Vec<String> = projects.iter().map(|p| format!("- **{}** (`{}`)", s(&p["name"]), s(&p["id"]))).collect();
+        found.truncate(limit);
+        let projects: Vec<Value> = found
+            .iter()
+            .map(|(confidence, pr, fields)| {
+                json!({"id": pr.id, "name": pr.name, "repository": {"url": repository(pr)}, "matchConfidence": confidence, "matchedFields": fields})
+            })
+            .collect();
+        let md: Vec<String> = found.iter().map(|(_, p, _)| format!("- **{}** (`{}`)", p.name, p.id)).collect();
         text_result(
             if md.is_empty() { "No project matches.".to_owned() } else { md.join("\n") },
             json!({"projects": projects, "totalMatches": total, "searchedPages": 1, "moreAvailable": total > limit}),

@@ -47,10 +47,13 @@ pub async fn find_project(server: &Server, name: &str) -> Result<ProjectRow, Api
         .ok_or_else(|| ApiError::not_found(format!("no project '{name}' (`salve project list` shows them)")))
 }
 
-pub fn workflow(project: &str, w: &WorkflowRow) -> api::WorkflowSummary {
+/// A workflow of `project` (its name) whose first pipeline is `initial`.
+pub fn workflow(project: &str, w: &WorkflowRow, initial: Option<String>) -> api::WorkflowSummary {
     api::WorkflowSummary {
         id: w.id.clone(),
         project: project.to_owned(),
+        project_id: w.project_id.clone(),
+        initial_pipeline_id: initial,
         number: w.number,
         ref_type: ref_kind(&w.ref_type),
         label: w.label.clone(),

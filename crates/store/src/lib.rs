@@ -344,6 +344,31 @@ impl Store {
         rows.iter().map(workflow_row).collect()
     }
 
+    /// The first pipeline (not a promotion) of each of `workflow_ids`, by workflow id.
+    pub async fn initial_pipelines(
+        &self,
+        workflow_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>> {
+        let mut found = std::collections::HashMap::new();
+        for chunk in workflow_ids.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT workflow_id, id FROM pipelines WHERE promotion_of IS NULL AND workflow_id IN ({}) \
+                 ORDER BY created_ms DESC",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            // Newest first: the oldest pipeline of a workflow is the one left in the map.
+            for row in query.fetch_all(&self.pool).await? {
+                found.insert(row.try_get::<String, _>("workflow_id")?, row.try_get::<String, _>("id")?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether the project has a workflow of this ref at this commit.
     /// Whether a pipeline of `file` (not a promotion) passed on commit `sha` of the project.
     pub async fn passed_before(&self, project_id: &str, sha: &str, file: &str) -> Result<bool> {

@@ -25,7 +25,10 @@ pub async fn list(State(server): S, q: Result<Query<ListQuery>, QueryRejection>)
     let project = views::find_project(&server, &q.project).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let list = server.store.workflows(&project.id, q.branch.as_deref(), limit).await?;
-    Ok(Json(api::WorkflowList { workflows: list.iter().map(|w| views::workflow(&project.name, w)).collect() }))
+    let ids: Vec<String> = list.iter().map(|w| w.id.clone()).collect();
+    let mut initial = server.store.initial_pipelines(&ids).await?;
+    let workflows = list.iter().map(|w| views::workflow(&project.name, w, initial.remove(&w.id))).collect();
+    Ok(Json(api::WorkflowList { workflows }))
 }
 
 pub async fn one(State(server): S, Path(id): Path<String>) -> ApiResult<api::Workflow> {
@@ -35,8 +38,9 @@ pub async fn one(State(server): S, Path(id): Path<String>) -> ApiResult<api::Wor
         Some(i) => i.project.clone(),
         None => server.store.project(&w.project_id).await?.map(|p| p.name).unwrap_or_default(),
     };
+    let initial = pipelines.iter().find(|i| i.pipeline.promotion_of.is_none()).map(|i| i.pipeline.id.clone());
     Ok(Json(api::Workflow {
-        workflow: views::workflow(&project, &w),
+        workflow: views::workflow(&project, &w, initial),
         pipelines: pipelines.iter().map(views::pipeline).collect(),
     }))
 }
