@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use salve_contract::{RunResult, RunState, api};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::client::{Client, encode};
 use crate::{err, out};
@@ -369,17 +369,14 @@ fn watch(client: &Client, pushed: Instant, pushed_unix_ms: i64, limit: Duration)
 fn heal_lines(client: &Client, pushed: Instant) -> Result<(), String> {
     let heals = client.get::<api::HealList>("/api/v1/heals?project=sample")?.heals;
     let Some(h) = heals.first() else { return Ok(()) };
-    // The report is the heal's own document (`salve_heal::Report`), read as it was kept.
     let r = &h.report;
-    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    for t in r.get("tiers").and_then(Value::as_array).into_iter().flatten() {
-        let tier = t.get("tier").cloned().unwrap_or(Value::Null);
-        out!("          tier {tier} {}: {} ({})", text(t, "name"), text(t, "result"), text(t, "detail"));
+    for t in &r.tiers {
+        out!("          tier {} {}: {} ({})", t.tier, t.name, t.result, t.detail);
     }
     let outcome = h.outcome.map_or_else(String::new, |o| o.to_string());
-    out!("{} heal {outcome}: {}", stamp(pushed), text(r, "summary"));
-    if let Some(branch) = &h.heal_branch {
-        out!("          {branch} pushed: {}", text(r, "diff_stat").lines().last().unwrap_or("").trim());
+    out!("{} heal {outcome}: {}", stamp(pushed), r.summary);
+    if let Some(branch) = &r.heal_branch {
+        out!("          {branch} pushed: {}", r.diff_stat.as_deref().unwrap_or("").lines().last().unwrap_or("").trim());
     }
     Ok(())
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use salve_contract::{HealOutcome, HealState, ProjectKind, RunResult, RunState, api};
 use salve_heal::{Ci, Claimed, FailedJob, Failure};
 use salve_logs::classify::Class;
-use serde_json::Value;
 
 use crate::client::{Client, ServerArgs, encode};
 use crate::{err, out};
@@ -76,7 +75,6 @@ fn list(project: Option<&str>, server: &ServerArgs) -> u8 {
                 out!("no heals yet");
             }
             for h in list.heals {
-                let said = |k: &str| h.report.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
                 let outcome = match (h.outcome, h.state) {
                     (Some(o), _) => o.as_str(),
                     (None, HealState::Running) => "running",
@@ -88,8 +86,8 @@ fn list(project: Option<&str>, server: &ServerArgs) -> u8 {
                     outcome,
                     h.sha.get(..7).unwrap_or(""),
                     h.branch,
-                    h.heal_branch.unwrap_or_else(|| said("heal_branch")),
-                    said("summary"),
+                    h.heal_branch.or(h.report.heal_branch).unwrap_or_default(),
+                    h.report.summary,
                 );
             }
             0
@@ -197,7 +195,7 @@ fn push_target(ci: &HttpCi, server: &str, project: &str) -> Result<PushTarget, S
 }
 
 /// A JSON document as the job's artifact `selfheal/NAME`, when the job has artifact storage.
-fn keep(scratch: &std::path::Path, name: &str, value: &Value) {
+fn keep(scratch: &std::path::Path, name: &str, value: &impl serde::Serialize) {
     if std::env::var_os("SALVE_ARTIFACT_DIR").is_none() {
         return;
     }
@@ -315,7 +313,7 @@ impl Ci for HttpCi {
         }
     }
 
-    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String> {
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &api::HealReport) -> Result<(), String> {
         let body = api::FinishHeal { outcome, report: report.clone() };
         self.client.post::<api::Heal>(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &body).map(|_| ())
     }

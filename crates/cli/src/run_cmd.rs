@@ -13,7 +13,7 @@ use salve_git::files::AtCommit;
 use salve_launch::{DataDir, Launch, Settings, Site, Source};
 use salve_pipeline::{Mode, analyze, diag};
 use salve_runner::log::LogReader;
-use salve_runner::{Isolate, JobResult, Limits};
+use salve_runner::{CommandRecord, Isolate, JobResult, Limits};
 use salve_store::{PipelineRow, WorkflowRow};
 
 use crate::state::{State, data_dir};
@@ -393,11 +393,11 @@ pub fn logs(args: &LogsArgs) -> u8 {
         }
         return 0;
     }
-    let commands: Vec<serde_json::Value> =
+    let commands: Vec<CommandRecord> =
         std::fs::read(dir.join("commands.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let mut next = commands.iter().peekable();
     let streamed = reader.each_line(0, |number, bytes| {
-        while let Some(c) = next.next_if(|c| c["first_line"].as_u64().is_some_and(|f| f <= number)) {
+        while let Some(c) = next.next_if(|c| c.first_line <= number) {
             header(&mut stdout, c);
         }
         stdout.write_all(bytes).and_then(|()| stdout.write_all(b"\n")).is_ok()
@@ -412,7 +412,7 @@ pub fn logs(args: &LogsArgs) -> u8 {
 }
 
 /// A command's header line in `salve logs`.
-fn header(out: &mut impl std::io::Write, c: &serde_json::Value) {
-    let code = c["exit_code"].as_i64().map_or("—".to_owned(), |e| e.to_string());
-    let _ = writeln!(out, "$ {}    [exit {code}, {} ms]", c["command"].as_str().unwrap_or(""), c["duration_ms"]);
+fn header(out: &mut impl std::io::Write, c: &CommandRecord) {
+    let code = c.exit_code.map_or("—".to_owned(), |e| e.to_string());
+    let _ = writeln!(out, "$ {}    [exit {code}, {} ms]", c.command, c.duration_ms);
 }

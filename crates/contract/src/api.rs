@@ -456,7 +456,7 @@ pub struct Heal {
     pub state: HealState,
     pub outcome: Option<HealOutcome>,
     /// The heal's report (`selfheal/report.json`).
-    pub report: Value,
+    pub report: HealReport,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
     /// The `selfheal-*` branch it pushed.
@@ -496,7 +496,85 @@ pub struct FinishHeal {
     pub outcome: HealOutcome,
     /// The heal's report; its `heal_branch` links the heal to CI on that branch.
     #[serde(default)]
-    pub report: Value,
+    pub report: HealReport,
+}
+
+/// What a heal did: kept as the job artifact `selfheal/report.json` and with the heal's record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct HealReport {
+    /// The failed pipeline, commit and branch.
+    pub failed_pipeline: String,
+    pub sha: String,
+    pub branch: String,
+    pub heal_id: Option<String>,
+    pub fingerprint: Option<String>,
+    /// One line: what happened.
+    pub summary: String,
+    pub duration_ms: Option<u64>,
+    /// Each tier tried, in order.
+    pub tiers: Vec<HealTier>,
+    /// How the heal's commands were isolated.
+    pub isolation: Option<String>,
+    /// Jobs that passed on a rerun of the same commit.
+    pub flaky_jobs: Vec<String>,
+    /// Why the guards refused the fix.
+    pub refusals: Vec<HealRefusal>,
+    /// The fix: its `git diff --stat`, the diff (at most 64 KiB), the tier that made it, the
+    /// `selfheal-*` branch and commit it was pushed as.
+    pub diff_stat: Option<String>,
+    pub diff: Option<String>,
+    pub tier: Option<u8>,
+    pub heal_branch: Option<String>,
+    pub commit: Option<String>,
+    /// The model that wrote the fix (tier 2), what it cost, and how long it talked.
+    pub model: Option<String>,
+    pub agent: Option<String>,
+    pub tokens: Option<u64>,
+    pub turns: Option<u64>,
+    pub cost_usd: Option<f64>,
+    /// An external agent command's last lines and the command.
+    pub command: Option<String>,
+    pub log_tail: Option<String>,
+    /// Where the agent's transcript was kept (a job artifact).
+    pub transcript_artifact: Option<String>,
+}
+
+/// One tier of a heal: a rerun (0), the fixers (1), the agent (2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct HealTier {
+    pub tier: u8,
+    pub name: String,
+    /// `fixed`, `flaky`, `not_fixed`, `refused`, `skipped`, …
+    pub result: String,
+    pub detail: String,
+    pub duration_ms: u64,
+    /// The commands it ran.
+    pub ran: Vec<HealRun>,
+    pub diff_stat: Option<String>,
+}
+
+/// One run of commands in a heal (a fixer, a job rerun, the agent's command).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct HealRun {
+    pub what: String,
+    pub commands: Vec<String>,
+    pub passed: bool,
+    pub exit_code: Option<i32>,
+    pub summary: String,
+    pub duration_ms: u64,
+}
+
+/// A guard's refusal of a fix.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct HealRefusal {
+    /// `deletes_test`, `weakens_assertion`, `rewrites_expectation`, `edits_ci`, …
+    pub rule: String,
+    pub file: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

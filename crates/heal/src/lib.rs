@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use salve_contract::HealOutcome;
+pub use salve_contract::api::{HealRefusal, HealReport, HealRun, HealTier};
 use salve_git::Protected;
 use salve_logs::classify::Class;
 use serde_json::{Value, json};
@@ -75,7 +76,7 @@ pub enum Claimed {
 pub trait Ci {
     fn failure(&self) -> Result<Failure, String>;
     fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String>;
-    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String>;
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), String>;
     /// The newest commit CI started a workflow for on `branch`.
     fn latest_sha(&self, branch: &str) -> Result<Option<String>, String>;
     /// Heals of `branch` created since `since_ms`.
@@ -113,7 +114,7 @@ pub struct Options<'a> {
 pub struct Outcome {
     pub outcome: HealOutcome,
     pub summary: String,
-    pub report: Value,
+    pub report: HealReport,
     /// The agent's transcript, when an agent ran.
     pub transcript: Option<Value>,
 }
@@ -128,30 +129,37 @@ impl Outcome {
 /// The report being built, and the heal it belongs to. Each tier says what ran (commands,
 /// exit, summary), the change's diff stat, and why it stopped.
 struct Record {
-    tiers: Vec<Value>,
+    tiers: Vec<HealTier>,
     started: Instant,
     /// What ran since the last tier was recorded.
-    ran: Vec<Value>,
+    ran: Vec<HealRun>,
     /// The change's `--stat` since the last tier was recorded.
     stat: Option<String>,
 }
 
 impl Record {
     fn tier(&mut self, tier: u8, name: &str, result: &str, detail: impl Into<String>, started: Instant) {
-        self.tiers.push(json!({
-            "tier": tier, "name": name, "result": result, "detail": detail.into(),
-            "duration_ms": started.elapsed().as_millis() as u64,
-            "ran": std::mem::take(&mut self.ran),
-            "diff_stat": self.stat.take(),
-        }));
+        self.tiers.push(HealTier {
+            tier,
+            name: name.to_owned(),
+            result: result.to_owned(),
+            detail: detail.into(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            ran: std::mem::take(&mut self.ran),
+            diff_stat: self.stat.take(),
+        });
     }
 
     /// One run of commands (a fixer, a job rerun, the agent's command).
     fn ran(&mut self, what: &str, commands: &[String], ran: &verify::Ran) {
-        self.ran.push(json!({
-            "what": what, "commands": commands, "passed": ran.passed, "exit_code": ran.exit_code,
-            "summary": ran.summary, "duration_ms": ran.duration_ms,
-        }));
+        self.ran.push(HealRun {
+            what: what.to_owned(),
+            commands: commands.to_vec(),
+            passed: ran.passed,
+            exit_code: ran.exit_code,
+            summary: ran.summary.clone(),
+            duration_ms: ran.duration_ms,
+        });
     }
 }
 
@@ -175,17 +183,17 @@ pub fn fingerprint(failure: &Failure) -> String {
 /// Heals the failure `ci` describes; never panics, every end is an [`Outcome`].
 pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     let say = opts.say;
-    let end = |outcome: HealOutcome, summary: String, report: Value| {
+    let end = |outcome: HealOutcome, summary: String, report: HealReport| {
         say(&format!("heal {outcome}: {summary}"));
         Outcome { outcome, summary, report, transcript: None }
     };
     let config = match HealConfig::load(&opts.repo) {
         Ok(c) => c,
-        Err(e) => return end(HealOutcome::Failed, e, json!({})),
+        Err(e) => return end(HealOutcome::Failed, e, HealReport::default()),
     };
     let failure = match ci.failure() {
         Ok(f) => f,
-        Err(e) => return end(HealOutcome::Failed, format!("cannot read the failure: {e}"), json!({})),
+        Err(e) => return end(HealOutcome::Failed, format!("cannot read the failure: {e}"), HealReport::default()),
     };
     say(&format!(
         "failed pipeline {} on {} at {}: {} failed job(s)",
@@ -197,7 +205,12 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     for j in &failure.jobs {
         say(&format!("  {}: {} in `{}`", j.name, j.class.words(), j.failing_command));
     }
-    let base = json!({"failed_pipeline": failure.pipeline_id, "sha": failure.sha, "branch": failure.branch});
+    let base = HealReport {
+        failed_pipeline: failure.pipeline_id.clone(),
+        sha: failure.sha.clone(),
+        branch: failure.branch.clone(),
+        ..HealReport::default()
+    };
     if failure.branch.starts_with(HEAL_PREFIX) {
         return end(
             HealOutcome::Skipped,
@@ -252,19 +265,24 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     };
     let mut record = Record { tiers: Vec::new(), started: Instant::now(), ran: Vec::new(), stat: None };
     let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
-    let mut report = base;
-    report["heal_id"] = json!(heal_id);
-    report["fingerprint"] = json!(fp);
-    report["tiers"] = Value::Array(record.tiers);
-    report["summary"] = json!(summary);
-    report["duration_ms"] = json!(record.started.elapsed().as_millis() as u64);
-    if let (Some(r), Some(e)) = (report.as_object_mut(), extra.as_object()) {
-        r.extend(e.clone());
-    }
     // The agent's transcript goes to the job's artifacts, not into the record.
-    let transcript = report.as_object_mut().and_then(|r| r.remove("transcript")).filter(|t| !t.is_null());
+    let mut extra = extra;
+    let transcript = extra.as_object_mut().and_then(|r| r.remove("transcript")).filter(|t| !t.is_null());
+    // What the tier that ended the heal adds (its fix, its refusals, its model), as typed.
+    let mut report: HealReport = serde_json::from_value(extra).unwrap_or_else(|e| {
+        say(&format!("the heal's findings do not fit its report ({e}); they are left out"));
+        HealReport::default()
+    });
+    report.failed_pipeline = base.failed_pipeline;
+    report.sha = base.sha;
+    report.branch = base.branch;
+    report.heal_id = Some(heal_id.clone());
+    report.fingerprint = Some(fp);
+    report.tiers = record.tiers;
+    report.summary = summary.clone();
+    report.duration_ms = Some(record.started.elapsed().as_millis() as u64);
     if transcript.is_some() {
-        report["transcript_artifact"] = json!("selfheal/transcript.json");
+        report.transcript_artifact = Some("selfheal/transcript.json".into());
     }
     if let Err(e) = ci.finish(&heal_id, outcome, &report) {
         say(&format!("cannot record the heal's outcome: {e}"));

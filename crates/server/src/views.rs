@@ -141,7 +141,8 @@ pub fn heal(h: &HealRow) -> api::Heal {
         job_id: h.job_id.clone(),
         state: HealState::parse(&h.state).unwrap_or(HealState::Done),
         outcome: h.outcome.as_deref().and_then(HealOutcome::parse),
-        report: serde_json::from_str(&h.report).unwrap_or(serde_json::Value::Null),
+        // Every field of a report has a default: one from an older heal reads as far as it goes.
+        report: serde_json::from_str(&h.report).unwrap_or_default(),
         created_ms: h.created_ms,
         finished_ms: h.finished_ms,
         heal_branch: h.heal_branch.clone(),

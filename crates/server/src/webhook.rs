@@ -115,13 +115,21 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
-/// A push event (GitHub's and GitLab's share `ref`, `before` and `after`).
+/// What Salve reads of a push event: GitHub's and GitLab's share `ref`, `before` and `after`.
+#[derive(serde::Deserialize)]
+struct PushEvent {
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// A push event.
 async fn push(server: &Arc<Server>, project: &salve_store::ProjectRow, body: &[u8]) -> Result<Json<Value>, ApiError> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("the webhook body is not JSON: {e}")))?;
-    let git_ref = v["ref"].as_str().ok_or_else(|| ApiError::bad("the push event has no 'ref'"))?.to_owned();
-    let after = v["after"].as_str().unwrap_or("").to_owned();
-    let before = v["before"].as_str().unwrap_or("0000000000000000000000000000000000000000").to_owned();
+    let event: PushEvent = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("the webhook body is not a push event (with a 'ref'): {e}")))?;
+    let (git_ref, after) = (event.git_ref, event.after.unwrap_or_default());
+    let before = event.before.unwrap_or_else(|| "0".repeat(40));
     let name = git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or("");
     let hex = |s: &str| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit());
     if !Repo::valid_branch(name) || !hex(&after) || !hex(&before) {

@@ -5,9 +5,9 @@
 use std::cell::RefCell;
 
 use salve_contract::HealOutcome;
+use salve_heal::HealReport;
 use salve_heal::{Ci, Claimed, FailedJob, Failure, Options, heal};
 use salve_logs::classify::Class;
-use serde_json::Value;
 
 /// A CI server in memory that records what the heal asked and told it.
 struct FakeCi {
@@ -17,7 +17,7 @@ struct FakeCi {
     taken_by: Option<String>,
     latest_sha: Option<String>,
     claims: RefCell<Vec<String>>,
-    finished: RefCell<Vec<(String, String, Value)>>,
+    finished: RefCell<Vec<(String, String, HealReport)>>,
 }
 
 impl FakeCi {
@@ -45,7 +45,7 @@ impl Ci for FakeCi {
             None => Claimed::Mine("heal-1".into()),
         })
     }
-    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &Value) -> Result<(), String> {
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), String> {
         self.finished.borrow_mut().push((heal_id.to_owned(), outcome.as_str().to_owned(), report.clone()));
         Ok(())
     }
@@ -144,7 +144,7 @@ fn a_branch_that_moved_on_supersedes_the_heal_and_it_is_recorded_once() {
     let finished = ci.finished.borrow();
     assert_eq!(finished.len(), 1);
     assert_eq!((finished[0].0.as_str(), finished[0].1.as_str()), ("heal-1", "superseded"));
-    assert_eq!(finished[0].2["failed_pipeline"], "p-1");
+    assert_eq!(finished[0].2.failed_pipeline, "p-1");
 }
 
 #[test]
@@ -155,5 +155,5 @@ fn a_machine_that_lacks_a_tool_is_not_healed_by_a_change() {
     assert!(o.summary.contains("lacks a tool"), "{}", o.summary);
     let finished = ci.finished.borrow();
     assert_eq!(finished.len(), 1);
-    assert_eq!(finished[0].2["tiers"][0]["name"], "classify", "{}", finished[0].2);
+    assert_eq!(finished[0].2.tiers[0].name, "classify", "{:?}", finished[0].2);
 }

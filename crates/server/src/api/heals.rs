@@ -88,12 +88,12 @@ pub async fn finish(
     body: Result<Json<api::FinishHeal>, JsonRejection>,
 ) -> ApiResult<api::Heal> {
     let req = json_body(body)?;
-    let report = if req.report.is_null() { "{}".to_owned() } else { req.report.to_string() };
+    let report = serde_json::to_string(&req.report).map_err(|e| ApiError::bad(format!("the report: {e}")))?;
     if report.len() > 1 << 20 {
         return Err(ApiError::bad("the report is larger than 1 MiB: keep transcripts in artifacts"));
     }
     // The branch it pushed links the heal to CI on that branch and to its pull request.
-    let heal_branch = req.report.get("heal_branch").and_then(|b| b.as_str()).filter(|b| Repo::valid_branch(b));
+    let heal_branch = req.report.heal_branch.as_deref().filter(|b| Repo::valid_branch(b));
     if !server.store.finish_heal(&id, req.outcome.as_str(), &report, heal_branch).await? {
         return Err(match server.store.heal(&id).await? {
             Some(_) => ApiError(StatusCode::CONFLICT, format!("heal {id} is done already")),

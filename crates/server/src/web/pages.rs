@@ -11,6 +11,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use salve_contract::HealOutcome;
+use salve_contract::api::HealReport;
 use salve_git::Repo;
 use salve_runner::log::LogReader;
 use salve_store::{HealRow, JobRow, PipelineInfo, ProjectRow, SessionRow};
@@ -126,11 +127,8 @@ async fn card(server: &Server, p: &ProjectRow) -> salve_store::Result<ProjectCar
     let week = salve_store::now_ms() - 7 * 24 * 3600 * 1000;
     let heals = server.store.heals(Some(&p.id), None, week, 1000).await?;
     let count = |o: HealOutcome| heals.iter().filter(|h| h.outcome.as_deref() == Some(o.as_str())).count();
-    let tokens = heals
-        .iter()
-        .filter_map(|h| serde_json::from_str::<Value>(&h.report).ok())
-        .filter_map(|r| r["tokens"].as_u64())
-        .sum();
+    let tokens =
+        heals.iter().filter_map(|h| serde_json::from_str::<HealReport>(&h.report).ok()).filter_map(|r| r.tokens).sum();
     Ok(ProjectCard {
         name: p.name.clone(),
         kind: p.kind.clone(),
@@ -191,13 +189,13 @@ struct HealLine {
 }
 
 fn heal_line(h: &HealRow) -> HealLine {
-    let r: Value = serde_json::from_str(&h.report).unwrap_or(Value::Null);
+    let r: HealReport = serde_json::from_str(&h.report).unwrap_or_default();
     HealLine {
         id: h.id.clone(),
         branch: h.branch.clone(),
         sha: html::short(&h.sha),
         status: html::outcome(h.outcome.as_deref(), &h.state),
-        summary: r["summary"].as_str().unwrap_or("").to_owned(),
+        summary: r.summary,
         when: html::ago(h.created_ms),
     }
 }
@@ -589,11 +587,18 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
         Err(r) => return r,
     };
     let commands = server.store.commands(&id).await.unwrap_or_default();
-    let failure = if job.result.as_deref() == Some("failed") { salve_launch::failure::stored(&job) } else { None };
-    let evidence_lines: HashSet<u64> = failure
-        .as_ref()
-        .map(|f| f["excerpt"].as_array().into_iter().flatten().filter_map(|l| l["line"].as_u64()).collect())
-        .unwrap_or_default();
+    let failure: Option<salve_contract::api::Failure> = if job.result.as_deref() == Some("failed") {
+        let kept = job.clone();
+        crate::http::blocking(move || salve_launch::failure::stored(&kept))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_value(v).ok())
+    } else {
+        None
+    };
+    let evidence_lines: HashSet<u64> =
+        failure.as_ref().map(|f| f.excerpt.iter().map(|l| l.line as u64).collect()).unwrap_or_default();
     let dir = PathBuf::from(&job.log_dir);
     let wanted = q.from.and_then(|f| f.parse::<u64>().ok());
     let (total, from, lines) = tokio::task::spawn_blocking(move || {
@@ -647,28 +652,18 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
         }
     }
     let failure = failure.map(|f| FailureView {
-        class: f["class"].as_str().unwrap_or("unknown").replace('_', " "),
-        command: f["failing_command"].as_str().unwrap_or("").to_owned(),
-        evidence: f["evidence"].as_bool().unwrap_or(false),
-        lines: f["excerpt"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|l| LineView {
-                n: l["line"].as_u64().unwrap_or(0),
-                html: html::ansi(l["text"].as_str().unwrap_or("")),
-                evidence: true,
-            })
+        class: f.class.replace('_', " "),
+        command: f.failing_command.unwrap_or_default(),
+        evidence: f.evidence,
+        lines: f
+            .excerpt
+            .iter()
+            .map(|l| LineView { n: l.line as u64, html: html::ansi(&l.text), evidence: true })
             .collect(),
-        tests: f["failing_tests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|t| {
-                format!("{} {}", t["name"].as_str().unwrap_or(""), t["message"].as_str().unwrap_or(""))
-                    .trim()
-                    .to_owned()
-            })
+        tests: f
+            .failing_tests
+            .iter()
+            .map(|t| format!("{} {}", t.name, t.message.as_deref().unwrap_or("")).trim().to_owned())
             .collect(),
     });
     let artifacts = artifacts_of(&server, &info.workflow.project_id, &id).await;
@@ -829,7 +824,7 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
         Ok(None) => return error(&s, StatusCode::NOT_FOUND, "No such heal", format!("There is no heal {id}.")),
         Err(e) => return internal(&s, e),
     };
-    let r: Value = serde_json::from_str(&h.report).unwrap_or(Value::Null);
+    let r: HealReport = serde_json::from_str(&h.report).unwrap_or_default();
     let project = server.store.project(&h.project_id).await.ok().flatten();
     let heal_branch = h.heal_branch.clone().unwrap_or_default();
     let mut verifying = None;
@@ -868,7 +863,6 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
         }
         _ => Vec::new(),
     };
-    let text = |k: &str| r[k].as_str().unwrap_or("").to_owned();
     page(&HealPage {
         csrf: s.csrf.clone(),
         who: s.token.name.clone(),
@@ -879,39 +873,30 @@ pub async fn heal(State(server): S, Extension(s): Sess, Path(id): Path<String>) 
         sha: html::short(&h.sha),
         failed_pipeline: h.pipeline_id.clone(),
         fingerprint: h.fingerprint.clone(),
-        summary: text("summary"),
-        tiers: r["tiers"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        summary: r.summary.clone(),
+        tiers: r
+            .tiers
+            .iter()
             .map(|t| TierView {
-                tier: t["tier"].to_string(),
-                name: t["name"].as_str().unwrap_or("").to_owned(),
-                result: t["result"].as_str().unwrap_or("").replace('_', " "),
-                detail: t["detail"].as_str().unwrap_or("").to_owned(),
-                duration: html::duration(t["duration_ms"].as_i64()),
+                tier: t.tier.to_string(),
+                name: t.name.clone(),
+                result: t.result.replace('_', " "),
+                detail: t.detail.clone(),
+                duration: html::duration(Some(t.duration_ms as i64)),
             })
             .collect(),
-        refusals: r["refusals"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|x| {
-                let f = |k: &str| x[k].as_str().unwrap_or("").to_owned();
-                (f("rule").replace('_', " "), f("file"), f("detail"))
-            })
-            .collect(),
-        diff: html::diff(r["diff"].as_str().unwrap_or("")),
-        diff_stat: text("diff_stat"),
+        refusals: r.refusals.iter().map(|x| (x.rule.replace('_', " "), x.file.clone(), x.detail.clone())).collect(),
+        diff: html::diff(r.diff.as_deref().unwrap_or("")),
+        diff_stat: r.diff_stat.clone().unwrap_or_default(),
         heal_branch,
-        model: text("model"),
-        tokens: r["tokens"].as_u64().unwrap_or(0),
-        cost: r["cost_usd"].as_f64().filter(|c| *c > 0.0).map(|c| format!("${c:.4}")).unwrap_or_default(),
-        turns: r["turns"].as_u64().unwrap_or(0),
+        model: r.model.clone().unwrap_or_default(),
+        tokens: r.tokens.unwrap_or(0),
+        cost: r.cost_usd.filter(|c| *c > 0.0).map(|c| format!("${c:.4}")).unwrap_or_default(),
+        turns: r.turns.unwrap_or(0),
         verifying,
         pulls,
         transcript,
-        isolation: text("isolation"),
+        isolation: r.isolation.clone().unwrap_or_default(),
         job_id: h.job_id.clone().unwrap_or_default(),
         when: html::ago(h.created_ms),
     })
