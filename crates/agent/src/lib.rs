@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-pub use model::{Api, Message, Model, ModelConfig, ToolCall, ToolSpec, Usage};
+pub use model::{Api, Message, Model, ModelConfig, ModelError, ToolCall, ToolSpec, Usage};
 
 /// The caller's tools.
 pub trait Host {
@@ -118,7 +118,7 @@ pub fn run(
         let reply = match model.send(&body) {
             Ok(r) => r,
             Err(e) => {
-                run.stop = e;
+                run.stop = e.to_string();
                 break;
             }
         };

@@ -85,11 +85,11 @@ pub struct Model {
 }
 
 impl Model {
-    pub fn new(config: ModelConfig) -> Result<Model, String> {
+    pub fn new(config: ModelConfig) -> Result<Model, ModelError> {
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(300))
             .build()
-            .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+            .map_err(|e| ModelError::Client(e.to_string()))?;
         Ok(Model { config, http })
     }
 
@@ -196,7 +196,7 @@ impl Model {
     }
 
     /// One turn: sends `body` (from [`Model::body`]) and reads the reply.
-    pub fn send(&self, body: &Value) -> Result<Reply, String> {
+    pub fn send(&self, body: &Value) -> Result<Reply, ModelError> {
         let c = &self.config;
         let base = c.url.trim_end_matches('/');
         let url = match c.api {
@@ -212,18 +212,38 @@ impl Model {
             (_, Some(k)) => request.bearer_auth(k),
             (_, None) => request,
         };
-        let response = request.send().map_err(|e| format!("cannot reach the model at {url}: {}", without_url(&e)))?;
+        let response =
+            request.send().map_err(|e| ModelError::Unreachable { url: url.clone(), message: without_url(&e) })?;
         let status = response.status();
-        let text = response.text().map_err(|e| format!("the model's reply broke off: {}", without_url(&e)))?;
+        let text = response.text().map_err(|e| ModelError::BrokenOff(without_url(&e)))?;
         if !status.is_success() {
             let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
             let message =
                 v["error"]["message"].as_str().map_or_else(|| text.chars().take(300).collect(), str::to_owned);
-            return Err(format!("the model at {url} said {}: {message}", status.as_u16()));
+            return Err(ModelError::Refused { url, status: status.as_u16(), message });
         }
-        let v: Value = serde_json::from_str(&text).map_err(|e| format!("the model's reply is not JSON: {e}"))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::NotJson(e.to_string()))?;
         parse_reply(c.api, &v)
     }
+}
+
+/// Why a turn with the model failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelError {
+    #[error("cannot start an HTTP client: {0}")]
+    Client(String),
+    #[error("cannot reach the model at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("the model's reply broke off: {0}")]
+    BrokenOff(String),
+    /// The model's API answered with an error (a bad key, a rate limit, an unknown model).
+    #[error("the model at {url} said {status}: {message}")]
+    Refused { url: String, status: u16, message: String },
+    #[error("the model's reply is not JSON: {0}")]
+    NotJson(String),
+    /// The reply is JSON but not of the API's shape.
+    #[error("{0}")]
+    Shape(String),
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -243,7 +263,7 @@ fn arguments(v: &Value) -> Value {
 }
 
 /// Reads a reply of `api`'s shape.
-pub fn parse_reply(api: Api, v: &Value) -> Result<Reply, String> {
+pub fn parse_reply(api: Api, v: &Value) -> Result<Reply, ModelError> {
     let u = |a: &str, b: &str| Usage {
         input_tokens: v["usage"][a].as_u64().unwrap_or(0),
         output_tokens: v["usage"][b].as_u64().unwrap_or(0),
@@ -252,7 +272,7 @@ pub fn parse_reply(api: Api, v: &Value) -> Result<Reply, String> {
         Api::Chat => {
             let m = &v["choices"][0]["message"];
             if m.is_null() {
-                return Err("the model's reply has no choices[0].message".into());
+                return Err(ModelError::Shape("the model's reply has no choices[0].message".into()));
             }
             let calls = m["tool_calls"]
                 .as_array()

@@ -13,6 +13,43 @@ pub struct ServerArgs {
     pub server: String,
 }
 
+/// Why a call to the server failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    Unreachable(String),
+    /// The API's error: its status and message.
+    Refused {
+        status: u16,
+        message: String,
+    },
+    Unreadable(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Unreachable(m) | ClientError::Unreadable(m) => f.write_str(m),
+            ClientError::Refused { status, message } => write!(f, "the server said {status}: {message}"),
+        }
+    }
+}
+
+impl From<ClientError> for String {
+    fn from(e: ClientError) -> String {
+        e.to_string()
+    }
+}
+
+impl From<ClientError> for salve_heal::CiError {
+    fn from(e: ClientError) -> salve_heal::CiError {
+        match e {
+            ClientError::Unreachable(m) => salve_heal::CiError::Unreachable(m),
+            ClientError::Refused { status, message } => salve_heal::CiError::Refused { status, message },
+            ClientError::Unreadable(m) => salve_heal::CiError::Unreadable(m),
+        }
+    }
+}
+
 pub struct Client {
     base: String,
     token: String,
@@ -44,50 +81,50 @@ impl Client {
         Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
-    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, String> {
+    fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, ClientError> {
         let response = request
             .bearer_auth(&self.token)
             .send()
-            .map_err(|e| format!("cannot reach the Salve server at {}: {e}", self.base))?;
+            .map_err(|e| ClientError::Unreachable(format!("cannot reach the Salve server at {}: {e}", self.base)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
         let message =
             response.json::<salve_contract::api::Error>().map_or_else(|_| status.to_string(), |e| e.error.message);
-        Err(format!("the server said {}: {message}", status.as_u16()))
+        Err(ClientError::Refused { status: status.as_u16(), message })
     }
 
     /// The answer as the contract's type `T` (or a `Value`).
-    fn read<T: DeserializeOwned>(&self, response: reqwest::blocking::Response) -> Result<T, String> {
-        response
-            .json()
-            .map_err(|e| format!("the Salve server at {} answered what this salve cannot read: {e}", self.base))
+    fn read<T: DeserializeOwned>(&self, response: reqwest::blocking::Response) -> Result<T, ClientError> {
+        response.json().map_err(|e| {
+            ClientError::Unreadable(format!(
+                "the Salve server at {} answered what this salve cannot read: {e}",
+                self.base
+            ))
+        })
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.read(self.send(self.http.get(format!("{}{path}", self.base)))?)
     }
 
-    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, String> {
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
         self.read(self.send(self.http.post(format!("{}{path}", self.base)).json(body))?)
     }
 
     /// A POST whose answer matters whatever its status (a 409 that says what exists): the
     /// status and the JSON body.
-    pub fn post_any(&self, path: &str, body: &impl Serialize) -> Result<(u16, Value), String> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .map_err(|e| format!("cannot reach the Salve server at {}: {e}", self.base))?;
+    pub fn post_any(&self, path: &str, body: &impl Serialize) -> Result<(u16, Value), ClientError> {
+        let response =
+            self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(body).send().map_err(|e| {
+                ClientError::Unreachable(format!("cannot reach the Salve server at {}: {e}", self.base))
+            })?;
         let status = response.status().as_u16();
         Ok((status, response.json().unwrap_or(Value::Null)))
     }
 
-    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.read(self.send(self.http.delete(format!("{}{path}", self.base)))?)
     }
 

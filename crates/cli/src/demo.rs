@@ -261,7 +261,7 @@ fn start_server(data: &std::path::Path) -> Result<(String, String), String> {
             let _ = tx.send(Ok(url.to_owned()));
         }));
         if let Err(e) = served {
-            let _ = tx.send(Err(e));
+            let _ = tx.send(Err(e.to_string()));
         }
     });
     let url = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| "the server did not start in 30 s".to_owned())??;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use salve_contract::{HealOutcome, HealState, ProjectKind, RunResult, RunState, api};
-use salve_heal::{Ci, Claimed, FailedJob, Failure};
+use salve_heal::{Ci, CiError, Claimed, FailedJob, Failure};
 use salve_logs::classify::Class;
 
 use crate::client::{Client, ServerArgs, encode};
@@ -219,7 +219,7 @@ struct HttpCi {
 
 impl HttpCi {
     /// The failed pipeline, fetched once.
-    fn failed(&self) -> Result<&api::Pipeline, String> {
+    fn failed(&self) -> Result<&api::Pipeline, CiError> {
         if let Some(p) = self.failed.get() {
             return Ok(p);
         }
@@ -229,23 +229,23 @@ impl HttpCi {
             p = self.client.get(&format!("/api/v1/pipelines/{}", encode(&parent)))?;
         }
         if p.pipeline.state != RunState::Done || p.pipeline.result == Some(RunResult::Passed) {
-            return Err(format!(
+            return Err(CiError::NotHealable(format!(
                 "pipeline {} has not failed ({} {}): nothing to heal",
                 p.pipeline.id,
                 p.pipeline.state,
                 p.pipeline.result.map_or("", RunResult::as_str)
-            ));
+            )));
         }
         Ok(self.failed.get_or_init(|| p))
     }
 
-    fn project(&self) -> Result<String, String> {
+    fn project(&self) -> Result<String, CiError> {
         Ok(self.failed()?.pipeline.project.clone())
     }
 }
 
 impl Ci for HttpCi {
-    fn failure(&self) -> Result<Failure, String> {
+    fn failure(&self) -> Result<Failure, CiError> {
         let p = self.failed()?;
         let mut jobs = Vec::new();
         for j in p.blocks.iter().flat_map(|b| &b.jobs) {
@@ -287,14 +287,16 @@ impl Ci for HttpCi {
         })
     }
 
-    fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String> {
+    fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, CiError> {
         let body = api::ClaimHeal {
             pipeline_id: failure.pipeline_id.clone(),
             fingerprint: fingerprint.to_owned(),
             job_id: std::env::var("SEMAPHORE_JOB_ID").ok(),
         };
         let (status, v) = self.client.post_any("/api/v1/heals", &body)?;
-        let unreadable = |e: serde_json::Error| format!("the server's answer ({status}) is not what salve reads: {e}");
+        let unreadable = |e: serde_json::Error| {
+            CiError::Unreadable(format!("the server's answer ({status}) is not what salve reads: {e}"))
+        };
         match status {
             201 => Ok(Claimed::Mine(serde_json::from_value::<api::Heal>(v).map_err(unreadable)?.id)),
             409 => {
@@ -308,17 +310,18 @@ impl Ci for HttpCi {
             _ => {
                 let message =
                     serde_json::from_value::<api::Error>(v).map_or_else(|e| e.to_string(), |e| e.error.message);
-                Err(format!("the server said {status}: {message}"))
+                Err(CiError::Refused { status, message })
             }
         }
     }
 
-    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &api::HealReport) -> Result<(), String> {
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &api::HealReport) -> Result<(), CiError> {
         let body = api::FinishHeal { outcome, report: report.clone() };
-        self.client.post::<api::Heal>(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &body).map(|_| ())
+        self.client.post::<api::Heal>(&format!("/api/v1/heals/{}/finish", encode(heal_id)), &body)?;
+        Ok(())
     }
 
-    fn latest_sha(&self, branch: &str) -> Result<Option<String>, String> {
+    fn latest_sha(&self, branch: &str) -> Result<Option<String>, CiError> {
         let project = self.project()?;
         let list: api::WorkflowList = self.client.get(&format!(
             "/api/v1/workflows?project={}&branch={}&limit=1",
@@ -328,7 +331,7 @@ impl Ci for HttpCi {
         Ok(list.workflows.into_iter().next().map(|w| w.sha))
     }
 
-    fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, String> {
+    fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, CiError> {
         let project = self.project()?;
         let list: api::HealList = self.client.get(&format!(
             "/api/v1/heals?project={}&branch={}&since_ms={since_ms}&limit=1000",
@@ -338,12 +341,12 @@ impl Ci for HttpCi {
         Ok(list.heals.len())
     }
 
-    fn job_log(&self, job_id: &str, tail: usize) -> Result<String, String> {
+    fn job_log(&self, job_id: &str, tail: usize) -> Result<String, CiError> {
         let window: api::LogWindow = self.client.get(&format!("/api/v1/jobs/{}/logs?tail={tail}", encode(job_id)))?;
         Ok(window.lines.into_iter().map(|l| l.text).collect::<Vec<_>>().join("\n"))
     }
 
-    fn open_heal_pulls(&self) -> Result<usize, String> {
+    fn open_heal_pulls(&self) -> Result<usize, CiError> {
         let project = self.project()?;
         let list: api::PullList =
             self.client.get(&format!("/api/v1/pulls?project={}&state=open&limit=1000", encode(&project)))?;

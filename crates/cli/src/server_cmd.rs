@@ -106,7 +106,7 @@ pub fn serve(args: ServeArgs) -> u8 {
     rt.shutdown_timeout(std::time::Duration::from_secs(10));
     match served {
         Ok(()) => 0,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e.to_string()),
     }
 }
 
@@ -409,7 +409,7 @@ pub fn mcp(args: &McpArgs) -> u8 {
     rt.shutdown_background();
     match served {
         Ok(()) => 0,
-        Err(e) => fail(&e),
+        Err(e) => fail(&e.to_string()),
     }
 }
 

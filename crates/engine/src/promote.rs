@@ -10,6 +10,37 @@ use salve_pipeline::when::{self, Functions};
 
 use crate::env::GitContext;
 
+/// Why a queue, a cancel rule or a promotion could not be worked out: each names what in the
+/// pipeline file (or in the request) to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromoteError {
+    /// A `when` condition (of a queue, `auto_cancel` or `auto_promote`) does not evaluate.
+    #[error("Invalid 'when' condition on path '{path}': {message}")]
+    Condition { path: String, message: String },
+    #[error("auto_promote_on: invalid regex '{pattern}': {message}")]
+    Regex { pattern: String, message: String },
+    #[error("The pipeline has no promotions, so it has no target '{0}'.")]
+    NoPromotions(String),
+    #[error("Promotion target '{target}' is not defined; the pipeline's targets are: {targets}.")]
+    UnknownTarget { target: String, targets: String },
+    #[error("Triggering target when pipeline is not passed requires override confirmation.")]
+    NeedsOverride,
+    #[error("Parameter '{0}' is not defined in promotion's yml definition.")]
+    UnknownParameter(String),
+    #[error("Value '{value}' of parameter '{name}' is not one of predefined options.")]
+    NotAnOption { name: String, value: String },
+    #[error("Missing value for required parameter '{0}'.")]
+    MissingParameter(String),
+    #[error("pipeline_file '{0}' points outside the repository")]
+    OutsideRepository(String),
+    #[error("pipeline_file '{0}' names no file")]
+    NoFile(String),
+}
+
+fn condition(path: String, e: &when::WhenError) -> PromoteError {
+    PromoteError::Condition { path, message: e.message().to_owned() }
+}
+
 /// The queue a pipeline waits in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queue {
@@ -41,12 +72,12 @@ impl AutoCancel {
 
 /// The queue of a pipeline: the first rule whose `when` holds, else the default queue
 /// `<label>-<file>` (scope project, serialized).
-pub fn queue(plan: &Plan, git: &GitContext, file: &str) -> Result<Queue, String> {
+pub fn queue(plan: &Plan, git: &GitContext, file: &str) -> Result<Queue, PromoteError> {
     let params = git.when_params();
     for (i, rule) in plan.queue.iter().enumerate() {
         let applies = match &rule.when {
             Some(expr) => when::evaluate(expr, &params, &when::NoFunctions, false)
-                .map_err(|e| format!("Invalid 'when' condition on path '#/queue/{i}/when': {}", e.message()))?,
+                .map_err(|e| condition(format!("#/queue/{i}/when"), &e))?,
             None => true,
         };
         if applies {
@@ -63,11 +94,11 @@ fn default_queue(git: &GitContext, file: &str) -> String {
 }
 
 /// The pipeline's `auto_cancel` (`running` is checked first).
-pub fn auto_cancel(plan: &Plan, git: &GitContext) -> Result<AutoCancel, String> {
+pub fn auto_cancel(plan: &Plan, git: &GitContext) -> Result<AutoCancel, PromoteError> {
     let params = git.when_params();
     let holds = |what: &str, expr: &Option<String>| match expr {
         Some(e) => when::evaluate(e, &params, &when::NoFunctions, false)
-            .map_err(|err| format!("Invalid 'when' condition on path '#/auto_cancel/{what}/when': {}", err.message())),
+            .map_err(|err| condition(format!("#/auto_cancel/{what}/when"), &err)),
         None => Ok(false),
     };
     if holds("running", &plan.auto_cancel.running)? {
@@ -97,7 +128,7 @@ pub fn auto_promotions(
     result: &str,
     result_reason: Option<&str>,
     functions: &dyn Functions,
-) -> Result<Vec<Fired>, String> {
+) -> Result<Vec<Fired>, PromoteError> {
     let mut params = git.when_params();
     params.insert("result".into(), result.into());
     params.insert("result_reason".into(), result_reason.unwrap_or("").into());
@@ -108,12 +139,11 @@ pub fn auto_promotions(
                 return Ok(true);
             }
             let reason_ok = a.result_reason.as_deref().is_none_or(|r| r.is_empty() || Some(r) == result_reason);
-            Ok::<_, String>(a.result == result && reason_ok && branch_matches(a, &git.label)?)
+            Ok::<_, PromoteError>(a.result == result && reason_ok && branch_matches(a, &git.label)?)
         })?;
         let when = match &p.auto_promote {
-            Some(expr) if !on => when::evaluate(expr, &params, functions, false).map_err(|e| {
-                format!("Invalid 'when' condition on path '#/promotions/{i}/auto_promote/when': {}", e.message())
-            })?,
+            Some(expr) if !on => when::evaluate(expr, &params, functions, false)
+                .map_err(|e| condition(format!("#/promotions/{i}/auto_promote/when"), &e))?,
             _ => false,
         };
         if on || when {
@@ -128,7 +158,7 @@ pub fn auto_promotions(
     Ok(fired)
 }
 
-fn branch_matches(a: &salve_pipeline::compile::PlanAutoPromoteOn, label: &str) -> Result<bool, String> {
+fn branch_matches(a: &salve_pipeline::compile::PlanAutoPromoteOn, label: &str) -> Result<bool, PromoteError> {
     if !a.labels.is_empty() {
         return Ok(a.labels.iter().any(|l| l == label));
     }
@@ -137,7 +167,8 @@ fn branch_matches(a: &salve_pipeline::compile::PlanAutoPromoteOn, label: &str) -
         return Ok(true);
     }
     for p in patterns {
-        let re = fancy_regex::Regex::new(p).map_err(|e| format!("auto_promote_on: invalid regex '{p}': {e}"))?;
+        let re = fancy_regex::Regex::new(p)
+            .map_err(|e| PromoteError::Regex { pattern: p.clone(), message: e.to_string() })?;
         if re.is_match(label).unwrap_or(false) {
             return Ok(true);
         }
@@ -154,17 +185,17 @@ pub fn manual_promotion(
     parent_result: Option<&str>,
     supplied: &BTreeMap<String, String>,
     override_: bool,
-) -> Result<Fired, String> {
+) -> Result<Fired, PromoteError> {
     let Some(p) = plan.promotions.iter().find(|p| p.name == target) else {
         let names: Vec<&str> = plan.promotions.iter().map(|p| p.name.as_str()).collect();
         return Err(if names.is_empty() {
-            format!("The pipeline has no promotions, so it has no target '{target}'.")
+            PromoteError::NoPromotions(target.to_owned())
         } else {
-            format!("Promotion target '{target}' is not defined; the pipeline's targets are: {}.", names.join(", "))
+            PromoteError::UnknownTarget { target: target.to_owned(), targets: names.join(", ") }
         });
     };
     if parent_result != Some("passed") && !override_ {
-        return Err("Triggering target when pipeline is not passed requires override confirmation.".into());
+        return Err(PromoteError::NeedsOverride);
     }
     Ok(Fired {
         name: p.name.clone(),
@@ -173,10 +204,10 @@ pub fn manual_promotion(
     })
 }
 
-fn params(p: &PlanPromotion, supplied: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+fn params(p: &PlanPromotion, supplied: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, PromoteError> {
     for name in supplied.keys() {
         if !p.parameters.iter().any(|x| &x.name == name) {
-            return Err(format!("Parameter '{name}' is not defined in promotion's yml definition."));
+            return Err(PromoteError::UnknownParameter(name.clone()));
         }
     }
     let mut out = BTreeMap::new();
@@ -185,7 +216,7 @@ fn params(p: &PlanPromotion, supplied: &BTreeMap<String, String>) -> Result<BTre
         match supplied.get(&x.name) {
             Some(v) => {
                 if !x.options.is_empty() && !x.options.contains(v) && default.as_ref() != Some(v) {
-                    return Err(format!("Value '{v}' of parameter '{}' is not one of predefined options.", x.name));
+                    return Err(PromoteError::NotAnOption { name: x.name.clone(), value: v.clone() });
                 }
                 out.insert(x.name.clone(), v.clone());
             }
@@ -193,7 +224,7 @@ fn params(p: &PlanPromotion, supplied: &BTreeMap<String, String>) -> Result<BTre
                 Some(d) => {
                     out.insert(x.name.clone(), d);
                 }
-                None if x.required => return Err(format!("Missing value for required parameter '{}'.", x.name)),
+                None if x.required => return Err(PromoteError::MissingParameter(x.name.clone())),
                 None => {}
             },
         }
@@ -203,7 +234,7 @@ fn params(p: &PlanPromotion, supplied: &BTreeMap<String, String>) -> Result<BTre
 
 /// A promotion's `pipeline_file`, relative to the promoting pipeline's folder unless it starts
 /// with `/` (the repository root). It may not leave the repository.
-pub fn target_file(current: &str, target: &str) -> Result<String, String> {
+pub fn target_file(current: &str, target: &str) -> Result<String, PromoteError> {
     let base = match target.strip_prefix('/') {
         Some(_) => Vec::new(),
         None => current.rsplit_once('/').map_or_else(Vec::new, |(dir, _)| dir.split('/').collect()),
@@ -214,14 +245,14 @@ pub fn target_file(current: &str, target: &str) -> Result<String, String> {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(format!("pipeline_file '{target}' points outside the repository"));
+                    return Err(PromoteError::OutsideRepository(target.to_owned()));
                 }
             }
             p => parts.push(p),
         }
     }
     if parts.is_empty() {
-        return Err(format!("pipeline_file '{target}' names no file"));
+        return Err(PromoteError::NoFile(target.to_owned()));
     }
     Ok(parts.join("/"))
 }

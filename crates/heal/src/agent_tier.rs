@@ -161,7 +161,10 @@ impl Host for HealHost<'_> {
             },
             "failure_summary" => Ok(self.report.clone()),
             "jobs_logs" => match args["job_id"].as_str() {
-                Some(id) => self.ci.job_log(id, args["tail"].as_u64().unwrap_or(200).min(1000) as usize),
+                Some(id) => self
+                    .ci
+                    .job_log(id, args["tail"].as_u64().unwrap_or(200).min(1000) as usize)
+                    .map_err(|e| e.to_string()),
                 None => Err("`job_id` (a string) is required".into()),
             },
             _ => return None,
@@ -177,7 +180,7 @@ fn builtin(a: &Attempt<'_>, mc: ModelConfig) -> Tier2 {
     let name = mc.model.clone();
     let model = match Model::new(mc) {
         Ok(m) => m,
-        Err(e) => return Tier2::Failed(e, Value::Null),
+        Err(e) => return Tier2::Failed(e.to_string(), Value::Null),
     };
     let limits = Limits {
         max_turns: a.max_turns.unwrap_or(30),

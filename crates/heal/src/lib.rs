@@ -72,19 +72,36 @@ pub enum Claimed {
     Taken(String),
 }
 
+/// Why the CI could not answer the heal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CiError {
+    /// It could not be reached (a network error, a server that is down).
+    #[error("cannot reach the CI server: {0}")]
+    Unreachable(String),
+    /// It answered with an error: its status and message.
+    #[error("the server said {status}: {message}")]
+    Refused { status: u16, message: String },
+    /// Its answer is not one the heal can read.
+    #[error("the server's answer cannot be read: {0}")]
+    Unreadable(String),
+    /// What the heal was started for is not a failure it can heal.
+    #[error("{0}")]
+    NotHealable(String),
+}
+
 /// What the heal reads from and records on the CI server.
 pub trait Ci {
-    fn failure(&self) -> Result<Failure, String>;
-    fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, String>;
-    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), String>;
+    fn failure(&self) -> Result<Failure, CiError>;
+    fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, CiError>;
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), CiError>;
     /// The newest commit CI started a workflow for on `branch`.
-    fn latest_sha(&self, branch: &str) -> Result<Option<String>, String>;
+    fn latest_sha(&self, branch: &str) -> Result<Option<String>, CiError>;
     /// Heals of `branch` created since `since_ms`.
-    fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, String>;
+    fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, CiError>;
     /// Open pull requests from `selfheal-*` branches.
-    fn open_heal_pulls(&self) -> Result<usize, String>;
+    fn open_heal_pulls(&self) -> Result<usize, CiError>;
     /// The last `tail` lines of a job's log (masked as stored).
-    fn job_log(&self, job_id: &str, tail: usize) -> Result<String, String>;
+    fn job_log(&self, job_id: &str, tail: usize) -> Result<String, CiError>;
 }
 
 /// Where the heal works and pushes.

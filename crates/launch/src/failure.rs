@@ -52,10 +52,10 @@ pub async fn gather(store: &Store, job: JobRow) -> salve_store::Result<Gathered>
 }
 
 /// Reads the logs and makes the report (blocking: run it off the async threads).
-pub fn analyze(g: &Gathered) -> Result<Value, String> {
+pub fn analyze(g: &Gathered) -> Result<Value, ReportError> {
     let mut b = Baseline::default();
     if let Some(file) = g.baseline.as_ref().and_then(|(_, d)| std::fs::File::open(d.join(LOG_FILE)).ok()) {
-        b.add_reader(file).map_err(|e| format!("cannot read the baseline log: {e}"))?;
+        b.add_reader(file).map_err(ReportError::Baseline)?;
     }
     // The runner's verdict (an OOM kill, a signal, the time limit) or the job's stop reason,
     // when there is one, is its class.
@@ -63,12 +63,12 @@ pub fn analyze(g: &Gathered) -> Result<Value, String> {
     let hint = verdict.or(g.job.result_reason.as_deref().filter(|r| *r != "test"));
     let inputs = Inputs { baseline: Some(&b), commands: &g.commands, hint, ..Inputs::default() };
     let r = match std::fs::File::open(Path::new(&g.job.log_dir).join(LOG_FILE)) {
-        Ok(file) => report_reader(file, &inputs, 4096).map_err(|e| format!("cannot read the job's log: {e}"))?,
+        Ok(file) => report_reader(file, &inputs, 4096).map_err(ReportError::Log)?,
         // A job that never printed a line has no log file.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => report(b"", &inputs, 4096),
-        Err(e) => return Err(format!("cannot read the job's log: {e}")),
+        Err(e) => return Err(ReportError::Log(e)),
     };
-    let mut v = serde_json::to_value(&r).map_err(|e| e.to_string())?;
+    let mut v = serde_json::to_value(&r).map_err(ReportError::Json)?;
     let j = &g.job;
     v["job_id"] = json!(j.id);
     v["result"] = json!(j.result);
@@ -79,11 +79,24 @@ pub fn analyze(g: &Gathered) -> Result<Value, String> {
 }
 
 /// Makes the report of a job that just failed and keeps it beside its log.
-pub fn store_report(g: &Gathered) -> Result<(), String> {
+pub fn store_report(g: &Gathered) -> Result<(), ReportError> {
     let v = analyze(g)?;
     let path = Path::new(&g.job.log_dir).join(FAILURE_FILE);
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| e.to_string())
+    std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(ReportError::Keep)
+}
+
+/// Why a failure report could not be made or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read the baseline log: {0}")]
+    Baseline(#[source] std::io::Error),
+    #[error("cannot read the job's log: {0}")]
+    Log(#[source] std::io::Error),
+    #[error("cannot write the report: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("cannot keep the report beside the log: {0}")]
+    Keep(#[source] std::io::Error),
 }
 
 /// The kept report of a job, if it has one.

@@ -53,18 +53,18 @@ impl Api {
     }
 
     /// A Salve server at `base` (its URL), reached with `token`; asks it for its organization.
-    pub async fn remote(base: &str, token: &str) -> Result<Api, String> {
-        let http = reqwest::Client::builder().build().map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+    pub async fn remote(base: &str, token: &str) -> Result<Api, McpError> {
+        let http = reqwest::Client::builder().build().map_err(|e| McpError::Client(e.to_string()))?;
         let base = base.trim_end_matches('/').to_owned();
         let health: api::Health = http
             .get(format!("{base}/api/v1/health"))
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| format!("cannot reach the Salve server at {base}: {e}"))?
+            .map_err(|e| McpError::Unreachable { base: base.clone(), message: e.to_string() })?
             .json()
             .await
-            .map_err(|e| format!("{base} does not answer like a Salve server: {e}"))?;
+            .map_err(|e| McpError::NotSalve { base: base.clone(), message: e.to_string() })?;
         Ok(Api {
             target: Target::Remote { http, base, token: token.to_owned() },
             organization_id: health.organization_id,
@@ -873,7 +873,24 @@ pub fn service(
 }
 
 /// Serves the tools over stdin and stdout until the client closes them (`salve mcp`).
-pub async fn serve_stdio(api: Api, write: bool) -> Result<(), String> {
-    let running = SalveMcp::new(api, write).serve(rmcp::transport::stdio()).await.map_err(|e| e.to_string())?;
-    running.waiting().await.map(drop).map_err(|e| e.to_string())
+pub async fn serve_stdio(api: Api, write: bool) -> Result<(), McpError> {
+    let running = SalveMcp::new(api, write)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| McpError::Session(e.to_string()))?;
+    running.waiting().await.map(drop).map_err(|e| McpError::Session(e.to_string()))
+}
+
+/// Why the MCP server could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("cannot start an HTTP client: {0}")]
+    Client(String),
+    #[error("cannot reach the Salve server at {base}: {message}")]
+    Unreachable { base: String, message: String },
+    #[error("{base} does not answer like a Salve server: {message}")]
+    NotSalve { base: String, message: String },
+    /// The MCP session over stdio failed (a client that spoke something else, a closed pipe).
+    #[error("the MCP session ended: {0}")]
+    Session(String),
 }

@@ -66,13 +66,23 @@ pub struct FileConfig {
 
 impl FileConfig {
     /// Reads `path`; a missing file is an empty configuration only when `required` is false.
-    pub fn read(path: &Path, required: bool) -> Result<FileConfig, String> {
+    pub fn read(path: &Path, required: bool) -> Result<FileConfig, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(text) => toml::from_str(&text).map_err(|source| ConfigError::Invalid { path: path.to_owned(), source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => Err(ConfigError::Unreadable { path: path.to_owned(), source }),
         }
     }
+}
+
+/// Why `salve.toml` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    /// Not TOML, or a setting of the wrong type or name (the message says which and where).
+    #[error("{}: {source}", path.display())]
+    Invalid { path: PathBuf, source: toml::de::Error },
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

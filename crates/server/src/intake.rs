@@ -213,8 +213,8 @@ impl Server {
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
         let decided = compiled.and_then(|plan| {
-            let queue = promote::queue(&plan, &git, file)?;
-            let cancel = promote::auto_cancel(&plan, &git)?;
+            let queue = promote::queue(&plan, &git, file).map_err(|e| e.to_string())?;
+            let cancel = promote::auto_cancel(&plan, &git).map_err(|e| e.to_string())?;
             Ok((plan, queue, cancel))
         });
         match decided {

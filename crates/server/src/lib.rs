@@ -35,6 +35,7 @@ use axum::routing::{any, get, post};
 use salve_store::Store;
 
 pub use config::Config;
+pub use server::ServeError;
 use server::Server;
 
 async fn metrics(State(server): State<Arc<Server>>) -> String {
@@ -97,16 +98,15 @@ pub fn router(server: Arc<Server>) -> Router {
 
 /// Opens the store in `config`, recovers what a previous run left, and serves until SIGINT or
 /// SIGTERM; `ready` gets the address it listens on.
-pub async fn serve(config: Config, ready: impl FnOnce(&str)) -> Result<(), String> {
-    let store = Store::open(&config.database_url).await.map_err(|e| format!("cannot open the database: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| {
-        format!("cannot listen on {}: {e} (pick another address with --listen HOST:PORT)", config.listen)
-    })?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+pub async fn serve(config: Config, ready: impl FnOnce(&str)) -> Result<(), ServeError> {
+    let store = Store::open(&config.database_url).await.map_err(ServeError::Database)?;
+    let listen = |source| ServeError::Listen { addr: config.listen.clone(), source };
+    let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(listen)?;
+    let addr = listener.local_addr().map_err(listen)?;
     let mut config = config;
     config.listen = addr.to_string();
     let server = Server::new(config, store).await?;
-    server.recover().await.map_err(|e| format!("cannot recover the previous run's state: {e}"))?;
+    server.recover().await.map_err(ServeError::Recover)?;
     server.pushes_left_over().await;
     server.reconcile_refs().await;
     tokio::spawn(server.clone().dispatch());
@@ -117,7 +117,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(&str)) -> Result<(), Strin
         shutdown().await;
         token.cancel();
     };
-    let served = axum::serve(listener, app).with_graceful_shutdown(signal).await.map_err(|e| e.to_string());
+    let served = axum::serve(listener, app).with_graceful_shutdown(signal).await.map_err(ServeError::Stopped);
     server.stop_all(std::time::Duration::from_secs(10)).await;
     served
 }

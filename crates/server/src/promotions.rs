@@ -89,6 +89,7 @@ impl Server {
         })
         .await
         .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())
     }
 
     /// A manual promotion (§6.3) of a done pipeline; returns the new pipeline.
@@ -122,7 +123,7 @@ impl Server {
             .await
             .map_err(|e| WorkError::Invalid(format!("the pipeline's file no longer compiles: {e}")))?;
         let fired = promote::manual_promotion(&plan, &p.file, target, p.result.as_deref(), supplied, override_)
-            .map_err(WorkError::Invalid)?;
+            .map_err(|e| WorkError::Invalid(e.to_string()))?;
         let child = self.prepare(&project, &info.workflow, &fired.pipeline_file, fired.params, Some(p), Some(by)).await;
         self.store.create_pipeline(&child).await?;
         self.queued(&child).await;

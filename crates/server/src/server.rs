@@ -52,6 +52,26 @@ pub struct Server {
     pub(crate) running: Mutex<HashMap<String, PipelineControl>>,
 }
 
+/// Why the server could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the database: {0}")]
+    Database(#[source] salve_store::StoreError),
+    #[error("cannot listen on {addr}: {source} (pick another address with --listen HOST:PORT)")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("cannot create {}: {source}", path.display())]
+    Folder { path: PathBuf, source: std::io::Error },
+    /// The data folder, the toolbox or the sandbox jobs need.
+    #[error(transparent)]
+    Launch(#[from] launch::LaunchError),
+    #[error("cannot open the secrets key: {0}")]
+    Key(String),
+    #[error("cannot recover the previous run's state: {0}")]
+    Recover(WorkError),
+    #[error("the server stopped: {0}")]
+    Stopped(#[source] std::io::Error),
+}
+
 /// What a caller did wrong, or what went wrong inside.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
@@ -77,10 +97,10 @@ impl From<salve_store::StoreError> for WorkError {
 pub(crate) type Result<T> = std::result::Result<T, WorkError>;
 
 impl Server {
-    pub async fn new(config: Config, store: Store) -> std::result::Result<Arc<Server>, String> {
+    pub async fn new(config: Config, store: Store) -> std::result::Result<Arc<Server>, ServeError> {
         for dir in ["repos", "pushes"] {
-            std::fs::create_dir_all(config.data_dir.join(dir))
-                .map_err(|e| format!("cannot create {}: {e}", config.data_dir.join(dir).display()))?;
+            let path = config.data_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| ServeError::Folder { path, source })?;
         }
         let launch = launch::Settings {
             data: launch::DataDir::new(&config.data_dir),
@@ -93,10 +113,11 @@ impl Server {
             },
             parallel: config.jobs.max(1),
         };
-        launch.data.prepare(config.exe.as_deref()).map_err(|e| e.to_string())?;
+        launch.data.prepare(config.exe.as_deref())?;
         // A machine that cannot run a job's sandbox is told now, not at the first push.
-        launch.sandbox().map_err(|e| e.to_string())?;
-        let sealer = Sealer::open_or_create(&config.data_dir.join("secrets.key")).map_err(|e| e.to_string())?;
+        launch.sandbox()?;
+        let sealer =
+            Sealer::open_or_create(&config.data_dir.join("secrets.key")).map_err(|e| ServeError::Key(e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
         Ok(Arc::new(Server {
             store,

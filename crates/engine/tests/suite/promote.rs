@@ -69,22 +69,25 @@ fn manual_promotions_check_parameters_with_semaphores_messages() {
         manual_promotion(&p, ".semaphore/semaphore.yml", target, Some(result), &params(given), force)
     };
     assert_eq!(
-        promote("Deploy", "failed", &[("REASON", "x")], false).unwrap_err(),
+        promote("Deploy", "failed", &[("REASON", "x")], false).unwrap_err().to_string(),
         "Triggering target when pipeline is not passed requires override confirmation."
     );
-    assert_eq!(promote("Deploy", "passed", &[], false).unwrap_err(), "Missing value for required parameter 'REASON'.");
     assert_eq!(
-        promote("Deploy", "passed", &[("REASON", "x"), ("NOPE", "1")], false).unwrap_err(),
+        promote("Deploy", "passed", &[], false).unwrap_err().to_string(),
+        "Missing value for required parameter 'REASON'."
+    );
+    assert_eq!(
+        promote("Deploy", "passed", &[("REASON", "x"), ("NOPE", "1")], false).unwrap_err().to_string(),
         "Parameter 'NOPE' is not defined in promotion's yml definition."
     );
     assert_eq!(
-        promote("Deploy", "passed", &[("REASON", "x"), ("TARGET", "moon")], false).unwrap_err(),
+        promote("Deploy", "passed", &[("REASON", "x"), ("TARGET", "moon")], false).unwrap_err().to_string(),
         "Value 'moon' of parameter 'TARGET' is not one of predefined options."
     );
     let ok = promote("Deploy", "failed", &[("REASON", "hotfix")], true).unwrap();
     assert_eq!(ok.params, params(&[("REASON", "hotfix"), ("TARGET", "staging")]));
     assert_eq!(ok.pipeline_file, ".semaphore/deploy.yml");
-    assert!(promote("Nope", "passed", &[], false).unwrap_err().contains("Deploy"));
+    assert!(promote("Nope", "passed", &[], false).unwrap_err().to_string().contains("Deploy"));
 }
 
 #[test]

@@ -5,8 +5,8 @@
 use std::cell::RefCell;
 
 use salve_contract::HealOutcome;
-use salve_heal::HealReport;
 use salve_heal::{Ci, Claimed, FailedJob, Failure, Options, heal};
+use salve_heal::{CiError, HealReport};
 use salve_logs::classify::Class;
 
 /// A CI server in memory that records what the heal asked and told it.
@@ -35,30 +35,30 @@ impl FakeCi {
 }
 
 impl Ci for FakeCi {
-    fn failure(&self) -> Result<Failure, String> {
+    fn failure(&self) -> Result<Failure, CiError> {
         Ok(self.failure.clone())
     }
-    fn claim(&self, _: &Failure, fingerprint: &str) -> Result<Claimed, String> {
+    fn claim(&self, _: &Failure, fingerprint: &str) -> Result<Claimed, CiError> {
         self.claims.borrow_mut().push(fingerprint.to_owned());
         Ok(match &self.taken_by {
             Some(other) => Claimed::Taken(other.clone()),
             None => Claimed::Mine("heal-1".into()),
         })
     }
-    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), String> {
+    fn finish(&self, heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), CiError> {
         self.finished.borrow_mut().push((heal_id.to_owned(), outcome.as_str().to_owned(), report.clone()));
         Ok(())
     }
-    fn latest_sha(&self, _: &str) -> Result<Option<String>, String> {
+    fn latest_sha(&self, _: &str) -> Result<Option<String>, CiError> {
         Ok(self.latest_sha.clone())
     }
-    fn heals_since(&self, _: &str, _: i64) -> Result<usize, String> {
+    fn heals_since(&self, _: &str, _: i64) -> Result<usize, CiError> {
         Ok(self.heals_today)
     }
-    fn open_heal_pulls(&self) -> Result<usize, String> {
+    fn open_heal_pulls(&self) -> Result<usize, CiError> {
         Ok(self.open_pulls)
     }
-    fn job_log(&self, _: &str, _: usize) -> Result<String, String> {
+    fn job_log(&self, _: &str, _: usize) -> Result<String, CiError> {
         Ok(String::new())
     }
 }

@@ -205,7 +205,7 @@ pub async fn failure(
             let gathered = salve_launch::failure::gather(&server.store, job).await?;
             blocking(move || salve_launch::failure::analyze(&gathered))
                 .await?
-                .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e))?
+                .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         }
     };
     serde_json::from_value(v).map(Json).map_err(|e| {
