@@ -46,8 +46,8 @@ impl Server {
 
     /// Pushes a previous server took but did not start workflows for (it stopped in between).
     pub async fn pushes_left_over(self: &Arc<Self>) {
-        let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("pushes")) else { return };
-        for e in entries.flatten() {
+        let Ok(mut entries) = tokio::fs::read_dir(self.config.data_dir.join("pushes")).await else { return };
+        while let Ok(Some(e)) = entries.next_entry().await {
             self.push_done(&e.path()).await;
         }
     }

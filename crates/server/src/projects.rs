@@ -59,8 +59,11 @@ pub async fn create(
         webhook_secret: sealed,
     };
     server.store.create_project(&row).await?;
-    if let Some(url) = repo_url {
-        webhook::set_upstream(&dir, url).map_err(WorkError::Internal)?;
+    if let Some(url) = repo_url.map(str::to_owned) {
+        tokio::task::spawn_blocking(move || webhook::set_upstream(&dir, &url))
+            .await
+            .map_err(|e| WorkError::Internal(e.to_string()))?
+            .map_err(WorkError::Internal)?;
     }
     Ok(row)
 }
