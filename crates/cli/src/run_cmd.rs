@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use salve_engine::{Event, Observer, Outcome, PipelineControl, RefType};
+use salve_engine::{Event, Observer, PipelineControl, RefKind, RunResult};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
 use salve_launch::{DataDir, Launch, Settings, Site, Source};
@@ -131,13 +131,13 @@ pub fn run(args: &RunArgs) -> u8 {
     let project = Path::new(&top).file_name().map_or("project".to_owned(), |n| n.to_string_lossy().into_owned());
     let mirror = data.join("repos").join(format!("{project}-{:x}.git", md5::compute(top.as_bytes())));
     let (ref_type, label, git_ref) = match (&args.tag, args.pr) {
-        (Some(tag), _) if Repo::valid_branch(tag) => (RefType::Tag, tag.clone(), format!("refs/tags/{tag}")),
+        (Some(tag), _) if Repo::valid_branch(tag) => (RefKind::Tag, tag.clone(), format!("refs/tags/{tag}")),
         (Some(tag), _) => return usage_error(&format!("'{tag}' is not a valid tag name")),
-        (None, Some(n)) => (RefType::PullRequest, n.to_string(), format!("refs/pull/{n}/merge")),
-        (None, None) => (RefType::Branch, branch.clone(), format!("refs/heads/{branch}")),
+        (None, Some(n)) => (RefKind::PullRequest, n.to_string(), format!("refs/pull/{n}/merge")),
+        (None, None) => (RefKind::Branch, branch.clone(), format!("refs/heads/{branch}")),
     };
     let pushed = publish(&repo, &mirror, &sha, &format!("refs/heads/{branch}"))
-        .and_then(|()| if ref_type == RefType::Branch { Ok(()) } else { publish(&repo, &mirror, &sha, &git_ref) });
+        .and_then(|()| if ref_type == RefKind::Branch { Ok(()) } else { publish(&repo, &mirror, &sha, &git_ref) });
     if let Err(e) = pushed {
         return usage_error(&format!("cannot copy the commit to Salve's repository mirror: {e}"));
     }
@@ -165,7 +165,7 @@ pub fn run(args: &RunArgs) -> u8 {
                 project_id: project.id.clone(),
                 ref_type: ref_type.as_str().into(),
                 label: label.clone(),
-                branch: if ref_type == RefType::Tag { String::new() } else { branch.clone() },
+                branch: if ref_type == RefKind::Tag { String::new() } else { branch.clone() },
                 sha: sha.clone(),
                 triggered_by: author.clone(),
                 created_ms: salve_store::now_ms(),
@@ -271,7 +271,7 @@ pub fn run(args: &RunArgs) -> u8 {
     if !args.json {
         summary(&result);
     }
-    u8::from(result.result != Outcome::Passed)
+    u8::from(result.result != RunResult::Passed)
 }
 
 /// How `salve run` runs jobs, from its flags; the data folder is made ready (its toolbox linked
@@ -321,7 +321,7 @@ impl Observer for Printer {
             Event::BlockStarted { block } => out!("[{t:6.1}s] ▶ {block}"),
             Event::BlockFinished { block, result, result_reason } => {
                 let reason = result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
-                out!("[{t:6.1}s] {} {block}: {}{reason}", mark(*result == Outcome::Passed), result.as_str());
+                out!("[{t:6.1}s] {} {block}: {}{reason}", mark(*result == RunResult::Passed), result.as_str());
             }
             Event::JobStarted { job, .. } => out!("[{t:6.1}s]   · {job} started"),
             Event::JobFinished { job, job_id, result, summary, duration_ms, .. } => {
@@ -362,7 +362,7 @@ fn summary(run: &salve_engine::PipelineRun) {
     out!("Pipeline {}{reason} in {secs:.1}s", run.result.as_str());
     for b in run.blocks.iter().chain(run.after_pipeline.as_ref()) {
         let reason = b.result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
-        out!("  {} {}: {}{reason}", mark(b.result == Outcome::Passed), b.name, b.result.as_str());
+        out!("  {} {}: {}{reason}", mark(b.result == RunResult::Passed), b.name, b.result.as_str());
         for j in &b.jobs {
             let reason = j.result_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
             out!("      {} {}: {}{reason}  {}", mark(j.result == JobResult::Passed), j.name, j.result.as_str(), j.id);

@@ -2,30 +2,8 @@
 //! git/repository → secrets → pipeline/workflow → the plan's own (parameters, global, task,
 //! job, `SEMAPHORE_JOB_COUNT`, matrix).
 
+pub use salve_contract::RefKind;
 use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RefType {
-    Branch,
-    Tag,
-    PullRequest,
-}
-
-impl RefType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefType::Branch => "branch",
-            RefType::Tag => "tag",
-            RefType::PullRequest => "pull-request",
-        }
-    }
-
-    /// The inverse of [`RefType::as_str`].
-    pub fn parse(s: &str) -> Option<RefType> {
-        [RefType::Branch, RefType::Tag, RefType::PullRequest].into_iter().find(|r| r.as_str() == s)
-    }
-}
 
 /// What is being built (§3.2).
 #[derive(Debug, Clone, Serialize)]
@@ -36,7 +14,7 @@ pub struct GitContext {
     pub repo_name: String,
     pub repo_slug: String,
     pub sha: String,
-    pub ref_type: RefType,
+    pub ref_type: RefKind,
     /// Branch name; for a tag the tag name; for a pull request its number.
     pub label: String,
     /// For a pull request: the target branch.
@@ -52,9 +30,9 @@ pub struct GitContext {
 impl GitContext {
     pub fn git_ref(&self) -> String {
         match self.ref_type {
-            RefType::Branch => format!("refs/heads/{}", self.label),
-            RefType::Tag => format!("refs/tags/{}", self.label),
-            RefType::PullRequest => format!("refs/pull/{}/merge", self.label),
+            RefKind::Branch => format!("refs/heads/{}", self.label),
+            RefKind::Tag => format!("refs/tags/{}", self.label),
+            RefKind::PullRequest => format!("refs/pull/{}/merge", self.label),
         }
     }
 
@@ -62,9 +40,9 @@ impl GitContext {
     pub fn when_params(&self) -> salve_pipeline::when::Params {
         let mut p = salve_pipeline::when::Params::new();
         let set = |on: bool| serde_json::Value::String(if on { self.label.clone() } else { String::new() });
-        p.insert("branch".into(), set(self.ref_type == RefType::Branch));
-        p.insert("tag".into(), set(self.ref_type == RefType::Tag));
-        p.insert("pull_request".into(), set(self.ref_type == RefType::PullRequest));
+        p.insert("branch".into(), set(self.ref_type == RefKind::Branch));
+        p.insert("tag".into(), set(self.ref_type == RefKind::Tag));
+        p.insert("pull_request".into(), set(self.ref_type == RefKind::PullRequest));
         p
     }
 
@@ -142,15 +120,15 @@ pub fn git(g: &GitContext) -> Vars {
     push(&mut v, "SEMAPHORE_GIT_COMMIT_RANGE", &g.commit_range);
     push(&mut v, "SEMAPHORE_GIT_REF_TYPE", g.ref_type.as_str());
     match g.ref_type {
-        RefType::Branch => {
+        RefKind::Branch => {
             push(&mut v, "SEMAPHORE_GIT_BRANCH", &g.label);
             push(&mut v, "SEMAPHORE_GIT_WORKING_BRANCH", &g.label);
         }
-        RefType::Tag => {
+        RefKind::Tag => {
             push(&mut v, "SEMAPHORE_GIT_BRANCH", g.git_ref());
             push(&mut v, "SEMAPHORE_GIT_TAG_NAME", &g.label);
         }
-        RefType::PullRequest => {
+        RefKind::PullRequest => {
             let pr_branch = g.pr_branch.clone().unwrap_or_default();
             push(&mut v, "SEMAPHORE_GIT_BRANCH", g.target_branch.clone().unwrap_or_default());
             push(&mut v, "SEMAPHORE_GIT_WORKING_BRANCH", &pr_branch);

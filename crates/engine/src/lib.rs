@@ -5,7 +5,8 @@ pub mod env;
 pub mod promote;
 pub mod run;
 
-pub use env::{Context, GitContext, RefType};
+pub use env::{Context, GitContext, RefKind};
 pub use run::{
-    BlockRun, Engine, Event, JobRun, NoSecrets, Observer, Outcome, PipelineControl, PipelineRun, Quiet, Secret, Secrets,
+    BlockRun, Engine, Event, JobRun, NoSecrets, Observer, PipelineControl, PipelineRun, Quiet, RunResult, Secret,
+    Secrets,
 };

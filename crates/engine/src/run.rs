@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+pub use salve_contract::RunResult;
 use salve_pipeline::Plan;
 use salve_pipeline::compile::{PlanBlock, PlanJob};
 use salve_pipeline::when::{self, Functions};
@@ -37,26 +38,6 @@ impl Secrets for NoSecrets {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Passed,
-    Failed,
-    Stopped,
-    Canceled,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passed",
-            Outcome::Failed => "failed",
-            Outcome::Stopped => "stopped",
-            Outcome::Canceled => "canceled",
-        }
-    }
-}
-
 /// What the engine tells the world, in order. Serialised one per line by `salve run --json`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -71,7 +52,7 @@ pub enum Event {
     },
     BlockFinished {
         block: String,
-        result: Outcome,
+        result: RunResult,
         result_reason: Option<String>,
     },
     JobStarted {
@@ -94,7 +75,7 @@ pub enum Event {
     },
     PipelineFinished {
         pipeline_id: String,
-        result: Outcome,
+        result: RunResult,
         result_reason: Option<String>,
         /// Why the pipeline is malformed, when it is.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,7 +151,7 @@ impl JobRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct BlockRun {
     pub name: String,
-    pub result: Outcome,
+    pub result: RunResult,
     pub result_reason: Option<String>,
     pub jobs: Vec<JobRun>,
 }
@@ -178,7 +159,7 @@ pub struct BlockRun {
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineRun {
     pub pipeline_id: String,
-    pub result: Outcome,
+    pub result: RunResult,
     pub result_reason: Option<String>,
     /// Why the pipeline is malformed, when it is.
     pub error: Option<String>,
@@ -255,7 +236,7 @@ pub struct Engine<'a> {
 enum State {
     Waiting,
     Running,
-    Done(Outcome),
+    Done(RunResult),
 }
 
 struct Block<'p> {
@@ -276,7 +257,7 @@ impl Engine<'_> {
         let started = Instant::now();
         let mut run = PipelineRun {
             pipeline_id: ctx.pipeline_id.clone(),
-            result: Outcome::Passed,
+            result: RunResult::Passed,
             result_reason: None,
             error: None,
             blocks: Vec::new(),
@@ -293,7 +274,7 @@ impl Engine<'_> {
         let Decided { skips, fail_fast, secrets } = match decided {
             Ok(d) => d,
             Err(message) => {
-                run.result = Outcome::Failed;
+                run.result = RunResult::Failed;
                 run.result_reason = Some("malformed".into());
                 run.error = Some(message);
                 run.done_ms = unix_ms();
@@ -340,7 +321,7 @@ impl Engine<'_> {
                         let why = if let Some(reason) = stopped {
                             Some(reason.as_str().to_owned())
                         } else if cancel_waiting
-                            || deps.iter().any(|s| matches!(s, State::Done(o) if *o != Outcome::Passed))
+                            || deps.iter().any(|s| matches!(s, State::Done(o) if *o != RunResult::Passed))
                         {
                             Some("fast_failing".to_owned())
                         } else {
@@ -352,9 +333,9 @@ impl Engine<'_> {
                             for j in &mut b.jobs {
                                 j.result_reason = Some(reason.clone());
                             }
-                            self.settle(b, Outcome::Canceled, Some(reason));
+                            self.settle(b, RunResult::Canceled, Some(reason));
                             changed = true;
-                        } else if deps.iter().all(|s| *s == State::Done(Outcome::Passed)) {
+                        } else if deps.iter().all(|s| *s == State::Done(RunResult::Passed)) {
                             changed = true;
                             if b.skip {
                                 b.pending = 0;
@@ -362,7 +343,7 @@ impl Engine<'_> {
                                     j.result = JobResult::Passed;
                                     j.result_reason = Some("skipped".into());
                                 }
-                                self.settle(b, Outcome::Passed, Some("skipped".into()));
+                                self.settle(b, RunResult::Passed, Some("skipped".into()));
                             } else {
                                 b.state = State::Running;
                                 self.observer.event(&Event::BlockStarted { block: b.plan.name.clone() });
@@ -432,7 +413,7 @@ impl Engine<'_> {
                         if b.pending == 0 && b.running == 0 && b.state == State::Running {
                             let (result, reason) = block_result(&b.jobs);
                             self.settle(b, result, reason);
-                            if result == Outcome::Failed {
+                            if result == RunResult::Failed {
                                 if fail_fast.stop {
                                     stop_all(&mut queue, &mut blocks, &controls, StopReason::FastFailing);
                                     cancel_waiting = true;
@@ -480,7 +461,7 @@ impl Engine<'_> {
                 name: b.plan.name.clone(),
                 result: match b.state {
                     State::Done(o) => o,
-                    _ => Outcome::Canceled,
+                    _ => RunResult::Canceled,
                 },
                 result_reason: b.reason,
                 jobs: b.jobs,
@@ -498,7 +479,7 @@ impl Engine<'_> {
     }
 
     /// A block is done: its result is set, then announced.
-    fn settle(&self, b: &mut Block<'_>, result: Outcome, reason: Option<String>) {
+    fn settle(&self, b: &mut Block<'_>, result: RunResult, reason: Option<String>) {
         b.state = State::Done(result);
         b.reason = reason.clone();
         self.observer.event(&Event::BlockFinished { block: b.plan.name.clone(), result, result_reason: reason });
@@ -754,34 +735,34 @@ fn stop_all(
     }
 }
 
-fn block_result(jobs: &[JobRun]) -> (Outcome, Option<String>) {
+fn block_result(jobs: &[JobRun]) -> (RunResult, Option<String>) {
     if jobs.iter().any(|j| j.result == JobResult::Failed) {
-        (Outcome::Failed, Some("test".into()))
+        (RunResult::Failed, Some("test".into()))
     } else if let Some(j) = jobs.iter().find(|j| j.result == JobResult::Stopped) {
-        (Outcome::Stopped, j.result_reason.clone())
+        (RunResult::Stopped, j.result_reason.clone())
     } else {
-        (Outcome::Passed, None)
+        (RunResult::Passed, None)
     }
 }
 
 /// §6.1: failed (test) when a block failed; stopped or canceled, with the reason, when the
 /// pipeline was stopped (canceled if nothing had started); passed otherwise.
-fn pipeline_result(blocks: &[BlockRun], stopped: Option<StopReason>) -> (Outcome, Option<String>) {
-    if blocks.iter().any(|b| b.result == Outcome::Failed) {
-        return (Outcome::Failed, Some("test".into()));
+fn pipeline_result(blocks: &[BlockRun], stopped: Option<StopReason>) -> (RunResult, Option<String>) {
+    if blocks.iter().any(|b| b.result == RunResult::Failed) {
+        return (RunResult::Failed, Some("test".into()));
     }
     let ran = blocks.iter().any(|b| {
-        matches!(b.result, Outcome::Passed | Outcome::Stopped) && b.result_reason.as_deref() != Some("skipped")
+        matches!(b.result, RunResult::Passed | RunResult::Stopped) && b.result_reason.as_deref() != Some("skipped")
     });
     if let Some(reason) = stopped {
-        let result = if ran { Outcome::Stopped } else { Outcome::Canceled };
+        let result = if ran { RunResult::Stopped } else { RunResult::Canceled };
         return (result, Some(reason.as_str().to_owned()));
     }
-    if let Some(b) = blocks.iter().find(|b| b.result == Outcome::Stopped) {
-        return (Outcome::Stopped, b.result_reason.clone());
+    if let Some(b) = blocks.iter().find(|b| b.result == RunResult::Stopped) {
+        return (RunResult::Stopped, b.result_reason.clone());
     }
-    if let Some(b) = blocks.iter().find(|b| b.result == Outcome::Canceled) {
-        return (Outcome::Canceled, b.result_reason.clone());
+    if let Some(b) = blocks.iter().find(|b| b.result == RunResult::Canceled) {
+        return (RunResult::Canceled, b.result_reason.clone());
     }
-    (Outcome::Passed, None)
+    (RunResult::Passed, None)
 }

@@ -8,7 +8,7 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use salve_engine::{Context, Engine, GitContext, Observer, PipelineControl, PipelineRun, RefType};
+use salve_engine::{Context, Engine, GitContext, Observer, PipelineControl, PipelineRun, RefKind};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
 use salve_pipeline::when::change_in::{Build, ChangeIn};
@@ -208,7 +208,7 @@ impl Launch<'_> {
 /// The git side of a workflow (`provider/name` at `mirror`), without its commit's author and
 /// committer: those take a `git log`, and only jobs need them.
 pub fn git_context(provider: &str, name: &str, mirror: &Path, w: &WorkflowRow) -> GitContext {
-    let ref_type = RefType::parse(&w.ref_type).unwrap_or(RefType::Branch);
+    let ref_type = RefKind::parse(&w.ref_type).unwrap_or(RefKind::Branch);
     GitContext {
         provider: provider.to_owned(),
         url: format!("file://{}", mirror.display()),
@@ -217,8 +217,8 @@ pub fn git_context(provider: &str, name: &str, mirror: &Path, w: &WorkflowRow) -
         sha: w.sha.clone(),
         ref_type,
         label: w.label.clone(),
-        target_branch: (ref_type == RefType::PullRequest).then(|| w.branch.clone()),
-        pr_branch: (ref_type == RefType::PullRequest).then(|| format!("pull-{}", w.label)),
+        target_branch: (ref_type == RefKind::PullRequest).then(|| w.branch.clone()),
+        pr_branch: (ref_type == RefKind::PullRequest).then(|| format!("pull-{}", w.label)),
         pr_sha: None,
         pr_name: None,
         commit_range: String::new(),

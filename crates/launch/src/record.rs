@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use salve_engine::{Event, Observer, Outcome, Secret, Secrets};
+use salve_engine::{Event, Observer, RunResult, Secret, Secrets};
 use salve_store::secrets::Sealer;
 use salve_store::{BlockRow, CommandRow, JobRow, Store};
 use tokio::runtime::Handle;
@@ -34,7 +34,7 @@ impl<'a> Recorder<'a> {
     async fn persist(&self, event: &Event) -> salve_store::Result<()> {
         let store = self.store;
         let pid = &self.pipeline_id;
-        let block_row = |name: &str, state: &str, result: Option<&Outcome>, reason: &Option<String>| BlockRow {
+        let block_row = |name: &str, state: &str, result: Option<&RunResult>, reason: &Option<String>| BlockRow {
             pipeline_id: pid.clone(),
             name: name.to_owned(),
             state: state.to_owned(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use salve_engine::RefType;
+use salve_engine::RefKind;
 use salve_engine::promote::{self, AutoCancel};
 use salve_git::Repo;
 use salve_launch as launch;
@@ -21,7 +21,7 @@ use crate::server::{DEFAULT_FILE, Result, Server, WorkError, git_context};
 /// A ref to build: a branch, a tag or a pull request, at a commit.
 #[derive(Debug, Clone)]
 pub struct Trigger {
-    pub ref_type: RefType,
+    pub ref_type: RefKind,
     pub label: String,
     pub branch: String,
     pub sha: String,
@@ -63,8 +63,8 @@ impl Server {
             let mut missed = Vec::new();
             for (name, sha) in refs {
                 let (ref_type, label) = match (name.strip_prefix("refs/heads/"), name.strip_prefix("refs/tags/")) {
-                    (Some(b), _) => (RefType::Branch, b),
-                    (_, Some(t)) => (RefType::Tag, t),
+                    (Some(b), _) => (RefKind::Branch, b),
+                    (_, Some(t)) => (RefKind::Tag, t),
                     _ => continue,
                 };
                 match self.store.has_workflow(&project.id, ref_type.as_str(), label, &sha).await {
@@ -84,14 +84,14 @@ impl Server {
     pub async fn pushed(self: &Arc<Self>, project: &ProjectRow, updates: &[RefUpdate]) {
         for u in updates {
             let (ref_type, label) = if let Some(b) = u.name.strip_prefix("refs/heads/") {
-                (RefType::Branch, b)
+                (RefKind::Branch, b)
             } else if let Some(t) = u.name.strip_prefix("refs/tags/") {
-                (RefType::Tag, t)
+                (RefKind::Tag, t)
             } else {
                 continue;
             };
             if u.deleted() {
-                if ref_type == RefType::Branch {
+                if ref_type == RefKind::Branch {
                     match self.cancel_branch(&project.id, label).await {
                         Ok(n) => {
                             tracing::info!(project = %project.name, branch = label, canceled = n, "branch deleted")
@@ -106,7 +106,7 @@ impl Server {
             let trigger = Trigger {
                 ref_type,
                 label: label.to_owned(),
-                branch: if ref_type == RefType::Branch { label.to_owned() } else { String::new() },
+                branch: if ref_type == RefKind::Branch { label.to_owned() } else { String::new() },
                 sha: u.new.clone(),
                 triggered_by: "push".into(),
                 rerun_of: None,
@@ -128,7 +128,7 @@ impl Server {
     ) -> Result<(WorkflowRow, PipelineRow)> {
         // git takes some names Salve cannot build with (`-x` reads as an option to every tool
         // a job runs): the push still gets a workflow, one that fails and says why.
-        let unbuildable = (!Repo::valid_branch(&trigger.label) && trigger.ref_type != RefType::PullRequest)
+        let unbuildable = (!Repo::valid_branch(&trigger.label) && trigger.ref_type != RefKind::PullRequest)
             .then(|| {
                 format!(
                     "the {} name '{}' cannot be built: a name that starts with '-' or that git's check-ref-format refuses reads as an option to the tools a job runs; push it under another name",

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use salve_engine::promote::{AutoCancel, auto_cancel, auto_promotions, manual_promotion, queue};
-use salve_engine::{GitContext, RefType};
+use salve_engine::{GitContext, RefKind};
 use salve_pipeline::when::NoFunctions;
 
 use super::run::plan;
 
 const HEAD: &str = "version: v1.0\nname: P\nagent:\n  machine:\n    type: e1-standard-2\n    os_image: ubuntu2004\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: J\n          commands: [\"true\"]\n";
 
-fn git(ref_type: RefType, label: &str) -> GitContext {
+fn git(ref_type: RefKind, label: &str) -> GitContext {
     GitContext {
         provider: "salve".into(),
         url: String::new(),
@@ -32,7 +32,7 @@ fn git(ref_type: RefType, label: &str) -> GitContext {
 
 fn fired(yaml: &str, branch: &str, result: &str, reason: Option<&str>) -> Vec<String> {
     let p = plan(&format!("{HEAD}{yaml}"));
-    auto_promotions(&p, ".semaphore/semaphore.yml", &git(RefType::Branch, branch), result, reason, &NoFunctions)
+    auto_promotions(&p, ".semaphore/semaphore.yml", &git(RefKind::Branch, branch), result, reason, &NoFunctions)
         .unwrap()
         .into_iter()
         .map(|f| format!("{}:{}:{:?}", f.name, f.pipeline_file, f.params))
@@ -95,8 +95,8 @@ fn queues_and_auto_cancel_follow_the_first_matching_rule() {
     let p = plan(&format!(
         "{HEAD}queue:\n  - when: \"branch = 'main'\"\n    name: prod\n    scope: organization\n  - when: true\n    processing: parallel\nauto_cancel:\n  running:\n    when: \"branch != 'main'\"\n  queued:\n    when: true\n"
     ));
-    let main = git(RefType::Branch, "main");
-    let feature = git(RefType::Branch, "f");
+    let main = git(RefKind::Branch, "main");
+    let feature = git(RefKind::Branch, "f");
     let q = queue(&p, &main, ".semaphore/semaphore.yml").unwrap();
     assert_eq!((q.key.as_str(), q.parallel), ("organization:prod", false));
     let q = queue(&p, &feature, ".semaphore/semaphore.yml").unwrap();

@@ -3,7 +3,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use salve_engine::{
-    Context, Engine, Event, GitContext, NoSecrets, Observer, Outcome, PipelineControl, PipelineRun, RefType,
+    Context, Engine, Event, GitContext, NoSecrets, Observer, PipelineControl, PipelineRun, RefKind, RunResult,
 };
 use salve_pipeline::when::NoFunctions;
 use salve_pipeline::{Mode, NoFiles, Plan, analyze};
@@ -35,7 +35,7 @@ fn context(branch: &str) -> Context {
             repo_name: "p".into(),
             repo_slug: "local/p".into(),
             sha: "0123456789abcdef0123456789abcdef01234567".into(),
-            ref_type: RefType::Branch,
+            ref_type: RefKind::Branch,
             label: branch.into(),
             target_branch: None,
             pr_branch: None,
@@ -101,8 +101,8 @@ fn pipeline_time_limit_stops_everything() {
     let (r, _dir) = run(&p, &context("main"), &PipelineControl::new());
     assert!(t.elapsed() < Duration::from_secs(20));
     assert_eq!(r.result_reason.as_deref(), Some("timeout"));
-    assert!(matches!(r.result, Outcome::Stopped | Outcome::Canceled), "{:?}", r.result);
-    assert_eq!(r.blocks[1].result, Outcome::Canceled);
+    assert!(matches!(r.result, RunResult::Stopped | RunResult::Canceled), "{:?}", r.result);
+    assert_eq!(r.blocks[1].result, RunResult::Canceled);
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn stop_from_outside_and_after_pipeline_variables() {
     });
     let (r, _dir) = run(&p, &context("main"), &control);
     t.join().unwrap();
-    assert_eq!((r.result, r.result_reason.as_deref()), (Outcome::Stopped, Some("user")));
+    assert_eq!((r.result, r.result_reason.as_deref()), (RunResult::Stopped, Some("user")));
     assert_eq!(r.blocks[0].jobs[0].result, JobResult::Stopped);
     let after = r.after_pipeline.as_ref().unwrap();
     let text = String::from_utf8_lossy(&std::fs::read(after.jobs[0].dir.join("log")).unwrap()).into_owned();
@@ -131,7 +131,7 @@ fn variables_follow_semaphores_export_order() {
         "{HEAD}global_job_config:\n  env_vars:\n    - name: LAYER\n      value: global\nblocks:\n  - name: B\n    task:\n      env_vars:\n        - name: LAYER\n          value: task\n      jobs:\n        - name: J\n          env_vars:\n            - name: LAYER\n              value: job\n          commands:\n            - echo \"layer=$LAYER extra=$SALVE_EXTRA promoted=$SEMAPHORE_PIPELINE_PROMOTION/$SEMAPHORE_PIPELINE_PROMOTED_BY chain=$SEMAPHORE_PIPELINE_0_ARTEFACT_ID,$SEMAPHORE_PIPELINE_1_ARTEFACT_ID,$SEMAPHORE_PIPELINE_ARTEFACT_ID number=$SEMAPHORE_WORKFLOW_NUMBER deploy=$DEPLOY_TO\"\n"
     ));
     let (r, _dir) = run(&p, &context("main"), &PipelineControl::new());
-    assert_eq!(r.result, Outcome::Passed);
+    assert_eq!(r.result, RunResult::Passed);
     let text = log(&r, 0, 0);
     assert!(
         text.contains("layer=job extra=x promoted=true/auto-promotion chain=a0,a1,a1 number=7 deploy=staging"),
@@ -145,18 +145,22 @@ fn skip_run_and_filters_decide_before_anything_runs() {
         "{HEAD}blocks:\n  - name: Skipped\n    skip:\n      when: \"branch = 'main'\"\n    task:\n      jobs:\n        - commands: [exit 1]\n  - name: NotRun\n    run:\n      when: \"branch = 'release'\"\n    task:\n      jobs:\n        - commands: [exit 1]\n  - name: Runs\n    task:\n      jobs:\n        - commands: [echo ran]\n"
     ));
     let (r, _dir) = run(&p, &context("main"), &PipelineControl::new());
-    assert_eq!(r.result, Outcome::Passed);
+    assert_eq!(r.result, RunResult::Passed);
     let reasons: Vec<_> = r.blocks.iter().map(|b| (b.result, b.result_reason.clone())).collect();
     assert_eq!(
         reasons,
-        [(Outcome::Passed, Some("skipped".into())), (Outcome::Passed, Some("skipped".into())), (Outcome::Passed, None)]
+        [
+            (RunResult::Passed, Some("skipped".into())),
+            (RunResult::Passed, Some("skipped".into())),
+            (RunResult::Passed, None)
+        ]
     );
     let (r, _dir) = run(&p, &context("release"), &PipelineControl::new());
     // Not skipped on another branch: the first block fails and the others (implicitly after
     // it) are canceled.
-    assert_eq!(r.result, Outcome::Failed);
+    assert_eq!(r.result, RunResult::Failed);
     let results: Vec<_> = r.blocks.iter().map(|b| b.result).collect();
-    assert_eq!(results, [Outcome::Failed, Outcome::Canceled, Outcome::Canceled]);
+    assert_eq!(results, [RunResult::Failed, RunResult::Canceled, RunResult::Canceled]);
 }
 
 #[test]
@@ -184,8 +188,8 @@ fn one_job_stopped_the_others_go_on() {
     assert_eq!(jobs[1].result, JobResult::Passed, "the other job ran to its end");
     assert_eq!(
         (r.blocks[0].result, r.result, r.result_reason.as_deref()),
-        (Outcome::Stopped, Outcome::Stopped, Some("user"))
+        (RunResult::Stopped, RunResult::Stopped, Some("user"))
     );
-    assert_eq!(r.blocks[1].result, Outcome::Canceled);
+    assert_eq!(r.blocks[1].result, RunResult::Canceled);
     assert!(!PipelineControl::new().stop_job(&jobs[0].id), "no pipeline runs under a fresh control");
 }

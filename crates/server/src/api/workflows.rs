@@ -5,7 +5,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use salve_contract::api;
-use salve_engine::RefType;
+use salve_engine::RefKind;
 use salve_git::Repo;
 use serde::Deserialize;
 
@@ -52,15 +52,15 @@ pub async fn run(
     let req = json_body(body)?;
     let project = views::find_project(&server, &req.project).await?;
     let (ref_type, label) = match (req.branch, req.tag) {
-        (Some(b), None) => (RefType::Branch, b),
-        (None, Some(t)) => (RefType::Tag, t),
-        (None, None) => (RefType::Branch, "main".to_owned()),
+        (Some(b), None) => (RefKind::Branch, b),
+        (None, Some(t)) => (RefKind::Tag, t),
+        (None, None) => (RefKind::Branch, "main".to_owned()),
         (Some(_), Some(_)) => return Err(ApiError::bad("give a branch or a tag, not both")),
     };
     if !Repo::valid_branch(&label) {
         return Err(ApiError::bad(format!("'{label}' is not a valid branch or tag name")));
     }
-    let git_ref = format!("refs/{}/{label}", if ref_type == RefType::Tag { "tags" } else { "heads" });
+    let git_ref = format!("refs/{}/{label}", if ref_type == RefKind::Tag { "tags" } else { "heads" });
     let (dir, wanted, asked) = (project.repo_url.clone(), git_ref.clone(), req.sha.clone());
     let (head, full) = blocking(move || {
         let repo = Repo::new(&dir);
@@ -76,7 +76,7 @@ pub async fn run(
         None => head,
     };
     let trigger = Trigger {
-        branch: if ref_type == RefType::Branch { label.clone() } else { String::new() },
+        branch: if ref_type == RefKind::Branch { label.clone() } else { String::new() },
         ref_type,
         label,
         sha,
@@ -92,7 +92,7 @@ pub async fn rerun(State(server): S, Path(id): Path<String>) -> Result<(StatusCo
     let project =
         server.store.project(&w.project_id).await?.ok_or_else(|| ApiError::not_found("the project was deleted"))?;
     let trigger = Trigger {
-        ref_type: RefType::parse(&w.ref_type).unwrap_or(RefType::Branch),
+        ref_type: RefKind::parse(&w.ref_type).unwrap_or(RefKind::Branch),
         label: w.label.clone(),
         branch: w.branch.clone(),
         sha: w.sha.clone(),
