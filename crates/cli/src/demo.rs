@@ -320,10 +320,11 @@ fn watch(client: &Client, pushed: Instant, pushed_unix_ms: i64, limit: Duration)
                 let Ok(f) = client.get::<api::Failure>(&format!("/api/v1/jobs/{}/failure", encode(&j.id))) else {
                     continue;
                 };
+                let f = f.report;
                 out!(
                     "          job '{}' failed: {} in `{}`",
                     j.name,
-                    f.class.replace('_', " "),
+                    f.class.words(),
                     f.failing_command.as_deref().unwrap_or("")
                 );
                 for l in f.excerpt.iter().take(4) {

@@ -255,9 +255,10 @@ impl Ci for HttpCi {
             if j.result != Some(RunResult::Failed) && !timed_out {
                 continue;
             }
-            let report: Option<api::Failure> = self.client.get(&format!("/api/v1/jobs/{}/failure", encode(&j.id))).ok();
+            let report = self.client.get::<api::Failure>(&format!("/api/v1/jobs/{}/failure", encode(&j.id)));
+            let report = report.ok().map(|f| f.report);
             let class = match &report {
-                Some(r) => Class::from_name(&r.class),
+                Some(r) => r.class,
                 None if timed_out => Class::Timeout,
                 None => Class::Unknown,
             };

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
+use crate::{FailureClass, HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
 
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -344,8 +344,7 @@ pub struct TokenCreated {
     pub project: Option<String>,
 }
 
-/// `GET /jobs/{id}/failure`: the lines that explain a failed job (diffed against the newest
-/// passing run of the same job), its class, fingerprint, failing command and failing tests.
+/// `GET /jobs/{id}/failure`: a failed job's report, with the job's own verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Failure {
     pub job_id: String,
@@ -354,9 +353,16 @@ pub struct Failure {
     pub summary: Option<String>,
     /// The job whose log was the baseline, when one passed before.
     pub baseline_job_id: Option<String>,
-    /// `compile`, `test`, `lint`, `format`, `dependency`, `timeout`, `out_of_memory`,
-    /// `infrastructure`, … (`salve_logs::classify::Class`).
-    pub class: String,
+    #[serde(flatten)]
+    pub report: FailureReport,
+}
+
+/// The analysis of a failed job's log (`salve_logs::report` makes it): the lines that explain it
+/// (diffed against the newest passing run of the same job), its class, fingerprint, failing
+/// command and failing tests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+pub struct FailureReport {
+    pub class: FailureClass,
     /// Lines (1-based) of the excerpt that show the class.
     pub class_lines: Vec<usize>,
     /// Stays the same when the same failure happens again.
@@ -372,14 +378,14 @@ pub struct Failure {
     pub failing_tests: Vec<FailingTest>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExcerptLine {
     /// 1-based, in the log.
     pub line: usize,
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FailingTest {
     pub suite: String,
     pub file: String,

@@ -84,6 +84,57 @@ vocabulary! {
     PullState ("a pull request's state") { Open = "open", Merged = "merged", Closed = "closed" }
 }
 
+vocabulary! {
+    /// What kind of failure a job's log shows (`salve_logs::classify` decides it). The class
+    /// drives the heal: infrastructure failures are rerun, lint and format failures go to the
+    /// fixers, the rest to an agent, and an environment failure is never "fixed" in the code.
+    FailureClass ("a failure class") {
+        OutOfMemory = "out_of_memory",
+        Killed = "killed",
+        Timeout = "timeout",
+        NetworkInfrastructure = "network_infrastructure",
+        /// The job's machine lacks a tool or toolchain: no change to the code fixes that.
+        Environment = "environment",
+        Configuration = "configuration",
+        Dependency = "dependency",
+        LintFormat = "lint_format",
+        CompileError = "compile_error",
+        TestFailure = "test_failure",
+        Unknown = "unknown",
+    }
+}
+
+// Written out: the vocabulary macro owns the enum's derives.
+#[allow(clippy::derivable_impls)]
+impl Default for FailureClass {
+    fn default() -> FailureClass {
+        FailureClass::Unknown
+    }
+}
+
+impl FailureClass {
+    /// The class `name` names; an unknown name (a newer Salve's class) is [`FailureClass::Unknown`].
+    pub fn from_name(name: &str) -> FailureClass {
+        FailureClass::parse(name).unwrap_or_default()
+    }
+
+    /// Not the code's fault: the network, the machine's limits, a time limit.
+    pub fn is_infrastructure(self) -> bool {
+        matches!(
+            self,
+            FailureClass::NetworkInfrastructure
+                | FailureClass::Timeout
+                | FailureClass::Killed
+                | FailureClass::OutOfMemory
+        )
+    }
+
+    /// The class's name for people: `lint format`, `compile error`.
+    pub fn words(self) -> String {
+        self.as_str().replace('_', " ")
+    }
+}
+
 /// A secret's name. Semaphore's may hold spaces (`Secret 1`); control characters and '/' are
 /// refused.
 pub fn valid_secret_name(name: &str) -> bool {

@@ -6,74 +6,10 @@
 //! toolchain the machine lacks) is never "fixed" by editing code. Causes outside the code win
 //! over their symptoms: a test that failed because the disk was full is an infrastructure failure.
 
-use serde::{Deserialize, Serialize};
-
 use crate::excerpt::{Line, shape};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    OutOfMemory,
-    Killed,
-    Timeout,
-    NetworkInfrastructure,
-    /// The job's machine lacks a tool or toolchain: no change to the code fixes that.
-    Environment,
-    Configuration,
-    Dependency,
-    LintFormat,
-    CompileError,
-    TestFailure,
-    #[default]
-    Unknown,
-}
-
-impl Class {
-    pub const ALL: [Class; 11] = [
-        Class::OutOfMemory,
-        Class::Killed,
-        Class::Timeout,
-        Class::NetworkInfrastructure,
-        Class::Environment,
-        Class::Configuration,
-        Class::Dependency,
-        Class::LintFormat,
-        Class::CompileError,
-        Class::TestFailure,
-        Class::Unknown,
-    ];
-
-    /// The class `name` (its `as_str`) names; an unknown name is [`Class::Unknown`].
-    pub fn from_name(name: &str) -> Class {
-        Class::ALL.into_iter().find(|c| c.as_str() == name).unwrap_or(Class::Unknown)
-    }
-
-    /// Not the code's fault: the network, the machine's limits, a time limit.
-    pub fn is_infrastructure(self) -> bool {
-        matches!(self, Class::NetworkInfrastructure | Class::Timeout | Class::Killed | Class::OutOfMemory)
-    }
-
-    /// The class's name for people: `lint format`, `compile error`.
-    pub fn words(self) -> String {
-        self.as_str().replace('_', " ")
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::OutOfMemory => "out_of_memory",
-            Class::Killed => "killed",
-            Class::Timeout => "timeout",
-            Class::NetworkInfrastructure => "network_infrastructure",
-            Class::Environment => "environment",
-            Class::Configuration => "configuration",
-            Class::Dependency => "dependency",
-            Class::LintFormat => "lint_format",
-            Class::CompileError => "compile_error",
-            Class::TestFailure => "test_failure",
-            Class::Unknown => "unknown",
-        }
-    }
-}
+/// The contract's failure class, by the name the classifier uses.
+pub use salve_contract::FailureClass as Class;
 
 /// Phrases of each class, lower case, in precedence order: the first class with a phrase in
 /// the excerpt wins.
@@ -364,7 +300,7 @@ mod tests {
 
     #[test]
     fn class_names_round_trip() {
-        for c in Class::ALL {
+        for &c in Class::ALL {
             assert_eq!(Class::from_name(c.as_str()), c);
             assert_eq!(serde_json::to_value(c).ok(), Some(serde_json::json!(c.as_str())));
         }

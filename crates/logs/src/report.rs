@@ -4,46 +4,11 @@
 
 use std::io::{self, Read};
 
-use serde::Serialize;
-
 use crate::classify::{self, Class};
 use crate::excerpt::{self, Baseline, CommandSpan, Excerpt};
 use crate::junit::{self, Suite};
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    pub class: Class,
-    /// Lines (1-based) of the excerpt that show the class.
-    pub class_lines: Vec<usize>,
-    /// Stays the same when the same failure happens again.
-    pub fingerprint: String,
-    /// The first command that failed, when the log's commands are known.
-    pub failing_command: Option<String>,
-    /// False when no line of the log was evidence (the excerpt is then its last lines).
-    pub evidence: bool,
-    pub excerpt: Vec<ExcerptLine>,
-    /// The excerpt's size in bytes (what the budget counts).
-    pub bytes: usize,
-    pub total_lines: usize,
-    pub failing_tests: Vec<FailingTest>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ExcerptLine {
-    /// 1-based, in the log.
-    pub line: usize,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FailingTest {
-    pub suite: String,
-    pub file: String,
-    pub classname: String,
-    pub name: String,
-    pub message: Option<String>,
-    pub body: Option<String>,
-}
+pub use salve_contract::api::{ExcerptLine, FailingTest, FailureReport as Report};
 
 /// What the report needs besides the log.
 #[derive(Default)]

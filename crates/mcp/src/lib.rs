@@ -745,16 +745,17 @@ impl SalveMcp {
                 Ok(r) => r,
                 Err(e) => return tool_error(e),
             };
-            md.push(format!("**{}** in job `{job}` (fingerprint `{}`)", r.class.replace('_', " "), r.fingerprint));
-            if let Some(c) = &r.failing_command {
+            let report = &r.report;
+            md.push(format!("**{}** in job `{job}` (fingerprint `{}`)", report.class.words(), report.fingerprint));
+            if let Some(c) = &report.failing_command {
                 md.push(format!("Failing command: `{c}`"));
             }
             md.push("```".into());
-            for l in &r.excerpt {
+            for l in &report.excerpt {
                 md.push(format!("{:>6} | {}", l.line, l.text));
             }
             md.push("```".into());
-            for t in &r.failing_tests {
+            for t in &report.failing_tests {
                 md.push(format!("- test {}.{}: {}", t.classname, t.name, t.message.as_deref().unwrap_or("")));
             }
             reports.push(json!(r));

@@ -598,7 +598,7 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
         None
     };
     let evidence_lines: HashSet<u64> =
-        failure.as_ref().map(|f| f.excerpt.iter().map(|l| l.line as u64).collect()).unwrap_or_default();
+        failure.as_ref().map(|f| f.report.excerpt.iter().map(|l| l.line as u64).collect()).unwrap_or_default();
     let dir = PathBuf::from(&job.log_dir);
     let wanted = q.from.and_then(|f| f.parse::<u64>().ok());
     let (total, from, lines) = tokio::task::spawn_blocking(move || {
@@ -651,8 +651,8 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
             });
         }
     }
-    let failure = failure.map(|f| FailureView {
-        class: f.class.replace('_', " "),
+    let failure = failure.map(|f| f.report).map(|f| FailureView {
+        class: f.class.words(),
         command: f.failing_command.unwrap_or_default(),
         evidence: f.evidence,
         lines: f
