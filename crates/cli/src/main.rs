@@ -1,5 +1,6 @@
 //! `salve`: the one binary. Thin: argument parsing and output; the work is in library crates.
 
+mod agent_cmd;
 mod client;
 mod demo;
 mod forges;
@@ -89,6 +90,12 @@ enum Command {
     },
     /// Show Salve's main job on a sample project (what exists today; see the README).
     Demo(demo::DemoArgs),
+    /// Self-hosted agent types (s1-NAME) on a server: create (prints the registration token),
+    /// list, disable.
+    AgentType {
+        #[command(subcommand)]
+        command: agent_cmd::AgentTypeCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +131,7 @@ fn main() -> ExitCode {
         Command::Heal(args) => heal_cmd::run(args),
         Command::Init(args) => init_cmd::run(&args),
         Command::Pr { command } => pr_cmd::run(command),
+        Command::AgentType { command } => agent_cmd::run(command),
     };
     ExitCode::from(code)
 }

@@ -639,3 +639,34 @@ pub struct NewPull {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
 }
+
+/// A self-hosted agent type (`s1-NAME`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentType {
+    pub name: String,
+    pub created_ms: i64,
+    /// A disabled type registers no agent and runs no job.
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentTypeList {
+    pub agent_types: Vec<AgentType>,
+}
+
+/// `POST /agent-types`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAgentType {
+    /// `s1-` and 1 to 64 letters, digits, `-` and `_`.
+    pub name: String,
+}
+
+/// A new agent type with its registration token: the only time the token is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentTypeCreated {
+    pub name: String,
+    pub created_ms: i64,
+    /// Agents of this type register with it (`salve agent --token …`).
+    pub registration_token: String,
+}

@@ -135,6 +135,19 @@ impl FailureClass {
     }
 }
 
+/// The prefix of a self-hosted agent type's name, as in Semaphore (`s1-gpu`): a job whose
+/// machine type has it runs on agents of that type only.
+pub const AGENT_TYPE_PREFIX: &str = "s1-";
+
+/// An agent type's name: `s1-` and 1 to 64 letters, digits, `-` and `_`.
+pub fn valid_agent_type_name(name: &str) -> bool {
+    name.strip_prefix(AGENT_TYPE_PREFIX).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 64
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// A secret's name. Semaphore's may hold spaces (`Secret 1`); control characters and '/' are
 /// refused.
 pub fn valid_secret_name(name: &str) -> bool {

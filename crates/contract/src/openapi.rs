@@ -308,6 +308,29 @@ pub const ROUTES: &[Route] = &[
         params: &[query("pipeline_id", false, false, "Only this pipeline's events")],
         ..route(Get, "/api/v1/events", "Pipeline, block and job state changes (SSE)", "events", Answer::Events)
     },
+    route(Get, "/api/v1/agent-types", "List self-hosted agent types", "agents", json(200, of::<api::AgentTypeList>)),
+    Route {
+        body: Some(of::<api::NewAgentType>),
+        errors: &[409],
+        ..route(
+            Post,
+            "/api/v1/agent-types",
+            "Create an agent type (s1-NAME); the response holds its registration token, the only time it is shown",
+            "agents",
+            json(201, of::<api::AgentTypeCreated>),
+        )
+    },
+    Route {
+        params: &[path("name", "Agent type name")],
+        errors: NOT_FOUND,
+        ..route(
+            Post,
+            "/api/v1/agent-types/{name}/disable",
+            "Disable an agent type: its agents register no more and its jobs fail at creation",
+            "agents",
+            json(200, of::<api::AgentType>),
+        )
+    },
     route(Get, "/api/v1/secrets", "List secret names (never values)", "secrets", json(200, of::<api::SecretList>)),
     Route {
         body: Some(of::<api::NewSecret>),

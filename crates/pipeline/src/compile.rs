@@ -31,6 +31,21 @@ pub struct Plan {
     pub promotions: Vec<PlanPromotion>,
 }
 
+impl Plan {
+    /// The machine types the plan's jobs run on (each block's, the pipeline's where a block names
+    /// none, after_pipeline's), each once, in plan order.
+    pub fn machine_types(&self) -> Vec<&str> {
+        let all = self.blocks.iter().map(|b| &b.agent).chain(self.after_pipeline.iter().map(|a| &a.agent));
+        let mut out: Vec<&str> = Vec::new();
+        for a in all {
+            if !out.contains(&a.machine_type.as_str()) {
+                out.push(&a.machine_type);
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanAgent {
     pub machine_type: String,

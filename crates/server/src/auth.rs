@@ -46,8 +46,11 @@ pub async fn create_for(
 /// tokens or secrets, and any write but recording heals, opening pull requests and MCP calls
 /// (the handlers of those check the project). `None` when the call may go on.
 pub fn scoped_refusal(method: &axum::http::Method, path: &str) -> Option<&'static str> {
-    if path.starts_with("/api/v1/tokens") || path.starts_with("/api/v1/secrets") {
-        return Some("tokens and secrets");
+    if path.starts_with("/api/v1/tokens")
+        || path.starts_with("/api/v1/secrets")
+        || path.starts_with("/api/v1/agent-types")
+    {
+        return Some("tokens, secrets and agent types");
     }
     let reading = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
     let allowed_write = path == "/api/v1/heals"

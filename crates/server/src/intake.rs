@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use salve_contract::AGENT_TYPE_PREFIX;
 use salve_engine::RefKind;
 use salve_engine::promote::{self, AutoCancel};
 use salve_git::Repo;
 use salve_launch as launch;
+use salve_pipeline::Plan;
 use salve_runner::StopReason;
 use salve_store::{PipelineRow, ProjectRow, WorkflowRow};
 
@@ -212,6 +214,10 @@ impl Server {
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
+        let compiled = match compiled {
+            Ok(plan) => self.agent_types_exist(&plan).await.map(|()| plan),
+            Err(e) => Err(e),
+        };
         let decided = compiled.and_then(|plan| {
             let queue = promote::queue(&plan, &git, file).map_err(|e| e.to_string())?;
             let cancel = promote::auto_cancel(&plan, &git).map_err(|e| e.to_string())?;
@@ -238,6 +244,28 @@ impl Server {
             }
         }
         row
+    }
+
+    /// Every self-hosted agent type (`s1-…`) the plan's jobs name is one of this server's, and
+    /// enabled; else what to do about it. A pipeline that names an unknown type fails at
+    /// creation, instead of waiting for agents that will never come.
+    async fn agent_types_exist(&self, plan: &Plan) -> std::result::Result<(), String> {
+        for machine in plan.machine_types().into_iter().filter(|m| m.starts_with(AGENT_TYPE_PREFIX)) {
+            match self.store.agent_type(machine).await.map_err(|e| e.to_string())? {
+                Some(t) if t.disabled_ms.is_none() => {}
+                Some(_) => {
+                    return Err(format!(
+                        "agent type '{machine}' is disabled: its jobs run nowhere; use another machine type"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "machine type '{machine}' is not an agent type of this Salve: create it with `salve agent-type create {machine}` and start agents of it, or use another machine type"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// After a pipeline was stored: announce it, apply its auto_cancel, wake the dispatcher.

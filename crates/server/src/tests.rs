@@ -143,3 +143,84 @@ async fn every_documented_route_is_served() {
     let (_, error) = api.send("GET", "/api/v1/projects/nope", None, false).await;
     serde_json::from_value::<salve_contract::api::Error>(error).expect("an Error");
 }
+
+/// Commits `files` on branch `main` of the hosted project `name` (as a push would, without the
+/// hook: the caller starts the workflow through the API).
+fn commit_to(api: &Api, name: &str, files: &[(&str, &str)]) {
+    let work = tempfile::tempdir().expect("a folder");
+    for (path, text) in files {
+        let p = work.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("a parent")).expect("folders");
+        std::fs::write(p, text).expect("a file");
+    }
+    let repo = salve_git::Repo::new(work.path());
+    repo.init("main").expect("git init");
+    repo.add_all().expect("git add");
+    let sha = repo.commit_as("t", "t@example.invalid", "a commit").expect("a commit");
+    let bare = crate::forge::repo_dir(&api.server.config.data_dir, name);
+    repo.push_local(&bare, &sha, "refs/heads/main").expect("pushed");
+}
+
+/// Agent types: created with a registration token shown once, listed, refused when misnamed or
+/// taken, disabled; a project's token may not touch them; a pipeline whose jobs name an unknown
+/// or disabled `s1-` type fails at creation and says what to do, one whose type exists queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_types_gate_the_pipelines_that_name_them() {
+    let api = Api::new().await;
+    let (status, made) = api.send("POST", "/api/v1/agent-types", Some(json!({"name": "s1-gpu"})), false).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let made: salve_contract::api::AgentTypeCreated = serde_json::from_value(made).expect("a created type");
+    assert!(made.registration_token.starts_with("salve_") && made.registration_token.len() > 40);
+    let (status, list) = api.send("GET", "/api/v1/agent-types", None, false).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!list.to_string().contains(&made.registration_token), "the token is never listed: {list}");
+    let (status, err) = api.send("POST", "/api/v1/agent-types", Some(json!({"name": "s1-gpu"})), false).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    for bad in ["gpu", "s1-", "s1-a b", "s1-../x", &format!("s1-{}", "x".repeat(65))] {
+        let (status, err) = api.send("POST", "/api/v1/agent-types", Some(json!({"name": bad})), false).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {err}");
+        assert!(err.to_string().contains("not an agent type name"), "{err}");
+    }
+
+    // A project's token (a promoted pipeline's jobs') may not create or disable agent types.
+    api.send("POST", "/api/v1/projects", Some(json!({"name": "demo"})), false).await;
+    let project = api.server.store.project("demo").await.expect("the store").expect("the project");
+    let (_, scoped) =
+        crate::auth::create_for(&api.server.store, "pipeline x", Some(&project.id)).await.expect("a token");
+    let scoped_api = Api { server: api.server.clone(), token: scoped, _dir: tempfile::tempdir().expect("a folder") };
+    let (status, err) = scoped_api.send("POST", "/api/v1/agent-types", Some(json!({"name": "s1-mine"})), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{err}");
+
+    let pipeline = |machine: &str| {
+        format!(
+            "version: v1.0\nname: P\nagent:\n  machine:\n    type: e1-standard-2\n    os_image: ubuntu2004\nblocks:\n  - name: B\n    task:\n      agent:\n        machine:\n          type: {machine}\n      jobs:\n        - name: J\n          commands:\n            - echo hi\n"
+        )
+    };
+    let start = |api: &Api| {
+        let api =
+            Api { server: api.server.clone(), token: api.token.clone(), _dir: tempfile::tempdir().expect("a folder") };
+        async move {
+            let (status, started) =
+                api.send("POST", "/api/v1/workflows", Some(json!({"project": "demo", "branch": "main"})), false).await;
+            assert_eq!(status, StatusCode::CREATED, "{started}");
+            let id = started["pipeline_id"].as_str().expect("a pipeline id").to_owned();
+            let (_, p) = api.send("GET", &format!("/api/v1/pipelines/{id}"), None, false).await;
+            p
+        }
+    };
+    commit_to(&api, "demo", &[(".semaphore/semaphore.yml", &pipeline("s1-nowhere"))]);
+    let p = start(&api).await;
+    assert_eq!((p["state"].as_str(), p["result_reason"].as_str()), (Some("done"), Some("malformed")), "{p}");
+    assert!(p["error"].as_str().is_some_and(|e| e.contains("salve agent-type create s1-nowhere")), "{p}");
+
+    commit_to(&api, "demo", &[(".semaphore/semaphore.yml", &pipeline("s1-gpu"))]);
+    let p = start(&api).await;
+    assert_eq!(p["error"], Value::Null, "a known type's pipeline is not refused: {p}");
+
+    let (status, disabled) = api.send("POST", "/api/v1/agent-types/s1-gpu/disable", None, false).await;
+    assert_eq!((status, disabled["disabled"].as_bool()), (StatusCode::OK, Some(true)), "{disabled}");
+    let p = start(&api).await;
+    assert!(p["error"].as_str().is_some_and(|e| e.contains("is disabled")), "{p}");
+    let (status, _) = api.send("POST", "/api/v1/agent-types/s1-none/disable", None, false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

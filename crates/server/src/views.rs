@@ -4,7 +4,9 @@
 use salve_contract::api;
 use salve_contract::{HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
 use salve_git::Repo;
-use salve_store::{CommandRow, HealRow, JobRow, PipelineInfo, ProjectRow, PullRow, TokenRow, WorkflowRow};
+use salve_store::{
+    AgentTypeRow, CommandRow, HealRow, JobRow, PipelineInfo, ProjectRow, PullRow, TokenRow, WorkflowRow,
+};
 
 use crate::http::{ApiError, blocking};
 use crate::server::Server;
@@ -128,6 +130,10 @@ pub fn token(t: &TokenRow) -> api::Token {
         last_used_ms: t.last_used_ms,
         project_id: t.project_id.clone(),
     }
+}
+
+pub fn agent_type(t: &AgentTypeRow) -> api::AgentType {
+    api::AgentType { name: t.name.clone(), created_ms: t.created_ms, disabled: t.disabled_ms.is_some() }
 }
 
 pub fn heal(h: &HealRow) -> api::Heal {

@@ -3,10 +3,12 @@
 //! when several servers or workers share state). Queries use `$N` placeholders, which both
 //! accept. The schema is embedded and migrated on open. No business rules live here.
 
+pub mod agents;
 pub mod heal;
 pub mod secrets;
 pub mod web;
 
+pub use agents::AgentTypeRow;
 pub use heal::{HealRow, PullRow};
 pub use web::{CommentRow, SessionRow};
 
@@ -23,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_token_scope.sql")),
     (6, include_str!("../migrations/0006_heal_links.sql")),
     (7, include_str!("../migrations/0007_plans.sql")),
+    (8, include_str!("../migrations/0008_agent_types.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

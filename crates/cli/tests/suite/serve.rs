@@ -605,6 +605,20 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
     assert_eq!((s, pulls["pulls"].as_array().map(Vec::len)), (200, Some(0)), "{pulls}");
     let all = send(http.get(format!("{url}/api/v1/pulls?state=all")).bearer_auth(t)).1;
     assert_eq!(all["pulls"].as_array().map(Vec::len), Some(1), "{all}");
+    // Agent types through the CLI: the token is the last line, shown once; a bad name and a
+    // second one of the same name are refused with what to do.
+    let made = server.salve(&["agent-type", "create", "s1-builders"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let said = String::from_utf8_lossy(&made.stdout).into_owned();
+    assert!(said.lines().last().is_some_and(|l| l.starts_with("salve_")), "{said}");
+    let again = server.salve(&["agent-type", "create", "s1-builders"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let bad = server.salve(&["agent-type", "create", "builders"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an agent type name"), "{bad:?}");
+    assert!(server.salve(&["agent-type", "disable", "s1-builders"]).status.success());
+    let listed = String::from_utf8_lossy(&server.salve(&["agent-type", "list"]).stdout).into_owned();
+    assert_eq!(listed.trim(), "s1-builders  disabled");
     // The server is still up.
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
 }

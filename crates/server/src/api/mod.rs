@@ -3,6 +3,7 @@
 //! `{"error": {"status", "message"}}` with a message that says what to do. One file per
 //! resource; what they share is in `crate::http` and `crate::views`.
 
+pub mod agents;
 pub mod artifacts;
 pub mod heals;
 pub mod jobs;
@@ -64,6 +65,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/jobs/{id}/logs/stream", get(live::log_stream))
         .route("/api/v1/jobs/{id}/failure", get(live::failure))
         .route("/api/v1/events", get(live::events))
+        .route("/api/v1/agent-types", get(agents::list_types).post(agents::create_type))
+        .route("/api/v1/agent-types/{name}/disable", post(agents::disable_type))
         .route("/api/v1/secrets", get(secrets::list).post(secrets::put))
         .route("/api/v1/secrets/{name}", axum::routing::delete(secrets::delete))
         .route("/api/v1/heals", get(heals::list).post(heals::claim))
