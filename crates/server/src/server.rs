@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use salve_contract::RunResult;
 use salve_engine::{GitContext, PipelineControl};
 use salve_git::Repo;
 use salve_launch as launch;
@@ -147,7 +148,9 @@ impl Server {
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
         for info in self.store.pipelines_in_state("running").await? {
             let id = &info.pipeline.id;
-            self.store.end_unfinished_jobs(id, "failed", "server_stopped", SERVER_STOPPED).await?;
+            // A job the stop cut off failed, and so did its block.
+            let failed = RunResult::Failed.as_str();
+            self.store.end_unfinished(id, (failed, failed), "server_stopped", SERVER_STOPPED).await?;
             if self.finish(id, "failed", "stuck", Some(SERVER_STOPPED)).await? {
                 tracing::warn!(pipeline = %id, "pipeline ended as failed (stuck): the server stopped while it ran");
             }

@@ -717,11 +717,12 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Ends every job of the pipeline that had not finished (the server stopped under it).
-    pub async fn end_unfinished_jobs(
+    /// Ends every job and block of the pipeline that had not finished (the server stopped under
+    /// it) with the results the caller decided.
+    pub async fn end_unfinished(
         &self,
         pipeline_id: &str,
-        result: &str,
+        (job_result, block_result): (&str, &str),
         reason: &str,
         summary: &str,
     ) -> Result<u64> {
@@ -730,7 +731,7 @@ impl Store {
              WHERE pipeline_id = $1 AND state <> 'done'",
         )
         .bind(pipeline_id)
-        .bind(result)
+        .bind(job_result)
         .bind(reason)
         .bind(summary)
         .bind(now_ms())
@@ -740,7 +741,7 @@ impl Store {
             "UPDATE blocks SET state = 'done', result = $2, result_reason = $3 WHERE pipeline_id = $1 AND state <> 'done'",
         )
         .bind(pipeline_id)
-        .bind(if result == "passed" { "passed" } else { "failed" })
+        .bind(block_result)
         .bind(reason)
         .execute(&self.pool)
         .await?;
