@@ -212,6 +212,22 @@ enum Msg {
     StopJob(String),
 }
 
+/// Where a job runs. The engine decides what runs when; an executor runs one job to its end
+/// (or until `control` stops it) and says how it went.
+pub trait Executor: Sync {
+    /// Runs `spec`, a job of a block whose agent asked for `machine_type`.
+    fn run(&self, machine_type: &str, spec: &JobSpec, control: &JobControl) -> Result<JobOutcome, String>;
+}
+
+/// On this machine: the runner, in the spec's sandbox.
+pub struct Local;
+
+impl Executor for Local {
+    fn run(&self, _machine_type: &str, spec: &JobSpec, control: &JobControl) -> Result<JobOutcome, String> {
+        salve_runner::run_job(spec, control, &NoObserver).map_err(|e| e.to_string())
+    }
+}
+
 pub struct Engine<'a> {
     /// Each job gets `jobs_dir/<job id>/`.
     pub jobs_dir: PathBuf,
@@ -230,6 +246,8 @@ pub struct Engine<'a> {
     /// `change_in` and any other function conditions may call.
     pub functions: &'a dyn Functions,
     pub observer: &'a dyn Observer,
+    /// Where jobs run ([`Local`]: here).
+    pub executor: &'a dyn Executor,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -367,11 +385,10 @@ impl Engine<'_> {
                         job_id: b.jobs[ji].id.clone(),
                     });
                     let tx = tx.clone();
+                    let (executor, machine) = (self.executor, b.plan.agent.machine_type.as_str());
                     scope.spawn(move || {
                         let outcome = match spec {
-                            Ok(spec) => {
-                                salve_runner::run_job(&spec, &job_control, &NoObserver).map_err(|e| e.to_string())
-                            }
+                            Ok(spec) => executor.run(machine, &spec, &job_control),
                             Err(e) => Err(e),
                         };
                         let _ = tx.send(Msg::Done { block: bi, job: ji, outcome });
@@ -661,10 +678,9 @@ impl Engine<'_> {
                         job: jr.name.clone(),
                         job_id: jr.id.clone(),
                     });
+                    let (executor, machine) = (self.executor, block.agent.machine_type.as_str());
                     scope.spawn(move || {
-                        jr.record(spec.and_then(|s| {
-                            salve_runner::run_job(&s, &JobControl::new(), &NoObserver).map_err(|e| e.to_string())
-                        }));
+                        jr.record(spec.and_then(|s| executor.run(machine, &s, &JobControl::new())));
                         jr
                     })
                 })

@@ -8,7 +8,7 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use salve_engine::{Context, Engine, GitContext, Observer, PipelineControl, PipelineRun, RefKind};
+use salve_engine::{Context, Engine, GitContext, Local, Observer, PipelineControl, PipelineRun, RefKind};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
 use salve_pipeline::when::change_in::{Build, ChangeIn};
@@ -176,6 +176,7 @@ impl Launch<'_> {
             secrets: &secrets,
             functions: &functions,
             observer: &recorder,
+            executor: &Local,
         };
         let run = engine.run(plan, &ctx, control);
         Ok(Launched { run, unrecorded: recorder.error() })

@@ -3,11 +3,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use salve_engine::{
-    Context, Engine, Event, GitContext, NoSecrets, Observer, PipelineControl, PipelineRun, RefKind, RunResult,
+    Context, Engine, Event, Executor, GitContext, Local, NoSecrets, Observer, PipelineControl, PipelineRun, RefKind,
+    RunResult,
 };
 use salve_pipeline::when::NoFunctions;
 use salve_pipeline::{Mode, NoFiles, Plan, analyze};
-use salve_runner::{JobResult, Sandbox, StopReason};
+use salve_runner::{JobControl, JobOutcome, JobResult, JobSpec, Sandbox, StopReason};
 
 pub fn plan(yaml: &str) -> Plan {
     let a = analyze(".semaphore/semaphore.yml", yaml.as_bytes(), &NoFiles, &BTreeMap::new(), Mode::Compile);
@@ -79,8 +80,64 @@ fn run_observed(
         secrets: &NoSecrets,
         functions: &NoFunctions,
         observer: events,
+        executor: &Local,
     };
     (engine.run(plan, ctx, control), dir)
+}
+
+/// Hands jobs to no machine: records which machine type each job asked for and answers with
+/// the result `fail` names.
+struct Recording {
+    asked: Mutex<Vec<String>>,
+    fail: &'static str,
+}
+
+impl Executor for Recording {
+    fn run(&self, machine_type: &str, spec: &JobSpec, _: &JobControl) -> Result<JobOutcome, String> {
+        self.asked.lock().unwrap().push(machine_type.to_owned());
+        let failed = spec.commands.iter().any(|c| c.contains(self.fail));
+        Ok(JobOutcome {
+            result: if failed { JobResult::Failed } else { JobResult::Passed },
+            stop_reason: None,
+            failure: None,
+            summary: if failed { "exit code 1".into() } else { "passed".into() },
+            commands: Vec::new(),
+            started_ms: 0,
+            finished_ms: 0,
+            log_lines: 0,
+            log_bytes: 0,
+        })
+    }
+}
+
+/// The engine decides what runs when; where a job runs is its executor's: each job goes to it
+/// with its block's machine type (a block's own agent, else the pipeline's), and the outcome it
+/// reports is the job's.
+#[test]
+fn jobs_go_to_the_executor_with_their_blocks_machine_type() {
+    let plan = plan(
+        "version: v1.0\nname: P\nagent:\n  machine:\n    type: e1-standard-2\n    os_image: ubuntu2004\nblocks:\n  - name: Build\n    task:\n      jobs:\n        - name: compile\n          commands:\n            - make\n  - name: Gpu\n    task:\n      agent:\n        machine:\n          type: s1-gpu\n      jobs:\n        - name: train\n          commands:\n            - train --fail-here\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let executor = Recording { asked: Mutex::new(Vec::new()), fail: "--fail-here" };
+    let engine = Engine {
+        jobs_dir: dir.path().to_owned(),
+        parallel: 2,
+        sandbox: Sandbox::none(),
+        toolbox: None,
+        writable: Vec::new(),
+        readable: Vec::new(),
+        extra_env: Vec::new(),
+        secret_env: Vec::new(),
+        secrets: &NoSecrets,
+        functions: &NoFunctions,
+        observer: &Events::default(),
+        executor: &executor,
+    };
+    let run = engine.run(&plan, &context("main"), &PipelineControl::new());
+    assert_eq!(*executor.asked.lock().unwrap(), ["e1-standard-2", "s1-gpu"]);
+    assert_eq!(run.result, RunResult::Failed);
+    assert_eq!((run.blocks[0].result, run.blocks[1].result), (RunResult::Passed, RunResult::Failed));
 }
 
 fn log(run: &PipelineRun, block: usize, job: usize) -> String {
