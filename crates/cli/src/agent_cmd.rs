@@ -1,5 +1,6 @@
 //! `salve agent-type`: self-hosted agent types (`s1-NAME`) on a server: create (prints the
-//! registration token on its last line, the only time it is shown), list, disable.
+//! registration token on its last line, the only time it is shown), list, disable. `salve agent
+//! list`: the agents that registered, with their state and last heartbeat.
 
 use clap::Subcommand;
 use salve_contract::api;
@@ -62,6 +63,36 @@ pub fn run(command: AgentTypeCommand) -> u8 {
         Ok(()) => 0,
         Err(e) => {
             err!("salve agent-type: {e}");
+            1
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Agents: name, type, version, state (connected, lost, disconnected), last heartbeat.
+    List(ServerArgs),
+}
+
+pub fn agents(command: AgentCommand) -> u8 {
+    let AgentCommand::List(server) = command;
+    let listed = Client::new(&server).and_then(|c| c.get::<api::AgentList>("/api/v1/agents").map_err(String::from));
+    match listed {
+        Ok(list) => {
+            if list.agents.is_empty() {
+                out!("no agents (they register with `salve agent-type create`'s token)");
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            for a in list.agents {
+                let ago = (now - a.last_seen_ms).max(0) / 1000;
+                out!("{}  {}  {}  {}  {} slots  seen {ago}s ago", a.name, a.agent_type, a.state, a.version, a.slots);
+            }
+            0
+        }
+        Err(e) => {
+            err!("salve agent list: {e}");
             1
         }
     }

@@ -96,6 +96,11 @@ enum Command {
         #[command(subcommand)]
         command: agent_cmd::AgentTypeCommand,
     },
+    /// Agents of self-hosted agent types on a server: list.
+    Agent {
+        #[command(subcommand)]
+        command: agent_cmd::AgentCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init_cmd::run(&args),
         Command::Pr { command } => pr_cmd::run(command),
         Command::AgentType { command } => agent_cmd::run(command),
+        Command::Agent { command } => agent_cmd::agents(command),
     };
     ExitCode::from(code)
 }

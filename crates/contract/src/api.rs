@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{FailureClass, HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
+use crate::{AgentState, FailureClass, HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
 
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -669,4 +669,50 @@ pub struct AgentTypeCreated {
     pub created_ms: i64,
     /// Agents of this type register with it (`salve agent --token …`).
     pub registration_token: String,
+}
+
+/// How often an agent sends a heartbeat.
+pub const AGENT_HEARTBEAT_SECONDS: u64 = 5;
+/// An agent silent longer than this is lost, and its jobs with it.
+pub const AGENT_LOST_AFTER_SECONDS: u64 = 30;
+
+/// `POST /agents/register`, with the agent type's registration token as the bearer token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgent {
+    /// A name for people (`salve agent --name`): 1 to 100 characters.
+    pub name: String,
+    /// The agent's Salve version: it must be the server's.
+    pub version: String,
+    /// Jobs it runs at once (1 to 64).
+    pub slots: u32,
+}
+
+/// A registered agent: its id, and the token its heartbeats and claims carry (shown once).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentRegistered {
+    pub id: String,
+    pub agent_type: String,
+    pub token: String,
+    /// How often to send a heartbeat.
+    pub heartbeat_seconds: u64,
+    /// Silent longer than this, the agent is lost (and its jobs with it).
+    pub lost_after_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Agent {
+    pub id: String,
+    pub name: String,
+    pub agent_type: String,
+    pub version: String,
+    pub slots: i64,
+    pub state: AgentState,
+    pub registered_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentList {
+    pub agents: Vec<Agent>,
 }

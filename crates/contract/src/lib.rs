@@ -75,6 +75,12 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// Where an agent is: heartbeating, silent longer than its lease (its jobs are lost), or gone
+    /// after saying goodbye.
+    AgentState ("an agent's state") { Connected = "connected", Lost = "lost", Disconnected = "disconnected" }
+}
+
+vocabulary! {
     /// Where a heal is.
     HealState ("a heal's state") { Running = "running", Done = "done" }
 }

@@ -331,6 +331,42 @@ pub const ROUTES: &[Route] = &[
             json(200, of::<api::AgentType>),
         )
     },
+    route(
+        Get,
+        "/api/v1/agents",
+        "List agents: type, version, state, last heartbeat",
+        "agents",
+        json(200, of::<api::AgentList>),
+    ),
+    Route {
+        body: Some(of::<api::RegisterAgent>),
+        errors: &[409],
+        ..route(
+            Post,
+            "/api/v1/agents/register",
+            "Register an agent, with its type's registration token as the bearer token (not an API token)",
+            "agents",
+            json(201, of::<api::AgentRegistered>),
+        )
+    },
+    Route {
+        ..route(
+            Post,
+            "/api/v1/agents/heartbeat",
+            "An agent's heartbeat, with its own token as the bearer token",
+            "agents",
+            json(200, of::<api::Agent>),
+        )
+    },
+    Route {
+        ..route(
+            Post,
+            "/api/v1/agents/disconnect",
+            "An agent says goodbye (SIGTERM), with its own token as the bearer token",
+            "agents",
+            json(200, of::<api::Agent>),
+        )
+    },
     route(Get, "/api/v1/secrets", "List secret names (never values)", "secrets", json(200, of::<api::SecretList>)),
     Route {
         body: Some(of::<api::NewSecret>),

@@ -43,14 +43,14 @@ pub async fn create_for(
 }
 
 /// What a project's token may not do, before its project is even looked at: anything with
-/// tokens or secrets, and any write but recording heals, opening pull requests and MCP calls
+/// tokens, secrets, agent types or agents, and any write but recording heals, opening pull requests and MCP calls
 /// (the handlers of those check the project). `None` when the call may go on.
 pub fn scoped_refusal(method: &axum::http::Method, path: &str) -> Option<&'static str> {
-    if path.starts_with("/api/v1/tokens")
-        || path.starts_with("/api/v1/secrets")
-        || path.starts_with("/api/v1/agent-types")
+    if ["/api/v1/tokens", "/api/v1/secrets", "/api/v1/agent-types", "/api/v1/agents"]
+        .iter()
+        .any(|p| path.starts_with(p))
     {
-        return Some("tokens, secrets and agent types");
+        return Some("tokens, secrets, agent types and agents");
     }
     let reading = matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
     let allowed_write = path == "/api/v1/heals"

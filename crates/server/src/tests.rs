@@ -46,9 +46,21 @@ impl Api {
     /// Sends a request (with the admin token unless `anonymous`) and returns the status and
     /// the JSON body.
     async fn send(&self, method: &str, path: &str, body: Option<Value>, anonymous: bool) -> (StatusCode, Value) {
+        let token = self.token.clone();
+        self.send_as(method, path, body, (!anonymous).then_some(token.as_str())).await
+    }
+
+    /// Sends a request with `bearer` (an agent's or a registration token) as its token.
+    async fn send_as(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        bearer: Option<&str>,
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(path);
-        if !anonymous {
-            req = req.header("authorization", format!("Bearer {}", self.token));
+        if let Some(token) = bearer {
+            req = req.header("authorization", format!("Bearer {token}"));
         }
         let req = match body {
             Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
@@ -223,4 +235,67 @@ async fn agent_types_gate_the_pipelines_that_name_them() {
     assert!(p["error"].as_str().is_some_and(|e| e.contains("is disabled")), "{p}");
     let (status, _) = api.send("POST", "/api/v1/agent-types/s1-none/disable", None, false).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Agents: register with their type's registration token (never an API token), as the server's
+/// version, with 1 to 64 slots; heartbeat and say goodbye with their own token; are listed with
+/// their state; a disabled type's agents are cut off; a silent agent reads as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_register_heartbeat_and_leave_with_tokens_of_their_own() {
+    let api = Api::new().await;
+    let (_, made) = api.send("POST", "/api/v1/agent-types", Some(json!({"name": "s1-pool"})), false).await;
+    let registration = made["registration_token"].as_str().expect("a registration token").to_owned();
+    let version = env!("CARGO_PKG_VERSION");
+    let hello = json!({"name": "box-1", "version": version, "slots": 2});
+
+    for bearer in [None, Some("salve_not-a-token"), Some(api.token.as_str())] {
+        let (status, err) = api.send_as("POST", "/api/v1/agents/register", Some(hello.clone()), bearer).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{bearer:?}: {err}");
+        assert!(err.to_string().contains("registration token"), "{err}");
+    }
+    let old = json!({"name": "box-1", "version": "0.0.1", "slots": 2});
+    let (status, err) = api.send_as("POST", "/api/v1/agents/register", Some(old), Some(&registration)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert!(err.to_string().contains("same release"), "{err}");
+    for slots in [0, 65] {
+        let body = json!({"name": "box-1", "version": version, "slots": slots});
+        let (status, err) = api.send_as("POST", "/api/v1/agents/register", Some(body), Some(&registration)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    }
+
+    let (status, reg) = api.send_as("POST", "/api/v1/agents/register", Some(hello.clone()), Some(&registration)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reg}");
+    let reg: salve_contract::api::AgentRegistered = serde_json::from_value(reg).expect("a registration");
+    assert_eq!(reg.agent_type, "s1-pool");
+    let (status, beat) = api.send_as("POST", "/api/v1/agents/heartbeat", None, Some(&reg.token)).await;
+    assert_eq!((status, beat["state"].as_str()), (StatusCode::OK, Some("connected")), "{beat}");
+    // Neither token opens the other's doors.
+    let (status, _) = api.send_as("POST", "/api/v1/agents/heartbeat", None, Some(&api.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.send_as("GET", "/api/v1/agents", None, Some(&reg.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, list) = api.send("GET", "/api/v1/agents", None, false).await;
+    assert_eq!(status, StatusCode::OK);
+    let list: salve_contract::api::AgentList = serde_json::from_value(list).expect("a list");
+    assert_eq!((list.agents.len(), list.agents[0].name.as_str(), list.agents[0].slots), (1, "box-1", 2));
+
+    let (status, bye) = api.send_as("POST", "/api/v1/agents/disconnect", None, Some(&reg.token)).await;
+    assert_eq!((status, bye["state"].as_str()), (StatusCode::OK, Some("disconnected")), "{bye}");
+    let (status, _) = api.send_as("POST", "/api/v1/agents/heartbeat", None, Some(&reg.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a disconnected agent registers again");
+
+    // A disabled type: its agents are cut off and no new one registers.
+    let (_, again) = api.send_as("POST", "/api/v1/agents/register", Some(hello.clone()), Some(&registration)).await;
+    let token = again["token"].as_str().expect("a token").to_owned();
+    api.send("POST", "/api/v1/agent-types/s1-pool/disable", None, false).await;
+    let (status, _) = api.send_as("POST", "/api/v1/agents/heartbeat", None, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api.send_as("POST", "/api/v1/agents/register", Some(hello), Some(&registration)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Silent past its lease, an agent reads as lost.
+    let row = salve_store::AgentRow { last_seen_ms: 0, ..salve_store::AgentRow::default() };
+    let lease_ms = i64::try_from(salve_contract::api::AGENT_LOST_AFTER_SECONDS * 1000).expect("a lease");
+    assert_eq!(crate::views::agent(&row, lease_ms).state, salve_contract::AgentState::Connected);
+    assert_eq!(crate::views::agent(&row, lease_ms + 1).state, salve_contract::AgentState::Lost);
 }

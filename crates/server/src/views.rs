@@ -2,10 +2,10 @@
 //! tools read and the pages show.
 
 use salve_contract::api;
-use salve_contract::{HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
+use salve_contract::{AgentState, HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
 use salve_git::Repo;
 use salve_store::{
-    AgentTypeRow, CommandRow, HealRow, JobRow, PipelineInfo, ProjectRow, PullRow, TokenRow, WorkflowRow,
+    AgentRow, AgentTypeRow, CommandRow, HealRow, JobRow, PipelineInfo, ProjectRow, PullRow, TokenRow, WorkflowRow,
 };
 
 use crate::http::{ApiError, blocking};
@@ -134,6 +134,27 @@ pub fn token(t: &TokenRow) -> api::Token {
 
 pub fn agent_type(t: &AgentTypeRow) -> api::AgentType {
     api::AgentType { name: t.name.clone(), created_ms: t.created_ms, disabled: t.disabled_ms.is_some() }
+}
+
+/// An agent as of `now_ms`: lost when it has been silent longer than its lease.
+pub fn agent(a: &AgentRow, now_ms: i64) -> api::Agent {
+    let silent_ms = now_ms.saturating_sub(a.last_seen_ms);
+    let lost_after_ms = i64::try_from(api::AGENT_LOST_AFTER_SECONDS * 1000).unwrap_or(i64::MAX);
+    let state = match a.disconnected_ms {
+        Some(_) => AgentState::Disconnected,
+        None if silent_ms > lost_after_ms => AgentState::Lost,
+        None => AgentState::Connected,
+    };
+    api::Agent {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        agent_type: a.agent_type.clone(),
+        version: a.version.clone(),
+        slots: a.slots,
+        state,
+        registered_ms: a.registered_ms,
+        last_seen_ms: a.last_seen_ms,
+    }
 }
 
 pub fn heal(h: &HealRow) -> api::Heal {

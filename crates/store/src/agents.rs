@@ -75,3 +75,89 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 }
+
+/// A registered agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentRow {
+    pub id: String,
+    pub agent_type: String,
+    pub name: String,
+    pub version: String,
+    /// Jobs it runs at once.
+    pub slots: i64,
+    pub registered_ms: i64,
+    /// Its last heartbeat (or registration).
+    pub last_seen_ms: i64,
+    /// When it said goodbye (SIGTERM); none while it is connected.
+    pub disconnected_ms: Option<i64>,
+}
+
+const AGENT: &str = "id, agent_type, name, version, slots, registered_ms, last_seen_ms, disconnected_ms";
+
+fn agent_row(r: &AnyRow) -> Result<AgentRow> {
+    Ok(AgentRow {
+        id: r.try_get("id")?,
+        agent_type: r.try_get("agent_type")?,
+        name: r.try_get("name")?,
+        version: r.try_get("version")?,
+        slots: r.try_get("slots")?,
+        registered_ms: r.try_get("registered_ms")?,
+        last_seen_ms: r.try_get("last_seen_ms")?,
+        disconnected_ms: r.try_get("disconnected_ms")?,
+    })
+}
+
+impl Store {
+    /// Records a new agent with its token's hash.
+    pub async fn register_agent(&self, a: &AgentRow, token_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO agents (id, agent_type, name, version, slots, token_hash, registered_ms, last_seen_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&a.id)
+        .bind(&a.agent_type)
+        .bind(&a.name)
+        .bind(&a.version)
+        .bind(a.slots)
+        .bind(token_hash)
+        .bind(a.registered_ms)
+        .bind(a.last_seen_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The connected agent whose token has this hash, of a type still enabled, marked as seen
+    /// now.
+    pub async fn agent_seen(&self, token_hash: &str) -> Result<Option<AgentRow>> {
+        let row = sqlx::query(&format!(
+            "UPDATE agents SET last_seen_ms = $2 WHERE token_hash = $1 AND disconnected_ms IS NULL \
+             AND agent_type IN (SELECT name FROM agent_types WHERE disabled_ms IS NULL) RETURNING {AGENT}"
+        ))
+        .bind(token_hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_row).transpose()
+    }
+
+    /// Marks an agent disconnected (it said goodbye); false when it was already.
+    pub async fn disconnect_agent(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE agents SET disconnected_ms = $2 WHERE id = $1 AND disconnected_ms IS NULL")
+            .bind(id)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Agents, connected ones first, newest registration first.
+    pub async fn agents(&self) -> Result<Vec<AgentRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AGENT} FROM agents ORDER BY (disconnected_ms IS NULL) DESC, registered_ms DESC"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(agent_row).collect()
+    }
+}

@@ -8,7 +8,7 @@ pub mod heal;
 pub mod secrets;
 pub mod web;
 
-pub use agents::AgentTypeRow;
+pub use agents::{AgentRow, AgentTypeRow};
 pub use heal::{HealRow, PullRow};
 pub use web::{CommentRow, SessionRow};
 
@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/0006_heal_links.sql")),
     (7, include_str!("../migrations/0007_plans.sql")),
     (8, include_str!("../migrations/0008_agent_types.sql")),
+    (9, include_str!("../migrations/0009_agents.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

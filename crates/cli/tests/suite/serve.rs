@@ -619,6 +619,8 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
     assert!(server.salve(&["agent-type", "disable", "s1-builders"]).status.success());
     let listed = String::from_utf8_lossy(&server.salve(&["agent-type", "list"]).stdout).into_owned();
     assert_eq!(listed.trim(), "s1-builders  disabled");
+    let agents = server.salve(&["agent", "list"]);
+    assert!(String::from_utf8_lossy(&agents.stdout).starts_with("no agents"), "{agents:?}");
     // The server is still up.
     assert_eq!(send(http.get(format!("{url}/api/v1/health"))).0, 200);
 }

@@ -45,7 +45,11 @@ pub fn router(server: Arc<Server>) -> Router {
                 })
             }),
         )
-        .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }));
+        .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        // Agents authenticate with their own tokens, checked by these handlers.
+        .route("/api/v1/agents/register", post(agents::register))
+        .route("/api/v1/agents/heartbeat", post(agents::heartbeat))
+        .route("/api/v1/agents/disconnect", post(agents::disconnect));
     let guarded = Router::new()
         .route("/api/v1/projects", get(projects::list).post(projects::create))
         .route("/api/v1/projects/{name}", get(projects::one))
@@ -65,6 +69,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/jobs/{id}/logs/stream", get(live::log_stream))
         .route("/api/v1/jobs/{id}/failure", get(live::failure))
         .route("/api/v1/events", get(live::events))
+        .route("/api/v1/agents", get(agents::list))
         .route("/api/v1/agent-types", get(agents::list_types).post(agents::create_type))
         .route("/api/v1/agent-types/{name}/disable", post(agents::disable_type))
         .route("/api/v1/secrets", get(secrets::list).post(secrets::put))
