@@ -322,3 +322,38 @@ async fn one_heal_per_commit_and_fingerprint_and_one_open_pull_per_head() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn agent_types_and_agents_on_both_backends() {
+    each_backend(|store| async move {
+        let made = store.create_agent_type("s1-pool", "hash-reg").await.unwrap();
+        assert_eq!((made.name.as_str(), made.disabled_ms), ("s1-pool", None));
+        assert!(matches!(store.create_agent_type("s1-pool", "hash-other").await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.agent_type_by_token("hash-reg").await.unwrap().map(|t| t.name), Some("s1-pool".into()));
+        assert!(store.agent_type_by_token("hash-none").await.unwrap().is_none());
+        let agent = |id: &str, registered_ms| salve_store::AgentRow {
+            id: id.into(),
+            agent_type: "s1-pool".into(),
+            name: format!("box-{id}"),
+            version: "1".into(),
+            slots: 2,
+            registered_ms,
+            last_seen_ms: registered_ms,
+            disconnected_ms: None,
+        };
+        store.register_agent(&agent("a", 10), "hash-a").await.unwrap();
+        store.register_agent(&agent("b", 20), "hash-b").await.unwrap();
+        let seen = store.agent_seen("hash-a").await.unwrap().unwrap();
+        assert!(seen.last_seen_ms > 10, "a heartbeat marks the agent seen now");
+        assert!(store.disconnect_agent("b").await.unwrap());
+        assert!(!store.disconnect_agent("b").await.unwrap(), "once");
+        assert!(store.agent_seen("hash-b").await.unwrap().is_none(), "a disconnected agent is not seen");
+        let ids: Vec<String> = store.agents().await.unwrap().into_iter().map(|a| a.id).collect();
+        assert_eq!(ids, ["a", "b"], "connected agents first");
+        assert!(store.disable_agent_type("s1-pool").await.unwrap());
+        assert!(!store.disable_agent_type("s1-pool").await.unwrap());
+        assert!(store.agent_type_by_token("hash-reg").await.unwrap().is_none(), "a disabled type registers none");
+        assert!(store.agent_seen("hash-a").await.unwrap().is_none(), "a disabled type's agents are cut off");
+    })
+    .await;
+}
