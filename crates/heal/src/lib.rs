@@ -75,14 +75,15 @@ pub enum Claimed {
 /// Why the CI could not answer the heal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CiError {
-    /// It could not be reached (a network error, a server that is down).
-    #[error("cannot reach the CI server: {0}")]
+    /// It could not be reached (a network error, a server that is down); the message says which
+    /// server and why.
+    #[error("{0}")]
     Unreachable(String),
     /// It answered with an error: its status and message.
     #[error("the server said {status}: {message}")]
     Refused { status: u16, message: String },
-    /// Its answer is not one the heal can read.
-    #[error("the server's answer cannot be read: {0}")]
+    /// Its answer is not one the heal can read; the message says which and why.
+    #[error("{0}")]
     Unreadable(String),
     /// What the heal was started for is not a failure it can heal.
     #[error("{0}")]

@@ -5,11 +5,12 @@
 
 use std::path::{Path, PathBuf};
 
+use salve_contract::RunResult;
+use salve_contract::api::Failure;
 use salve_logs::excerpt::{Baseline, CommandSpan};
 use salve_logs::report::{Inputs, report, report_reader};
 use salve_runner::log::LOG_FILE;
 use salve_store::{JobRow, Store};
-use serde_json::{Value, json};
 
 /// The file beside a job's log that holds its report.
 pub const FAILURE_FILE: &str = "failure.json";
@@ -52,7 +53,7 @@ pub async fn gather(store: &Store, job: JobRow) -> salve_store::Result<Gathered>
 }
 
 /// Reads the logs and makes the report (blocking: run it off the async threads).
-pub fn analyze(g: &Gathered) -> Result<Value, ReportError> {
+pub fn analyze(g: &Gathered) -> Result<Failure, ReportError> {
     let mut b = Baseline::default();
     if let Some(file) = g.baseline.as_ref().and_then(|(_, d)| std::fs::File::open(d.join(LOG_FILE)).ok()) {
         b.add_reader(file).map_err(ReportError::Baseline)?;
@@ -68,22 +69,23 @@ pub fn analyze(g: &Gathered) -> Result<Value, ReportError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => report(b"", &inputs, 4096),
         Err(e) => return Err(ReportError::Log(e)),
     };
-    let mut v = serde_json::to_value(&r).map_err(ReportError::Json)?;
     let j = &g.job;
-    v["job_id"] = json!(j.id);
-    v["result"] = json!(j.result);
-    v["result_reason"] = json!(j.result_reason);
-    v["summary"] = json!(j.summary);
-    v["baseline_job_id"] = json!(g.baseline.as_ref().map(|(id, _)| id));
-    Ok(v)
+    Ok(Failure {
+        job_id: j.id.clone(),
+        result: j.result.as_deref().and_then(RunResult::parse),
+        result_reason: j.result_reason.clone(),
+        summary: j.summary.clone(),
+        baseline_job_id: g.baseline.as_ref().map(|(id, _)| id.clone()),
+        report: r,
+    })
 }
 
 /// Makes the report of a job that just failed and keeps it beside its log.
 pub fn store_report(g: &Gathered) -> Result<(), ReportError> {
-    let v = analyze(g)?;
+    let text = serde_json::to_string(&analyze(g)?).map_err(ReportError::Json)?;
     let path = Path::new(&g.job.log_dir).join(FAILURE_FILE);
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, v.to_string()).and_then(|()| std::fs::rename(&tmp, &path)).map_err(ReportError::Keep)
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &path)).map_err(ReportError::Keep)
 }
 
 /// Why a failure report could not be made or kept.
@@ -100,6 +102,6 @@ pub enum ReportError {
 }
 
 /// The kept report of a job, if it has one.
-pub fn stored(job: &JobRow) -> Option<Value> {
+pub fn stored(job: &JobRow) -> Option<Failure> {
     serde_json::from_slice(&std::fs::read(Path::new(&job.log_dir).join(FAILURE_FILE)).ok()?).ok()
 }

@@ -267,7 +267,7 @@ pub fn change_in<'r>(repo: &'r Repo, w: &WorkflowRow, file: &str) -> ChangeIn<'r
 }
 
 /// The variables that tell the toolbox where a project's cache and artifacts live.
-pub fn storage_env(cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
+fn storage_env(cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
     vec![
         ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
         ("SALVE_CACHE_DIR".into(), cache_dir.to_string_lossy().into_owned()),

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::Cgroup;
 use crate::log::{LogWriter, unix_ms};
 use crate::mask::{MIN_SECRET_LEN, Masker};
-pub use crate::sandbox::HOST_VARIABLES;
-use crate::sandbox::{Mounts, Sandbox};
+use crate::sandbox::{HOST_VARIABLES, Mounts, Sandbox};
 use crate::script::{Marker, MarkerSplitter, Phase, Piece, Preamble, Script, valid_name};
 
 #[derive(Debug, Clone, Default)]

@@ -199,16 +199,12 @@ pub async fn failure(
         ));
     }
     let kept = job.clone();
-    let v = match blocking(move || salve_launch::failure::stored(&kept)).await? {
-        Some(v) => v,
-        None => {
-            let gathered = salve_launch::failure::gather(&server.store, job).await?;
-            blocking(move || salve_launch::failure::analyze(&gathered))
-                .await?
-                .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        }
-    };
-    serde_json::from_value(v).map(Json).map_err(|e| {
-        ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("a failure report that is not one: {e}"))
-    })
+    if let Some(kept) = blocking(move || salve_launch::failure::stored(&kept)).await? {
+        return Ok(Json(kept));
+    }
+    let gathered = salve_launch::failure::gather(&server.store, job).await?;
+    blocking(move || salve_launch::failure::analyze(&gathered))
+        .await?
+        .map(Json)
+        .map_err(|e| ApiError(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }

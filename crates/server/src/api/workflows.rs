@@ -92,7 +92,7 @@ pub async fn rerun(State(server): S, Path(id): Path<String>) -> Result<(StatusCo
     let project =
         server.store.project(&w.project_id).await?.ok_or_else(|| ApiError::not_found("the project was deleted"))?;
     let trigger = Trigger {
-        ref_type: RefKind::parse(&w.ref_type).unwrap_or(RefKind::Branch),
+        ref_type: views::ref_kind(&w.ref_type),
         label: w.label.clone(),
         branch: w.branch.clone(),
         sha: w.sha.clone(),

@@ -100,11 +100,7 @@ pub async fn job(State(server): S, Extension(s): Sess, Path(id): Path<String>, Q
     let commands = server.store.commands(&id).await.unwrap_or_default();
     let failure: Option<salve_contract::api::Failure> = if job.result.as_deref() == Some("failed") {
         let kept = job.clone();
-        crate::http::blocking(move || salve_launch::failure::stored(&kept))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| serde_json::from_value(v).ok())
+        crate::http::blocking(move || salve_launch::failure::stored(&kept)).await.ok().flatten()
     } else {
         None
     };
