@@ -257,6 +257,14 @@ async fn agents_register_heartbeat_and_leave_with_tokens_of_their_own() {
     let (status, err) = api.send_as("POST", "/api/v1/agents/register", Some(old), Some(&registration)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
     assert!(err.to_string().contains("same release"), "{err}");
+    // Hostile names: a terminal escape, a newline, an empty or overlong name.
+    for name in ["box\u{1b}[31m", "a\nb", " ", &"x".repeat(101)] {
+        let body = json!({"name": name, "version": version, "slots": 1});
+        let (status, err) = api.send_as("POST", "/api/v1/agents/register", Some(body), Some(&registration)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}: {err}");
+    }
+    let (status, _) = api.send_as("POST", "/api/v1/agents/heartbeat", None, Some(&"x".repeat(300))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an overlong token is refused before the store is asked");
     for slots in [0, 65] {
         let body = json!({"name": "box-1", "version": version, "slots": slots});
         let (status, err) = api.send_as("POST", "/api/v1/agents/register", Some(body), Some(&registration)).await;
