@@ -81,6 +81,37 @@ impl Client {
         Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
     }
 
+    /// A client for `base` with `token` whose calls may take up to `seconds` (an agent's claims
+    /// wait for work).
+    pub fn with_timeout(base: &str, token: &str, seconds: u64) -> Result<Client, String> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(seconds))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
+        Ok(Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POSTs raw bytes (a log chunk) to `path` with `query`.
+    pub fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        bytes: Vec<u8>,
+    ) -> Result<T, ClientError> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .query(query)
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        self.read(self.send(request)?)
+    }
+
     fn send(&self, request: reqwest::blocking::RequestBuilder) -> Result<reqwest::blocking::Response, ClientError> {
         let response = request
             .bearer_auth(&self.token)

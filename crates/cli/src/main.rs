@@ -1,6 +1,7 @@
 //! `salve`: the one binary. Thin: argument parsing and output; the work is in library crates.
 
 mod agent_cmd;
+mod agent_run;
 mod client;
 mod demo;
 mod forges;
@@ -96,10 +97,14 @@ enum Command {
         #[command(subcommand)]
         command: agent_cmd::AgentTypeCommand,
     },
-    /// Agents of self-hosted agent types on a server: list.
+    /// Run a self-hosted agent (`salve agent --server URL --token REG_TOKEN --name NAME`), or
+    /// list a server's agents (`salve agent list`).
+    #[command(args_conflicts_with_subcommands = true)]
     Agent {
         #[command(subcommand)]
-        command: agent_cmd::AgentCommand,
+        command: Option<agent_cmd::AgentCommand>,
+        #[command(flatten)]
+        run: agent_run::AgentArgs,
     },
 }
 
@@ -137,7 +142,8 @@ fn main() -> ExitCode {
         Command::Init(args) => init_cmd::run(&args),
         Command::Pr { command } => pr_cmd::run(command),
         Command::AgentType { command } => agent_cmd::run(command),
-        Command::Agent { command } => agent_cmd::agents(command),
+        Command::Agent { command: Some(command), .. } => agent_cmd::agents(command),
+        Command::Agent { command: None, run } => agent_run::run(run),
     };
     ExitCode::from(code)
 }

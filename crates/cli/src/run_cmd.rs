@@ -234,6 +234,7 @@ pub fn run(args: &RunArgs) -> u8 {
         env: Vec::new(),
         secret_env: Vec::new(),
         observer: &printer,
+        executor: &salve_engine::Local,
     };
     if !args.json {
         let short = &sha[..sha.len().min(7)];

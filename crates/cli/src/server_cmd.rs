@@ -27,9 +27,18 @@ pub struct ServeArgs {
     /// The URL people and jobs reach this server at, when not http://LISTEN.
     #[arg(long, env = "SALVE_PUBLIC_URL")]
     public_url: Option<String>,
-    /// Pipelines at once, and jobs at once in each [default: the number of cores].
+    /// Jobs this server runs itself at once; 0 runs none here (agents run them all)
+    /// [default: the number of cores].
     #[arg(long, env = "SALVE_JOBS")]
     jobs: Option<usize>,
+    /// The agent type (s1-NAME) that runs jobs of every machine type that is not an agent type
+    /// [default: none, they run on this server].
+    #[arg(long, env = "SALVE_AGENT_POOL")]
+    agent_pool: Option<String>,
+    /// Seconds an agent may be silent before its jobs are lost and run again elsewhere (2 to
+    /// 3600) [default: 30].
+    #[arg(long, env = "SALVE_AGENT_LOST_AFTER")]
+    agent_lost_after: Option<u64>,
     /// Run jobs without bubblewrap (only on a machine that runs nothing else).
     #[arg(long)]
     no_sandbox: bool,
@@ -74,7 +83,19 @@ pub fn serve(args: ServeArgs) -> u8 {
     config.database_url = args.database_url.or(file.database_url).unwrap_or_else(|| default_database(&data));
     config.public_url = args.public_url.or(file.public_url);
     if let Some(j) = args.jobs.or(file.jobs) {
-        config.jobs = j.max(1);
+        config.jobs = j;
+    }
+    config.agent_pool = args.agent_pool.or(file.agent_pool);
+    if let Some(pool) = &config.agent_pool
+        && !salve_contract::valid_agent_type_name(pool)
+    {
+        return fail(&format!("--agent-pool '{pool}' is not an agent type name: use s1-NAME (s1-linux)"));
+    }
+    if let Some(secs) = args.agent_lost_after.or(file.agent_lost_after_seconds) {
+        if !(2..=3600).contains(&secs) {
+            return fail(&format!("--agent-lost-after {secs}: give 2 to 3600 seconds"));
+        }
+        config.agent_lost_after_seconds = secs;
     }
     config.sandbox = !args.no_sandbox && file.sandbox.unwrap_or(true);
     config.network = !args.no_network && file.network.unwrap_or(true);

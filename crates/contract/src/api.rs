@@ -220,6 +220,12 @@ pub struct JobSummary {
     pub summary: Option<String>,
     pub started_ms: Option<i64>,
     pub done_ms: Option<i64>,
+    /// The agent that ran (or runs) its last attempt; none for a job run on the server itself.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Its attempts on agents, in order (a second one when the first one's agent was lost).
+    #[serde(default)]
+    pub attempts: Vec<JobAttempt>,
 }
 
 /// A job with its command records.
@@ -715,4 +721,148 @@ pub struct Agent {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct AgentList {
     pub agents: Vec<Agent>,
+}
+
+/// `POST /agents/claim`, with the agent's own token: waits up to `wait_seconds` for a job of
+/// the agent's type.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimJob {
+    /// How long to wait for a job (0 to 30 seconds).
+    #[serde(default)]
+    pub wait_seconds: u64,
+}
+
+/// What a claim got: a job, or none when the wait ended first.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Claimed {
+    pub job: Option<AgentJob>,
+}
+
+/// A job an agent claimed: everything it runs, its secrets included. Sent once, to the agent
+/// that claimed it; the agent keeps it in memory only.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentJob {
+    pub job_id: String,
+    /// 1, or 2 when the first attempt's agent was lost. Every call about the job carries it.
+    pub attempt: u32,
+    pub pipeline_id: String,
+    pub project: AgentProject,
+    /// The commit the job's `checkout` fetches, from `/git/NAME.git`.
+    pub sha: String,
+    /// Prologue commands followed by the job's own.
+    pub commands: Vec<String>,
+    pub epilogue_always: Vec<String>,
+    pub epilogue_on_pass: Vec<String>,
+    pub epilogue_on_fail: Vec<String>,
+    /// The job's variables in export order (later wins), without the ones that name places on
+    /// the server (the agent sets those to its own mirror and storage).
+    pub env: Vec<AgentVariable>,
+    /// Secret files, in place when the job starts.
+    pub files: Vec<AgentFile>,
+    /// Values masked in the log.
+    pub secret_values: Vec<String>,
+    pub time_limit_seconds: Option<u64>,
+    /// The agent's claim lapses after this long without word from it (a log chunk or a
+    /// heartbeat); the job is then run again elsewhere, once.
+    pub lease_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentProject {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentVariable {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentFile {
+    /// Relative to the job's home, or starting with `~/`.
+    pub path: String,
+    /// The content, base64.
+    pub content_base64: String,
+    pub mode: u32,
+}
+
+/// Which of a job's log files a chunk continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStream {
+    /// The output bytes, masked.
+    Log,
+    /// The runner's line index (24-byte records: line, offset, unix ms).
+    Index,
+}
+
+/// The answer to a log chunk (`POST /agents/jobs/{id}/log?attempt=N&stream=S&offset=N`, the
+/// bytes as the body): how many bytes of that stream the server holds, and whether the job is
+/// to stop. A chunk starting before that count is stored from the count on (a resend after a
+/// dropped connection); one starting after it is refused (a gap), so nothing is lost or doubled.
+/// An empty chunk renews the agent's claim and asks for the count.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogAck {
+    pub stored: u64,
+    /// Why the job must stop (`user`, `fast_failing`, `timeout`, …), when it must.
+    pub stop: Option<String>,
+}
+
+/// One command of a job, as the agent's runner recorded it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentCommand {
+    /// `main`, `always`, `on_pass` or `on_fail`.
+    pub phase: String,
+    pub index: u64,
+    pub command: String,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    pub exit_code: Option<i32>,
+    pub first_line: u64,
+    pub end_line: u64,
+}
+
+/// `POST /agents/jobs/{id}/finish`: how the attempt ended. Accepted once; the log must be
+/// complete first (`log_bytes` is what the server must hold).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishJob {
+    pub attempt: u32,
+    /// `passed`, `failed` or `stopped`.
+    pub result: RunResult,
+    /// Why it stopped, when it did (`user`, `timeout`, …).
+    pub stop_reason: Option<String>,
+    /// The runner's one-line verdict.
+    pub summary: String,
+    pub commands: Vec<AgentCommand>,
+    pub started_ms: u64,
+    pub finished_ms: u64,
+    pub log_lines: u64,
+    pub log_bytes: u64,
+}
+
+/// The answer to a finish: the job's result as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobFinished {
+    pub job_id: String,
+    pub attempt: u32,
+    pub result: RunResult,
+}
+
+/// One attempt at a job: which agent ran it and how it ended (`agent_lost` when its agent went
+/// silent and the job was run again).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct JobAttempt {
+    pub attempt: u32,
+    /// The agent's name; none while the attempt waits for an agent.
+    pub agent: Option<String>,
+    pub agent_id: Option<String>,
+    pub queued_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    pub result: Option<RunResult>,
+    pub result_reason: Option<String>,
 }

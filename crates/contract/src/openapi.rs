@@ -75,13 +75,15 @@ pub struct Route {
     pub open: bool,
     pub params: &'static [Param],
     pub body: Option<SchemaFn>,
+    /// The body is raw bytes (`application/octet-stream`), not JSON.
+    pub raw_body: bool,
     pub answer: Answer,
     /// Error statuses besides 401 (and 400 for calls that take input).
     pub errors: &'static [u16],
 }
 
 const fn route(method: Method, path: &'static str, summary: &'static str, tag: &'static str, answer: Answer) -> Route {
-    Route { method, path, summary, tag, open: false, params: &[], body: None, answer, errors: &[] }
+    Route { method, path, summary, tag, open: false, params: &[], body: None, raw_body: false, answer, errors: &[] }
 }
 
 const fn json(status: u16, schema: SchemaFn) -> Answer {
@@ -367,6 +369,45 @@ pub const ROUTES: &[Route] = &[
             json(200, of::<api::Agent>),
         )
     },
+    Route {
+        body: Some(of::<api::ClaimJob>),
+        ..route(
+            Post,
+            "/api/v1/agents/claim",
+            "Claim the oldest queued job of the agent's type (its own token), waiting up to wait_seconds for one",
+            "agents",
+            json(200, of::<api::Claimed>),
+        )
+    },
+    Route {
+        params: &[
+            path("id", "Job id"),
+            query("attempt", true, true, "The attempt the agent holds"),
+            query("stream", true, false, "log or index"),
+            query("offset", true, true, "Where in the stream the bytes start"),
+        ],
+        raw_body: true,
+        errors: &[409, 410],
+        ..route(
+            Post,
+            "/api/v1/agents/jobs/{id}/log",
+            "Store a chunk of a job's log (or line index) by byte offset: bytes held already are skipped, a gap is refused (409); renews the claim and says whether to stop",
+            "agents",
+            json(200, of::<api::LogAck>),
+        )
+    },
+    Route {
+        params: ID,
+        body: Some(of::<api::FinishJob>),
+        errors: &[409, 410],
+        ..route(
+            Post,
+            "/api/v1/agents/jobs/{id}/finish",
+            "Report how an attempt ended, once, after its whole log (409: reported already or log incomplete; 410: not this agent's attempt)",
+            "agents",
+            json(200, of::<api::JobFinished>),
+        )
+    },
     route(Get, "/api/v1/secrets", "List secret names (never values)", "secrets", json(200, of::<api::SecretList>)),
     Route {
         body: Some(of::<api::NewSecret>),
@@ -556,6 +597,12 @@ pub fn document() -> Value {
         }
         if let Some(body) = r.body {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body(&mut g)}}});
+        }
+        if r.raw_body {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            });
         }
         let entry = paths.entry(r.path).or_insert_with(|| json!({}));
         entry[r.method.as_str()] = op;

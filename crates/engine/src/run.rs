@@ -123,7 +123,11 @@ impl JobRun {
         match outcome {
             Ok(o) => {
                 self.result = o.result;
-                self.result_reason = o.stop_reason.map(|r| r.as_str().to_owned());
+                self.result_reason = o
+                    .stop_reason
+                    .map(|r| r.as_str())
+                    .or_else(|| o.failure.as_ref().and_then(|f| f.reason()))
+                    .map(str::to_owned);
                 self.outcome = Some(o);
             }
             Err(e) => {

@@ -269,6 +269,30 @@ impl Repo {
         self.run(&["fetch", "--quiet", "--no-tags", remote, refspec]).map(drop)
     }
 
+    /// Brings this bare mirror up to date with every ref of `url` (created when missing) and
+    /// checks that it holds commit `sha`. The token goes in an `Authorization: Bearer` header
+    /// through git's environment configuration, never in the URL, the command line or an error.
+    pub fn mirror_from(&self, url: &str, token: &str, sha: &str) -> Result<(), GitError> {
+        not_options(&[url, sha])?;
+        if !self.dir.join("HEAD").exists() {
+            self.init_bare(None)?;
+        }
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
+            .arg(&self.dir)
+            .args(["fetch", "--quiet", "--prune", "--no-tags", "--", url, "+refs/*:refs/*"])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: Bearer {token}"));
+        let out = cmd.output().map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).replace(token, "[MASKED]");
+            return Err(GitError::Failed { args: format!("fetch {url}"), stderr: stderr.trim().to_owned() });
+        }
+        self.run(&["cat-file", "-e", &format!("{sha}^{{commit}}")]).map(drop)
+    }
+
     /// Pushes commit `sha` to `git_ref` of the repository at `target` on this machine, whatever
     /// was there (a mirror Salve owns); no hooks run.
     pub fn push_local(&self, target: &Path, sha: &str, git_ref: &str) -> Result<(), GitError> {

@@ -8,7 +8,7 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use salve_engine::{Context, Engine, GitContext, Local, Observer, PipelineControl, PipelineRun, RefKind};
+use salve_engine::{Context, Engine, Executor, GitContext, Observer, PipelineControl, PipelineRun, RefKind};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
 use salve_pipeline::when::change_in::{Build, ChangeIn};
@@ -139,6 +139,9 @@ pub struct Launch<'a> {
     pub secret_env: Vec<(String, String)>,
     /// Hears each event after it was stored.
     pub observer: &'a dyn Observer,
+    /// Where each job runs (`salve_engine::Local`: on this machine; the server also hands jobs
+    /// to agents).
+    pub executor: &'a dyn Executor,
 }
 
 /// A pipeline that ran.
@@ -176,7 +179,7 @@ impl Launch<'_> {
             secrets: &secrets,
             functions: &functions,
             observer: &recorder,
-            executor: &Local,
+            executor: self.executor,
         };
         let run = engine.run(plan, &ctx, control);
         Ok(Launched { run, unrecorded: recorder.error() })
@@ -266,11 +269,29 @@ pub fn change_in<'r>(repo: &'r Repo, w: &WorkflowRow, file: &str) -> ChangeIn<'r
     ChangeIn { build, git: repo }
 }
 
+/// The variables whose values are places on the machine that launched the pipeline: the
+/// repository jobs clone, the project's cache and artifacts. A job on an agent gets the agent's
+/// own places instead.
+pub const PLACE_VARIABLES: [&str; 3] = [GIT_URL, CACHE_DIR, ARTIFACT_DIR];
+const GIT_URL: &str = "SEMAPHORE_GIT_URL";
+const CACHE_DIR: &str = "SALVE_CACHE_DIR";
+const ARTIFACT_DIR: &str = "SALVE_ARTIFACT_DIR";
+
+/// The places of [`PLACE_VARIABLES`], as variables: the repository `checkout` clones and where
+/// the toolbox keeps a project's cache and artifacts.
+pub fn place_env(mirror: &Path, cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
+    vec![
+        (GIT_URL.into(), format!("file://{}", mirror.display())),
+        (CACHE_DIR.into(), cache_dir.to_string_lossy().into_owned()),
+        (ARTIFACT_DIR.into(), artifact_dir.to_string_lossy().into_owned()),
+    ]
+}
+
 /// The variables that tell the toolbox where a project's cache and artifacts live.
 fn storage_env(cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
     vec![
         ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
-        ("SALVE_CACHE_DIR".into(), cache_dir.to_string_lossy().into_owned()),
-        ("SALVE_ARTIFACT_DIR".into(), artifact_dir.to_string_lossy().into_owned()),
+        (CACHE_DIR.into(), cache_dir.to_string_lossy().into_owned()),
+        (ARTIFACT_DIR.into(), artifact_dir.to_string_lossy().into_owned()),
     ]
 }

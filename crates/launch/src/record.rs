@@ -95,6 +95,9 @@ impl<'a> Recorder<'a> {
                 if *result == salve_runner::JobResult::Failed || timed_out {
                     // The report is made now, while the baseline is the run before this one. A
                     // report that cannot be made is made again when asked for.
+                    // The stored row: a job run again on another agent logs into a folder of
+                    // its attempt's.
+                    let row = store.job(job_id).await?.unwrap_or(row);
                     let gathered = crate::failure::gather(store, row).await?;
                     if let Err(e) = crate::failure::store_report(&gathered) {
                         tracing::warn!(job = %job_id, "cannot keep the failure report: {e}");

@@ -111,6 +111,19 @@ impl StopReason {
             StopReason::Deleted => "deleted",
         }
     }
+
+    pub fn parse(s: &str) -> Option<StopReason> {
+        [
+            StopReason::User,
+            StopReason::Timeout,
+            StopReason::FastFailing,
+            StopReason::Strategy,
+            StopReason::Internal,
+            StopReason::Deleted,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// What made a job fail, when Salve can tell.
@@ -127,6 +140,18 @@ pub enum Failure {
     OutOfMemory { limit_bytes: u64 },
     /// The sandbox or the shell could not start.
     Setup { message: String },
+    /// The agent running the job went silent (its lease lapsed), on every attempt.
+    AgentLost,
+}
+
+impl Failure {
+    /// The job's result reason this failure gives, when it gives one.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Failure::AgentLost => Some("agent_lost"),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -15,8 +15,13 @@ pub struct Config {
     pub database_url: String,
     /// The URL people and jobs reach the server at (default: `http://` + the listen address).
     pub public_url: Option<String>,
-    /// Pipelines running at once; each runs up to this many jobs at once.
+    /// Jobs this server runs itself at once (0: none; every job then goes to agents).
     pub jobs: usize,
+    /// The agent type that runs jobs of machine types that are not agent types (`s1-…`):
+    /// none keeps them on this server.
+    pub agent_pool: Option<String>,
+    /// An agent job whose agent is silent this long is lost (run again once, then failed).
+    pub agent_lost_after_seconds: u64,
     /// Run jobs in bubblewrap (never switch off on a shared machine).
     pub sandbox: bool,
     /// Let jobs reach the network.
@@ -47,6 +52,10 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub public_url: Option<String>,
     pub jobs: Option<usize>,
+    /// The agent type (`s1-NAME`) that runs jobs of every other machine type.
+    pub agent_pool: Option<String>,
+    /// Seconds an agent may be silent before its jobs are lost [default: 30].
+    pub agent_lost_after_seconds: Option<u64>,
     pub sandbox: Option<bool>,
     pub network: Option<bool>,
     pub max_body_mb: Option<usize>,
@@ -122,6 +131,8 @@ impl Config {
             data_dir,
             public_url: None,
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
+            agent_pool: None,
+            agent_lost_after_seconds: salve_contract::api::AGENT_LOST_AFTER_SECONDS,
             sandbox: true,
             network: true,
             max_body_bytes: 4 * 1024 * 1024,

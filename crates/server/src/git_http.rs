@@ -20,7 +20,26 @@ pub async fn git(State(server): S, request: Request) -> Response {
         return ApiError::bad(format!("'{name}' is not a project name")).into_response();
     }
     let caller = auth::check(&server.store, &parts.headers).await;
-    if caller.is_none() {
+    // An agent fetches (never pushes) the repository of a job it holds, with its own token.
+    let agent = match (&caller, auth::presented(&parts.headers).filter(|t| !t.is_empty() && t.len() <= 200)) {
+        (None, Some(t)) => server.store.agent_by_token(&auth::hash(&t)).await.ok().flatten(),
+        _ => None,
+    };
+    let push = forge::is_push(&path, &query);
+    if let Some(agent) = &agent {
+        let holds = match server.store.project(&name).await {
+            Ok(Some(p)) => server.store.agent_holds_project(&agent.id, &p.id).await.unwrap_or(false),
+            _ => false,
+        };
+        if push || !holds {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "an agent's token fetches the repository of a job the agent holds, and never pushes".to_owned(),
+            )
+            .into_response();
+        }
+    }
+    if caller.is_none() && agent.is_none() {
         let mut r = ApiError(
             StatusCode::UNAUTHORIZED,
             "git over HTTP needs an API token as the password (any user name) or a bearer header".into(),
@@ -46,7 +65,6 @@ pub async fn git(State(server): S, request: Request) -> Response {
         )
         .into_response();
     }
-    let push = forge::is_push(&path, &query);
     let push_file =
         push.then(|| server.config.data_dir.join("pushes").join(format!("{}.{name}", uuid::Uuid::new_v4())));
     let (done, finished) = tokio::sync::oneshot::channel();

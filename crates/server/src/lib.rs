@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod executor;
 pub mod forge;
 pub mod git_http;
 pub mod http;

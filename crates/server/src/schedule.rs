@@ -26,6 +26,7 @@ impl Server {
             if let Err(e) = self.dispatch_once().await {
                 tracing::error!("dispatcher: {e}");
             }
+            crate::executor::reap(&self).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
         }
     }
@@ -34,7 +35,7 @@ impl Server {
         let running = self.store.pipelines_in_state("running").await?;
         let mut busy: HashSet<String> =
             running.iter().filter(|i| !i.pipeline.queue_parallel).map(|i| i.pipeline.queue.clone()).collect();
-        let mut slots = self.config.jobs.max(1).saturating_sub(running.len());
+        let mut slots = crate::server::PIPELINES_AT_ONCE.saturating_sub(running.len());
         for info in self.store.pipelines_in_state("queuing").await? {
             if slots == 0 {
                 break;
@@ -125,6 +126,14 @@ impl Server {
             None => None,
         };
         let announcer = Announcer { server: self, pipeline_id: &p.id };
+        let data = &self.launch.data;
+        let executor = crate::executor::Jobs {
+            server: self,
+            pipeline_id: &p.id,
+            project: salve_contract::api::AgentProject { id: project.id.clone(), name: project.name.clone() },
+            sha: w.sha.clone(),
+            places: salve_launch::place_env(&repo_dir, &data.cache(&project.id), &data.artifacts(&project.id)),
+        };
         let launch = Launch {
             settings: &self.launch,
             site: &Site {
@@ -143,6 +152,7 @@ impl Server {
             env: vec![("SALVE_SERVER".into(), self.base_url())],
             secret_env: token.iter().map(|(_, t)| ("SALVE_TOKEN".to_owned(), t.clone())).collect(),
             observer: &announcer,
+            executor: &executor,
         };
         let launched = launch.run(&plan, control);
         if let Some((row, _)) = &token {

@@ -26,6 +26,10 @@ use crate::config::Config;
 pub const DEFAULT_FILE: &str = ".semaphore/semaphore.yml";
 /// The name of the token a promoted pipeline's jobs get, before the pipeline's id.
 pub const PIPELINE_TOKEN: &str = "pipeline ";
+/// Jobs of one pipeline started at once (they wait for a slot here or an agent).
+const PIPELINE_JOBS: usize = 256;
+/// Pipelines running at once on one server.
+pub(crate) const PIPELINES_AT_ONCE: usize = 256;
 const SERVER_STOPPED: &str = "the Salve server stopped while this ran; push again or rerun the workflow";
 
 /// Counters for `/metrics`.
@@ -51,6 +55,12 @@ pub struct Server {
     pub(crate) launch: launch::Settings,
     pub(crate) wake: Notify,
     pub(crate) running: Mutex<HashMap<String, PipelineControl>>,
+    /// Jobs this server runs itself, at most `--jobs` at once.
+    pub(crate) local_slots: crate::executor::LocalSlots,
+    /// Agent jobs this server's pipelines wait for.
+    pub(crate) waiting: crate::executor::Waiting,
+    /// Wakes agents' claims waiting for work when a job is queued.
+    pub(crate) agent_work: Notify,
 }
 
 /// Why the server could not start or stopped serving.
@@ -112,7 +122,9 @@ impl Server {
                 memory_bytes: config.job_memory_bytes,
                 max_processes: config.job_max_processes,
             },
-            parallel: config.jobs.max(1),
+            // Jobs of a pipeline start as their blocks allow; this server's own slots
+            // (`--jobs`) and the agents' bound how many run at once.
+            parallel: PIPELINE_JOBS,
         };
         launch.data.prepare(config.exe.as_deref())?;
         // A machine that cannot run a job's sandbox is told now, not at the first push.
@@ -120,6 +132,7 @@ impl Server {
         let sealer =
             Sealer::open_or_create(&config.data_dir.join("secrets.key")).map_err(|e| ServeError::Key(e.to_string()))?;
         let (events, _) = broadcast::channel(1024);
+        let config_jobs = config.jobs;
         Ok(Arc::new(Server {
             store,
             config,
@@ -131,6 +144,9 @@ impl Server {
             launch,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
+            local_slots: crate::executor::LocalSlots::new(config_jobs),
+            waiting: crate::executor::Waiting::default(),
+            agent_work: Notify::new(),
         }))
     }
 

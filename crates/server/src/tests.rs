@@ -28,6 +28,8 @@ impl Api {
             database_url: String::new(),
             public_url: Some("http://ci.example.invalid".into()),
             jobs: 1,
+            agent_pool: None,
+            agent_lost_after_seconds: 30,
             sandbox: false,
             network: false,
             max_body_bytes: 1 << 20,

@@ -4,6 +4,7 @@
 use salve_contract::api;
 use salve_contract::{AgentState, HealOutcome, HealState, ProjectKind, PullState, RefKind, RunResult, RunState};
 use salve_git::Repo;
+use salve_store::agent_jobs::AttemptRow;
 use salve_store::{
     AgentRow, AgentTypeRow, CommandRow, HealRow, JobRow, PipelineInfo, ProjectRow, PullRow, TokenRow, WorkflowRow,
 };
@@ -94,8 +95,12 @@ pub fn pipeline(i: &PipelineInfo) -> api::PipelineSummary {
     }
 }
 
-pub fn job(j: &JobRow) -> api::JobSummary {
+/// A job, with its attempts on agents (of any number of jobs: those of others are skipped).
+pub fn job(j: &JobRow, attempts: &[AttemptRow]) -> api::JobSummary {
+    let attempts: Vec<api::JobAttempt> = attempts.iter().filter(|a| a.job_id == j.id).map(attempt).collect();
     api::JobSummary {
+        agent: attempts.last().and_then(|a| a.agent.clone()),
+        attempts,
         id: j.id.clone(),
         pipeline_id: j.pipeline_id.clone(),
         block: j.block_name.clone(),
@@ -106,6 +111,19 @@ pub fn job(j: &JobRow) -> api::JobSummary {
         summary: j.summary.clone(),
         started_ms: j.started_ms,
         done_ms: j.done_ms,
+    }
+}
+
+pub fn attempt(a: &AttemptRow) -> api::JobAttempt {
+    api::JobAttempt {
+        attempt: u32::try_from(a.attempt).unwrap_or(0),
+        agent: a.agent_name.clone(),
+        agent_id: a.agent_id.clone(),
+        queued_ms: a.queued_ms,
+        started_ms: a.started_ms,
+        finished_ms: a.finished_ms,
+        result: result(a.result.as_deref()),
+        result_reason: a.result_reason.clone(),
     }
 }
 

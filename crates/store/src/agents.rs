@@ -141,6 +141,19 @@ impl Store {
         row.as_ref().map(agent_row).transpose()
     }
 
+    /// The connected agent whose token has this hash, of a type still enabled (its last
+    /// heartbeat unchanged).
+    pub async fn agent_by_token(&self, token_hash: &str) -> Result<Option<AgentRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {AGENT} FROM agents WHERE token_hash = $1 AND disconnected_ms IS NULL \
+             AND agent_type IN (SELECT name FROM agent_types WHERE disabled_ms IS NULL)"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(agent_row).transpose()
+    }
+
     /// Marks an agent disconnected (it said goodbye); false when it was already.
     pub async fn disconnect_agent(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("UPDATE agents SET disconnected_ms = $2 WHERE id = $1 AND disconnected_ms IS NULL")

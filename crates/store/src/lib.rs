@@ -3,6 +3,7 @@
 //! when several servers or workers share state). Queries use `$N` placeholders, which both
 //! accept. The schema is embedded and migrated on open. No business rules live here.
 
+pub mod agent_jobs;
 pub mod agents;
 pub mod heal;
 pub mod secrets;
@@ -27,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/0007_plans.sql")),
     (8, include_str!("../migrations/0008_agent_types.sql")),
     (9, include_str!("../migrations/0009_agents.sql")),
+    (10, include_str!("../migrations/0010_agent_jobs.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +141,7 @@ pub struct BlockRow {
     pub result_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobRow {
     pub id: String,
     pub pipeline_id: String,

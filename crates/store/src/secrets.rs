@@ -60,25 +60,33 @@ impl Sealer {
 
     pub fn seal(&self, name: &str, data: &SecretData) -> Result<Vec<u8>, SecretError> {
         let plain = serde_json::to_vec(data).map_err(|_| SecretError::Seal(name.to_owned()))?;
+        self.seal_bytes(name, &plain)
+    }
+
+    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<SecretData, SecretError> {
+        let plain = self.open_bytes(name, sealed)?;
+        serde_json::from_slice(&plain).map_err(|_| SecretError::Open(name.to_owned()))
+    }
+
+    /// Seals any bytes under `name` (the associated data: they open under that name only).
+    pub fn seal_bytes(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, SecretError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .cipher
-            .encrypt(&nonce, Payload { msg: &plain, aad: name.as_bytes() })
+            .encrypt(&nonce, Payload { msg: plain, aad: name.as_bytes() })
             .map_err(|_| SecretError::Seal(name.to_owned()))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(out)
     }
 
-    pub fn open(&self, name: &str, sealed: &[u8]) -> Result<SecretData, SecretError> {
+    pub fn open_bytes(&self, name: &str, sealed: &[u8]) -> Result<Vec<u8>, SecretError> {
         if sealed.len() < NONCE {
             return Err(SecretError::Open(name.to_owned()));
         }
         let (nonce, body) = sealed.split_at(NONCE);
-        let plain = self
-            .cipher
+        self.cipher
             .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: name.as_bytes() })
-            .map_err(|_| SecretError::Open(name.to_owned()))?;
-        serde_json::from_slice(&plain).map_err(|_| SecretError::Open(name.to_owned()))
+            .map_err(|_| SecretError::Open(name.to_owned()))
     }
 }

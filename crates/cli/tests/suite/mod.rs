@@ -1,3 +1,4 @@
+mod agents;
 mod bad_input;
 mod change_in;
 mod commands;

@@ -10,7 +10,8 @@ use crate::views;
 pub async fn one(State(server): S, Path(id): Path<String>) -> ApiResult<api::Job> {
     let j = server.store.job(&id).await?.ok_or_else(|| ApiError::not_found(format!("no job {id}")))?;
     let commands = server.store.commands(&id).await?.iter().map(views::command).collect();
-    Ok(Json(api::Job { job: views::job(&j), commands }))
+    let attempts = server.store.job_attempts(&j.pipeline_id).await?;
+    Ok(Json(api::Job { job: views::job(&j, &attempts), commands }))
 }
 
 pub async fn stop(State(server): S, Path(id): Path<String>) -> ApiResult<api::Stopping> {

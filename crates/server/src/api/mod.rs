@@ -49,7 +49,10 @@ pub fn router(server: Arc<Server>) -> Router {
         // Agents authenticate with their own tokens, checked by these handlers.
         .route("/api/v1/agents/register", post(agents::register))
         .route("/api/v1/agents/heartbeat", post(agents::heartbeat))
-        .route("/api/v1/agents/disconnect", post(agents::disconnect));
+        .route("/api/v1/agents/disconnect", post(agents::disconnect))
+        .route("/api/v1/agents/claim", post(agents::claim))
+        .route("/api/v1/agents/jobs/{id}/log", post(agents::log_chunk))
+        .route("/api/v1/agents/jobs/{id}/finish", post(agents::finish));
     let guarded = Router::new()
         .route("/api/v1/projects", get(projects::list).post(projects::create))
         .route("/api/v1/projects/{name}", get(projects::one))

@@ -36,6 +36,7 @@ pub async fn one(State(server): S, Path(id): Path<String>) -> ApiResult<api::Pip
     let info =
         server.store.pipeline_info(&id).await?.ok_or_else(|| ApiError::not_found(format!("no pipeline {id}")))?;
     let jobs = server.store.jobs(&id).await?;
+    let attempts = server.store.job_attempts(&id).await?;
     let blocks = server
         .store
         .blocks(&id)
@@ -46,7 +47,7 @@ pub async fn one(State(server): S, Path(id): Path<String>) -> ApiResult<api::Pip
             state: views::state(&b.state),
             result: views::result(b.result.as_deref()),
             result_reason: b.result_reason.clone(),
-            jobs: jobs.iter().filter(|j| j.block_name == b.name).map(views::job).collect(),
+            jobs: jobs.iter().filter(|j| j.block_name == b.name).map(|j| views::job(j, &attempts)).collect(),
         })
         .collect();
     let (w, p) = (&info.workflow, &info.pipeline);

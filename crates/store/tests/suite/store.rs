@@ -357,3 +357,152 @@ async fn agent_types_and_agents_on_both_backends() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn agent_jobs_are_claimed_once_leased_lost_and_finished_once_on_both_backends() {
+    use salve_store::agent_jobs::{AGENT_LOST, Finish};
+    each_backend(|store| async move {
+        let p = store.ensure_project("p-1", "demo", "file:///tmp/demo.git").await.unwrap();
+        let w = WorkflowRow {
+            id: "w-1".into(),
+            project_id: p.id.clone(),
+            ref_type: "branch".into(),
+            label: "main".into(),
+            branch: "main".into(),
+            sha: "abc".into(),
+            ..WorkflowRow::default()
+        };
+        store.create_workflow(&w).await.unwrap();
+        let pipeline = PipelineRow {
+            id: "pl-1".into(),
+            workflow_id: "w-1".into(),
+            name: "CI".into(),
+            file: ".semaphore/semaphore.yml".into(),
+            state: "running".into(),
+            created_ms: 1,
+            ..PipelineRow::default()
+        };
+        store.create_pipeline(&pipeline).await.unwrap();
+        store.create_agent_type("s1-pool", "hash-reg").await.unwrap();
+        let agent = |id: &str| salve_store::AgentRow {
+            id: id.into(),
+            agent_type: "s1-pool".into(),
+            name: format!("box-{id}"),
+            version: "1".into(),
+            slots: 3,
+            registered_ms: 1,
+            last_seen_ms: 1,
+            disconnected_ms: None,
+        };
+        let agents: Vec<_> = (0..4).map(|i| agent(&format!("a{i}"))).collect();
+        for a in &agents {
+            store.register_agent(a, &format!("hash-{}", a.id)).await.unwrap();
+        }
+        for i in 0..10 {
+            let id = format!("j-{i}");
+            let job = JobRow {
+                id: id.clone(),
+                pipeline_id: "pl-1".into(),
+                block_name: "Test".into(),
+                name: id.clone(),
+                state: "running".into(),
+                log_dir: format!("/data/jobs/{id}"),
+                ..JobRow::default()
+            };
+            store.set_job(&job).await.unwrap();
+            store.enqueue_agent_job(&id, "pl-1", "s1-pool", b"sealed").await.unwrap();
+        }
+        let depth = store.agent_queue_depth().await.unwrap();
+        assert_eq!((depth[0].agent_type.as_str(), depth[0].queued), ("s1-pool", 10));
+        // Four agents claim at once, over and over: each job goes to one agent, and no agent
+        // holds more than its slots.
+        let mut claims = tokio::task::JoinSet::new();
+        for a in agents.iter().flat_map(|a| (0..4).map(move |_| a.clone())) {
+            let store = store.clone();
+            claims.spawn(async move { store.claim_agent_job(&a, 60_000).await.unwrap().map(|c| (a.id.clone(), c)) });
+        }
+        let mut claimed: Vec<_> = claims.join_all().await.into_iter().flatten().collect();
+        claimed.sort_by(|a, b| a.1.row.job_id.cmp(&b.1.row.job_id));
+        let mut ids: Vec<&str> = claimed.iter().map(|(_, c)| c.row.job_id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!((claimed.len(), ids.len()), (10, 10), "every job claimed exactly once");
+        for a in &agents {
+            assert!(claimed.iter().filter(|(id, _)| *id == a.id).count() <= 3, "at most the agent's slots");
+        }
+        assert_eq!(claimed[0].1.payload, b"sealed");
+        assert!(store.agent_queue_depth().await.unwrap().is_empty());
+        // A report is taken once, from the agent holding the attempt.
+        let (holder, c) = &claimed[0];
+        let job = c.row.job_id.clone();
+        assert_eq!(store.finish_agent_job(&job, 1, "nobody", "{}", "passed", None).await.unwrap(), Finish::NotHeld);
+        assert_eq!(store.finish_agent_job(&job, 2, holder, "{}", "passed", None).await.unwrap(), Finish::NotHeld);
+        assert_eq!(store.finish_agent_job(&job, 1, holder, "{}", "passed", None).await.unwrap(), Finish::Stored);
+        assert_eq!(store.finish_agent_job(&job, 1, holder, "{}", "passed", None).await.unwrap(), Finish::Twice);
+        assert!(store.hold_agent_job(&job, 1, holder, 60_000).await.unwrap().is_none(), "a done job is no one's");
+        // A lapsed lease loses the attempt: queued again with a log folder of its own, then
+        // failed when lost again. Each change happens once, however many replicas reap.
+        let (holder, c) = &claimed[1];
+        let lost_job = c.row.job_id.clone();
+        assert!(store.release_agent_jobs(holder).await.unwrap() >= 1);
+        let (r1, r2) = tokio::join!(store.reap_lost_agent_jobs("lost"), store.reap_lost_agent_jobs("lost"));
+        let mut lost: Vec<_> = r1.unwrap().into_iter().chain(r2.unwrap()).filter(|l| l.job_id == lost_job).collect();
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(lost.remove(0).requeued);
+        assert!(
+            store.hold_agent_job(&lost_job, 1, holder, 60_000).await.unwrap().is_none(),
+            "the late agent is fenced"
+        );
+        assert_eq!(store.job(&lost_job).await.unwrap().unwrap().log_dir, format!("/data/jobs/{lost_job}/attempt-2"));
+        let other = agents.iter().find(|a| a.id != *holder).unwrap();
+        let _ = store.release_agent_jobs(&other.id).await.unwrap();
+        store.reap_lost_agent_jobs("lost").await.unwrap();
+        let fresh = salve_store::AgentRow { slots: 64, ..agent("fresh") };
+        store.register_agent(&fresh, "hash-fresh").await.unwrap();
+        let mut again = Vec::new();
+        while let Some(c) = store.claim_agent_job(&fresh, 0).await.unwrap() {
+            again.push(c);
+        }
+        let second = again.iter().find(|c| c.row.job_id == lost_job).expect("the lost job is claimed again");
+        assert_eq!(second.row.attempt, 2);
+        assert_eq!(second.log_dir, format!("/data/jobs/{lost_job}/attempt-2"));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let lost = store.reap_lost_agent_jobs("{\"by\":\"lost\"}").await.unwrap();
+        assert!(lost.iter().any(|l| l.job_id == lost_job && !l.requeued), "{lost:?}");
+        let row = store.agent_job(&lost_job).await.unwrap().unwrap();
+        assert_eq!((row.state.as_str(), row.report.as_deref()), ("done", Some("{\"by\":\"lost\"}")));
+        let attempts: Vec<_> = store
+            .job_attempts("pl-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.job_id == lost_job)
+            .map(|a| (a.attempt, a.agent_id.unwrap_or_default(), a.result_reason.unwrap_or_default()))
+            .collect();
+        assert_eq!(attempts, [(1, holder.clone(), AGENT_LOST.into()), (2, "fresh".into(), AGENT_LOST.into())]);
+        // A stop ends a queued job at once and marks a claimed one for its agent.
+        store
+            .set_job(&JobRow {
+                id: "j-q".into(),
+                pipeline_id: "pl-1".into(),
+                block_name: "Test".into(),
+                name: "q".into(),
+                state: "running".into(),
+                log_dir: "/data/jobs/j-q".into(),
+                ..JobRow::default()
+            })
+            .await
+            .unwrap();
+        store.enqueue_agent_job("j-q", "pl-1", "s1-pool", b"x").await.unwrap();
+        assert!(store.stop_agent_job("j-q", "user", "stopped").await.unwrap());
+        assert_eq!(store.agent_job("j-q").await.unwrap().unwrap().state, "done");
+        let (runner, c) = claimed.iter().find(|(a, _)| a != holder && *a != other.id).unwrap();
+        let running = &c.row.job_id;
+        assert!(!store.stop_agent_job(running, "user", "stopped").await.unwrap());
+        let held = store.hold_agent_job(running, 1, runner, 60_000).await.unwrap().unwrap();
+        assert_eq!(held.row.stop_reason.as_deref(), Some("user"));
+        assert!(store.agent_holds_project(runner, "p-1").await.unwrap());
+        assert!(!store.agent_holds_project("nobody", "p-1").await.unwrap());
+    })
+    .await;
+}

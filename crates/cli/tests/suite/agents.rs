@@ -1,0 +1,335 @@
+//! Self-hosted agents end to end: `salve agent` processes claim jobs of their type from a real
+//! server, fetch the commit over git smart HTTP, run it in the sandbox and stream the log; an
+//! agent killed with SIGKILL mid-job loses its attempt and the job runs again on another agent.
+//! The agent protocol's bad input is driven over raw HTTP: a chunk after a gap, a chunk sent
+//! twice, a report before the whole log, a report sent twice, a stale attempt, and an agent that
+//! claims and never reports.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::serve::{Server, commit, git};
+
+/// A pipeline whose jobs run on agents of `s1-e2e`.
+fn pipeline(jobs: &str) -> String {
+    format!(
+        "version: v1.0\nname: CI\nagent:\n  machine:\n    type: s1-e2e\nblocks:\n  - name: Test\n    task:\n      secrets:\n        - name: deploy-key\n      jobs:\n{jobs}"
+    )
+}
+
+const JOBS: &str = "        - name: slow
+          commands:
+            - checkout
+            - echo \"slow-start on $SEMAPHORE_GIT_BRANCH\"
+            - sleep 4
+            - test -f README && echo slow-done
+        - name: secret
+          commands:
+            - echo \"key=$DEPLOY_KEY\"
+            - test \"$DEPLOY_KEY\" = hunter2-hunter2
+        - name: lines
+          commands:
+            - for i in $(seq 1 2000); do echo \"line $i\"; done
+        - name: cache
+          commands:
+            - checkout
+            - cache store readme-$SEMAPHORE_GIT_SHA README
+";
+
+struct Agent {
+    child: Child,
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(server: &Server, token: &str, name: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_salve"))
+            .args(["agent", "--server", &server.url, "--token", token, "--name", name, "--slots", "2", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Agent { child, name: name.to_owned(), _dir: dir }
+    }
+
+    fn data(&self) -> PathBuf {
+        self._dir.path().to_owned()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_type(server: &Server, name: &str) -> String {
+    let made = server.salve(&["agent-type", "create", name]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    String::from_utf8_lossy(&made.stdout).lines().last().unwrap().trim().to_owned()
+}
+
+fn new_repo(files: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    commit(dir.path(), files, "init");
+    dir
+}
+
+/// The pipeline as `salve pipeline show ID --json` prints it.
+fn shown(server: &Server, id: &str) -> Value {
+    let out = server.salve(&["pipeline", "show", id, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn jobs(p: &Value) -> Vec<Value> {
+    p["blocks"].as_array().unwrap().iter().flat_map(|b| b["jobs"].as_array().unwrap().clone()).collect()
+}
+
+/// A done job's whole log, from the server (`salve logs --follow` exits 1 for a failed job).
+fn log_of(server: &Server, job_id: &str) -> String {
+    let out = server.salve(&["logs", job_id, "--follow"]);
+    assert!(out.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The lines a job's log holds so far.
+fn lines_so_far(server: &Server, job_id: &str) -> Vec<String> {
+    let window = server.get(&format!("/api/v1/jobs/{job_id}/logs"));
+    window["lines"].as_array().unwrap().iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn agents_run_jobs_and_a_job_whose_agent_is_killed_runs_again_elsewhere() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--agent-lost-after", "3"], None);
+    assert!(server.salve(&["project", "create", "web"]).status.success());
+    let token = agent_type(&server, "s1-e2e");
+    let secret = server.salve(&["secret", "create", "deploy-key", "-e", "DEPLOY_KEY=hunter2-hunter2"]);
+    assert!(secret.status.success(), "{}", String::from_utf8_lossy(&secret.stderr));
+    let mut agents = [Agent::start(&server, &token, "one"), Agent::start(&server, &token, "two")];
+    let repo = new_repo(&[(".semaphore/semaphore.yml", Some(&pipeline(JOBS))), ("README", Some("hello"))]);
+    server.push(repo.path(), "web", "main");
+
+    // Kill the agent running `slow` once it printed its first line.
+    let start = Instant::now();
+    let (pid, slow) = loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "the slow job never started");
+        let list = server.pipelines("web");
+        if let Some(p) = list.first() {
+            let p = shown(&server, p["id"].as_str().unwrap());
+            let slow = jobs(&p).into_iter().find(|j| j["name"] == "slow").unwrap();
+            let started =
+                || lines_so_far(&server, slow["id"].as_str().unwrap()).iter().any(|l| l.contains("slow-start"));
+            if slow["agent"].is_string() && started() {
+                break (p["id"].as_str().unwrap().to_owned(), slow);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let victim = slow["agent"].as_str().unwrap().to_owned();
+    let survivor = agents.iter().find(|a| a.name != victim).unwrap().name.clone();
+    // SIGKILL: no goodbye, no last chunk.
+    agents.iter_mut().find(|a| a.name == victim).unwrap().child.kill().unwrap();
+
+    let list = server
+        .wait_for("web", "the pipeline to pass", Duration::from_secs(90), |l| l.len() == 1 && l[0]["state"] == "done");
+    let p = shown(&server, &pid);
+    assert_eq!(list[0]["result"], "passed", "{p:#}");
+    let all = jobs(&p);
+    assert_eq!(all.len(), 4);
+    for j in &all {
+        assert_eq!(j["result"], "passed", "{j:#}");
+        assert!(j["agent"].is_string(), "every job ran on an agent: {j:#}");
+    }
+    // The killed agent's attempt is in the job's history, lost; the second one passed.
+    let slow = all.iter().find(|j| j["name"] == "slow").unwrap();
+    let attempts = slow["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{slow:#}");
+    assert_eq!(
+        (attempts[0]["agent"].as_str(), attempts[0]["result"].as_str(), attempts[0]["result_reason"].as_str()),
+        (Some(victim.as_str()), Some("failed"), Some("agent_lost"))
+    );
+    assert_eq!(
+        (attempts[1]["agent"].as_str(), attempts[1]["result"].as_str()),
+        (Some(survivor.as_str()), Some("passed"))
+    );
+    assert_eq!(slow["agent"].as_str(), Some(survivor.as_str()));
+    // Its stored log is the whole second attempt, once.
+    let log = log_of(&server, slow["id"].as_str().unwrap());
+    assert_eq!(log.matches("slow-start on main").count(), 1, "{log}");
+    assert!(log.contains("slow-done\n") && log.ends_with("salve: job passed\n"), "{log}");
+    // Every line of a long log arrived, in order; the secret reached the job and was masked.
+    let lines = log_of(&server, all.iter().find(|j| j["name"] == "lines").unwrap()["id"].as_str().unwrap());
+    let expected: String = (1..=2000).map(|i| format!("line {i}\n")).collect::<String>() + "salve: job passed\n";
+    assert_eq!(lines, expected);
+    let secret = log_of(&server, all.iter().find(|j| j["name"] == "secret").unwrap()["id"].as_str().unwrap());
+    assert!(secret.contains("key=[MASKED]") && !secret.contains("hunter2"), "{secret}");
+    // The job's commands were recorded from the agent's report.
+    let job = server.get(&format!("/api/v1/jobs/{}", slow["id"].as_str().unwrap()));
+    let commands: Vec<&str> =
+        job["commands"].as_array().unwrap().iter().map(|c| c["command"].as_str().unwrap()).collect();
+    assert!(commands.contains(&"sleep 4"), "{job:#}");
+    // The agents list shows both, the killed one silent.
+    let listed = server.get("/api/v1/agents");
+    assert_eq!(listed["agents"].as_array().unwrap().len(), 2, "{listed:#}");
+    // The survivor's cache holds what the job stored, in its own folder.
+    let survivor_data = agents.iter().find(|a| a.name == survivor).unwrap().data();
+    let cached = std::fs::read_dir(survivor_data.join("cache")).map(|d| d.count()).unwrap_or(0)
+        + std::fs::read_dir(agents.iter().find(|a| a.name == victim).unwrap().data().join("cache"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+    assert!(cached > 0, "the cache job stored into an agent's cache");
+}
+
+/// Registers an agent over HTTP; its own token.
+fn register(server: &Server, token: &str, name: &str) -> String {
+    let r = server
+        .http()
+        .post(format!("{}/api/v1/agents/register", server.url))
+        .bearer_auth(token)
+        .json(&json!({"name": name, "version": env!("CARGO_PKG_VERSION"), "slots": 2}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_owned()
+}
+
+fn post(server: &Server, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    let r = server.http().post(format!("{}{path}", server.url)).bearer_auth(token).json(body).send().unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+fn chunk(
+    server: &Server,
+    token: &str,
+    job: &str,
+    attempt: u64,
+    stream: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> (u16, Value) {
+    let r = server
+        .http()
+        .post(format!("{}/api/v1/agents/jobs/{job}/log", server.url))
+        .query(&[("attempt", attempt.to_string()), ("stream", stream.to_owned()), ("offset", offset.to_string())])
+        .bearer_auth(token)
+        .body(bytes.to_vec())
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+fn claim(server: &Server, token: &str) -> Value {
+    let (status, body) = post(server, token, "/api/v1/agents/claim", &json!({"wait_seconds": 20}));
+    assert_eq!(status, 200, "{body}");
+    body["job"].clone()
+}
+
+fn report(attempt: u64, log_bytes: u64) -> Value {
+    json!({
+        "attempt": attempt, "result": "passed", "stop_reason": null, "summary": "passed", "commands": [
+            {"phase": "main", "index": 0, "command": "echo hello", "started_ms": 1, "duration_ms": 1,
+             "exit_code": 0, "first_line": 0, "end_line": 1}
+        ], "started_ms": 1, "finished_ms": 2, "log_lines": 1, "log_bytes": log_bytes
+    })
+}
+
+fn message(body: &Value) -> String {
+    body["error"]["message"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn the_agent_protocol_refuses_gaps_doubles_stale_attempts_and_recovers_from_silent_agents() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_with(data.path(), &["--agent-lost-after", "2"], None);
+    assert!(server.salve(&["project", "create", "api"]).status.success());
+    let reg = agent_type(&server, "s1-e2e");
+    let agent = register(&server, &reg, "by-hand");
+    let one = "        - name: one\n          commands:\n            - echo one\n";
+    let repo = new_repo(&[(
+        ".semaphore/semaphore.yml",
+        Some(&pipeline(one).replace("      secrets:\n        - name: deploy-key\n", "")),
+    )]);
+    server.push(repo.path(), "api", "main");
+    let job = claim(&server, &agent);
+    let id = job["job_id"].as_str().unwrap().to_owned();
+    assert_eq!((job["attempt"].as_u64(), job["lease_seconds"].as_u64()), (Some(1), Some(2)), "{job:#}");
+    assert_eq!(job["commands"], json!(["echo one"]));
+    let env: Vec<&str> = job["env"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert!(
+        env.contains(&"SEMAPHORE_JOB_ID") && !env.contains(&"SEMAPHORE_GIT_URL"),
+        "server places stay home: {env:?}"
+    );
+
+    // API tokens open no agent route, nor agent tokens the API.
+    assert_eq!(chunk(&server, &server.token, &id, 1, "log", 0, b"x").0, 401);
+    let r = server.http().get(format!("{}/api/v1/projects", server.url)).bearer_auth(&agent).send().unwrap();
+    assert_eq!(r.status(), 401);
+    // A chunk after a gap is refused with where to send from; chunks sent twice are stored once.
+    let (status, body) = chunk(&server, &agent, &id, 1, "log", 5, b"world\n");
+    assert_eq!(status, 409);
+    assert!(message(&body).contains("the server holds 0 bytes"), "{body}");
+    assert_eq!(chunk(&server, &agent, &id, 1, "log", 0, b"hello\n").1["stored"], 6);
+    assert_eq!(chunk(&server, &agent, &id, 1, "log", 0, b"hello\n").1["stored"], 6);
+    assert_eq!(chunk(&server, &agent, &id, 1, "log", 3, b"lo\nbye\n").1["stored"], 10);
+    let (status, body) = chunk(&server, &agent, &id, 1, "index", 0, b"short");
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = chunk(&server, &agent, &id, 1, "log", 0, b"");
+    assert_eq!((status, body["stored"].as_u64(), body["stop"].clone()), (200, Some(10), Value::Null));
+    let (status, body) = chunk(&server, &agent, &id, 1, "sideways", 0, b"");
+    assert_eq!(status, 400, "{body}");
+    // Another attempt than the one held, or another agent, is told the job is not its own.
+    assert_eq!(chunk(&server, &agent, &id, 2, "log", 10, b"x").0, 410);
+    let other = register(&server, &reg, "other");
+    assert_eq!(chunk(&server, &other, &id, 1, "log", 10, b"x").0, 410);
+    // No report before the whole log; one report only.
+    let (status, body) = post(&server, &agent, &format!("/api/v1/agents/jobs/{id}/finish"), &report(1, 20));
+    assert_eq!(status, 409);
+    assert!(message(&body).contains("holds 10 of the log's 20 bytes"), "{body}");
+    let (status, body) = post(&server, &agent, &format!("/api/v1/agents/jobs/{id}/finish"), &json!({"attempt": 1}));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(&server, &agent, &format!("/api/v1/agents/jobs/{id}/finish"), &report(1, 10));
+    assert_eq!((status, body["result"].as_str()), (200, Some("passed")), "{body}");
+    let (status, body) = post(&server, &agent, &format!("/api/v1/agents/jobs/{id}/finish"), &report(1, 10));
+    assert_eq!(status, 409);
+    assert!(message(&body).contains("reported its end already"), "{body}");
+    let list = server.wait("api", "the first pipeline", |l| l.len() == 1 && l[0]["state"] == "done");
+    assert_eq!(list[0]["result"], "passed");
+    assert_eq!(log_of(&server, &id), "hello\nbye\n");
+
+    // An agent that claims and never reports loses the job, which is queued again; lost twice,
+    // the job fails with agent_lost and the late agent's words are refused.
+    commit(repo.path(), &[("again", Some("1"))], "again");
+    server.push(repo.path(), "api", "main");
+    let first = claim(&server, &agent);
+    let id = first["job_id"].as_str().unwrap().to_owned();
+    let second = claim(&server, &other);
+    assert_eq!((second["job_id"].as_str(), second["attempt"].as_u64()), (Some(id.as_str()), Some(2)), "{second:#}");
+    assert_eq!(chunk(&server, &agent, &id, 1, "log", 0, b"late\n").0, 410);
+    let (status, _) = post(&server, &agent, &format!("/api/v1/agents/jobs/{id}/finish"), &report(1, 0));
+    assert_eq!(status, 410);
+    assert_eq!(chunk(&server, &other, &id, 2, "log", 0, b"second\n").1["stored"], 7);
+    let list = server.wait("api", "the lost job to fail", |l| l.len() == 2 && l.iter().all(|p| p["state"] == "done"));
+    let failed = list.iter().find(|p| p["result"] != "passed").unwrap();
+    let p = shown(&server, failed["id"].as_str().unwrap());
+    let j = &jobs(&p)[0];
+    assert_eq!((j["result"].as_str(), j["result_reason"].as_str()), (Some("failed"), Some("agent_lost")), "{j:#}");
+    let attempts: Vec<(&str, &str)> = j["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["agent"].as_str().unwrap(), a["result_reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(attempts, [("by-hand", "agent_lost"), ("other", "agent_lost")]);
+    // The second attempt's log is its own.
+    assert_eq!(log_of(&server, &id), "second\n");
+}
