@@ -4,9 +4,8 @@
 //! a stop reaches the agent through its next log chunk's answer. Every other job runs on this
 //! machine, at most `--jobs` at once across all pipelines.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -38,65 +37,6 @@ impl Report {
 /// The associated data an agent job's payload is sealed under: it opens for that job only.
 pub(crate) fn payload_name(job_id: &str) -> String {
     format!("agent job {job_id}")
-}
-
-/// Jobs this server runs itself at once (`--jobs`).
-pub(crate) struct LocalSlots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-impl LocalSlots {
-    pub(crate) fn new(count: usize) -> LocalSlots {
-        LocalSlots { free: Mutex::new(count), freed: Condvar::new() }
-    }
-
-    /// Waits for a free slot; gives up (none) when the job is stopped first.
-    fn take(&self, control: &JobControl) -> Option<Slot<'_>> {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if control.stop_reason().is_some() {
-                return None;
-            }
-            if *free > 0 {
-                *free -= 1;
-                return Some(Slot(self));
-            }
-            free = self.freed.wait_timeout(free, Duration::from_millis(100)).unwrap_or_else(PoisonError::into_inner).0;
-        }
-    }
-}
-
-struct Slot<'a>(&'a LocalSlots);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        self.0.freed.notify_one();
-    }
-}
-
-/// Agent jobs this server waits for, each with a flag set when its report arrives here (a
-/// report that reaches another replica is found by polling the store).
-#[derive(Default)]
-pub(crate) struct Waiting(Mutex<HashMap<String, Arc<AtomicBool>>>);
-
-impl Waiting {
-    fn add(&self, job_id: &str) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(job_id.to_owned(), flag.clone());
-        flag
-    }
-
-    fn remove(&self, job_id: &str) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(job_id);
-    }
-
-    pub(crate) fn reported(&self, job_id: &str) {
-        if let Some(flag) = self.0.lock().unwrap_or_else(PoisonError::into_inner).get(job_id) {
-            flag.store(true, Ordering::Release);
-        }
-    }
 }
 
 /// Where a job of a machine type goes.

@@ -18,6 +18,7 @@ pub mod promotions;
 pub mod schedule;
 pub mod scope;
 pub mod server;
+pub mod slots;
 pub mod views;
 pub mod web;
 pub mod webhook;

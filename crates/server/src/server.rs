@@ -56,9 +56,9 @@ pub struct Server {
     pub(crate) wake: Notify,
     pub(crate) running: Mutex<HashMap<String, PipelineControl>>,
     /// Jobs this server runs itself, at most `--jobs` at once.
-    pub(crate) local_slots: crate::executor::LocalSlots,
+    pub(crate) local_slots: crate::slots::LocalSlots,
     /// Agent jobs this server's pipelines wait for.
-    pub(crate) waiting: crate::executor::Waiting,
+    pub(crate) waiting: crate::slots::Waiting,
     /// Wakes agents' claims waiting for work when a job is queued.
     pub(crate) agent_work: Notify,
 }
@@ -144,8 +144,8 @@ impl Server {
             launch,
             wake: Notify::new(),
             running: Mutex::new(HashMap::new()),
-            local_slots: crate::executor::LocalSlots::new(config_jobs),
-            waiting: crate::executor::Waiting::default(),
+            local_slots: crate::slots::LocalSlots::new(config_jobs),
+            waiting: crate::slots::Waiting::default(),
             agent_work: Notify::new(),
         }))
     }
