@@ -32,7 +32,8 @@ use crate::{err, out};
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The Salve server's URL.
+    /// The Salve server's URL; several, comma-separated, for server replicas (the agent moves
+    /// to the next when one cannot be reached).
     #[arg(long, env = "SALVE_SERVER")]
     server: Option<String>,
     /// The agent type's registration token (`salve agent-type create s1-NAME` prints it).
@@ -113,18 +114,20 @@ pub fn run(args: AgentArgs) -> u8 {
     if let Err(e) = settings.sandbox() {
         return fail(&e.to_string());
     }
-    let registrar = match Client::with_timeout(&server, &token, 30) {
-        Ok(c) => c,
+    let urls: Vec<&str> = server.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let clients = |token: &str, seconds| urls.iter().map(|u| Client::with_timeout(u, token, seconds)).collect();
+    let registrar = match clients(&token, 30) {
+        Ok(c) => Servers::new(c),
         Err(e) => return fail(&e),
     };
     let request =
         api::RegisterAgent { name: name.clone(), version: env!("CARGO_PKG_VERSION").into(), slots: args.slots };
-    let registered: api::AgentRegistered = match registrar.post("/api/v1/agents/register", &request) {
+    let registered: api::AgentRegistered = match registrar.call(|c| c.post("/api/v1/agents/register", &request)) {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot register: {e}")),
     };
-    let client = match Client::with_timeout(&server, &registered.token, CLAIM_WAIT_SECONDS + 30) {
-        Ok(c) => c,
+    let client = match clients(&registered.token, CLAIM_WAIT_SECONDS + 30) {
+        Ok(c) => Servers::new(c),
         Err(e) => return fail(&e),
     };
     out!(
@@ -159,7 +162,7 @@ pub fn run(args: AgentArgs) -> u8 {
     }
     agent.stopped.store(true, Ordering::Release);
     let _ = heartbeat.join();
-    match agent.client.post::<api::Agent>("/api/v1/agents/disconnect", &()) {
+    match agent.client.call(|c| c.post::<api::Agent>("/api/v1/agents/disconnect", &())) {
         Ok(_) => out!("Agent {name} disconnected"),
         Err(e) => err!("salve agent: could not say goodbye to the server: {e}"),
     }
@@ -174,8 +177,37 @@ fn host_name() -> String {
         .unwrap_or_else(|| "agent".to_owned())
 }
 
+/// The server's replicas: calls go to one until it cannot be reached, then to the next.
+struct Servers {
+    clients: Vec<Client>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Servers {
+    fn new(clients: Vec<Client>) -> Servers {
+        Servers { clients, current: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// `f` on the current replica, then on each other one while they cannot be reached.
+    fn call<T>(&self, f: impl Fn(&Client) -> Result<T, ClientError>) -> Result<T, ClientError> {
+        let count = self.clients.len().max(1);
+        let mut tried = 0;
+        loop {
+            let at = self.current.load(Ordering::Acquire);
+            match f(&self.clients[at % count]) {
+                Err(ClientError::Unreachable(m)) if tried + 1 < count => {
+                    tried += 1;
+                    let _ = self.current.compare_exchange(at, at + 1, Ordering::AcqRel, Ordering::Acquire);
+                    err!("salve agent: {m}; trying the next server");
+                }
+                done => return done,
+            }
+        }
+    }
+}
+
 struct Agent {
-    client: Client,
+    client: Servers,
     /// The agent's own token: the git fetches carry it too.
     token: String,
     settings: Settings,
@@ -216,7 +248,7 @@ impl Agent {
         while !self.stopped.load(Ordering::Acquire) {
             if Instant::now() >= next {
                 next = Instant::now() + every;
-                match self.client.post::<api::Agent>("/api/v1/agents/heartbeat", &()) {
+                match self.client.call(|c| c.post::<api::Agent>("/api/v1/agents/heartbeat", &())) {
                     Ok(_) => {}
                     Err(ClientError::Refused { status: 401, message }) => {
                         err!("salve agent: the server no longer knows this agent ({message}); stopping");
@@ -233,7 +265,7 @@ impl Agent {
     fn work(&self) {
         while !self.draining.load(Ordering::Acquire) {
             let claim = api::ClaimJob { wait_seconds: CLAIM_WAIT_SECONDS };
-            match self.client.post::<api::Claimed>("/api/v1/agents/claim", &claim) {
+            match self.client.call(|c| c.post::<api::Claimed>("/api/v1/agents/claim", &claim)) {
                 Ok(api::Claimed { job: Some(job) }) => self.run_claimed(job),
                 Ok(api::Claimed { job: None }) => {}
                 Err(ClientError::Refused { status: 401, message }) => {
@@ -302,9 +334,14 @@ impl Agent {
         };
         {
             let _one = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let url = format!("{}/git/{}.git", self.client.base(), encode(&job.project.name));
-            Repo::new(&mirror)
-                .mirror_from(&url, &self.token, &job.sha)
+            let fetch = |c: &Client| {
+                let url = format!("{}/git/{}.git", c.base(), encode(&job.project.name));
+                Repo::new(&mirror)
+                    .mirror_from(&url, &self.token, &job.sha)
+                    .map_err(|e| ClientError::Unreachable(e.to_string()))
+            };
+            self.client
+                .call(fetch)
                 .map_err(|e| format!("cannot fetch commit {} of {}: {e}", job.sha, job.project.name))?;
         }
         let b64 = base64::engine::general_purpose::STANDARD;
@@ -401,7 +438,7 @@ impl Agent {
             if upload.abandoned {
                 return "handed back (the server gave the job to another agent, or could not be reached)".into();
             }
-            match self.client.post::<api::JobFinished>(&path, &finish) {
+            match self.client.call(|c| c.post::<api::JobFinished>(&path, &finish)) {
                 Ok(done) => return format!("{}", done.result),
                 Err(ClientError::Refused { status: 409, message }) if message.contains("reported") => {
                     return format!("{} (reported already)", finish.result);
@@ -515,7 +552,7 @@ impl Upload {
             ),
             ("offset", at.to_string()),
         ];
-        match agent.client.post_bytes::<api::LogAck>(&self.path, &query, bytes) {
+        match agent.client.call(|c| c.post_bytes::<api::LogAck>(&self.path, &query, bytes.clone())) {
             Ok(ack) => {
                 self.last_ack = Instant::now();
                 match stream {
@@ -551,7 +588,7 @@ impl Upload {
                 ("stream", if stream == api::LogStream::Log { "log" } else { "index" }.to_owned()),
                 ("offset", "0".to_owned()),
             ];
-            if let Ok(ack) = agent.client.post_bytes::<api::LogAck>(&self.path, &query, Vec::new()) {
+            if let Ok(ack) = agent.client.call(|c| c.post_bytes::<api::LogAck>(&self.path, &query, Vec::new())) {
                 self.last_ack = Instant::now();
                 match stream {
                     api::LogStream::Log => self.log_sent = ack.stored,

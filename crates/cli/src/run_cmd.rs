@@ -235,6 +235,7 @@ pub fn run(args: &RunArgs) -> u8 {
         secret_env: Vec::new(),
         observer: &printer,
         executor: &salve_engine::Local,
+        prior: &salve_engine::Fresh,
     };
     if !args.json {
         let short = &sha[..sha.len().min(7)];

@@ -7,6 +7,6 @@ pub mod run;
 
 pub use env::{Context, GitContext, RefKind};
 pub use run::{
-    BlockRun, Engine, Event, Executor, JobRun, Local, NoSecrets, Observer, PipelineControl, PipelineRun, Quiet,
-    RunResult, Secret, Secrets,
+    BlockRun, Engine, Event, Executor, Fresh, JobRun, Local, NoSecrets, Observer, PipelineControl, PipelineRun, Prior,
+    PriorJob, Quiet, RunResult, Secret, Secrets,
 };

@@ -105,9 +105,10 @@ pub struct JobRun {
 }
 
 impl JobRun {
-    /// A job not started yet, with its own folder under `jobs_dir`.
-    fn new(name: &str, jobs_dir: &std::path::Path) -> JobRun {
-        let id = uuid::Uuid::new_v4().to_string();
+    /// A job not started yet, with its own folder under `jobs_dir` (the id an earlier run gave
+    /// it, when there was one).
+    fn new(name: &str, jobs_dir: &std::path::Path, prior: Option<&PriorJob>) -> JobRun {
+        let id = prior.map_or_else(|| uuid::Uuid::new_v4().to_string(), |p| p.id.clone());
         JobRun {
             dir: jobs_dir.join(&id),
             id,
@@ -223,6 +224,29 @@ pub trait Executor: Sync {
     fn run(&self, machine_type: &str, spec: &JobSpec, control: &JobControl) -> Result<JobOutcome, String>;
 }
 
+/// A job of an earlier run of the same pipeline (one that another server process started and
+/// lost): the engine keeps its id and, when it ended, its outcome instead of running it again.
+#[derive(Debug, Clone)]
+pub struct PriorJob {
+    pub id: String,
+    /// How it ended; none while it runs (its executor finds it by its id).
+    pub outcome: Option<JobOutcome>,
+}
+
+/// The jobs an earlier run of this pipeline started, by block and job name (and which of the
+/// jobs of that name, counting from 0).
+pub trait Prior: Sync {
+    fn job(&self, block: &str, name: &str, nth: usize) -> Option<PriorJob>;
+}
+
+/// A pipeline's first run: nothing before it.
+pub struct Fresh;
+impl Prior for Fresh {
+    fn job(&self, _: &str, _: &str, _: usize) -> Option<PriorJob> {
+        None
+    }
+}
+
 /// On this machine: the runner, in the spec's sandbox.
 pub struct Local;
 
@@ -252,6 +276,8 @@ pub struct Engine<'a> {
     pub observer: &'a dyn Observer,
     /// Where jobs run ([`Local`]: here).
     pub executor: &'a dyn Executor,
+    /// What an earlier run of the pipeline did ([`Fresh`]: nothing).
+    pub prior: &'a dyn Prior,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -315,7 +341,7 @@ impl Engine<'_> {
                 state: State::Waiting,
                 reason: None,
                 skip,
-                jobs: b.jobs.iter().map(|j| JobRun::new(&j.name, &self.jobs_dir)).collect(),
+                jobs: self.job_runs(&b.name, &b.jobs),
                 pending: b.jobs.len(),
                 running: 0,
             })
@@ -382,18 +408,22 @@ impl Engine<'_> {
                     b.running += 1;
                     let job_control = JobControl::new();
                     controls.push((bi, ji, job_control.clone()));
+                    let ended = self.ended(&b.plan.name, &b.plan.jobs, ji);
                     let spec = self.job_spec(&inputs, b.plan, &b.plan.jobs[ji], &b.jobs[ji], None);
-                    self.observer.event(&Event::JobStarted {
-                        block: b.plan.name.clone(),
-                        job: b.jobs[ji].name.clone(),
-                        job_id: b.jobs[ji].id.clone(),
-                    });
+                    if ended.is_none() {
+                        self.observer.event(&Event::JobStarted {
+                            block: b.plan.name.clone(),
+                            job: b.jobs[ji].name.clone(),
+                            job_id: b.jobs[ji].id.clone(),
+                        });
+                    }
                     let tx = tx.clone();
                     let (executor, machine) = (self.executor, b.plan.agent.machine_type.as_str());
                     scope.spawn(move || {
-                        let outcome = match spec {
-                            Ok(spec) => executor.run(machine, &spec, &job_control),
-                            Err(e) => Err(e),
+                        let outcome = match (ended, spec) {
+                            (Some(outcome), _) => Ok(outcome),
+                            (None, Ok(spec)) => executor.run(machine, &spec, &job_control),
+                            (None, Err(e)) => Err(e),
                         };
                         let _ = tx.send(Msg::Done { block: bi, job: ji, outcome });
                     });
@@ -497,6 +527,21 @@ impl Engine<'_> {
         }
         self.finish(&run, started);
         run
+    }
+
+    /// The runs of a block's jobs: the ids an earlier run gave them, or new ones.
+    fn job_runs(&self, block: &str, jobs: &[PlanJob]) -> Vec<JobRun> {
+        (0..jobs.len())
+            .map(|i| {
+                let prior = self.prior.job(block, &jobs[i].name, nth(jobs, i));
+                JobRun::new(&jobs[i].name, &self.jobs_dir, prior.as_ref())
+            })
+            .collect()
+    }
+
+    /// How job `i` of a block ended in an earlier run, if it did.
+    fn ended(&self, block: &str, jobs: &[PlanJob], i: usize) -> Option<JobOutcome> {
+        self.prior.job(block, &jobs[i].name, nth(jobs, i)).and_then(|p| p.outcome)
     }
 
     /// A block is done: its result is set, then announced.
@@ -671,20 +716,28 @@ impl Engine<'_> {
         };
         self.observer.event(&Event::BlockStarted { block: block.name.clone() });
         let jobs: Vec<JobRun> = std::thread::scope(|scope| {
+            let runs = self.job_runs(&block.name, &block.jobs);
             let handles: Vec<_> = block
                 .jobs
                 .iter()
-                .map(|job| {
-                    let mut jr = JobRun::new(&job.name, &self.jobs_dir);
+                .zip(runs)
+                .enumerate()
+                .map(|(i, (job, mut jr))| {
+                    let ended = self.ended(&block.name, &block.jobs, i);
                     let spec = self.job_spec(inputs, &block, job, &jr, Some(&extra));
-                    self.observer.event(&Event::JobStarted {
-                        block: block.name.clone(),
-                        job: jr.name.clone(),
-                        job_id: jr.id.clone(),
-                    });
+                    if ended.is_none() {
+                        self.observer.event(&Event::JobStarted {
+                            block: block.name.clone(),
+                            job: jr.name.clone(),
+                            job_id: jr.id.clone(),
+                        });
+                    }
                     let (executor, machine) = (self.executor, block.agent.machine_type.as_str());
                     scope.spawn(move || {
-                        jr.record(spec.and_then(|s| executor.run(machine, &s, &JobControl::new())));
+                        jr.record(match ended {
+                            Some(outcome) => Ok(outcome),
+                            None => spec.and_then(|s| executor.run(machine, &s, &JobControl::new())),
+                        });
                         jr
                     })
                 })
@@ -720,6 +773,11 @@ struct FailFast {
     cancel: bool,
     block_stop: Vec<bool>,
     block_cancel: Vec<bool>,
+}
+
+/// Which of the block's jobs named like job `i` it is, counting from 0.
+fn nth(jobs: &[PlanJob], i: usize) -> usize {
+    jobs[..i].iter().filter(|j| j.name == jobs[i].name).count()
 }
 
 /// Legacy block filters: the first filter matching the label decides; none → execute.

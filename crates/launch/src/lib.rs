@@ -8,7 +8,7 @@ pub mod record;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use salve_engine::{Context, Engine, Executor, GitContext, Observer, PipelineControl, PipelineRun, RefKind};
+use salve_engine::{Context, Engine, Executor, GitContext, Observer, PipelineControl, PipelineRun, Prior, RefKind};
 use salve_git::Repo;
 use salve_git::files::AtCommit;
 use salve_pipeline::when::change_in::{Build, ChangeIn};
@@ -142,6 +142,9 @@ pub struct Launch<'a> {
     /// Where each job runs (`salve_engine::Local`: on this machine; the server also hands jobs
     /// to agents).
     pub executor: &'a dyn Executor,
+    /// What an earlier run of this pipeline did, when another server process started it and
+    /// was lost (`salve_engine::Fresh`: nothing).
+    pub prior: &'a dyn Prior,
 }
 
 /// A pipeline that ran.
@@ -180,6 +183,7 @@ impl Launch<'_> {
             functions: &functions,
             observer: &recorder,
             executor: self.executor,
+            prior: self.prior,
         };
         let run = engine.run(plan, &ctx, control);
         Ok(Launched { run, unrecorded: recorder.error() })

@@ -142,6 +142,8 @@ pub enum Failure {
     Setup { message: String },
     /// The agent running the job went silent (its lease lapsed), on every attempt.
     AgentLost,
+    /// The server process running the job stopped (it was killed, or its machine went down).
+    ServerStopped,
 }
 
 impl Failure {
@@ -149,6 +151,7 @@ impl Failure {
     pub fn reason(&self) -> Option<&'static str> {
         match self {
             Failure::AgentLost => Some("agent_lost"),
+            Failure::ServerStopped => Some("server_stopped"),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod intake;
 pub mod projects;
 pub mod promotions;
+pub mod resume;
 pub mod schedule;
 pub mod scope;
 pub mod server;

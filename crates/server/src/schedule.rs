@@ -23,12 +23,36 @@ impl Server {
     /// queue is free (serialized queues run one pipeline at a time) and a slot is.
     pub async fn dispatch(self: Arc<Self>) {
         loop {
+            if let Err(e) = self.keep_and_adopt().await {
+                tracing::error!("dispatcher: {e}");
+            }
             if let Err(e) = self.dispatch_once().await {
                 tracing::error!("dispatcher: {e}");
             }
             crate::executor::reap(&self).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
         }
+    }
+
+    /// Renews this replica's hold on the pipelines it runs (passing on stops asked of another
+    /// replica), adopts pipelines whose replica went silent and runs them on, and fires the
+    /// promotions of pipelines whose replica ended them but was lost before promoting.
+    pub(crate) async fn keep_and_adopt(self: &Arc<Self>) -> Result<()> {
+        let lease = self.lease_ms();
+        for (id, stop) in self.store.renew_pipelines(&self.replica, lease).await? {
+            if let (Some(reason), Some(control)) = (stop, self.control(&id)) {
+                control.stop(StopReason::parse(&reason).unwrap_or(StopReason::User));
+            }
+        }
+        for id in self.store.adopt_pipelines(&self.replica, lease).await? {
+            let Some(info) = self.store.pipeline_info(&id).await? else { continue };
+            tracing::warn!(pipeline = %id, "adopted a pipeline whose server went silent; running it on");
+            self.spawn_run(info, true);
+        }
+        for info in self.store.unpromoted().await? {
+            self.promote_auto(&info, None).await;
+        }
+        Ok(())
     }
 
     pub(crate) async fn dispatch_once(self: &Arc<Self>) -> Result<()> {
@@ -44,31 +68,37 @@ impl Server {
             if !p.queue_parallel && !busy.insert(p.queue.clone()) {
                 continue;
             }
-            if !self.store.start_pipeline(&p.id).await? {
+            if !self.store.start_pipeline_as(&p.id, &self.replica, self.lease_ms()).await? {
                 continue;
             }
             slots -= 1;
-            let control = PipelineControl::new();
-            if let Ok(mut r) = self.running.lock() {
-                r.insert(p.id.clone(), control.clone());
-            }
-            let server = Arc::clone(self);
-            tokio::spawn(async move {
-                let id = info.pipeline.id.clone();
-                let s = Arc::clone(&server);
-                let run = tokio::task::spawn_blocking(move || s.run(&info, &control)).await;
-                if let Ok(mut r) = server.running.lock() {
-                    r.remove(&id);
-                }
-                match run {
-                    Ok((Some(info), plan)) => server.promote_auto(&info, plan).await,
-                    Ok((None, _)) => {}
-                    Err(e) => tracing::error!(pipeline = %id, "pipeline thread failed: {e}"),
-                }
-                server.wake.notify_one();
-            });
+            self.spawn_run(info.clone(), false);
         }
         Ok(())
+    }
+
+    /// Runs a pipeline this replica owns on a blocking thread (`resumed`: adopted, running on
+    /// from what the store holds), then fires its promotions.
+    fn spawn_run(self: &Arc<Self>, info: PipelineInfo, resumed: bool) {
+        let control = PipelineControl::new();
+        if let Ok(mut r) = self.running.lock() {
+            r.insert(info.pipeline.id.clone(), control.clone());
+        }
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = info.pipeline.id.clone();
+            let s = Arc::clone(&server);
+            let run = tokio::task::spawn_blocking(move || s.run(&info, &control, resumed)).await;
+            if let Ok(mut r) = server.running.lock() {
+                r.remove(&id);
+            }
+            match run {
+                Ok((Some(info), plan)) => server.promote_auto(&info, plan).await,
+                Ok((None, _)) => {}
+                Err(e) => tracing::error!(pipeline = %id, "pipeline thread failed: {e}"),
+            }
+            server.wake.notify_one();
+        });
     }
 
     /// Runs one pipeline on this (blocking) thread; returns it as stored afterwards, and the
@@ -77,11 +107,12 @@ impl Server {
         self: &Arc<Self>,
         info: &PipelineInfo,
         control: &PipelineControl,
+        resumed: bool,
     ) -> (Option<PipelineInfo>, Option<Plan>) {
         let p = &info.pipeline;
         self.metrics.running_pipelines.fetch_add(1, Ordering::Relaxed);
         self.announce(&p.id, &serde_json::json!({"event": "pipeline_running"}));
-        let result = self.run_inner(info, control);
+        let result = self.run_inner(info, control, resumed);
         self.metrics.running_pipelines.fetch_sub(1, Ordering::Relaxed);
         let plan = result.unwrap_or_else(|e| {
             tracing::error!(pipeline = %p.id, "pipeline could not run: {e}");
@@ -95,6 +126,7 @@ impl Server {
         self: &Arc<Self>,
         info: &PipelineInfo,
         control: &PipelineControl,
+        resumed: bool,
     ) -> std::result::Result<Option<Plan>, String> {
         let (p, w) = (&info.pipeline, &info.workflow);
         let project = self
@@ -126,6 +158,15 @@ impl Server {
             None => None,
         };
         let announcer = Announcer { server: self, pipeline_id: &p.id };
+        let stored = if resumed {
+            Some(self.rt.block_on(crate::resume::Stored::read(&self.store, &p.id)).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        let prior: &dyn salve_engine::Prior = match &stored {
+            Some(s) => s,
+            None => &salve_engine::Fresh,
+        };
         let data = &self.launch.data;
         let executor = crate::executor::Jobs {
             server: self,
@@ -153,10 +194,11 @@ impl Server {
             secret_env: token.iter().map(|(_, t)| ("SALVE_TOKEN".to_owned(), t.clone())).collect(),
             observer: &announcer,
             executor: &executor,
+            prior,
         };
         let launched = launch.run(&plan, control);
-        if let Some((row, _)) = &token {
-            let _ = self.rt.block_on(self.store.delete_token(&row.id));
+        if token.is_some() {
+            self.rt.block_on(self.delete_pipeline_tokens(&p.id));
         }
         let launched = launched.map_err(|e| e.to_string())?;
         if let Some(e) = launched.unrecorded {
@@ -176,7 +218,18 @@ impl Server {
         };
         match p.state.as_str() {
             "queuing" => self.finish(pipeline_id, "canceled", "user", None).await,
-            "running" => Ok(self.control(pipeline_id).map(|c| c.stop(StopReason::User)).is_some()),
+            "running" => match self.control(pipeline_id) {
+                Some(c) => {
+                    c.stop(StopReason::User);
+                    Ok(true)
+                }
+                // Another replica runs it: the stop waits in the store for its next round.
+                None => {
+                    self.store.ask_to_stop(pipeline_id, StopReason::User.as_str()).await?;
+                    self.wake.notify_one();
+                    Ok(true)
+                }
+            },
             _ => Ok(false),
         }
     }
@@ -186,7 +239,19 @@ impl Server {
         let Some(job) = self.store.job(job_id).await? else {
             return Err(WorkError::NotFound(format!("no job {job_id}")));
         };
-        Ok(job.state == "running" && self.control(&job.pipeline_id).is_some_and(|c| c.stop_job(job_id)))
+        if job.state != "running" {
+            return Ok(false);
+        }
+        if self.control(&job.pipeline_id).is_some_and(|c| c.stop_job(job_id)) {
+            return Ok(true);
+        }
+        // A job on an agent, its pipeline run by another replica: the stop reaches the agent
+        // through the queue, and that replica's wait sees the job end.
+        let report = crate::executor::Report::Stopped { reason: StopReason::User.as_str().to_owned() }.json();
+        Ok(self.store.agent_job(job_id).await?.is_some_and(|a| a.state != "done") && {
+            self.store.stop_agent_job(job_id, StopReason::User.as_str(), &report).await?;
+            true
+        })
     }
 }
 

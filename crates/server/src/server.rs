@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use salve_contract::RunResult;
 use salve_engine::{GitContext, PipelineControl};
 use salve_git::Repo;
 use salve_launch as launch;
@@ -30,7 +29,6 @@ pub const PIPELINE_TOKEN: &str = "pipeline ";
 const PIPELINE_JOBS: usize = 256;
 /// Pipelines running at once on one server.
 pub(crate) const PIPELINES_AT_ONCE: usize = 256;
-const SERVER_STOPPED: &str = "the Salve server stopped while this ran; push again or rerun the workflow";
 
 /// Counters for `/metrics`.
 #[derive(Default)]
@@ -61,6 +59,9 @@ pub struct Server {
     pub(crate) waiting: crate::slots::Waiting,
     /// Wakes agents' claims waiting for work when a job is queued.
     pub(crate) agent_work: Notify,
+    /// This server process among the replicas sharing the database: the pipelines it runs are
+    /// held in its name.
+    pub(crate) replica: String,
 }
 
 /// Why the server could not start or stopped serving.
@@ -147,6 +148,7 @@ impl Server {
             local_slots: crate::slots::LocalSlots::new(config_jobs),
             waiting: crate::slots::Waiting::default(),
             agent_work: Notify::new(),
+            replica: uuid::Uuid::new_v4().to_string(),
         }))
     }
 
@@ -160,25 +162,30 @@ impl Server {
         url.trim_end_matches('/').to_owned()
     }
 
-    /// Ends what a previous server left running and fires promotions it did not get to.
+    /// Fires the promotions a previous server did not get to and drops the tokens of pipelines
+    /// that ended. Pipelines a previous server (or a lost replica) left running are adopted by
+    /// the dispatcher once their hold lapses, and run on from what the store holds.
     pub async fn recover(self: &Arc<Self>) -> Result<()> {
-        for info in self.store.pipelines_in_state("running").await? {
-            let id = &info.pipeline.id;
-            // A job the stop cut off failed, and so did its block.
-            let failed = RunResult::Failed.as_str();
-            self.store.end_unfinished(id, (failed, failed), "server_stopped", SERVER_STOPPED).await?;
-            if self.finish(id, "failed", "stuck", Some(SERVER_STOPPED)).await? {
-                tracing::warn!(pipeline = %id, "pipeline ended as failed (stuck): the server stopped while it ran");
-            }
-        }
         for info in self.store.unpromoted().await? {
             self.promote_auto(&info, None).await;
         }
-        // Tokens of pipelines that ran when the server stopped.
-        for t in self.store.tokens().await?.iter().filter(|t| t.name.starts_with(PIPELINE_TOKEN)) {
-            self.store.delete_token(&t.id).await?;
+        for t in self.store.tokens().await? {
+            let Some(pipeline) = t.name.strip_prefix(PIPELINE_TOKEN) else { continue };
+            if self.store.pipeline(pipeline).await?.is_none_or(|p| p.state == "done") {
+                self.store.delete_token(&t.id).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Drops the tokens a pipeline's jobs got (one per replica that ran it).
+    pub(crate) async fn delete_pipeline_tokens(&self, pipeline_id: &str) {
+        let name = format!("{PIPELINE_TOKEN}{pipeline_id}");
+        if let Ok(tokens) = self.store.tokens().await {
+            for t in tokens.iter().filter(|t| t.name == name) {
+                let _ = self.store.delete_token(&t.id).await;
+            }
+        }
     }
 
     /// Ends a pipeline that is not done yet, stores it, then announces it; false when it was

@@ -126,7 +126,8 @@ pub struct QueueDepth {
 }
 
 impl Store {
-    /// Queues a job for agents of `agent_type` (its first attempt).
+    /// Queues a job for agents of `agent_type` (its first attempt); a job queued already (by a
+    /// replica that was lost) stays as it is.
     pub async fn enqueue_agent_job(
         &self,
         job_id: &str,
@@ -136,9 +137,9 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let added = sqlx::query(
             "INSERT INTO agent_jobs (job_id, pipeline_id, agent_type, payload, state, attempt, queued_ms) \
-             VALUES ($1, $2, $3, $4, 'queued', 1, $5)",
+             VALUES ($1, $2, $3, $4, 'queued', 1, $5) ON CONFLICT (job_id) DO NOTHING",
         )
         .bind(job_id)
         .bind(pipeline_id)
@@ -147,6 +148,10 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if added.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(());
+        }
         sqlx::query("INSERT INTO job_attempts (job_id, attempt, queued_ms) VALUES ($1, 1, $2)")
             .bind(job_id)
             .bind(now)

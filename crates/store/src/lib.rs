@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/0008_agent_types.sql")),
     (9, include_str!("../migrations/0009_agents.sql")),
     (10, include_str!("../migrations/0010_agent_jobs.sql")),
+    (11, include_str!("../migrations/0011_pipeline_owners.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -452,12 +453,64 @@ impl Store {
 
     /// Moves a queuing pipeline to running; false when it was not queuing any more.
     pub async fn start_pipeline(&self, id: &str) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE pipelines SET state = 'running', started_ms = $2 WHERE id = $1 AND state = 'queuing'")
-                .bind(id)
-                .bind(now_ms())
-                .execute(&self.pool)
-                .await?;
+        self.start_pipeline_as(id, "", 0).await
+    }
+
+    /// Starts a queued pipeline as `owner`'s (a server replica), under a lease of `lease_ms`;
+    /// false when it was not queued (another replica started it).
+    pub async fn start_pipeline_as(&self, id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE pipelines SET state = 'running', started_ms = $2, owner = $3, owner_until_ms = $4 \
+             WHERE id = $1 AND state = 'queuing'",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(owner)
+        .bind(now + lease_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Renews the leases of `owner`'s running pipelines; their ids, each with the stop asked of
+    /// it, if one was.
+    pub async fn renew_pipelines(&self, owner: &str, lease_ms: i64) -> Result<Vec<(String, Option<String>)>> {
+        let rows = sqlx::query(
+            "UPDATE pipelines SET owner_until_ms = $2 WHERE owner = $1 AND state = 'running' RETURNING id, stop_reason",
+        )
+        .bind(owner)
+        .bind(now_ms() + lease_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("stop_reason")?))).collect()
+    }
+
+    /// Makes `owner` the owner of the running pipelines whose owner's lease lapsed (a replica
+    /// killed, or this server before a restart); their ids. Each goes to one replica.
+    pub async fn adopt_pipelines(&self, owner: &str, lease_ms: i64) -> Result<Vec<String>> {
+        let now = now_ms();
+        let rows = sqlx::query(
+            "UPDATE pipelines SET owner = $1, owner_until_ms = $2 \
+             WHERE state = 'running' AND (owner_until_ms IS NULL OR owner_until_ms < $3) RETURNING id",
+        )
+        .bind(owner)
+        .bind(now + lease_ms)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// Leaves a stop for the replica running the pipeline; false when it is not running.
+    pub async fn ask_to_stop(&self, id: &str, reason: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE pipelines SET stop_reason = $2 WHERE id = $1 AND state = 'running' AND stop_reason IS NULL",
+        )
+        .bind(id)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -718,37 +771,6 @@ impl Store {
     pub async fn delete_secret(&self, name: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM secrets WHERE name = $1").bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    /// Ends every job and block of the pipeline that had not finished (the server stopped under
-    /// it) with the results the caller decided.
-    pub async fn end_unfinished(
-        &self,
-        pipeline_id: &str,
-        (job_result, block_result): (&str, &str),
-        reason: &str,
-        summary: &str,
-    ) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'done', result = $2, result_reason = $3, summary = $4, done_ms = $5 \
-             WHERE pipeline_id = $1 AND state <> 'done'",
-        )
-        .bind(pipeline_id)
-        .bind(job_result)
-        .bind(reason)
-        .bind(summary)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        sqlx::query(
-            "UPDATE blocks SET state = 'done', result = $2, result_reason = $3 WHERE pipeline_id = $1 AND state <> 'done'",
-        )
-        .bind(pipeline_id)
-        .bind(block_result)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
     }
 
     /// The newest passing run of the same job (project, pipeline file, block and job name)

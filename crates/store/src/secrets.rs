@@ -48,10 +48,24 @@ impl Sealer {
                     std::fs::create_dir_all(parent).map_err(err)?;
                 }
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng).to_vec();
-                let mut f =
-                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(err)?;
-                f.write_all(&key).map_err(err)?;
-                key
+                // Made aside and linked in place: another server replica starting at the same
+                // time keeps whichever key was linked first, whole.
+                let aside = path.with_extension(format!("new.{}", std::process::id()));
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&aside)
+                    .map_err(err)?;
+                f.write_all(&key).and_then(|()| f.sync_all()).map_err(err)?;
+                let linked = std::fs::hard_link(&aside, path);
+                let _ = std::fs::remove_file(&aside);
+                match linked {
+                    Ok(()) => key,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map_err(err)?,
+                    Err(e) => return Err(err(e)),
+                }
             }
             Err(e) => return Err(err(e)),
         };

@@ -21,8 +21,11 @@ pub fn install(dir: &std::path::Path, exe: &std::path::Path) -> std::io::Result<
         if std::fs::read_link(&link).is_ok_and(|target| target == exe) {
             continue;
         }
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(exe, &link)?;
+        // Made aside, then renamed over: server replicas sharing a data folder install at once.
+        let aside = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&aside);
+        std::os::unix::fs::symlink(exe, &aside)?;
+        std::fs::rename(&aside, &link)?;
     }
     Ok(())
 }

@@ -47,9 +47,14 @@ struct Agent {
 
 impl Agent {
     fn start(server: &Server, token: &str, name: &str) -> Agent {
+        Agent::start_at(&server.url, token, name)
+    }
+
+    /// An agent of the server (or comma-separated replicas) at `servers`.
+    fn start_at(servers: &str, token: &str, name: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_salve"))
-            .args(["agent", "--server", &server.url, "--token", token, "--name", name, "--slots", "2", "--data-dir"])
+            .args(["agent", "--server", servers, "--token", token, "--name", name, "--slots", "2", "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -332,4 +337,143 @@ fn the_agent_protocol_refuses_gaps_doubles_stale_attempts_and_recovers_from_sile
     assert_eq!(attempts, [("by-hand", "agent_lost"), ("other", "agent_lost")]);
     // The second attempt's log is its own.
     assert_eq!(log_of(&server, &id), "second\n");
+}
+
+/// Runs `sql` on PostgreSQL at `url` with psql.
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql]).output().unwrap();
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Six jobs in two blocks, each printing 300 numbered lines between a begin and an end line.
+const SIX: &str = "version: v1.0
+name: CI
+agent:
+  machine:
+    type: s1-e2e
+blocks:
+  - name: Build
+    task:
+      prologue:
+        commands:
+          - 'echo \"begin $SEMAPHORE_JOB_NAME\"'
+      epilogue:
+        always:
+          commands:
+            - 'echo \"end $SEMAPHORE_JOB_NAME\"'
+      jobs:
+        - name: a
+          commands: ['for i in $(seq 1 300); do echo \"a line $i\"; done', 'sleep 1']
+        - name: b
+          commands: ['for i in $(seq 1 300); do echo \"b line $i\"; done', 'sleep 1']
+        - name: c
+          commands: ['for i in $(seq 1 300); do echo \"c line $i\"; done', 'sleep 2']
+        - name: d
+          commands: ['for i in $(seq 1 300); do echo \"d line $i\"; done', 'sleep 1']
+  - name: Test
+    task:
+      prologue:
+        commands:
+          - 'echo \"begin $SEMAPHORE_JOB_NAME\"'
+      epilogue:
+        always:
+          commands:
+            - 'echo \"end $SEMAPHORE_JOB_NAME\"'
+      jobs:
+        - name: e
+          commands: ['for i in $(seq 1 300); do echo \"e line $i\"; done', 'sleep 1']
+        - name: f
+          commands: ['for i in $(seq 1 300); do echo \"f line $i\"; done', 'sleep 1']
+";
+
+#[test]
+fn two_replicas_and_three_agents_finish_ten_branches_through_a_killed_agent_and_a_killed_replica() {
+    let admin = std::env::var("SALVE_TEST_POSTGRES_URL")
+        .expect("SALVE_TEST_POSTGRES_URL is not set: run scripts/test.sh, which starts PostgreSQL");
+    let name = format!("salve_replicas_{}", std::process::id());
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    // Two replicas: one database, one data folder.
+    let data = tempfile::tempdir().unwrap();
+    let lease = ["--agent-lost-after", "3"];
+    let mut first = Server::start_on(data.path(), Some(&url), &lease, None);
+    let second = Server::start_on(data.path(), Some(&url), &lease, None);
+    assert!(first.salve(&["project", "create", "shop"]).status.success());
+    let token = agent_type(&second, "s1-e2e");
+    let both = format!("{},{}", first.url, second.url);
+    let other_first = format!("{},{}", second.url, first.url);
+    let mut agents: Vec<Agent> = ["one", "two", "three"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let servers = if i == 1 { &other_first } else { &both };
+            Agent::start_at(servers, &token, n)
+        })
+        .collect();
+    let repo = new_repo(&[(".semaphore/semaphore.yml", Some(SIX))]);
+    for i in 0..10 {
+        git(repo.path(), &["checkout", "-q", "-B", &format!("branch-{i}"), "main"]);
+        commit(repo.path(), &[("n", Some(&i.to_string()))], "n");
+        let server = if i % 2 == 0 { &first } else { &second };
+        server.push(repo.path(), "shop", &format!("branch-{i}"));
+    }
+    // An agent dies mid-job...
+    let start = Instant::now();
+    let victim = loop {
+        assert!(start.elapsed() < Duration::from_secs(90), "no job started");
+        let running: Vec<Value> = second
+            .pipelines("shop")
+            .iter()
+            .filter(|p| p["state"] == "running")
+            .flat_map(|p| jobs(&shown(&second, p["id"].as_str().unwrap())))
+            .filter(|j| j["state"] == "running" && j["agent"].is_string())
+            .collect();
+        if let Some(j) = running.iter().find(|j| lines_so_far(&second, j["id"].as_str().unwrap()).len() > 1) {
+            break j["agent"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    agents.iter_mut().find(|a| a.name == victim).unwrap().child.kill().unwrap();
+    // ...then a replica, while pipelines still run.
+    std::thread::sleep(Duration::from_millis(1500));
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let list = second.wait_for("shop", "ten pipelines", Duration::from_secs(240), |l| {
+        l.len() == 10 && l.iter().all(|p| p["state"] == "done")
+    });
+    let mut lost = 0;
+    for p in &list {
+        let shown = shown(&second, p["id"].as_str().unwrap());
+        assert_eq!(p["result"], "passed", "{shown:#}");
+        let all = jobs(&shown);
+        assert_eq!(all.len(), 6);
+        for j in &all {
+            let name = j["name"].as_str().unwrap();
+            // The stored log is whole: every line once, in order.
+            let log = log_of(&second, j["id"].as_str().unwrap());
+            let expected: String = format!("begin {name}\n")
+                + &(1..=300).map(|i| format!("{name} line {i}\n")).collect::<String>()
+                + &format!("end {name}\n");
+            assert!(
+                log.contains(&expected) && log.matches("begin ").count() == 1,
+                "job {name} of {}: {log}",
+                p["branch"]
+            );
+            // No job ran twice at once: each attempt began after the one before it ended.
+            let attempts = j["attempts"].as_array().unwrap();
+            for pair in attempts.windows(2) {
+                assert!(pair[1]["started_ms"].as_i64() >= pair[0]["finished_ms"].as_i64(), "{j:#}");
+                assert_eq!(pair[0]["result_reason"], "agent_lost", "{j:#}");
+                lost += 1;
+            }
+            assert!(attempts.last().unwrap()["agent"].as_str().is_some_and(|a| a != victim || attempts.len() == 1));
+        }
+    }
+    assert!(lost >= 1, "the killed agent's attempt was lost and run again");
+    drop(agents);
+    drop(second);
+    drop(first);
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
 }

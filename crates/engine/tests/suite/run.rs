@@ -81,6 +81,7 @@ fn run_observed(
         functions: &NoFunctions,
         observer: events,
         executor: &Local,
+        prior: &salve_engine::Fresh,
     };
     (engine.run(plan, ctx, control), dir)
 }
@@ -133,6 +134,7 @@ fn jobs_go_to_the_executor_with_their_blocks_machine_type() {
         functions: &NoFunctions,
         observer: &Events::default(),
         executor: &executor,
+        prior: &salve_engine::Fresh,
     };
     let run = engine.run(&plan, &context("main"), &PipelineControl::new());
     assert_eq!(*executor.asked.lock().unwrap(), ["e1-standard-2", "s1-gpu"]);
