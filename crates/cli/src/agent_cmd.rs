@@ -70,7 +70,8 @@ pub fn run(command: AgentTypeCommand) -> u8 {
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
-    /// Agents: name, type, version, state (connected, lost, disconnected), last heartbeat.
+    /// Agents: name, type, version, state (connected, lost, disconnected), the jobs they run,
+    /// last heartbeat.
     List(ServerArgs),
 }
 
@@ -87,7 +88,16 @@ pub fn agents(command: AgentCommand) -> u8 {
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             for a in list.agents {
                 let ago = (now - a.last_seen_ms).max(0) / 1000;
-                out!("{}  {}  {}  {}  {} slots  seen {ago}s ago", a.name, a.agent_type, a.state, a.version, a.slots);
+                let running =
+                    if a.jobs.is_empty() { "idle".to_owned() } else { format!("running {}", a.jobs.join(" ")) };
+                out!(
+                    "{}  {}  {}  {}  {} slots  {running}  seen {ago}s ago",
+                    a.name,
+                    a.agent_type,
+                    a.state,
+                    a.version,
+                    a.slots
+                );
             }
             0
         }

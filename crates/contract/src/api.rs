@@ -716,6 +716,9 @@ pub struct Agent {
     pub state: AgentState,
     pub registered_ms: i64,
     pub last_seen_ms: i64,
+    /// The jobs it runs now.
+    #[serde(default)]
+    pub jobs: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -70,6 +70,48 @@ async fn metrics(State(server): State<Arc<Server>>) -> String {
             let _ = writeln!(out, "salve_pipelines_finished_total{{result=\"{result}\"}} {count}");
         }
     }
+    let now = salve_store::now_ms();
+    let depth = server.store.agent_queue_depth().await.unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "# HELP salve_agent_queue_depth Jobs waiting for an agent, by agent type.\n# TYPE salve_agent_queue_depth gauge"
+    );
+    for d in &depth {
+        let _ = writeln!(out, "salve_agent_queue_depth{{agent_type=\"{}\"}} {}", d.agent_type, d.queued);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP salve_agent_queue_oldest_seconds How long the oldest job waiting for an agent has waited, by agent type.\n# TYPE salve_agent_queue_oldest_seconds gauge"
+    );
+    for d in &depth {
+        let waited = d.oldest_queued_ms.map_or(0.0, |q| (now - q).max(0) as f64 / 1000.0);
+        let _ = writeln!(out, "salve_agent_queue_oldest_seconds{{agent_type=\"{}\"}} {waited:.3}", d.agent_type);
+    }
+    let _ = writeln!(
+        out,
+        "# HELP salve_agent_wait_seconds Time agent jobs waited in the queue before an agent claimed them (claims taken by this replica), by agent type.\n# TYPE salve_agent_wait_seconds summary"
+    );
+    if let Ok(waits) = m.agent_waits.lock() {
+        for (t, (count, seconds)) in waits.iter() {
+            let _ = writeln!(out, "salve_agent_wait_seconds_sum{{agent_type=\"{t}\"}} {seconds:.3}");
+            let _ = writeln!(out, "salve_agent_wait_seconds_count{{agent_type=\"{t}\"}} {count}");
+        }
+    }
+    let lost_after = server.lease_ms();
+    let mut connected: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for a in server.store.agents().await.unwrap_or_default() {
+        let state = views::agent(&a, now, lost_after, Vec::new()).state;
+        if state == salve_contract::AgentState::Connected {
+            *connected.entry(a.agent_type.clone()).or_default() += 1;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP salve_agents_connected Agents connected, by agent type.\n# TYPE salve_agents_connected gauge"
+    );
+    for (t, n) in &connected {
+        let _ = writeln!(out, "salve_agents_connected{{agent_type=\"{t}\"}} {n}");
+    }
     let _ = writeln!(
         out,
         "# HELP salve_promotions_total Automatic promotions fired.\n# TYPE salve_promotions_total counter\nsalve_promotions_total {}",

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub jobs_finished: Mutex<BTreeMap<String, (u64, f64)>>,
     pub pipelines_finished: Mutex<BTreeMap<String, u64>>,
     pub promotions: AtomicU64,
+    /// Agent jobs claimed here, by agent type: how many, and the seconds they waited in total.
+    pub agent_waits: Mutex<BTreeMap<String, (u64, f64)>>,
 }
 
 pub struct Server {

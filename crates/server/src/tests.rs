@@ -306,6 +306,10 @@ async fn agents_register_heartbeat_and_leave_with_tokens_of_their_own() {
     // Silent past its lease, an agent reads as lost.
     let row = salve_store::AgentRow { last_seen_ms: 0, ..salve_store::AgentRow::default() };
     let lease_ms = i64::try_from(salve_contract::api::AGENT_LOST_AFTER_SECONDS * 1000).expect("a lease");
-    assert_eq!(crate::views::agent(&row, lease_ms).state, salve_contract::AgentState::Connected);
-    assert_eq!(crate::views::agent(&row, lease_ms + 1).state, salve_contract::AgentState::Lost);
+    let lost_after = api.server.lease_ms();
+    assert_eq!(
+        crate::views::agent(&row, lease_ms, lost_after, Vec::new()).state,
+        salve_contract::AgentState::Connected
+    );
+    assert_eq!(crate::views::agent(&row, lease_ms + 1, lost_after, Vec::new()).state, salve_contract::AgentState::Lost);
 }

@@ -155,9 +155,9 @@ pub fn agent_type(t: &AgentTypeRow) -> api::AgentType {
 }
 
 /// An agent as of `now_ms`: lost when it has been silent longer than its lease.
-pub fn agent(a: &AgentRow, now_ms: i64) -> api::Agent {
+/// An agent as of `now_ms`: lost when silent longer than `lost_after_ms`; `jobs`, those it runs.
+pub fn agent(a: &AgentRow, now_ms: i64, lost_after_ms: i64, jobs: Vec<String>) -> api::Agent {
     let silent_ms = now_ms.saturating_sub(a.last_seen_ms);
-    let lost_after_ms = i64::try_from(api::AGENT_LOST_AFTER_SECONDS * 1000).unwrap_or(i64::MAX);
     let state = match a.disconnected_ms {
         Some(_) => AgentState::Disconnected,
         None if silent_ms > lost_after_ms => AgentState::Lost,
@@ -172,6 +172,7 @@ pub fn agent(a: &AgentRow, now_ms: i64) -> api::Agent {
         state,
         registered_ms: a.registered_ms,
         last_seen_ms: a.last_seen_ms,
+        jobs,
     }
 }
 

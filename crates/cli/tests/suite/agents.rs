@@ -141,6 +141,19 @@ fn agents_run_jobs_and_a_job_whose_agent_is_killed_runs_again_elsewhere() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let victim = slow["agent"].as_str().unwrap().to_owned();
+    // While it runs: the agents list, the agents page and /metrics show who runs what.
+    let listed = server.get("/api/v1/agents");
+    let runner = listed["agents"].as_array().unwrap().iter().find(|a| a["name"] == victim.as_str()).unwrap().clone();
+    assert!(runner["jobs"].as_array().unwrap().contains(&slow["id"]), "{listed:#}");
+    assert_eq!(runner["state"], "connected");
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.post(format!("{}/login", server.url)).form(&[("token", server.token.as_str())]).send().unwrap();
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = http.get(format!("{}/agents", server.url)).header("cookie", &session).send().unwrap().text().unwrap();
+    assert!(page.contains("s1-e2e") && page.contains(&format!("/jobs/{}", slow["id"].as_str().unwrap())), "{page}");
+    let metrics = http.get(format!("{}/metrics", server.url)).send().unwrap().text().unwrap();
+    assert!(metrics.contains("salve_agents_connected{agent_type=\"s1-e2e\"} 2"), "{metrics}");
+    assert!(metrics.contains("salve_agent_wait_seconds_count{agent_type=\"s1-e2e\"}"), "{metrics}");
     let survivor = agents.iter().find(|a| a.name != victim).unwrap().name.clone();
     // SIGKILL: no goodbye, no last chunk.
     agents.iter_mut().find(|a| a.name == victim).unwrap().child.kill().unwrap();

@@ -165,6 +165,11 @@ pub async fn claim(
                 }
             };
             job.attempt = u32::try_from(row.attempt).unwrap_or(u32::MAX);
+            if let Ok(mut waits) = server.metrics.agent_waits.lock() {
+                let waited = (salve_store::now_ms() - row.queued_ms).max(0) as f64 / 1000.0;
+                let w = waits.entry(agent.agent_type.clone()).or_default();
+                (w.0, w.1) = (w.0 + 1, w.1 + waited);
+            }
             job.lease_seconds = server.config.agent_lost_after_seconds;
             tracing::info!(job = %row.job_id, attempt = row.attempt, agent = %agent.name, "agent claimed a job");
             return Ok(Json(api::Claimed { job: Some(job) }));
@@ -320,7 +325,8 @@ fn report_attempt(attempt: i64) -> u32 {
 /// `POST /agents/heartbeat`.
 pub async fn heartbeat(State(server): S, headers: HeaderMap) -> ApiResult<api::Agent> {
     let agent = agent_of(&server, &headers).await?;
-    Ok(Json(views::agent(&agent, salve_store::now_ms())))
+    let jobs = held(&server, &agent.id).await?;
+    Ok(Json(views::agent(&agent, salve_store::now_ms(), server.lease_ms(), jobs)))
 }
 
 /// `POST /agents/disconnect`: the agent is going away (its jobs are done or handed back).
@@ -333,11 +339,21 @@ pub async fn disconnect(State(server): S, headers: HeaderMap) -> ApiResult<api::
     }
     tracing::info!(agent = %agent.id, name = %agent.name, "agent disconnected");
     let now = salve_store::now_ms();
-    Ok(Json(views::agent(&AgentRow { disconnected_ms: Some(now), ..agent }, now)))
+    Ok(Json(views::agent(&AgentRow { disconnected_ms: Some(now), ..agent }, now, server.lease_ms(), Vec::new())))
 }
 
 /// `GET /agents`.
 pub async fn list(State(server): S) -> ApiResult<api::AgentList> {
     let now = salve_store::now_ms();
-    Ok(Json(api::AgentList { agents: server.store.agents().await?.iter().map(|a| views::agent(a, now)).collect() }))
+    let mut agents = Vec::new();
+    for a in server.store.agents().await? {
+        let jobs = held(&server, &a.id).await?;
+        agents.push(views::agent(&a, now, server.lease_ms(), jobs));
+    }
+    Ok(Json(api::AgentList { agents }))
+}
+
+/// The ids of the jobs an agent runs now.
+pub(crate) async fn held(server: &crate::server::Server, agent_id: &str) -> Result<Vec<String>, ApiError> {
+    Ok(server.store.agent_held_jobs(agent_id).await?.into_iter().map(|j| j.job_id).collect())
 }

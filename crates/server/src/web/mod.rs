@@ -39,6 +39,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/jobs/{id}/raw", get(pages::raw_log))
         .route("/jobs/{id}/artifacts/{*path}", get(pages::artifact))
         .route("/heals/{id}", get(pages::heal))
+        .route("/agents", get(pages::agents))
         .route("/logout", post(logout))
         .route_layer(axum::middleware::from_fn_with_state(server.clone(), require_session));
     Router::new()

@@ -1,5 +1,5 @@
 //! The pages: what each shows, read from the store, rendered by askama. One file per page
-//! (`projects`, `pipeline`, `job`, `heal`, `pulls`); what they share is here.
+//! (`projects`, `pipeline`, `job`, `heal`, `pulls`, `agents`); what they share is here.
 
 use std::sync::Arc;
 
@@ -129,12 +129,14 @@ pub(super) fn pull_line(p: &salve_store::PullRow) -> PullLine {
     }
 }
 
+mod agents;
 mod heal;
 mod job;
 mod pipeline;
 mod projects;
 mod pulls;
 
+pub use agents::*;
 pub use heal::*;
 pub use job::*;
 pub use pipeline::*;
