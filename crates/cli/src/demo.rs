@@ -27,6 +27,49 @@ pub struct DemoArgs {
     /// an agent can fix; needs a model (SALVE_MODEL_URL, OPENAI_API_KEY or ANTHROPIC_API_KEY).
     #[arg(long, default_value = "formatting", value_parser = ["formatting", "logic-bug"])]
     scenario: String,
+    /// Run every job on this many self-hosted agents (`salve agent` processes of the agent type
+    /// s1-demo, each with a data folder of its own) instead of in the server (0: in the server).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=8))]
+    agents: u32,
+}
+
+/// The agent type the demo's agents belong to with `--agents`.
+const DEMO_AGENT_TYPE: &str = "s1-demo";
+
+/// The demo's agent processes: stopped with SIGTERM (they finish and disconnect) when dropped.
+struct Agents(Vec<std::process::Child>);
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        for child in &self.0 {
+            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `count` agents of [`DEMO_AGENT_TYPE`] for the server at `url`.
+fn start_agents(client: &Client, url: &str, root: &std::path::Path, count: u32) -> Result<Agents, String> {
+    let made: api::AgentTypeCreated =
+        client.post("/api/v1/agent-types", &api::NewAgentType { name: DEMO_AGENT_TYPE.into() })?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the salve binary: {e}"))?;
+    let mut agents = Agents(Vec::new());
+    for i in 1..=count {
+        let dir = root.join(format!("agent-{i}"));
+        let log = std::fs::File::create(root.join(format!("agent-{i}.log"))).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new(&exe)
+            .args(["agent", "--server", url, "--name", &format!("demo-{i}"), "--slots", "2", "--data-dir"])
+            .arg(&dir)
+            .env("SALVE_AGENT_TOKEN", &made.registration_token)
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start an agent: {e}"))?;
+        agents.0.push(child);
+    }
+    Ok(agents)
 }
 
 /// The variables that configure the heal agent's model, handed to the heal job as a secret.
@@ -97,9 +140,20 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     out!("Salve demo: a CI server, a project whose CI fails, and the heal, in {}", root.display());
     ensure_sandbox()?;
     let started = Instant::now();
-    let (url, token) = start_server(&data)?;
+    let (url, token) = start_server(&data, args.agents)?;
     out!("  server      {url} (embedded; data in {})", data.display());
     let client = Client::with_token(&url, &token)?;
+    let agents = if args.agents > 0 {
+        let agents = start_agents(&client, &url, &root, args.agents)?;
+        out!(
+            "  agents      {} `salve agent` processes of {DEMO_AGENT_TYPE} run every job (logs in {})",
+            args.agents,
+            root.display()
+        );
+        Some(agents)
+    } else {
+        None
+    };
     let project: api::Project =
         client.post("/api/v1/projects", &api::NewProject { name: "sample".into(), ..Default::default() })?;
     let git_url = project.git_url.unwrap_or_default();
@@ -151,6 +205,10 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
     repo.push(&git_url, "HEAD:refs/heads/main", Some(&token)).map_err(|e| format!("cannot push: {e}"))?;
     out!("{} pushed main at {}", stamp(pushed), &sha[..7]);
     let timeline = watch(&client, pushed, pushed_unix_ms, Duration::from_secs(args.timeout))?;
+    if agents.is_some() {
+        out!("  {}", where_jobs_ran(&client)?);
+    }
+    drop(agents);
     // From the server's clock: the first pipeline's creation (the push's end) to the pull
     // request pipeline's end. Salve's share: each pipeline's time outside its jobs' commands,
     // plus the gaps between one pipeline's end and the next one's creation.
@@ -233,16 +291,39 @@ fn ensure_sandbox() -> Result<(), String> {
     salve_runner::find_bwrap().map(|_| ()).map_err(|e| format!("every job runs in the sandbox: {e}"))
 }
 
+/// Which agent ran the project's jobs: "jobs on agents: 9 of 9 (demo-1: 5, demo-2: 4)".
+fn where_jobs_ran(client: &Client) -> Result<String, String> {
+    let list: api::PipelineList = client.get("/api/v1/pipelines?project=sample")?;
+    let (mut total, mut by) = (0, std::collections::BTreeMap::<String, u32>::new());
+    for p in &list.pipelines {
+        let shown: api::Pipeline = client.get(&format!("/api/v1/pipelines/{}", encode(&p.id)))?;
+        for j in shown.blocks.iter().flat_map(|b| &b.jobs) {
+            total += 1;
+            if let Some(a) = &j.agent {
+                *by.entry(a.clone()).or_default() += 1;
+            }
+        }
+    }
+    let on: u32 = by.values().sum();
+    let each: Vec<String> = by.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+    Ok(format!("jobs on agents: {on} of {total} ({})", each.join(", ")))
+}
+
 fn stamp(since: Instant) -> String {
     format!("[{:>5.1}s]", since.elapsed().as_secs_f64())
 }
 
 /// Starts the server on a thread of its own, with a token for the demo; returns its URL.
-fn start_server(data: &std::path::Path) -> Result<(String, String), String> {
+fn start_server(data: &std::path::Path, agents: u32) -> Result<(String, String), String> {
     let mut config = salve_server::Config::new(data.to_owned());
     config.listen = "127.0.0.1:0".into();
     config.exe = Some(std::env::current_exe().map_err(|e| format!("cannot find the salve binary: {e}"))?);
     config.jobs = config.jobs.max(2);
+    if agents > 0 {
+        // Every job goes to the agents; none runs in the server.
+        config.jobs = 0;
+        config.agent_pool = Some(DEMO_AGENT_TYPE.into());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -18,6 +18,25 @@ fn bare(repo: &Path, args: &[&str]) -> String {
 }
 
 #[test]
+fn the_demo_heals_with_every_job_on_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = salve(&["demo", "--agents", "2", "--dir", dir.path().to_str().unwrap(), "--timeout", "300"], dir.path());
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    for step in ["CI on main: failed", "tier 1 fixers: verified (apply cargo fmt)", "pull request #1 opened"] {
+        assert!(text.contains(step), "missing '{step}':\n{text}");
+    }
+    let line = text.lines().find(|l| l.contains("jobs on agents:")).unwrap_or_default();
+    let counts: Vec<u32> = line.split([' ', '(']).filter_map(|w| w.parse().ok()).take(2).collect();
+    assert!(counts.len() == 2 && counts[0] == counts[1] && counts[0] >= 5, "every job on an agent: {line}");
+    // SIGTERM at the end: each agent finished what it ran and said goodbye.
+    for i in 1..=2 {
+        let log = std::fs::read_to_string(dir.path().join(format!("agent-{i}.log"))).unwrap();
+        assert!(log.contains(&format!("Agent demo-{i} disconnected")), "{log}");
+    }
+}
+
+#[test]
 fn the_demo_heals_a_formatting_failure_to_a_pull_request_that_merges() {
     let dir = tempfile::tempdir().unwrap();
     let out = salve(&["demo", "--dir", dir.path().to_str().unwrap(), "--json", "--timeout", "300"], dir.path());
