@@ -31,14 +31,14 @@ def run(*args, cwd=None, env=None):
 class Server:
     """`salve serve` on 127.0.0.1:0 in a temporary data folder (release build)."""
 
-    def __init__(self, prefix, log=subprocess.DEVNULL):
+    def __init__(self, prefix, log=subprocess.DEVNULL, args=()):
         subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
         self.salve = os.path.abspath("target/release/salve")
         self.work = tempfile.mkdtemp(prefix=prefix)
         self.data = os.path.join(self.work, "data")
         self.token = run(self.salve, "token", "create", "bench", "--data-dir", self.data).strip()
         self.process = subprocess.Popen(
-            [self.salve, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data],
+            [self.salve, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data, *args],
             stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "SALVE_LOG": "warn"},
         )
         self.url = self.process.stdout.readline().split()[-1]
@@ -64,6 +64,22 @@ class Server:
     def push(self, repo, name, refspec):
         run("git", "-c", f"http.extraHeader=Authorization: Bearer {self.token}", "push", "-q",
             f"{self.url}/git/{name}.git", refspec, cwd=repo)
+
+    def agents(self, agent_type, count, slots):
+        """`count` `salve agent` processes of `agent_type` (created here), each with `slots`."""
+        token = run(self.salve, "agent-type", "create", agent_type, env=self.env).strip().splitlines()[-1]
+        agents = []
+        for i in range(count):
+            data = os.path.join(self.work, f"agent-{agent_type}-{i}")
+            agents.append(subprocess.Popen(
+                [self.salve, "agent", "--server", self.url, "--name", f"{agent_type}-{i}",
+                 "--slots", str(slots), "--data-dir", data],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env={**os.environ, "SALVE_AGENT_TOKEN": token}))
+        while len([a for a in self.api("/api/v1/agents")["agents"]
+                   if a["agent_type"] == agent_type and a["state"] == "connected"]) < count:
+            time.sleep(0.1)
+        return agents
 
     def stop(self):
         self.process.terminate()

@@ -290,20 +290,28 @@ impl Agent {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), control.clone());
         let outcome = match self.prepare(&job, &dir) {
             Ok(spec) => {
-                let runner = {
+                let (done, ended) = std::sync::mpsc::channel();
+                {
                     let control = control.clone();
-                    std::thread::spawn(move || salve_runner::run_job(&spec, &control, &NoObserver))
-                };
-                let mut upload = Upload::new(&job, &dir);
-                while !runner.is_finished() {
-                    if upload.push(self, &control) == Pushed::Nothing {
-                        std::thread::sleep(Duration::from_millis(250));
-                    }
+                    std::thread::spawn(move || {
+                        let _ = done.send(salve_runner::run_job(&spec, &control, &NoObserver));
+                    });
                 }
-                let outcome = runner
-                    .join()
-                    .map_err(|_| "the runner thread panicked".to_owned())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
+                let mut upload = Upload::new(&job, &dir);
+                // New output goes up as it comes; the job's end is heard at once.
+                let outcome = loop {
+                    let wait = match upload.push(self, &control) {
+                        Pushed::Nothing => Duration::from_millis(250),
+                        Pushed::Something => Duration::ZERO,
+                    };
+                    match ended.recv_timeout(wait) {
+                        Ok(r) => break r.map_err(|e| e.to_string()),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                            break Err("the runner thread panicked".to_owned());
+                        }
+                    }
+                };
                 self.report(&job, &dir, &mut upload, &control, outcome)
             }
             Err(message) => {
@@ -334,7 +342,11 @@ impl Agent {
         };
         {
             let _one = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            // A commit the mirror holds already (another job of the same push) is not fetched.
             let fetch = |c: &Client| {
+                if mirror.join("HEAD").is_file() && Repo::new(&mirror).resolve(&job.sha).is_some() {
+                    return Ok(());
+                }
                 let url = format!("{}/git/{}.git", c.base(), encode(&job.project.name));
                 Repo::new(&mirror)
                     .mirror_from(&url, &self.token, &job.sha)

@@ -206,6 +206,49 @@ fn agents_run_jobs_and_a_job_whose_agent_is_killed_runs_again_elsewhere() {
             .map(|d| d.count())
             .unwrap_or(0);
     assert!(cached > 0, "the cache job stored into an agent's cache");
+
+    // SIGTERM while a job runs: the agent claims nothing more, finishes the job (one attempt,
+    // passed), says goodbye and exits 0; a new agent takes the rest.
+    commit(repo.path(), &[("README", Some("again"))], "again");
+    server.push(repo.path(), "web", "main");
+    let start = Instant::now();
+    let (pid, slow) = loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "the second slow job never started");
+        let list = server.pipelines("web");
+        if let Some(p) = list.iter().find(|p| p["id"] != pid.as_str()) {
+            let p = shown(&server, p["id"].as_str().unwrap());
+            if let Some(slow) = jobs(&p).into_iter().find(|j| j["name"] == "slow" && j["agent"].is_string())
+                && lines_so_far(&server, slow["id"].as_str().unwrap()).iter().any(|l| l.contains("slow-start"))
+            {
+                break (p["id"].as_str().unwrap().to_owned(), slow);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _three = Agent::start(&server, &token, "three");
+    let draining = agents.iter_mut().find(|a| a.name == survivor).unwrap();
+    assert_eq!(slow["agent"].as_str(), Some(survivor.as_str()));
+    Command::new("kill").args(["-TERM", &draining.child.id().to_string()]).status().unwrap();
+    let exited = draining.child.wait().unwrap();
+    assert!(exited.success(), "{exited:?}");
+    let list = server.wait("web", "the second pipeline", |l| l.len() == 2 && l.iter().all(|p| p["state"] == "done"));
+    assert!(list.iter().all(|p| p["result"] == "passed"), "{list:#?}");
+    let slow = jobs(&shown(&server, &pid)).into_iter().find(|j| j["name"] == "slow").unwrap();
+    let attempts = slow["attempts"].as_array().unwrap();
+    assert_eq!((attempts.len(), slow["agent"].as_str()), (1, Some(survivor.as_str())), "{slow:#}");
+    let listed = server.get("/api/v1/agents");
+    let gone = listed["agents"].as_array().unwrap().iter().find(|a| a["name"] == survivor.as_str()).unwrap().clone();
+    assert_eq!(gone["state"], "disconnected", "{listed:#}");
+
+    // A wrong registration token: a clear refusal, before anything runs.
+    let refused = Command::new(env!("CARGO_BIN_EXE_salve"))
+        .args(["agent", "--server", &server.url, "--token", "salve_wrong", "--name", "x", "--data-dir"])
+        .arg(data.path().join("x"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("cannot register") && said.contains("registration token"), "{said}");
 }
 
 /// Registers an agent over HTTP; its own token.
