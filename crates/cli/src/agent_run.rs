@@ -405,20 +405,7 @@ impl Agent {
                 },
                 stop_reason: o.stop_reason.map(|r| r.as_str().to_owned()),
                 summary: o.summary.clone(),
-                commands: o
-                    .commands
-                    .iter()
-                    .map(|c| api::AgentCommand {
-                        phase: c.phase.name().to_owned(),
-                        index: c.index as u64,
-                        command: c.command.clone(),
-                        started_ms: c.started_ms,
-                        duration_ms: c.duration_ms,
-                        exit_code: c.exit_code,
-                        first_line: c.first_line,
-                        end_line: c.end_line,
-                    })
-                    .collect(),
+                commands: o.commands.iter().map(salve_launch::wire::to_wire).collect(),
                 started_ms: o.started_ms,
                 finished_ms: o.finished_ms,
                 log_lines: o.log_lines,

@@ -4,6 +4,7 @@
 
 pub mod failure;
 pub mod record;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

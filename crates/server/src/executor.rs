@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use salve_contract::{RunResult, api};
 use salve_engine::Executor;
-use salve_runner::{CommandRecord, Failure, JobControl, JobOutcome, JobResult, JobSpec, NoObserver, StopReason};
+use salve_runner::{Failure, JobControl, JobOutcome, JobResult, JobSpec, NoObserver, StopReason};
 use serde::{Deserialize, Serialize};
 
 use crate::server::Server;
@@ -213,22 +213,7 @@ fn outcome(report: Report) -> JobOutcome {
             stop_reason: r.stop_reason.as_deref().and_then(StopReason::parse),
             failure: None,
             summary: r.summary,
-            commands: r
-                .commands
-                .into_iter()
-                .filter_map(|c| {
-                    Some(CommandRecord {
-                        phase: salve_runner::script::Phase::parse(&c.phase)?,
-                        index: usize::try_from(c.index).ok()?,
-                        command: c.command,
-                        started_ms: c.started_ms,
-                        duration_ms: c.duration_ms,
-                        exit_code: c.exit_code,
-                        first_line: c.first_line,
-                        end_line: c.end_line,
-                    })
-                })
-                .collect(),
+            commands: r.commands.into_iter().filter_map(salve_launch::wire::from_wire).collect(),
             started_ms: r.started_ms,
             finished_ms: r.finished_ms,
             log_lines: r.log_lines,
