@@ -21,7 +21,7 @@ use base64::Engine as _;
 use clap::Args;
 use salve_contract::{RunResult, api};
 use salve_git::Repo;
-use salve_launch::{DataDir, Settings, place_env};
+use salve_launch::{DataDir, Settings, mirror_env, remote_storage_env};
 use salve_runner::log::{INDEX_FILE, LOG_FILE};
 use salve_runner::{
     Epilogue, Isolate, JobControl, JobFile, JobOutcome, JobResult, JobSpec, Limits, NoObserver, StopReason,
@@ -188,6 +188,11 @@ impl Servers {
         Servers { clients, current: std::sync::atomic::AtomicUsize::new(0) }
     }
 
+    /// The replica calls go to now.
+    fn current(&self) -> &Client {
+        &self.clients[self.current.load(Ordering::Acquire) % self.clients.len().max(1)]
+    }
+
     /// `f` on the current replica, then on each other one while they cannot be reached.
     fn call<T>(&self, f: impl Fn(&Client) -> Result<T, ClientError>) -> Result<T, ClientError> {
         let count = self.clients.len().max(1);
@@ -332,10 +337,7 @@ impl Agent {
         let data = &self.settings.data;
         let project = safe(&job.project.id);
         let mirror = data.path().join("mirrors").join(format!("{project}.git"));
-        let (cache, artifacts) = (data.cache(&project), data.artifacts(&project));
-        for d in [&cache, &artifacts, &mirror] {
-            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-        }
+        std::fs::create_dir_all(&mirror).map_err(|e| format!("cannot create {}: {e}", mirror.display()))?;
         let lock = {
             let mut mirrors = self.mirrors.lock().unwrap_or_else(PoisonError::into_inner);
             Arc::clone(mirrors.entry(project.clone()).or_default())
@@ -363,7 +365,12 @@ impl Agent {
             files.push(JobFile { path: f.path.clone(), content, mode: f.mode });
         }
         let mut env: Vec<(String, String)> = job.env.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
-        env.extend(place_env(&mirror, &cache, &artifacts));
+        // Its places: this agent's mirror, and the server's storage through the API.
+        env.push(mirror_env(&mirror));
+        let storage = self.client.current().base().to_owned();
+        env.extend(remote_storage_env(&storage, &job.storage_token));
+        let mut secret_values = job.secret_values.clone();
+        secret_values.push(job.storage_token.clone());
         let sandbox = self.settings.sandbox().map_err(|e| e.to_string())?;
         Ok(JobSpec {
             id: job.job_id.clone(),
@@ -376,11 +383,11 @@ impl Agent {
             sandbox: sandbox.with_job_limits(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             env,
             files,
-            secret_values: job.secret_values.clone(),
+            secret_values,
             time_limit: job.time_limit_seconds.map(Duration::from_secs),
             dir: dir.to_owned(),
             toolbox: self.settings.exe.as_ref().map(|_| data.toolbox()),
-            writable: vec![cache, artifacts],
+            writable: Vec::new(),
             readable: vec![mirror],
         })
     }

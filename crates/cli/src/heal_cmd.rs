@@ -196,7 +196,7 @@ fn push_target(ci: &HttpCi, server: &str, project: &str) -> Result<PushTarget, S
 
 /// A JSON document as the job's artifact `selfheal/NAME`, when the job has artifact storage.
 fn keep(scratch: &std::path::Path, name: &str, value: &impl serde::Serialize) {
-    if std::env::var_os("SALVE_ARTIFACT_DIR").is_none() {
+    if !salve_toolbox::storage::Storage::configured(salve_toolbox::storage::Area::Artifacts) {
         return;
     }
     let path = scratch.join(name);

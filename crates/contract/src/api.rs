@@ -769,6 +769,9 @@ pub struct AgentJob {
     /// The agent's claim lapses after this long without word from it (a log chunk or a
     /// heartbeat); the job is then run again elsewhere, once.
     pub lease_seconds: u64,
+    /// A token that opens the project's cache and artifact storage (`/api/v1/storage/…`) and
+    /// nothing else, for this attempt only; the job gets it as `SALVE_STORAGE_TOKEN`.
+    pub storage_token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -868,4 +871,31 @@ pub struct JobAttempt {
     pub finished_ms: Option<i64>,
     pub result: Option<RunResult>,
     pub result_reason: Option<String>,
+}
+
+/// What a path is in a project's storage (`GET /storage/{project}/{area}/{path}?stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    File,
+    Dir,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StorageStat {
+    /// None: nothing is there.
+    pub kind: Option<StorageKind>,
+}
+
+/// A folder of a project's storage (`?list`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StorageListing {
+    pub entries: Vec<StorageEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StorageEntry {
+    pub name: String,
+    pub size: u64,
+    pub dir: bool,
 }

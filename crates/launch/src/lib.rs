@@ -286,10 +286,21 @@ const ARTIFACT_DIR: &str = "SALVE_ARTIFACT_DIR";
 /// the toolbox keeps a project's cache and artifacts.
 pub fn place_env(mirror: &Path, cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
     vec![
-        (GIT_URL.into(), format!("file://{}", mirror.display())),
+        mirror_env(mirror),
         (CACHE_DIR.into(), cache_dir.to_string_lossy().into_owned()),
         (ARTIFACT_DIR.into(), artifact_dir.to_string_lossy().into_owned()),
     ]
+}
+
+/// The variable that tells `checkout` which repository to clone.
+pub fn mirror_env(mirror: &Path) -> (String, String) {
+    (GIT_URL.into(), format!("file://{}", mirror.display()))
+}
+
+/// The variables that send the toolbox's cache and artifacts to a server's storage API (a job
+/// on an agent), with a token that opens only that.
+pub fn remote_storage_env(server: &str, token: &str) -> Vec<(String, String)> {
+    vec![("SALVE_STORAGE_URL".into(), server.to_owned()), ("SALVE_STORAGE_TOKEN".into(), token.to_owned())]
 }
 
 /// The variables that tell the toolbox where a project's cache and artifacts live.

@@ -76,8 +76,17 @@ pub fn presented(headers: &HeaderMap) -> Option<String> {
     }
 }
 
-/// The stored token matching what the request presents.
+/// The name of the token an agent job gets for its project's storage, before the job's id: it
+/// opens the storage routes and nothing else.
+pub const STORAGE_TOKEN: &str = "storage of job ";
+
+/// The stored API token matching what the request presents (a job's storage token is not one).
 pub async fn check(store: &Store, headers: &HeaderMap) -> Option<TokenRow> {
+    check_any(store, headers).await.filter(|t| !t.name.starts_with(STORAGE_TOKEN))
+}
+
+/// The stored token matching what the request presents, storage tokens included.
+pub async fn check_any(store: &Store, headers: &HeaderMap) -> Option<TokenRow> {
     let token = presented(headers)?;
     if token.is_empty() || token.len() > 200 {
         return None;

@@ -126,6 +126,7 @@ impl Jobs<'_> {
             secret_values: spec.secret_values.clone(),
             time_limit_seconds: spec.time_limit.map(|t| t.as_secs()),
             lease_seconds: 0,
+            storage_token: String::new(),
         }
     }
 
@@ -234,6 +235,7 @@ pub(crate) async fn reap(server: &Server) {
                 } else {
                     tracing::warn!(job = %l.job_id, attempt = l.attempt, "agent lost again: the job failed");
                 }
+                server.drop_storage_tokens(&l.job_id).await;
                 server.waiting.reported(&l.job_id);
             }
         }

@@ -20,6 +20,7 @@ pub mod schedule;
 pub mod scope;
 pub mod server;
 pub mod slots;
+pub mod storage;
 pub mod views;
 pub mod web;
 pub mod webhook;
@@ -125,6 +126,9 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/git/{*path}", any(git_http::git))
         .route("/webhooks/github/{project}", post(webhook::github))
         .route("/webhooks/gitlab/{project}", post(webhook::gitlab))
+        // Jobs on agents store caches and artifacts here: bodies as large as pushes.
+        .route("/api/v1/storage/{project}/{area}", get(storage::root).put(storage::root).delete(storage::root))
+        .route("/api/v1/storage/{project}/{area}/{*path}", get(storage::at).put(storage::at).delete(storage::at))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(server.clone());
     // MCP tools read the API in-process with the caller's own token.

@@ -172,12 +172,29 @@ impl Server {
             self.promote_auto(&info, None).await;
         }
         for t in self.store.tokens().await? {
-            let Some(pipeline) = t.name.strip_prefix(PIPELINE_TOKEN) else { continue };
-            if self.store.pipeline(pipeline).await?.is_none_or(|p| p.state == "done") {
+            let done = if let Some(pipeline) = t.name.strip_prefix(PIPELINE_TOKEN) {
+                self.store.pipeline(pipeline).await?.is_none_or(|p| p.state == "done")
+            } else if let Some(job) = t.name.strip_prefix(crate::auth::STORAGE_TOKEN) {
+                let job = job.split(' ').next().unwrap_or_default();
+                self.store.agent_job(job).await?.is_none_or(|j| j.state == "done")
+            } else {
+                false
+            };
+            if done {
                 self.store.delete_token(&t.id).await?;
             }
         }
         Ok(())
+    }
+
+    /// Drops the storage tokens of an agent job's attempts (it ended, or its agent was lost).
+    pub(crate) async fn drop_storage_tokens(&self, job_id: &str) {
+        let name = format!("{}{job_id} ", crate::auth::STORAGE_TOKEN);
+        if let Ok(tokens) = self.store.tokens().await {
+            for t in tokens.iter().filter(|t| t.name.starts_with(&name)) {
+                let _ = self.store.delete_token(&t.id).await;
+            }
+        }
     }
 
     /// Drops the tokens a pipeline's jobs got (one per replica that ran it).

@@ -1,12 +1,16 @@
-//! `cache` (SEMAPHORE.md §4.2) on local storage: `$SALVE_CACHE_DIR/<key>.tar.gz` plus
-//! `<key>.json` (the path it was stored from, when, how big). Errors are reported and exit 0
-//! unless `CACHE_FAIL_ON_ERROR=true`, as the real tool does.
+//! `cache` (SEMAPHORE.md §4.2) in the project's cache storage (`storage.rs`: the server's folder,
+//! or its API from an agent): `<key>.tar.gz` plus `<key>.json` (the path it was stored from,
+//! when, how big). Errors are reported and exit 0 unless `CACHE_FAIL_ON_ERROR=true`, as the real
+//! tool does.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::storage::{Area, Storage};
 use crate::{env, now_ms};
 
 #[derive(Serialize, Deserialize)]
@@ -20,13 +24,10 @@ const USAGE: &str = "Usage: cache store [KEY PATH] | restore [KEY[,KEY...]] | ha
 
 pub fn main(args: &[String]) -> i32 {
     let fail_on_error = env("CACHE_FAIL_ON_ERROR").as_deref() == Some("true");
-    let Some(root) = env("SALVE_CACHE_DIR").map(PathBuf::from) else {
-        return error("no cache storage is configured for this job (SALVE_CACHE_DIR is not set)", fail_on_error);
+    let store = match Storage::open(Area::Cache) {
+        Ok(s) => Cache { store: s },
+        Err(e) => return error(&e, fail_on_error),
     };
-    if let Err(e) = std::fs::create_dir_all(&root) {
-        return error(&format!("cannot open the cache storage {}: {e}", root.display()), fail_on_error);
-    }
-    let store = Cache { root };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["store"] => {
@@ -112,28 +113,28 @@ fn normalise(key: &str) -> String {
 }
 
 struct Cache {
-    root: PathBuf,
+    store: Storage,
 }
 
 impl Cache {
-    fn archive(&self, key: &str) -> PathBuf {
-        self.root.join(format!("{key}.tar.gz"))
+    fn archive(key: &str) -> PathBuf {
+        PathBuf::from(format!("{key}.tar.gz"))
     }
 
     fn meta(&self, key: &str) -> Option<Meta> {
-        let bytes = std::fs::read(self.root.join(format!("{key}.json"))).ok()?;
+        let bytes = self.store.read(Path::new(&format!("{key}.json")))?;
         serde_json::from_slice(&bytes).ok()
     }
 
     /// Keys with their metadata, most recently stored first.
     fn keys(&self) -> Vec<(String, Meta)> {
-        let mut out: Vec<(String, Meta)> = std::fs::read_dir(&self.root)
+        let mut out: Vec<(String, Meta)> = self
+            .store
+            .list(Path::new(""))
+            .unwrap_or_default()
             .into_iter()
-            .flatten()
-            .flatten()
             .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let key = name.strip_suffix(".json")?.to_owned();
+                let key = e.name.strip_suffix(".json")?.to_owned();
                 let meta = self.meta(&key)?;
                 Some((key, meta))
             })
@@ -144,8 +145,8 @@ impl Cache {
 
     fn remove(&self, key: &str) -> bool {
         let had = self.meta(key).is_some();
-        let _ = std::fs::remove_file(self.root.join(format!("{key}.json")));
-        let _ = std::fs::remove_file(self.archive(key));
+        let _ = self.store.remove(Path::new(&format!("{key}.json")));
+        let _ = self.store.remove(&Cache::archive(key));
         had
     }
 
@@ -159,27 +160,43 @@ impl Cache {
             println!("Key '{key}' already exists.");
             return;
         }
-        let tmp = self.root.join(format!(".{key}.{}.tmp", std::process::id()));
+        // tar's output goes straight into the storage: no copy of the archive on this machine.
         let (dir, rel) = split(path);
-        let ok = Command::new("tar")
+        let tar = Command::new("tar")
             .arg("-czf")
-            .arg(&tmp)
+            .arg("-")
             .arg("-C")
             .arg(&dir)
             .arg("--")
             .arg(&rel)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok || std::fs::rename(&tmp, self.archive(&key)).is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            eprintln!("error: could not archive '{path}' for key '{key}'");
+            .stdout(Stdio::piped())
+            .spawn();
+        let mut tar = match tar {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: could not archive '{path}' for key '{key}': {e}");
+                return;
+            }
+        };
+        let counted = Counted::default();
+        let stored = match tar.stdout.take() {
+            Some(out) => self.store.put_reader(counted.wrap(out), &Cache::archive(&key)),
+            None => Err("tar gave no output".to_owned()),
+        };
+        let ok = tar.wait().is_ok_and(|s| s.success());
+        if let Err(e) = stored.and_then(|()| if ok { Ok(()) } else { Err("tar failed".to_owned()) }) {
+            let _ = self.store.remove(&Cache::archive(&key));
+            eprintln!("error: could not archive '{path}' for key '{key}': {e}");
             return;
         }
-        let size = std::fs::metadata(self.archive(&key)).map_or(0, |m| m.len());
+        let size = counted.get();
         let meta = Meta { path: path.to_owned(), stored_ms: now_ms(), size };
-        match serde_json::to_vec(&meta).map(|b| std::fs::write(self.root.join(format!("{key}.json")), b)) {
-            Ok(Ok(())) => println!("Uploaded '{path}' ({size} bytes) as '{key}'."),
-            _ => eprintln!("error: could not record key '{key}'"),
+        let recorded = serde_json::to_vec(&meta)
+            .map_err(|e| e.to_string())
+            .and_then(|b| self.store.write(Path::new(&format!("{key}.json")), b));
+        match recorded {
+            Ok(()) => println!("Uploaded '{path}' ({size} bytes) as '{key}'."),
+            Err(e) => eprintln!("error: could not record key '{key}': {e}"),
         }
     }
 
@@ -203,13 +220,23 @@ impl Cache {
             println!("HIT: '{key}', using key '{key}'.");
             let (dir, _) = split(&meta.path);
             let _ = std::fs::create_dir_all(&dir);
-            let ok = Command::new("tar")
-                .arg("-xzf")
-                .arg(self.archive(&key))
-                .arg("-C")
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
+            let ok = match self.store.reader(&Cache::archive(&key)) {
+                Ok(mut archive) => {
+                    let tar =
+                        Command::new("tar").arg("-xzf").arg("-").arg("-C").arg(&dir).stdin(Stdio::piped()).spawn();
+                    match tar {
+                        Ok(mut tar) => {
+                            let fed = tar
+                                .stdin
+                                .take()
+                                .is_some_and(|mut input| std::io::copy(&mut archive, &mut input).is_ok());
+                            tar.wait().is_ok_and(|s| s.success()) && fed
+                        }
+                        Err(_) => false,
+                    }
+                }
+                Err(_) => false,
+            };
             if ok {
                 println!("Restored: '{}'.", meta.path);
             } else {
@@ -217,6 +244,33 @@ impl Cache {
             }
             return;
         }
+    }
+}
+
+/// Counts the bytes read through it (the size of an archive streamed into the storage).
+#[derive(Default, Clone)]
+struct Counted(Arc<AtomicU64>);
+
+impl Counted {
+    fn wrap<R: std::io::Read>(&self, inner: R) -> CountedReader<R> {
+        CountedReader { inner, count: self.0.clone() }
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct CountedReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for CountedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 

@@ -6,6 +6,7 @@ mod cache;
 mod checkout;
 mod retry;
 mod sem_context;
+pub mod storage;
 mod test_results;
 
 use std::ffi::OsString;

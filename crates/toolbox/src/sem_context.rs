@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::artifact::scope_dir;
 use crate::env;
+use crate::storage::{Area, Kind, Storage};
 
 const MAX_VALUE: usize = 20_000;
 
@@ -43,6 +44,14 @@ fn run(args: &[&str]) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let store = match Storage::open(Area::Artifacts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
+    let is_file = |p: PathBuf| store.kind(&p).ok().flatten() == Some(Kind::File);
     let Some(own) = chain.first().filter(|id| !id.is_empty() && !id.contains('/')).cloned() else {
         eprintln!("SEMAPHORE_PIPELINE_ARTEFACT_ID is not set or not valid");
         return 3;
@@ -60,13 +69,13 @@ fn run(args: &[&str]) -> i32 {
                 );
                 return 3;
             }
-            if !force && chain.iter().any(|id| root.join(id).join(key).is_file()) {
+            if !force && chain.iter().any(|id| is_file(root.join(id).join(key))) {
                 eprintln!("key '{key}' already exists; use --force to overwrite");
                 return 1;
             }
             let dir = root.join(&own);
-            let _ = std::fs::remove_file(dir.join(".deleted").join(key));
-            match std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(dir.join(key), value)) {
+            let _ = store.remove(&dir.join(".deleted").join(key));
+            match store.write(&dir.join(key), value.as_bytes().to_vec()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("cannot store '{key}': {e}");
@@ -80,11 +89,11 @@ fn run(args: &[&str]) -> i32 {
                 return 3;
             }
             for id in &chain {
-                if root.join(id).join(".deleted").join(key).exists() {
+                if store.kind(&root.join(id).join(".deleted").join(key)).ok().flatten().is_some() {
                     break;
                 }
-                if let Ok(value) = std::fs::read_to_string(root.join(id).join(key)) {
-                    println!("{value}");
+                if let Some(value) = store.read(&root.join(id).join(key)) {
+                    println!("{}", String::from_utf8_lossy(&value));
                     return 0;
                 }
             }
@@ -105,10 +114,8 @@ fn run(args: &[&str]) -> i32 {
                 return 3;
             }
             let dir = root.join(&own);
-            let _ = std::fs::remove_file(dir.join(key));
-            match std::fs::create_dir_all(dir.join(".deleted"))
-                .and_then(|()| std::fs::write(dir.join(".deleted").join(key), ""))
-            {
+            let _ = store.remove(&dir.join(key));
+            match store.write(&dir.join(".deleted").join(key), Vec::new()) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("cannot delete '{key}': {e}");

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::artifact::scope_dir;
 use crate::env;
+use crate::storage::{Area, Storage};
 
 const USAGE: &str =
     "Usage: test-results publish FILE|DIR... [--name NAME] [--no-raw] [--no-compress] [--force] [--ignore-missing]";
@@ -127,18 +128,19 @@ fn run(args: &[String]) -> Result<(), String> {
         }));
     }
     let report = json!({ "testResults": results });
+    let store = Storage::open(Area::Artifacts)?;
     let job_dir = scope_dir("job", &[None, None, None])?.join("test-results");
-    write(&job_dir.join("junit.json"), &report)?;
-    write(&job_dir.join("summary.json"), &json!(total))?;
+    write(&store, &job_dir.join("junit.json"), &report)?;
+    write(&store, &job_dir.join("summary.json"), &json!(total))?;
     if raw {
         for (i, file) in files.iter().enumerate() {
             let target = if files.len() == 1 { "junit.xml".to_owned() } else { format!("junit-{i}.xml") };
-            std::fs::copy(file, job_dir.join(target)).map_err(|e| format!("cannot store the raw report: {e}"))?;
+            store.put(file, &job_dir.join(target)).map_err(|e| format!("cannot store the raw report: {e}"))?;
         }
     }
     if let (Some(pipeline), Some(job)) = (env("SEMAPHORE_PIPELINE_ID"), env("SEMAPHORE_JOB_ID")) {
         let wf = scope_dir("workflow", &[None, None, None])?.join("test-results").join(&pipeline);
-        write(&wf.join(format!("{job}.json")), &report)?;
+        write(&store, &wf.join(format!("{job}.json")), &report)?;
     }
     println!(
         "Published {} report(s): {} tests, {} passed, {} failed, {} errors, {} skipped.",
@@ -182,10 +184,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn write(path: &Path, value: &Value) -> Result<(), String> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("cannot write {}: {e}", parent.display()))?;
-    }
+fn write(store: &Storage, path: &Path, value: &Value) -> Result<(), String> {
     let bytes = serde_json::to_vec(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    store.write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }

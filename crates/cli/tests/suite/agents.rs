@@ -37,6 +37,18 @@ const JOBS: &str = "        - name: slow
           commands:
             - checkout
             - cache store readme-$SEMAPHORE_GIT_SHA README
+            - artifact push workflow README -d readme-copy --force
+            - printf '<testsuite name=\"s\" tests=\"1\"><testcase classname=\"c\" name=\"works\"/></testsuite>' > junit.xml
+            - test-results publish junit.xml
+  - name: Use
+    task:
+      jobs:
+        - name: pull
+          commands:
+            - artifact pull workflow readme-copy
+            - grep -qE '^(hello|again)$' readme-copy
+            - cache restore readme-$SEMAPHORE_GIT_SHA
+            - cat README
 ";
 
 struct Agent {
@@ -163,7 +175,7 @@ fn agents_run_jobs_and_a_job_whose_agent_is_killed_runs_again_elsewhere() {
     let p = shown(&server, &pid);
     assert_eq!(list[0]["result"], "passed", "{p:#}");
     let all = jobs(&p);
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 5);
     for j in &all {
         assert_eq!(j["result"], "passed", "{j:#}");
         assert!(j["agent"].is_string(), "every job ran on an agent: {j:#}");
@@ -199,13 +211,40 @@ fn agents_run_jobs_and_a_job_whose_agent_is_killed_runs_again_elsewhere() {
     // The agents list shows both, the killed one silent.
     let listed = server.get("/api/v1/agents");
     assert_eq!(listed["agents"].as_array().unwrap().len(), 2, "{listed:#}");
-    // The survivor's cache holds what the job stored, in its own folder.
-    let survivor_data = agents.iter().find(|a| a.name == survivor).unwrap().data();
-    let cached = std::fs::read_dir(survivor_data.join("cache")).map(|d| d.count()).unwrap_or(0)
-        + std::fs::read_dir(agents.iter().find(|a| a.name == victim).unwrap().data().join("cache"))
-            .map(|d| d.count())
-            .unwrap_or(0);
-    assert!(cached > 0, "the cache job stored into an agent's cache");
+    // Caches, artifacts and test results went to the server's storage through the API: the
+    // next block's job (on any agent) pulled and restored them, and the server reads them.
+    let pull = log_of(&server, all.iter().find(|j| j["name"] == "pull").unwrap()["id"].as_str().unwrap());
+    assert!(pull.contains("HIT: 'readme-") && pull.contains("\nhello\n"), "{pull}");
+    let cache_job = all.iter().find(|j| j["name"] == "cache").unwrap()["id"].as_str().unwrap().to_owned();
+    let results = server.get(&format!("/api/v1/jobs/{cache_job}/test-results"));
+    assert_eq!(results["summary"]["passed"], 1, "{results:#}");
+    for a in &agents {
+        let kept = std::fs::read_dir(a.data().join("cache")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(kept, 0, "nothing is cached on the agent itself");
+    }
+    // The storage takes project tokens of its project only, never a path out of it.
+    let project = server.get("/api/v1/projects/web")["id"].as_str().unwrap().to_owned();
+    let storage = |path: &str, token: &str| {
+        server.http().get(format!("{}/api/v1/storage/{project}/{path}", server.url)).bearer_auth(token).send().unwrap()
+    };
+    assert_eq!(storage("artifacts?list", &server.token).status(), 200);
+    assert_eq!(storage("artifacts?list", "salve_nope").status(), 401);
+    assert_eq!(storage("artifacts/..%2F..%2Fsecrets.key", &server.token).status(), 400);
+    assert_eq!(storage("elsewhere/x", &server.token).status(), 404);
+    // A link a job on the server could plant in its project's storage leads nowhere.
+    let planted = data.path().join("artifacts").join(&project).join("planted");
+    std::os::unix::fs::symlink("/etc", &planted).unwrap();
+    assert_eq!(storage("artifacts/planted/passwd", &server.token).status(), 403);
+    assert_eq!(storage("artifacts/planted?list", &server.token).status(), 403);
+    let put = server
+        .http()
+        .put(format!("{}/api/v1/storage/{project}/artifacts/planted/x", server.url))
+        .bearer_auth(&server.token)
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 403);
+    assert!(!std::path::Path::new("/etc/x").exists());
 
     // SIGTERM while a job runs: the agent claims nothing more, finishes the job (one attempt,
     // passed), says goodbye and exits 0; a new agent takes the rest.

@@ -29,6 +29,14 @@ fn the_demo_heals_with_every_job_on_agents() {
     let line = text.lines().find(|l| l.contains("jobs on agents:")).unwrap_or_default();
     let counts: Vec<u32> = line.split([' ', '(']).filter_map(|w| w.parse().ok()).take(2).collect();
     assert!(counts.len() == 2 && counts[0] == counts[1] && counts[0] >= 5, "every job on an agent: {line}");
+    // The heal job on an agent kept its report in the server's artifact storage.
+    let artifacts = dir.path().join("data/artifacts");
+    let kept = std::fs::read_dir(&artifacts)
+        .unwrap()
+        .flatten()
+        .flat_map(|project| std::fs::read_dir(project.path().join("jobs")).into_iter().flatten().flatten())
+        .any(|job| job.path().join("selfheal/report.json").is_file());
+    assert!(kept, "no selfheal/report.json under {}", artifacts.display());
     // SIGTERM at the end: each agent finished what it ran and said goodbye.
     for i in 1..=2 {
         let log = std::fs::read_to_string(dir.path().join(format!("agent-{i}.log"))).unwrap();
