@@ -479,6 +479,25 @@ blocks:
           commands: ['for i in $(seq 1 300); do echo \"e line $i\"; done', 'sleep 1']
         - name: f
           commands: ['for i in $(seq 1 300); do echo \"f line $i\"; done', 'sleep 1']
+promotions:
+  - name: Done
+    pipeline_file: done.yml
+    auto_promote:
+      when: \"result = 'passed'\"
+";
+
+/// The pipeline every passed one promotes, once.
+const DONE: &str = "version: v1.0
+name: Done
+agent:
+  machine:
+    type: s1-e2e
+blocks:
+  - name: Done
+    task:
+      jobs:
+        - name: done
+          commands: ['echo done']
 ";
 
 #[test]
@@ -506,7 +525,7 @@ fn two_replicas_and_three_agents_finish_ten_branches_through_a_killed_agent_and_
             Agent::start_at(servers, &token, n)
         })
         .collect();
-    let repo = new_repo(&[(".semaphore/semaphore.yml", Some(SIX))]);
+    let repo = new_repo(&[(".semaphore/semaphore.yml", Some(SIX)), (".semaphore/done.yml", Some(DONE))]);
     for i in 0..10 {
         git(repo.path(), &["checkout", "-q", "-B", &format!("branch-{i}"), "main"]);
         commit(repo.path(), &[("n", Some(&i.to_string()))], "n");
@@ -535,9 +554,20 @@ fn two_replicas_and_three_agents_finish_ten_branches_through_a_killed_agent_and_
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
-    let list = second.wait_for("shop", "ten pipelines", Duration::from_secs(240), |l| {
-        l.len() == 10 && l.iter().all(|p| p["state"] == "done")
+    // Ten pipelines and the ten they promote, each promotion fired once across the replicas.
+    let all = second.wait_for("shop", "twenty pipelines", Duration::from_secs(240), |l| {
+        l.len() >= 20 && l.iter().all(|p| p["state"] == "done")
     });
+    std::thread::sleep(Duration::from_millis(1500));
+    let all = second.wait("shop", "nothing more", |l| l.len() == all.len());
+    assert_eq!(all.len(), 20, "{all:#?}");
+    let list: Vec<Value> = all.iter().filter(|p| p["promotion_of"].is_null()).cloned().collect();
+    assert_eq!(list.len(), 10);
+    for p in &list {
+        let children: Vec<&Value> = all.iter().filter(|c| c["promotion_of"] == p["id"]).collect();
+        assert_eq!(children.len(), 1, "promotions of {}: {all:#?}", p["id"]);
+        assert_eq!(children[0]["result"], "passed");
+    }
     let mut lost = 0;
     for p in &list {
         let shown = shown(&second, p["id"].as_str().unwrap());
@@ -571,4 +601,38 @@ fn two_replicas_and_three_agents_finish_ten_branches_through_a_killed_agent_and_
     drop(second);
     drop(first);
     psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+#[test]
+fn stopping_a_pipeline_reaches_its_job_on_an_agent() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    assert!(server.salve(&["project", "create", "halt"]).status.success());
+    let token = agent_type(&server, "s1-e2e");
+    let _agent = Agent::start(&server, &token, "worker");
+    let long = "        - name: long\n          commands:\n            - echo started\n            - sleep 300\n";
+    let yaml = pipeline(long).replace("      secrets:\n        - name: deploy-key\n", "");
+    let repo = new_repo(&[(".semaphore/semaphore.yml", Some(&yaml))]);
+    server.push(repo.path(), "halt", "main");
+    let start = Instant::now();
+    let (pid, job) = loop {
+        assert!(start.elapsed() < Duration::from_secs(60), "the job never started");
+        if let Some(p) = server.pipelines("halt").first() {
+            let id = p["id"].as_str().unwrap().to_owned();
+            let j = jobs(&shown(&server, &id)).remove(0);
+            if j["agent"].is_string() && lines_so_far(&server, j["id"].as_str().unwrap()).iter().any(|l| l == "started")
+            {
+                break (id, j["id"].as_str().unwrap().to_owned());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stopped = server.salve(&["pipeline", "stop", &pid]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    // Well before the job's own end: the agent heard the stop and killed it.
+    let list = server.wait_for("halt", "the stop", Duration::from_secs(20), |l| l[0]["state"] == "done");
+    assert_eq!((list[0]["result"].as_str(), list[0]["result_reason"].as_str()), (Some("stopped"), Some("user")));
+    let j = server.get(&format!("/api/v1/jobs/{job}"));
+    assert_eq!((j["result"].as_str(), j["result_reason"].as_str()), (Some("stopped"), Some("user")), "{j:#}");
+    assert_eq!(j["attempts"].as_array().unwrap().len(), 1);
 }
