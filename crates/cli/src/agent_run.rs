@@ -55,6 +55,9 @@ pub struct AgentArgs {
     /// Cut jobs off from the network.
     #[arg(long)]
     no_network: bool,
+    /// A folder of toolchains, `<lang>/<version>/bin`, that `sem-version` finds first.
+    #[arg(long, env = "SALVE_TOOLCHAINS")]
+    toolchains: Option<PathBuf>,
     /// Each job's memory limit in MiB, 0 for none [default: three quarters of the machine's].
     #[arg(long)]
     job_memory_mb: Option<u64>,
@@ -140,6 +143,7 @@ pub fn run(args: AgentArgs) -> u8 {
         client,
         token: registered.token.clone(),
         settings,
+        toolchains: args.toolchains.and_then(|d| std::path::absolute(d).ok()),
         draining: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
         running: Mutex::new(HashMap::new()),
@@ -216,6 +220,8 @@ struct Agent {
     /// The agent's own token: the git fetches carry it too.
     token: String,
     settings: Settings,
+    /// The operator's toolchains folder, for `sem-version`.
+    toolchains: Option<PathBuf>,
     /// SIGTERM: claim nothing more.
     draining: AtomicBool,
     /// Every slot is done: the heartbeats end.
@@ -367,6 +373,7 @@ impl Agent {
         let mut env: Vec<(String, String)> = job.env.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
         // Its places: this agent's mirror, and the server's storage through the API.
         env.push(mirror_env(&mirror));
+        env.extend(salve_launch::toolchains_env(self.toolchains.as_deref()));
         let storage = self.client.current().base().to_owned();
         env.extend(remote_storage_env(&storage, &job.storage_token));
         let mut secret_values = job.secret_values.clone();

@@ -231,7 +231,9 @@ pub fn run(args: &RunArgs) -> u8 {
         source: Source { name: &project, mirror: &mirror, history: &repo },
         workflow: &workflow,
         pipeline: &pipeline,
-        env: Vec::new(),
+        env: salve_launch::toolchains_env(
+            std::env::var_os("SALVE_TOOLCHAINS").map(std::path::PathBuf::from).as_deref(),
+        ),
         secret_env: Vec::new(),
         observer: &printer,
         executor: &salve_engine::Local,

@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// 3600) [default: 30].
     #[arg(long, env = "SALVE_AGENT_LOST_AFTER")]
     agent_lost_after: Option<u64>,
+    /// A folder of toolchains, `<lang>/<version>/bin`, that `sem-version` finds first.
+    #[arg(long, env = "SALVE_TOOLCHAINS")]
+    toolchains: Option<PathBuf>,
     /// Run jobs without bubblewrap (only on a machine that runs nothing else).
     #[arg(long)]
     no_sandbox: bool,
@@ -86,6 +89,7 @@ pub fn serve(args: ServeArgs) -> u8 {
         config.jobs = j;
     }
     config.agent_pool = args.agent_pool.or(file.agent_pool);
+    config.toolchains_dir = args.toolchains.or(file.toolchains_dir).and_then(|d| std::path::absolute(d).ok());
     if let Some(pool) = &config.agent_pool
         && !salve_contract::valid_agent_type_name(pool)
     {

@@ -303,6 +303,12 @@ pub fn remote_storage_env(server: &str, token: &str) -> Vec<(String, String)> {
     vec![("SALVE_STORAGE_URL".into(), server.to_owned()), ("SALVE_STORAGE_TOKEN".into(), token.to_owned())]
 }
 
+/// The variable that names the operator's toolchains folder (`<lang>/<version>/bin`, where
+/// `sem-version` looks first), when there is one.
+pub fn toolchains_env(dir: Option<&Path>) -> Vec<(String, String)> {
+    dir.map(|d| ("SALVE_TOOLCHAINS".to_owned(), d.to_string_lossy().into_owned())).into_iter().collect()
+}
+
 /// The variables that tell the toolbox where a project's cache and artifacts live.
 fn storage_env(cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
     vec![

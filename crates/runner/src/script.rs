@@ -104,6 +104,11 @@ impl Script<'_> {
         ));
         if self.toolbox {
             s.push_str("checkout() { command checkout \"$@\" && cd \"$SEMAPHORE_GIT_DIR\"; }\n");
+            // The toolchain switch changes this shell (and, exported, the bash scripts it runs).
+            s.push_str(concat!(
+                "sem-version() { local __salve_sv; __salve_sv=\"$(command sem-version --shell \"$@\")\" || return; ",
+                "eval \"$__salve_sv\"; }\nexport -f sem-version\n"
+            ));
         }
         s.push_str("__salve_phase=main; __salve_cur=; __salve_rc=0\ntrap __salve_exit EXIT\n");
         for (i, file) in self.main.iter().enumerate() {

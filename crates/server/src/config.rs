@@ -22,6 +22,8 @@ pub struct Config {
     pub agent_pool: Option<String>,
     /// An agent job whose agent is silent this long is lost (run again once, then failed).
     pub agent_lost_after_seconds: u64,
+    /// The operator's toolchains (`<lang>/<version>/bin`), where `sem-version` looks first.
+    pub toolchains_dir: Option<PathBuf>,
     /// Run jobs in bubblewrap (never switch off on a shared machine).
     pub sandbox: bool,
     /// Let jobs reach the network.
@@ -56,6 +58,8 @@ pub struct FileConfig {
     pub agent_pool: Option<String>,
     /// Seconds an agent may be silent before its jobs are lost [default: 30].
     pub agent_lost_after_seconds: Option<u64>,
+    /// Toolchains `sem-version` finds first: `<lang>/<version>/bin` (go/1.22.4/bin).
+    pub toolchains_dir: Option<PathBuf>,
     pub sandbox: Option<bool>,
     pub network: Option<bool>,
     pub max_body_mb: Option<usize>,
@@ -133,6 +137,7 @@ impl Config {
             jobs: std::thread::available_parallelism().map_or(2, usize::from),
             agent_pool: None,
             agent_lost_after_seconds: salve_contract::api::AGENT_LOST_AFTER_SECONDS,
+            toolchains_dir: None,
             sandbox: true,
             network: true,
             max_body_bytes: 4 * 1024 * 1024,

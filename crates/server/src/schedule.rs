@@ -190,7 +190,10 @@ impl Server {
             source: Source { name: &project.name, mirror: &repo_dir, history: &repo },
             workflow: w,
             pipeline: p,
-            env: vec![("SALVE_SERVER".into(), self.base_url())],
+            env: [("SALVE_SERVER".to_owned(), self.base_url())]
+                .into_iter()
+                .chain(salve_launch::toolchains_env(self.config.toolchains_dir.as_deref()))
+                .collect(),
             secret_env: token.iter().map(|(_, t)| ("SALVE_TOKEN".to_owned(), t.clone())).collect(),
             observer: &announcer,
             executor: &executor,

@@ -30,6 +30,7 @@ impl Api {
             jobs: 1,
             agent_pool: None,
             agent_lost_after_seconds: 30,
+            toolchains_dir: None,
             sandbox: false,
             network: false,
             max_body_bytes: 1 << 20,

@@ -6,13 +6,15 @@ mod cache;
 mod checkout;
 mod retry;
 mod sem_context;
+mod sem_version;
 pub mod storage;
 mod test_results;
 
 use std::ffi::OsString;
 
 /// The commands this crate provides.
-pub const COMMANDS: &[&str] = &["checkout", "retry", "checksum", "cache", "artifact", "sem-context", "test-results"];
+pub const COMMANDS: &[&str] =
+    &["checkout", "retry", "checksum", "cache", "artifact", "sem-context", "sem-version", "test-results"];
 
 /// Links the toolbox commands, and `salve` itself, to the salve binary in `dir` (refreshed when the binary moved).
 pub fn install(dir: &std::path::Path, exe: &std::path::Path) -> std::io::Result<()> {
@@ -41,6 +43,7 @@ pub fn main(name: &str, args: &[OsString]) -> i32 {
         "cache" => cache::main(&args),
         "artifact" => artifact::main(&args),
         "sem-context" => sem_context::main(&args),
+        "sem-version" => sem_version::main(&args),
         "test-results" => test_results::main(&args),
         _ => {
             eprintln!("{name}: not a Salve toolbox command");

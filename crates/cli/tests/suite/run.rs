@@ -434,3 +434,50 @@ fn triage_of_a_job_folder_names_the_failing_command_and_keeps_the_report() {
     let kept: Value = serde_json::from_slice(&std::fs::read(dir.join("failure.json")).unwrap()).unwrap();
     assert_eq!(kept["fingerprint"], v["fingerprint"]);
 }
+
+#[test]
+fn sem_version_switches_toolchains_for_the_rest_of_the_job() {
+    // An operator's toolchains folder with two fake Go versions.
+    let tools = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    for v in ["9.9.1", "9.9.3", "9.10.0"] {
+        let bin = tools.path().join("go").join(v).join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::write(bin.join("go"), format!("#!/bin/sh\necho \"go version go{v} fake GOROOT=$GOROOT\"\n")).unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(bin.join("go")).unwrap().permissions(),
+            0o755,
+        );
+        std::fs::set_permissions(bin.join("go"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let yaml = pipeline(&[
+        "sem-version go 9.9",
+        "go version",
+        "printf 'sem-version go 9.10.0 && go version\\n' > switch.sh && bash switch.sh",
+        "go version",
+        "sem-version python 3 && python --version",
+        "sem-version go 1.0.7 || echo refused-missing",
+        "sem-version cobol 85 || echo refused-language",
+        "sem-version --help | head -1",
+    ]);
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out =
+        salve_run(repo.path(), data.path(), &["--json"], &[("SALVE_TOOLCHAINS", &tools.path().to_string_lossy())]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    let root = tools.path().join("go").display().to_string();
+    // The newest 9.9.x, its GOROOT set; kept by the next command; a bash script's switch is its own.
+    assert!(log.contains(&format!("go version go9.9.3 fake GOROOT={root}/9.9.3\n")), "{log}");
+    assert!(log.contains(&format!("go version go9.10.0 fake GOROOT={root}/9.10.0\n")), "{log}");
+    assert_eq!(log.matches("go version go9.9.3").count(), 2, "the switch persists: {log}");
+    assert!(log.contains("\nPython 3."), "{log}");
+    assert!(
+        log.contains("go 1.0.7 is not installed on this machine. Installed: 9.10.0")
+            && log.contains("9.9.3 (toolchains folder")
+            && log.contains("refused-missing"),
+        "{log}"
+    );
+    assert!(log.contains("'cobol' is not a language sem-version knows") && log.contains("refused-language"), "{log}");
+    assert!(log.contains("Usage: sem-version LANGUAGE VERSION"), "{log}");
+}
