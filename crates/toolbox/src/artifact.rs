@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::env;
 use crate::storage::{Area, Storage};
 
-const USAGE: &str = "Usage: artifact push|pull|yank job|workflow|project PATH [--destination|-d DEST] [--force|-f] [--job-id|-j ID] [--workflow-id|-w ID] [--project-id|-p ID]";
+pub(crate) const USAGE: &str = "Usage: artifact push|pull|yank job|workflow|project PATH [--destination|-d DEST] [--force|-f] [--job-id|-j ID] [--workflow-id|-w ID] [--project-id|-p ID]";
 
 pub fn main(args: &[String]) -> i32 {
     match run(args) {

@@ -20,7 +20,7 @@ struct Meta {
     size: u64,
 }
 
-const USAGE: &str = "Usage: cache store [KEY PATH] | restore [KEY[,KEY...]] | has_key KEY | delete KEY | clear | list | is_not_empty | usage";
+pub(crate) const USAGE: &str = "Usage: cache store [KEY PATH] | restore [KEY[,KEY...]] | has_key KEY | delete KEY | clear | list | is_not_empty | usage";
 
 pub fn main(args: &[String]) -> i32 {
     let fail_on_error = env("CACHE_FAIL_ON_ERROR").as_deref() == Some("true");

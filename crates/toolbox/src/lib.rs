@@ -36,6 +36,12 @@ pub fn install(dir: &std::path::Path, exe: &std::path::Path) -> std::io::Result<
 /// Runs toolbox command `name`; returns its exit code.
 pub fn main(name: &str, args: &[OsString]) -> i32 {
     let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if matches!(args.as_slice(), [h] if h == "--help" || h == "-h")
+        && let Some(text) = usage(name)
+    {
+        println!("{text}");
+        return 0;
+    }
     match name {
         "checkout" => checkout::main(&args),
         "retry" => retry::main(&args),
@@ -50,6 +56,23 @@ pub fn main(name: &str, args: &[OsString]) -> i32 {
             127
         }
     }
+}
+
+/// How to call a toolbox command (`NAME --help`).
+fn usage(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "checkout" => {
+            "Usage: checkout [--use-cache]\nClones the job's repository at its commit into $SEMAPHORE_GIT_DIR and enters it."
+        }
+        "retry" => retry::USAGE,
+        "checksum" => "Usage: checksum FILE\nPrints the file's MD5 in hex (for cache keys).",
+        "cache" => cache::USAGE,
+        "artifact" => artifact::USAGE,
+        "sem-context" => sem_context::USAGE,
+        "sem-version" => sem_version::USAGE,
+        "test-results" => test_results::USAGE,
+        _ => return None,
+    })
 }
 
 /// `checksum FILE`: the file's MD5, in hex (used in cache keys).

@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-const USAGE: &str = "Usage: retry [--times N] [--sleep SECONDS] COMMAND...";
+pub(crate) const USAGE: &str = "Usage: retry [--times N] [--sleep SECONDS] COMMAND...";
 
 pub fn main(args: &[String]) -> i32 {
     let (mut times, mut sleep) = (3u32, 0u64);

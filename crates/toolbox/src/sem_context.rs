@@ -11,6 +11,9 @@ use crate::storage::{Area, Kind, Storage};
 
 const MAX_VALUE: usize = 20_000;
 
+pub(crate) const USAGE: &str =
+    "Usage: sem-context put KEY=VALUE [--force] | get KEY [--fallback VALUE] | delete KEY [--ignore-failure]";
+
 pub fn main(args: &[String]) -> i32 {
     let ignore = args.iter().any(|a| a == "--ignore-failure");
     let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--ignore-failure").collect();
@@ -124,9 +127,7 @@ fn run(args: &[&str]) -> i32 {
             }
         }
         _ => {
-            eprintln!(
-                "Usage: sem-context put KEY=VALUE [--force] | get KEY [--fallback VALUE] | delete KEY [--ignore-failure]"
-            );
+            eprintln!("{USAGE}");
             3
         }
     }

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use crate::env;
 
-const USAGE: &str = "Usage: sem-version LANGUAGE VERSION (go, python, node, ruby, java, php, erlang, elixir, rust, scala, kubectl, flutter)";
+pub(crate) const USAGE: &str = "Usage: sem-version LANGUAGE VERSION (go, python, node, ruby, java, php, erlang, elixir, rust, scala, kubectl, flutter)";
 
 /// A toolchain found on this machine.
 #[derive(Debug, Clone)]

@@ -481,3 +481,56 @@ fn sem_version_switches_toolchains_for_the_rest_of_the_job() {
     assert!(log.contains("'cobol' is not a language sem-version knows") && log.contains("refused-language"), "{log}");
     assert!(log.contains("Usage: sem-version LANGUAGE VERSION"), "{log}");
 }
+
+#[test]
+fn test_results_compile_combine_and_the_pipeline_report() {
+    let junit = |name: &str, bad: bool| {
+        let failure = if bad { "<failure message=\\\"boom\\\">trace</failure>" } else { "" };
+        format!(
+            "printf '<testsuite name=\\\"{name}\\\"><testcase classname=\\\"c\\\" name=\\\"ok\\\" time=\\\"0.5\\\"/><testcase classname=\\\"c\\\" name=\\\"t\\\">{failure}</testcase></testsuite>' > {name}.xml"
+        )
+    };
+    let job = |name: &str, bad: bool| {
+        format!(
+            "        - name: {name}\n          commands:\n            - \"{}\"\n            - test-results publish {name}.xml --name Tests\n",
+            junit(name, bad)
+        )
+    };
+    let yaml = format!(
+        "{HEADER}  - name: Test\n    task:\n      jobs:\n{}{}  - name: Report\n    task:\n      jobs:\n        - name: report\n          commands:\n{}",
+        job("one", false),
+        job("two", true),
+        [
+            "test-results gen-pipeline-report",
+            "cat $SALVE_ARTIFACT_DIR/workflows/$SEMAPHORE_WORKFLOW_ID/test-results/$SEMAPHORE_PIPELINE_ID-summary.json; echo",
+            &junit("local", true),
+            "test-results compile local.xml local.json",
+            "test-results combine local.json local.json both.json",
+            "grep -o '\"total\":[0-9]*' both.json | head -1",
+            "for c in checkout cache artifact retry checksum sem-context sem-version test-results; do $c --help | head -1; done",
+            "test-results explode || echo refused-verb",
+        ]
+        .iter()
+        .map(|c| format!("            - {}\n", serde_json::to_string(c).unwrap()))
+        .collect::<String>(),
+    );
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    let ev = events(&out);
+    let report_job = ev.iter().rfind(|e| e["event"] == "job_finished").unwrap()["job_id"].as_str().unwrap().to_owned();
+    let log = String::from_utf8_lossy(&std::fs::read(data.path().join("jobs").join(&report_job).join("log")).unwrap())
+        .into_owned();
+    // Both jobs published a report named Tests (job two's with a failed test, which does not
+    // fail the job): the pipeline report merges them into one of four tests.
+    assert!(log.contains("Pipeline report from 2 job report(s): 4 tests, 3 passed, 1 failed"), "{log}");
+    assert!(log.contains("\"total\":4,\"passed\":3"), "{log}");
+    assert!(log.contains("\"total\":4\n"), "combine adds two reports of two tests: {log}");
+    for usage in ["Usage: checkout", "Usage: cache", "Usage: artifact", "Usage: retry", "Usage: checksum"] {
+        assert!(log.contains(usage), "{usage}: {log}");
+    }
+    for usage in ["Usage: sem-context", "Usage: sem-version", "Usage: test-results publish"] {
+        assert!(log.contains(usage), "{usage}: {log}");
+    }
+    assert!(log.contains("'explode' is not a test-results command") && log.contains("refused-verb"), "{log}");
+}
