@@ -7,6 +7,7 @@ mod demo;
 mod forges;
 mod heal_cmd;
 mod init_cmd;
+mod installation;
 mod pipeline_cmd;
 mod pr_cmd;
 mod run_cmd;

@@ -79,7 +79,12 @@ pub fn lint(args: &LintArgs) -> u8 {
     let mut any_error = false;
     for f in &files {
         match analyze_file(f, &BTreeMap::new(), Mode::Lint) {
-            Ok((a, root)) => {
+            Ok((mut a, root)) => {
+                if let Some(plan) = &a.plan {
+                    let rel = locate(f).map(|(_, r)| r).unwrap_or_default();
+                    let text = std::fs::read_to_string(root.join(&rel)).unwrap_or_default();
+                    a.diagnostics.extend(crate::installation::warnings(plan, &rel, &text));
+                }
                 any_error |= a.has_errors();
                 if args.format == Format::Human {
                     print_human(&a, &root);
