@@ -6,7 +6,7 @@ use salve_pipeline::Plan;
 use salve_pipeline::diag::{Diagnostic, Severity};
 
 /// Semaphore helpers real pipelines call that this Salve does not provide yet.
-const MISSING_HELPERS: &[&str] = &["sem-service", "install-package", "spc"];
+const MISSING_HELPERS: &[&str] = &["sem-service", "spc"];
 
 /// Tools a job may call that are the machine's, not Salve's: warned about when not installed.
 const MACHINE_TOOLS: &[&str] = &["docker", "docker-compose"];

@@ -104,11 +104,14 @@ impl Script<'_> {
         ));
         if self.toolbox {
             s.push_str("checkout() { command checkout \"$@\" && cd \"$SEMAPHORE_GIT_DIR\"; }\n");
-            // The toolchain switch changes this shell (and, exported, the bash scripts it runs).
-            s.push_str(concat!(
-                "sem-version() { local __salve_sv; __salve_sv=\"$(command sem-version --shell \"$@\")\" || return; ",
-                "eval \"$__salve_sv\"; }\nexport -f sem-version\n"
-            ));
+            // Toolbox commands that change this shell's variables (and, exported, those of the
+            // bash scripts it runs): the command prints the shell code, the function runs it.
+            for name in ["sem-version", "install-package"] {
+                let _ = writeln!(
+                    s,
+                    "{name}() {{ local __salve_sh; __salve_sh=\"$(command {name} --shell \"$@\")\" || return; eval \"$__salve_sh\"; }}\nexport -f {name}"
+                );
+            }
         }
         s.push_str("__salve_phase=main; __salve_cur=; __salve_rc=0\ntrap __salve_exit EXIT\n");
         for (i, file) in self.main.iter().enumerate() {

@@ -4,6 +4,7 @@
 mod artifact;
 mod cache;
 mod checkout;
+mod install_package;
 mod retry;
 mod sem_context;
 mod sem_version;
@@ -13,8 +14,17 @@ mod test_results;
 use std::ffi::OsString;
 
 /// The commands this crate provides.
-pub const COMMANDS: &[&str] =
-    &["checkout", "retry", "checksum", "cache", "artifact", "sem-context", "sem-version", "test-results"];
+pub const COMMANDS: &[&str] = &[
+    "checkout",
+    "retry",
+    "checksum",
+    "cache",
+    "artifact",
+    "sem-context",
+    "sem-version",
+    "install-package",
+    "test-results",
+];
 
 /// Links the toolbox commands, and `salve` itself, to the salve binary in `dir` (refreshed when the binary moved).
 pub fn install(dir: &std::path::Path, exe: &std::path::Path) -> std::io::Result<()> {
@@ -50,6 +60,7 @@ pub fn main(name: &str, args: &[OsString]) -> i32 {
         "artifact" => artifact::main(&args),
         "sem-context" => sem_context::main(&args),
         "sem-version" => sem_version::main(&args),
+        "install-package" => install_package::main(&args),
         "test-results" => test_results::main(&args),
         _ => {
             eprintln!("{name}: not a Salve toolbox command");
@@ -70,6 +81,7 @@ fn usage(name: &str) -> Option<&'static str> {
         "artifact" => artifact::USAGE,
         "sem-context" => sem_context::USAGE,
         "sem-version" => sem_version::USAGE,
+        "install-package" => install_package::USAGE,
         "test-results" => test_results::USAGE,
         _ => return None,
     })

@@ -534,3 +534,35 @@ fn test_results_compile_combine_and_the_pipeline_report() {
     }
     assert!(log.contains("'explode' is not a test-results command") && log.contains("refused-verb"), "{log}");
 }
+
+#[test]
+fn install_package_unpacks_debian_packages_for_the_rest_of_the_job() {
+    let yaml = pipeline(&[
+        "install-package --skip-update hello figlet",
+        "hello",
+        "bash -c 'command -v hello'",
+        "command -v figlet",
+        "install-package no-such-package-for-salve || echo refused-unknown",
+        "install-package --help | head -1",
+    ]);
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("Hello, world!\n"), "{log}");
+    // Unpacked in the job's home unless the machine has it; Debian's alternative made for figlet.
+    let machine_has = |tool: &str| std::path::Path::new("/usr/bin").join(tool).exists();
+    if !machine_has("hello") {
+        assert!(log.contains("/.salve/packages/usr/bin/hello\n"), "{log}");
+    }
+    if !machine_has("figlet") {
+        assert!(log.contains("/.salve/packages/usr/bin/figlet\n"), "{log}");
+    }
+    assert!(
+        log.contains("Unable to locate package no-such-package-for-salve") && log.contains("refused-unknown"),
+        "{log}"
+    );
+    assert!(log.contains("Usage: install-package"), "{log}");
+}
