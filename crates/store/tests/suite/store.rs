@@ -496,7 +496,8 @@ async fn agent_jobs_are_claimed_once_leased_lost_and_finished_once_on_both_backe
         store.enqueue_agent_job("j-q", "pl-1", "s1-pool", b"x").await.unwrap();
         assert!(store.stop_agent_job("j-q", "user", "stopped").await.unwrap());
         assert_eq!(store.agent_job("j-q").await.unwrap().unwrap().state, "done");
-        let (runner, c) = claimed.iter().find(|(a, _)| a != holder && *a != other.id).unwrap();
+        // A job still running: not the one reported above, not one of the released agents'.
+        let (runner, c) = claimed.iter().find(|(a, c)| a != holder && *a != other.id && c.row.job_id != job).unwrap();
         let running = &c.row.job_id;
         assert!(!store.stop_agent_job(running, "user", "stopped").await.unwrap());
         let held = store.hold_agent_job(running, 1, runner, 60_000).await.unwrap().unwrap();
