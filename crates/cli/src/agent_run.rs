@@ -45,14 +45,15 @@ pub struct AgentArgs {
     /// Jobs run at once (1 to 64).
     #[arg(long, default_value_t = 1)]
     slots: u32,
-    /// The agent's folder: mirrors, job folders, cache and artifacts [default: agent/ in
-    /// Salve's data folder].
+    /// The agent's folder: repository mirrors and job folders (caches and artifacts are the
+    /// server's) [default: agent/ in Salve's data folder].
     #[arg(long, env = "SALVE_AGENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Run jobs without bubblewrap (only on a machine that runs nothing else).
     #[arg(long)]
     no_sandbox: bool,
-    /// Cut jobs off from the network.
+    /// Cut jobs off from the network (their cache and artifact commands, which reach the
+    /// server, then fail).
     #[arg(long)]
     no_network: bool,
     /// A folder of toolchains, `<lang>/<version>/bin`, that `sem-version` finds first.
