@@ -1,6 +1,7 @@
 //! `install-package PACKAGE[=VERSION]...` (Semaphore's Debian package helper), for a job that
 //! is not root: apt downloads the packages the machine lacks (dependencies included, those the
-//! machine has skipped) into the job's home, they are unpacked under `~/.salve/packages`, and
+//! machine has skipped) into the job's home (from the project's cache when a job downloaded the
+//! same set before on this system release; stored there otherwise), they are unpacked under `~/.salve/packages`, and
 //! the shell code this prints (run by the job's `install-package` function) puts their
 //! binaries, libraries, headers and pkg-config files first for the rest of the job. Maintainer
 //! scripts do not run: what a package sets up at install time beyond its files is not there.
@@ -47,6 +48,9 @@ fn install(packages: &[&str]) -> Result<PathBuf, String> {
     let prefix = Path::new(&home).join(".salve/packages");
     let debs = prefix.join("debs");
     std::fs::create_dir_all(debs.join("partial")).map_err(|e| format!("cannot create {}: {e}", debs.display()))?;
+    // Packages a job of the project downloaded before come from the cache store.
+    let key = cache_key(packages);
+    let cached = quiet_cache(&prefix, &["restore", &key]);
     // apt's output goes to the job's log, never to the shell code on standard output.
     let out = Command::new("apt-get")
         .args(["install", "--download-only", "--yes", "--no-install-recommends", "-o", "Debug::NoLocking=1", "-o"])
@@ -62,6 +66,9 @@ fn install(packages: &[&str]) -> Result<PathBuf, String> {
             "apt-get could not download {} (see above: a misspelt name, or a package list the machine's operator must update with apt-get update)",
             packages.join(" ")
         ));
+    }
+    if !cached.contains("HIT:") && has_debs(&debs) {
+        quiet_cache(&prefix, &["store", &key, "debs"]);
     }
     let mut unpacked = 0;
     for entry in std::fs::read_dir(&debs).map_err(|e| e.to_string())?.flatten() {
@@ -83,6 +90,30 @@ fn install(packages: &[&str]) -> Result<PathBuf, String> {
         prefix.display()
     );
     Ok(prefix)
+}
+
+/// The cache key of a set of packages on this release of the system.
+fn cache_key(packages: &[&str]) -> String {
+    let mut sorted: Vec<&str> = packages.to_vec();
+    sorted.sort_unstable();
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let release = release.lines().filter(|l| l.starts_with("ID=") || l.starts_with("VERSION_ID=")).collect::<Vec<_>>();
+    let arch = std::env::consts::ARCH;
+    format!("install-package-{arch}-{:x}", md5::compute(format!("{}|{}", sorted.join(" "), release.join("|"))))
+}
+
+fn has_debs(dir: &Path) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| e.path().extension().is_some_and(|x| x == "deb"))
+}
+
+/// Runs the toolbox's `cache` in `dir` (paths stored relative to it), its output going to the
+/// job's log; what it printed.
+fn quiet_cache(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("cache").args(args).current_dir(dir).stdin(Stdio::null()).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr));
+    let text = text.unwrap_or_default();
+    eprint!("{text}");
+    text
 }
 
 /// The links a package's maintainer script would make with `update-alternatives --install LINK

@@ -537,6 +537,7 @@ fn test_results_compile_combine_and_the_pipeline_report() {
 
 #[test]
 fn install_package_unpacks_debian_packages_for_the_rest_of_the_job() {
+    let again = "  - name: Again\n    task:\n      jobs:\n        - name: K\n          commands:\n            - install-package figlet hello\n            - hello\n";
     let yaml = pipeline(&[
         "install-package --skip-update hello figlet",
         "hello",
@@ -544,7 +545,7 @@ fn install_package_unpacks_debian_packages_for_the_rest_of_the_job() {
         "command -v figlet",
         "install-package no-such-package-for-salve || echo refused-unknown",
         "install-package --help | head -1",
-    ]);
+    ]) + again;
     let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
     let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
@@ -552,6 +553,15 @@ fn install_package_unpacks_debian_packages_for_the_rest_of_the_job() {
     let log = job_log(data.path(), &ev);
     assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(log.contains("Hello, world!\n"), "{log}");
+    // The next job gets the same packages (in any order) from the project's cache.
+    let later = ev.iter().rfind(|e| e["event"] == "job_finished").unwrap()["job_id"].as_str().unwrap().to_owned();
+    let later =
+        String::from_utf8_lossy(&std::fs::read(data.path().join("jobs").join(later).join("log")).unwrap()).into_owned();
+    let downloaded = !(machine_has_all(&["hello", "figlet"]));
+    assert!(later.contains("Hello, world!\n"), "{later}");
+    if downloaded {
+        assert!(later.contains("HIT: 'install-package-"), "{later}");
+    }
     // Unpacked in the job's home unless the machine has it; Debian's alternative made for figlet.
     let machine_has = |tool: &str| std::path::Path::new("/usr/bin").join(tool).exists();
     if !machine_has("hello") {
@@ -565,4 +575,9 @@ fn install_package_unpacks_debian_packages_for_the_rest_of_the_job() {
         "{log}"
     );
     assert!(log.contains("Usage: install-package"), "{log}");
+}
+
+/// Whether every tool is in the machine's /usr/bin (then apt downloads nothing).
+fn machine_has_all(tools: &[&str]) -> bool {
+    tools.iter().all(|t| std::path::Path::new("/usr/bin").join(t).exists())
 }
