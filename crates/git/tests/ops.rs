@@ -130,3 +130,15 @@ fn branch_names_follow_gits_rules() {
         assert_eq!(Repo::valid_branch(name), expected, "{name:?}");
     }
 }
+
+/// A mirror's fetch carries its token as a header: never in an error, even when the server
+/// cannot be reached; names that look like options are refused before git runs.
+#[test]
+fn a_mirrors_token_stays_out_of_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = Repo::new(dir.path().join("m.git"));
+    let e = mirror.mirror_from("http://127.0.0.1:9/nowhere.git", "salve_secret_token_123", "abc").unwrap_err();
+    assert!(!e.to_string().contains("salve_secret_token_123"), "{e}");
+    assert!(mirror.mirror_from("--upload-pack=touch /tmp/x", "t", "abc").is_err());
+    assert!(mirror.mirror_from("http://127.0.0.1:9/x.git", "t", "--output=/tmp/x").is_err());
+}

@@ -360,8 +360,36 @@ fn the_agent_protocol_refuses_gaps_doubles_stale_attempts_and_recovers_from_sile
         Some(&pipeline(one).replace("      secrets:\n        - name: deploy-key\n", "")),
     )]);
     server.push(repo.path(), "api", "main");
+    // An agent's token reads no repository before it holds one of its jobs.
+    let git_with = |token: &str, args: &[&str]| {
+        Command::new("git")
+            .args(["-c", &format!("http.extraHeader=Authorization: Bearer {token}")])
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .unwrap()
+    };
+    let remote = format!("{}/git/api.git", server.url);
+    let before = git_with(&agent, &["ls-remote", &remote]);
+    assert!(!before.status.success() && String::from_utf8_lossy(&before.stderr).contains("403"), "{before:?}");
     let job = claim(&server, &agent);
     let id = job["job_id"].as_str().unwrap().to_owned();
+    // Holding one, it fetches that repository, and never pushes to it.
+    let fetched = git_with(&agent, &["ls-remote", &remote]);
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    let pushed = git_with(&agent, &["push", &remote, "HEAD:refs/heads/planted"]);
+    assert!(!pushed.status.success(), "an agent's token pushed");
+    // The job's storage token opens its project's storage and nothing else.
+    let storage_token = job["storage_token"].as_str().unwrap();
+    let project = job["project"]["id"].as_str().unwrap();
+    let listed =
+        server.http().get(format!("{}/api/v1/storage/{project}/cache?list", server.url)).bearer_auth(storage_token);
+    assert_eq!(listed.send().unwrap().status(), 200);
+    for path in ["/api/v1/projects", "/api/v1/pipelines?project=api"] {
+        let r = server.http().get(format!("{}{path}", server.url)).bearer_auth(storage_token).send().unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    assert!(!git_with(storage_token, &["ls-remote", &remote]).status.success(), "a storage token read git");
     assert_eq!((job["attempt"].as_u64(), job["lease_seconds"].as_u64()), (Some(1), Some(2)), "{job:#}");
     assert_eq!(job["commands"], json!(["echo one"]));
     let env: Vec<&str> = job["env"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
