@@ -115,9 +115,10 @@ pub fn run(args: AgentArgs) -> u8 {
         return fail(&e.to_string());
     }
     // A machine that cannot run the sandbox is told now, not at the first job.
-    if let Err(e) = settings.sandbox() {
-        return fail(&e.to_string());
-    }
+    let sandbox = match settings.sandbox() {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
     let urls: Vec<&str> = server.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
     let clients = |token: &str, seconds| urls.iter().map(|u| Client::with_timeout(u, token, seconds)).collect();
     let registrar = match clients(&token, 30) {
@@ -144,6 +145,7 @@ pub fn run(args: AgentArgs) -> u8 {
         client,
         token: registered.token.clone(),
         settings,
+        sandbox,
         toolchains: args.toolchains.and_then(|d| std::path::absolute(d).ok()),
         draining: AtomicBool::new(false),
         stopped: AtomicBool::new(false),
@@ -195,7 +197,11 @@ impl Servers {
 
     /// The replica calls go to now.
     fn current(&self) -> &Client {
-        &self.clients[self.current.load(Ordering::Acquire) % self.clients.len().max(1)]
+        self.at(self.current.load(Ordering::Acquire))
+    }
+
+    fn at(&self, turn: usize) -> &Client {
+        &self.clients[turn % self.clients.len().max(1)]
     }
 
     /// `f` on the current replica, then on each other one while they cannot be reached.
@@ -204,7 +210,7 @@ impl Servers {
         let mut tried = 0;
         loop {
             let at = self.current.load(Ordering::Acquire);
-            match f(&self.clients[at % count]) {
+            match f(self.at(at)) {
                 Err(ClientError::Unreachable(m)) if tried + 1 < count => {
                     tried += 1;
                     let _ = self.current.compare_exchange(at, at + 1, Ordering::AcqRel, Ordering::Acquire);
@@ -221,6 +227,8 @@ struct Agent {
     /// The agent's own token: the git fetches carry it too.
     token: String,
     settings: Settings,
+    /// The sandbox every job runs in (with the job's own lower limits, when it asks).
+    sandbox: salve_runner::Sandbox,
     /// The operator's toolchains folder, for `sem-version`.
     toolchains: Option<PathBuf>,
     /// SIGTERM: claim nothing more.
@@ -379,7 +387,6 @@ impl Agent {
         env.extend(remote_storage_env(&storage, &job.storage_token));
         let mut secret_values = job.secret_values.clone();
         secret_values.push(job.storage_token.clone());
-        let sandbox = self.settings.sandbox().map_err(|e| e.to_string())?;
         Ok(JobSpec {
             id: job.job_id.clone(),
             commands: job.commands.clone(),
@@ -388,7 +395,7 @@ impl Agent {
                 on_pass: job.epilogue_on_pass.clone(),
                 on_fail: job.epilogue_on_fail.clone(),
             },
-            sandbox: sandbox.with_job_limits(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            sandbox: self.sandbox.with_job_limits(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             env,
             files,
             secret_values,
@@ -530,10 +537,11 @@ impl Upload {
         }
         let mut sent = false;
         for stream in [api::LogStream::Log, api::LogStream::Index] {
-            let (file, at) = match stream {
-                api::LogStream::Log => (LOG_FILE, self.log_sent),
-                api::LogStream::Index => (INDEX_FILE, self.index_sent),
+            let file = match stream {
+                api::LogStream::Log => LOG_FILE,
+                api::LogStream::Index => INDEX_FILE,
             };
+            let at = *self.sent(stream);
             let mut end = self.size(file).min(at + CHUNK);
             if stream == api::LogStream::Index {
                 end = at + (end.saturating_sub(at)) / INDEX_RECORD * INDEX_RECORD;
@@ -554,25 +562,33 @@ impl Upload {
         if sent { Pushed::Something } else { Pushed::Nothing }
     }
 
+    /// How much of `stream` the server holds, as last heard.
+    fn sent(&mut self, stream: api::LogStream) -> &mut u64 {
+        match stream {
+            api::LogStream::Log => &mut self.log_sent,
+            api::LogStream::Index => &mut self.index_sent,
+        }
+    }
+
+    /// Posts `bytes` of `stream` at `at`; an answer renews the claim and says how much is held.
+    fn post(
+        &mut self,
+        agent: &Agent,
+        stream: api::LogStream,
+        at: u64,
+        bytes: Vec<u8>,
+    ) -> Result<api::LogAck, ClientError> {
+        let query =
+            [("attempt", self.attempt.to_string()), ("stream", stream.as_str().to_owned()), ("offset", at.to_string())];
+        let ack = agent.client.call(|c| c.post_bytes::<api::LogAck>(&self.path, &query, bytes.clone()))?;
+        self.last_ack = Instant::now();
+        *self.sent(stream) = ack.stored;
+        Ok(ack)
+    }
+
     fn send(&mut self, agent: &Agent, control: &JobControl, stream: api::LogStream, at: u64, bytes: Vec<u8>) {
-        let query = [
-            ("attempt", self.attempt.to_string()),
-            (
-                "stream",
-                match stream {
-                    api::LogStream::Log => "log".to_owned(),
-                    api::LogStream::Index => "index".to_owned(),
-                },
-            ),
-            ("offset", at.to_string()),
-        ];
-        match agent.client.call(|c| c.post_bytes::<api::LogAck>(&self.path, &query, bytes.clone())) {
+        match self.post(agent, stream, at, bytes) {
             Ok(ack) => {
-                self.last_ack = Instant::now();
-                match stream {
-                    api::LogStream::Log => self.log_sent = ack.stored,
-                    api::LogStream::Index => self.index_sent = ack.stored,
-                }
                 if let Some(reason) = ack.stop {
                     control.stop(StopReason::parse(&reason).unwrap_or(StopReason::User));
                 }
@@ -597,18 +613,7 @@ impl Upload {
     /// Learns how much of each stream the server holds (an empty chunk at offset 0).
     fn resync(&mut self, agent: &Agent) {
         for stream in [api::LogStream::Log, api::LogStream::Index] {
-            let query = [
-                ("attempt", self.attempt.to_string()),
-                ("stream", if stream == api::LogStream::Log { "log" } else { "index" }.to_owned()),
-                ("offset", "0".to_owned()),
-            ];
-            if let Ok(ack) = agent.client.call(|c| c.post_bytes::<api::LogAck>(&self.path, &query, Vec::new())) {
-                self.last_ack = Instant::now();
-                match stream {
-                    api::LogStream::Log => self.log_sent = ack.stored,
-                    api::LogStream::Index => self.index_sent = ack.stored,
-                }
-            }
+            let _ = self.post(agent, stream, 0, Vec::new());
         }
     }
 

@@ -805,6 +805,16 @@ pub enum LogStream {
     Index,
 }
 
+impl LogStream {
+    /// Its name in a chunk's query (`stream=log`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Log => "log",
+            LogStream::Index => "index",
+        }
+    }
+}
+
 /// The answer to a log chunk (`POST /agents/jobs/{id}/log?attempt=N&stream=S&offset=N`, the
 /// bytes as the body): how many bytes of that stream the server holds, and whether the job is
 /// to stop. A chunk starting before that count is stored from the count on (a resend after a

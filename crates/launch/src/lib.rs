@@ -220,7 +220,7 @@ pub fn git_context(provider: &str, name: &str, mirror: &Path, w: &WorkflowRow) -
     let ref_type = RefKind::parse(&w.ref_type).unwrap_or(RefKind::Branch);
     GitContext {
         provider: provider.to_owned(),
-        url: format!("file://{}", mirror.display()),
+        url: mirror_url(mirror),
         repo_name: name.to_owned(),
         repo_slug: format!("{provider}/{name}"),
         sha: w.sha.clone(),
@@ -274,27 +274,26 @@ pub fn change_in<'r>(repo: &'r Repo, w: &WorkflowRow, file: &str) -> ChangeIn<'r
     ChangeIn { build, git: repo }
 }
 
-/// The variables whose values are places on the machine that launched the pipeline: the
-/// repository jobs clone, the project's cache and artifacts. A job on an agent gets the agent's
-/// own places instead.
-pub const PLACE_VARIABLES: [&str; 3] = [GIT_URL, CACHE_DIR, ARTIFACT_DIR];
 const GIT_URL: &str = "SEMAPHORE_GIT_URL";
 const CACHE_DIR: &str = "SALVE_CACHE_DIR";
 const ARTIFACT_DIR: &str = "SALVE_ARTIFACT_DIR";
 
-/// The places of [`PLACE_VARIABLES`], as variables: the repository `checkout` clones and where
-/// the toolbox keeps a project's cache and artifacts.
-pub fn place_env(mirror: &Path, cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
-    vec![
-        mirror_env(mirror),
-        (CACHE_DIR.into(), cache_dir.to_string_lossy().into_owned()),
-        (ARTIFACT_DIR.into(), artifact_dir.to_string_lossy().into_owned()),
-    ]
+/// The variables whose values are places on the machine that launches a project's pipelines
+/// from `mirror`: the repository `checkout` clones and the project's cache and artifact
+/// folders. A job on an agent gets the agent's own places instead.
+pub fn place_env(data: &DataDir, project_id: &str, mirror: &Path) -> Vec<(String, String)> {
+    let mut env = vec![mirror_env(mirror)];
+    env.extend(storage_dirs_env(&data.cache(project_id), &data.artifacts(project_id)));
+    env
 }
 
 /// The variable that tells `checkout` which repository to clone.
 pub fn mirror_env(mirror: &Path) -> (String, String) {
-    (GIT_URL.into(), format!("file://{}", mirror.display()))
+    (GIT_URL.into(), mirror_url(mirror))
+}
+
+fn mirror_url(mirror: &Path) -> String {
+    format!("file://{}", mirror.display())
 }
 
 /// The variables that send the toolbox's cache and artifacts to a server's storage API (a job
@@ -311,8 +310,13 @@ pub fn toolchains_env(dir: Option<&Path>) -> Vec<(String, String)> {
 
 /// The variables that tell the toolbox where a project's cache and artifacts live.
 fn storage_env(cache_dir: &Path, artifact_dir: &Path) -> Vec<(String, String)> {
-    vec![
-        ("SEMAPHORE_CACHE_BACKEND".into(), "salve".into()),
+    let mut env = vec![("SEMAPHORE_CACHE_BACKEND".into(), "salve".into())];
+    env.extend(storage_dirs_env(cache_dir, artifact_dir));
+    env
+}
+
+fn storage_dirs_env(cache_dir: &Path, artifact_dir: &Path) -> [(String, String); 2] {
+    [
         (CACHE_DIR.into(), cache_dir.to_string_lossy().into_owned()),
         (ARTIFACT_DIR.into(), artifact_dir.to_string_lossy().into_owned()),
     ]

@@ -26,6 +26,8 @@ pub(crate) enum Report {
     Stopped { reason: String },
     /// Its agent was lost on the last attempt.
     Lost,
+    /// No agent can run it (its payload does not open with this server's key).
+    Unrunnable { message: String },
 }
 
 impl Report {
@@ -198,6 +200,9 @@ fn outcome(report: Report) -> JobOutcome {
     match report {
         Report::Stopped { reason } => {
             blank(JobResult::Stopped, StopReason::parse(&reason), None, "stopped before an agent took the job")
+        }
+        Report::Unrunnable { message } => {
+            blank(JobResult::Failed, None, Some(Failure::Setup { message: message.clone() }), &message)
         }
         Report::Lost => blank(
             JobResult::Failed,

@@ -25,20 +25,6 @@ pub async fn git(State(server): S, request: Request) -> Response {
         (None, Some(t)) => server.store.agent_by_token(&auth::hash(&t)).await.ok().flatten(),
         _ => None,
     };
-    let push = forge::is_push(&path, &query);
-    if let Some(agent) = &agent {
-        let holds = match server.store.project(&name).await {
-            Ok(Some(p)) => server.store.agent_holds_project(&agent.id, &p.id).await.unwrap_or(false),
-            _ => false,
-        };
-        if push || !holds {
-            return ApiError(
-                StatusCode::FORBIDDEN,
-                "an agent's token fetches the repository of a job the agent holds, and never pushes".to_owned(),
-            )
-            .into_response();
-        }
-    }
     if caller.is_none() && agent.is_none() {
         let mut r = ApiError(
             StatusCode::UNAUTHORIZED,
@@ -48,14 +34,31 @@ pub async fn git(State(server): S, request: Request) -> Response {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"salve\""));
         return r;
     }
-    match server.store.project(&name).await {
-        Ok(Some(p)) if caller.as_ref().and_then(|c| c.project_id.as_deref()).is_some_and(|own| own != p.id) => {
+    let project = match server.store.project(&name).await {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let push = forge::is_push(&path, &query);
+    if let Some(agent) = &agent {
+        let holds = match &project {
+            Some(p) => server.store.agent_holds_project(&agent.id, &p.id).await.unwrap_or(false),
+            None => false,
+        };
+        if push || !holds {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "an agent's token fetches the repository of a job the agent holds, and never pushes".to_owned(),
+            )
+            .into_response();
+        }
+    }
+    match project {
+        Some(p) if caller.as_ref().and_then(|c| c.project_id.as_deref()).is_some_and(|own| own != p.id) => {
             return ApiError(StatusCode::FORBIDDEN, "this token belongs to another project's pipeline".to_owned())
                 .into_response();
         }
-        Ok(Some(p)) if p.kind == "hosted" => {}
-        Ok(_) => return ApiError::not_found(format!("no hosted project '{name}'")).into_response(),
-        Err(e) => return ApiError::from(e).into_response(),
+        Some(p) if p.kind == "hosted" => {}
+        _ => return ApiError::not_found(format!("no hosted project '{name}'")).into_response(),
     }
     if declared_length(&parts.headers).is_some_and(|n| n > server.config.max_push_bytes) {
         let limit = server.config.max_push_bytes;

@@ -22,9 +22,23 @@ impl Server {
     /// Runs the dispatcher until the process ends: starts queued pipelines in order when their
     /// queue is free (serialized queues run one pipeline at a time) and a slot is.
     pub async fn dispatch(self: Arc<Self>) {
+        let lease = Duration::from_millis(u64::try_from(self.lease_ms()).unwrap_or(u64::MAX));
+        let mut swept = tokio::time::Instant::now();
         loop {
             if let Err(e) = self.keep_and_adopt().await {
                 tracing::error!("dispatcher: {e}");
+            }
+            // Promotions a lost replica did not fire: looked for once a lease, not every round.
+            if swept.elapsed() >= lease {
+                swept = tokio::time::Instant::now();
+                match self.store.unpromoted().await {
+                    Ok(left) => {
+                        for info in left {
+                            self.promote_auto(&info, None).await;
+                        }
+                    }
+                    Err(e) => tracing::error!("dispatcher: {e}"),
+                }
             }
             if let Err(e) = self.dispatch_once().await {
                 tracing::error!("dispatcher: {e}");
@@ -35,8 +49,7 @@ impl Server {
     }
 
     /// Renews this replica's hold on the pipelines it runs (passing on stops asked of another
-    /// replica), adopts pipelines whose replica went silent and runs them on, and fires the
-    /// promotions of pipelines whose replica ended them but was lost before promoting.
+    /// replica), and adopts pipelines whose replica went silent and runs them on.
     pub(crate) async fn keep_and_adopt(self: &Arc<Self>) -> Result<()> {
         let lease = self.lease_ms();
         for (id, stop) in self.store.renew_pipelines(&self.replica, lease).await? {
@@ -48,9 +61,6 @@ impl Server {
             let Some(info) = self.store.pipeline_info(&id).await? else { continue };
             tracing::warn!(pipeline = %id, "adopted a pipeline whose server went silent; running it on");
             self.spawn_run(info, true);
-        }
-        for info in self.store.unpromoted().await? {
-            self.promote_auto(&info, None).await;
         }
         Ok(())
     }
@@ -167,13 +177,12 @@ impl Server {
             Some(s) => s,
             None => &salve_engine::Fresh,
         };
-        let data = &self.launch.data;
         let executor = crate::executor::Jobs {
             server: self,
             pipeline_id: &p.id,
             project: salve_contract::api::AgentProject { id: project.id.clone(), name: project.name.clone() },
             sha: w.sha.clone(),
-            places: salve_launch::place_env(&repo_dir, &data.cache(&project.id), &data.artifacts(&project.id)),
+            places: salve_launch::place_env(&self.launch.data, &project.id, &repo_dir),
         };
         let launch = Launch {
             settings: &self.launch,

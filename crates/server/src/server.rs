@@ -189,21 +189,16 @@ impl Server {
 
     /// Drops the storage tokens of an agent job's attempts (it ended, or its agent was lost).
     pub(crate) async fn drop_storage_tokens(&self, job_id: &str) {
-        let name = format!("{}{job_id} ", crate::auth::STORAGE_TOKEN);
-        if let Ok(tokens) = self.store.tokens().await {
-            for t in tokens.iter().filter(|t| t.name.starts_with(&name)) {
-                let _ = self.store.delete_token(&t.id).await;
-            }
+        let prefix = format!("{}{job_id} ", crate::auth::STORAGE_TOKEN);
+        if let Err(e) = self.store.delete_tokens_named(&prefix).await {
+            tracing::warn!(job = %job_id, "cannot drop the job's storage tokens: {e}");
         }
     }
 
     /// Drops the tokens a pipeline's jobs got (one per replica that ran it).
     pub(crate) async fn delete_pipeline_tokens(&self, pipeline_id: &str) {
-        let name = format!("{PIPELINE_TOKEN}{pipeline_id}");
-        if let Ok(tokens) = self.store.tokens().await {
-            for t in tokens.iter().filter(|t| t.name == name) {
-                let _ = self.store.delete_token(&t.id).await;
-            }
+        if let Err(e) = self.store.delete_tokens_named(&format!("{PIPELINE_TOKEN}{pipeline_id}")).await {
+            tracing::warn!(pipeline = %pipeline_id, "cannot drop the pipeline's tokens: {e}");
         }
     }
 

@@ -830,6 +830,20 @@ impl Store {
         rows.iter().map(token_row).collect()
     }
 
+    /// Deletes every token whose name starts with `prefix` (and their web sessions); how many.
+    pub async fn delete_tokens_named(&self, prefix: &str) -> Result<u64> {
+        let matching = "SELECT id FROM tokens WHERE substr(name, 1, length($1)) = $1";
+        sqlx::query(&format!("DELETE FROM sessions WHERE token_id IN ({matching})"))
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        let done = sqlx::query(&format!("DELETE FROM tokens WHERE id IN ({matching})"))
+            .bind(prefix)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn delete_token(&self, id: &str) -> Result<bool> {
         // Its web sessions end with it (SQLite's foreign keys cascade only per connection).
         sqlx::query("DELETE FROM sessions WHERE token_id = $1").bind(id).execute(&self.pool).await?;

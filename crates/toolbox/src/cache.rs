@@ -204,23 +204,18 @@ impl Cache {
         let stored = self.keys();
         for wanted in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
             let wanted = normalise(wanted);
-            let hit = if stored.iter().any(|(k, _)| *k == wanted) {
-                Some(wanted.clone())
-            } else {
-                match regex::Regex::new(&wanted) {
-                    Ok(re) => stored.iter().find(|(k, _)| re.is_match(k)).map(|(k, _)| k.clone()),
-                    Err(_) => None,
-                }
-            };
-            let Some(key) = hit else {
+            let hit = stored.iter().find(|(k, _)| *k == wanted).or_else(|| {
+                let re = regex::Regex::new(&wanted).ok()?;
+                stored.iter().find(|(k, _)| re.is_match(k))
+            });
+            let Some((key, meta)) = hit else {
                 println!("MISS: '{wanted}'.");
                 continue;
             };
-            let Some(meta) = self.meta(&key) else { continue };
             println!("HIT: '{key}', using key '{key}'.");
             let (dir, _) = split(&meta.path);
             let _ = std::fs::create_dir_all(&dir);
-            let ok = match self.store.reader(&Cache::archive(&key)) {
+            let ok = match self.store.reader(&Cache::archive(key)) {
                 Ok(mut archive) => {
                     let tar =
                         Command::new("tar").arg("-xzf").arg("-").arg("-C").arg(&dir).stdin(Stdio::piped()).spawn();

@@ -39,7 +39,46 @@ use salve_contract::api::{StorageListing, StorageStat};
 
 pub enum Storage {
     Local(PathBuf),
-    Remote { url: String, token: String, http: reqwest::blocking::Client },
+    Remote(Remote),
+}
+
+/// The server's storage API for one area of the job's project.
+pub struct Remote {
+    url: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Remote {
+    fn url(&self, rel: &Path) -> String {
+        let path: Vec<String> = rel.components().map(|c| encode(&c.as_os_str().to_string_lossy())).collect();
+        if path.is_empty() { self.url.clone() } else { format!("{}/{}", self.url, path.join("/")) }
+    }
+
+    /// `GET` of `rel` with `ask` (`""`, `"?stat"` or `"?list"`), refused statuses as errors.
+    fn get(&self, rel: &Path, ask: &str) -> Result<reqwest::blocking::Response, String> {
+        send(self.http.get(format!("{}{ask}", self.url(rel))).bearer_auth(&self.token))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, rel: &Path, ask: &str) -> Result<T, String> {
+        self.get(rel, ask)?.json().map_err(|e| format!("the storage's answer is unreadable: {e}"))
+    }
+
+    /// Copies `rel` (a folder when `dir`) to `to` on this machine.
+    fn get_to(&self, rel: &Path, to: &Path, dir: bool) -> Result<(), String> {
+        if !dir {
+            let mut r = self.get(rel, "")?;
+            let mut f = std::fs::File::create(to).map_err(|e| format!("cannot write '{}': {e}", to.display()))?;
+            return std::io::copy(&mut r, &mut f)
+                .map(drop)
+                .map_err(|e| format!("cannot write '{}': {e}", to.display()));
+        }
+        std::fs::create_dir_all(to).map_err(|e| format!("cannot create '{}': {e}", to.display()))?;
+        for e in self.json::<StorageListing>(rel, "?list")?.entries {
+            self.get_to(&rel.join(&e.name), &to.join(&e.name), e.dir)?;
+        }
+        Ok(())
+    }
 }
 
 impl Storage {
@@ -58,7 +97,7 @@ impl Storage {
                 .build()
                 .map_err(|e| format!("cannot start an HTTP client: {e}"))?;
             let url = format!("{}/api/v1/storage/{project}/{}", base.trim_end_matches('/'), area.name());
-            return Ok(Storage::Remote { url, token, http });
+            return Ok(Storage::Remote(Remote { url, token, http }));
         }
         let root = env(area.folder_variable()).map(PathBuf::from).ok_or_else(|| {
             format!("no {} storage is configured for this job ({} is not set)", area.name(), area.folder_variable())
@@ -67,29 +106,13 @@ impl Storage {
         Ok(Storage::Local(root))
     }
 
-    fn remote(&self, rel: &Path) -> Option<(String, &str, &reqwest::blocking::Client)> {
-        match self {
-            Storage::Local(_) => None,
-            Storage::Remote { url, token, http } => {
-                let path: Vec<String> = rel.components().map(|c| encode(&c.as_os_str().to_string_lossy())).collect();
-                let at = if path.is_empty() { url.clone() } else { format!("{url}/{}", path.join("/")) };
-                Some((at, token.as_str(), http))
-            }
-        }
-    }
-
     /// What `rel` is, if it is anything.
     pub fn kind(&self, rel: &Path) -> Result<Option<Kind>, String> {
         match self {
             Storage::Local(root) => {
-                let p = root.join(rel);
-                Ok(std::fs::metadata(&p).ok().map(|m| if m.is_dir() { Kind::Dir } else { Kind::File }))
+                Ok(std::fs::metadata(root.join(rel)).ok().map(|m| if m.is_dir() { Kind::Dir } else { Kind::File }))
             }
-            Storage::Remote { .. } => {
-                let (url, token, http) = self.remote(rel).ok_or("no remote")?;
-                let r = send(http.get(format!("{url}?stat")).bearer_auth(token))?;
-                Ok(r.json::<StorageStat>().map_err(|e| format!("the storage's answer is unreadable: {e}"))?.kind)
-            }
+            Storage::Remote(r) => Ok(r.json::<StorageStat>(rel, "?stat")?.kind),
         }
     }
 
@@ -109,26 +132,15 @@ impl Storage {
                     })
                 })
                 .collect()),
-            Storage::Remote { .. } => {
-                let (url, token, http) = self.remote(rel).ok_or("no remote")?;
-                let r = send(http.get(format!("{url}?list")).bearer_auth(token))?;
-                Ok(r.json::<StorageListing>().map_err(|e| format!("the storage's answer is unreadable: {e}"))?.entries)
-            }
+            Storage::Remote(r) => Ok(r.json::<StorageListing>(rel, "?list")?.entries),
         }
     }
 
     /// The bytes of file `rel`, when it exists.
     pub fn read(&self, rel: &Path) -> Option<Vec<u8>> {
-        match self {
-            Storage::Local(root) => std::fs::read(root.join(rel)).ok(),
-            Storage::Remote { .. } => {
-                let (url, token, http) = self.remote(rel)?;
-                let mut r = send(http.get(url).bearer_auth(token)).ok()?;
-                let mut bytes = Vec::new();
-                r.read_to_end(&mut bytes).ok()?;
-                Some(bytes)
-            }
-        }
+        let mut bytes = Vec::new();
+        self.reader(rel).ok()?.read_to_end(&mut bytes).ok()?;
+        Some(bytes)
     }
 
     /// Reads file `rel` as a stream.
@@ -137,10 +149,7 @@ impl Storage {
             Storage::Local(root) => std::fs::File::open(root.join(rel))
                 .map(|f| Box::new(f) as Box<dyn Read>)
                 .map_err(|e| format!("cannot read '{}': {e}", rel.display())),
-            Storage::Remote { .. } => {
-                let (url, token, http) = self.remote(rel).ok_or("no remote")?;
-                Ok(Box::new(send(http.get(url).bearer_auth(token))?))
-            }
+            Storage::Remote(r) => Ok(Box::new(r.get(rel, "")?)),
         }
     }
 
@@ -148,21 +157,8 @@ impl Storage {
     pub fn get(&self, rel: &Path, to: &Path) -> Result<(), String> {
         match self {
             Storage::Local(root) => copy(&root.join(rel), to),
-            Storage::Remote { .. } => match self.kind(rel)? {
-                Some(Kind::Dir) => {
-                    std::fs::create_dir_all(to).map_err(|e| format!("cannot create '{}': {e}", to.display()))?;
-                    for e in self.list(rel)? {
-                        self.get(&rel.join(&e.name), &to.join(&e.name))?;
-                    }
-                    Ok(())
-                }
-                Some(Kind::File) => {
-                    let (url, token, http) = self.remote(rel).ok_or("no remote")?;
-                    let mut r = send(http.get(url).bearer_auth(token))?;
-                    let mut f =
-                        std::fs::File::create(to).map_err(|e| format!("cannot write '{}': {e}", to.display()))?;
-                    std::io::copy(&mut r, &mut f).map(drop).map_err(|e| format!("cannot write '{}': {e}", to.display()))
-                }
+            Storage::Remote(r) => match self.kind(rel)? {
+                Some(kind) => r.get_to(rel, to, kind == Kind::Dir),
                 None => Err(format!("'{}' is not in the storage", rel.display())),
             },
         }
@@ -206,10 +202,9 @@ impl Storage {
                 }
                 Ok(())
             }
-            Storage::Remote { .. } => {
-                let (url, token, http) = self.remote(rel).ok_or("no remote")?;
+            Storage::Remote(r) => {
                 let body = reqwest::blocking::Body::new(reader);
-                send(http.put(url).bearer_auth(token).body(body)).map(drop)
+                send(r.http.put(r.url(rel)).bearer_auth(&r.token).body(body)).map(drop)
             }
         }
     }
@@ -231,14 +226,17 @@ impl Storage {
                 };
                 r.map(|()| true).map_err(|e| format!("cannot delete {}: {e}", p.display()))
             }
-            Storage::Remote { .. } => {
-                let (url, token, http) = self.remote(rel).ok_or("no remote")?;
-                let r =
-                    http.delete(url).bearer_auth(token).send().map_err(|e| format!("cannot reach the storage: {e}"))?;
-                match r.status().as_u16() {
+            Storage::Remote(r) => {
+                let answer = r
+                    .http
+                    .delete(r.url(rel))
+                    .bearer_auth(&r.token)
+                    .send()
+                    .map_err(|e| format!("cannot reach the storage: {e}"))?;
+                match answer.status().as_u16() {
                     200..=299 => Ok(true),
                     404 => Ok(false),
-                    s => Err(format!("the storage refused ({s}): {}", r.text().unwrap_or_default())),
+                    s => Err(format!("the storage refused ({s}): {}", answer.text().unwrap_or_default())),
                 }
             }
         }

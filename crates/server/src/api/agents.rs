@@ -156,12 +156,15 @@ pub async fn claim(
                 Some(job) => job,
                 None => {
                     // Sealed under another key (the data folder's key was replaced): the job
-                    // cannot run anywhere; it ends as lost rather than waiting forever.
-                    tracing::error!(job = %row.job_id, "an agent job's payload does not open with this server's key");
-                    server.store.release_agent_jobs(&agent.id).await?;
-                    return Err(crate::http::internal(
-                        "a queued job could not be opened with this server's secrets key",
-                    ));
+                    // cannot run anywhere, so it fails now rather than waiting forever; the
+                    // agent's other jobs go on.
+                    let message =
+                        "the queued job does not open with this server's secrets key (secrets.key was replaced)";
+                    tracing::error!(job = %row.job_id, "{message}");
+                    let report = Report::Unrunnable { message: message.into() }.json();
+                    server.store.finish_agent_job(&row.job_id, row.attempt, &agent.id, &report, "failed", None).await?;
+                    server.waiting.reported(&row.job_id);
+                    return Err(crate::http::internal(message));
                 }
             };
             job.attempt = u32::try_from(row.attempt).unwrap_or(u32::MAX);
@@ -291,10 +294,10 @@ pub async fn finish(
     if report.summary.len() > 4096 || report.commands.len() > 100_000 {
         return Err(ApiError::bad("a report holds a summary of at most 4096 bytes and at most 100000 commands"));
     }
-    let attempt = i64::from(report.attempt);
-    if let Some(held) = server.store.hold_agent_job(&job_id, attempt, &agent.id, server.lease_ms()).await? {
+    let attempt = report.attempt;
+    if let Some(held) = server.store.hold_agent_job(&job_id, attempt.into(), &agent.id, server.lease_ms()).await? {
         let log = std::path::Path::new(&held.log_dir).join(salve_runner::log::LOG_FILE);
-        let stored = std::fs::metadata(&log).map_or(0, |m| m.len());
+        let stored = tokio::fs::metadata(&log).await.map_or(0, |m| m.len());
         if stored < report.log_bytes {
             return Err(ApiError(
                 StatusCode::CONFLICT,
@@ -308,21 +311,19 @@ pub async fn finish(
     let result = report.result;
     let reason = report.stop_reason.clone();
     let stored = Report::Agent(report).json();
-    let taken =
-        server.store.finish_agent_job(&job_id, attempt, &agent.id, &stored, result.as_str(), reason.as_deref()).await?;
+    let taken = server
+        .store
+        .finish_agent_job(&job_id, attempt.into(), &agent.id, &stored, result.as_str(), reason.as_deref())
+        .await?;
     match taken {
         Finish::Stored => {
             server.drop_storage_tokens(&job_id).await;
             server.waiting.reported(&job_id);
-            Ok(Json(api::JobFinished { job_id, attempt: report_attempt(attempt), result }))
+            Ok(Json(api::JobFinished { job_id, attempt, result }))
         }
         Finish::Twice => Err(ApiError(StatusCode::CONFLICT, "this attempt reported its end already".into())),
         Finish::NotHeld => Err(gone()),
     }
-}
-
-fn report_attempt(attempt: i64) -> u32 {
-    u32::try_from(attempt).unwrap_or(0)
 }
 
 /// `POST /agents/heartbeat`.
