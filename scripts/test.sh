@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
+# Each job's own network namespace gets outbound access through slirp4netns.
+command -v slirp4netns >/dev/null 2>&1 || need_apt+=(slirp4netns)
+# sem-service runs the machine's own servers inside a job (PostgreSQL comes with postgres.sh).
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 # The seed's hand-written heal recipe renders its prompt with envsubst.
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
 # The web UI's browser tests run Debian's Chromium.

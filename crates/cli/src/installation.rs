@@ -1,12 +1,13 @@
 //! What `salve lint` adds for this installation: warnings for a pipeline that calls a Semaphore
-//! helper Salve does not provide yet, a tool this machine lacks (`docker`), or that asks for
-//! containers, each at the first line of the file that names it.
+//! helper Salve does not provide yet, starts a service this machine cannot run (`sem-service`),
+//! calls a tool this machine lacks (`docker`), or asks for containers, each at the first line of
+//! the file that names it.
 
 use salve_pipeline::Plan;
 use salve_pipeline::diag::{Diagnostic, Severity};
 
 /// Semaphore helpers real pipelines call that this Salve does not provide yet.
-const MISSING_HELPERS: &[&str] = &["sem-service", "spc"];
+const MISSING_HELPERS: &[&str] = &["spc"];
 
 /// Tools a job may call that are the machine's, not Salve's: warned about when not installed.
 const MACHINE_TOOLS: &[&str] = &["docker", "docker-compose"];
@@ -50,6 +51,15 @@ pub fn warnings(plan: &Plan, file: &str, text: &str) -> Vec<Diagnostic> {
                 .chain(&job.epilogue.on_pass)
                 .chain(&job.epilogue.on_fail);
             for command in all {
+                if let Some(service) = started_service(command)
+                    && let Some(why) = salve_toolbox::sem_service_unavailable(service)
+                {
+                    warn(
+                        format!("#/blocks/{bi}/task/jobs/{}", job.index),
+                        &format!("sem-service start {service}"),
+                        format!("`sem-service start {service}`: {why}; the job will fail there"),
+                    );
+                }
                 for word in command_words(command) {
                     if MISSING_HELPERS.contains(&word) {
                         warn(
@@ -73,6 +83,12 @@ pub fn warnings(plan: &Plan, file: &str, text: &str) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// The service of a `sem-service start SERVICE` in a command, if it has one.
+fn started_service(command: &str) -> Option<&str> {
+    let mut words = command.split_whitespace().skip_while(|w| *w != "sem-service").skip(1);
+    (words.next() == Some("start")).then(|| words.next()).flatten().map(|s| s.trim_end_matches([';', ')']))
 }
 
 /// The words of a shell command that stand where a command name does: the first, and the first

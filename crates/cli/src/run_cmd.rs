@@ -292,6 +292,7 @@ fn settings(args: &RunArgs, data: &Path) -> Result<Settings, String> {
             max_processes: args.max_processes,
         },
         parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
+        servers: Vec::new(),
     };
     settings.sandbox().map_err(|e| e.to_string())?;
     settings.data.prepare(settings.exe.as_deref()).map_err(|e| format!("cannot prepare Salve's data folder: {e}"))?;

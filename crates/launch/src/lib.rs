@@ -94,12 +94,18 @@ pub struct Settings {
     pub limits: Limits,
     /// Jobs of one pipeline running at once.
     pub parallel: usize,
+    /// The Salve servers jobs report to (the API, git, storage): where one is on this machine's
+    /// loopback, jobs with a network of their own still reach its port.
+    pub servers: Vec<String>,
 }
 
 impl Settings {
     /// The sandbox jobs run in; Salve's data folder is hidden from them.
     pub fn sandbox(&self) -> Result<Sandbox, LaunchError> {
-        Ok(Sandbox::build(self.exe.as_deref(), self.isolate, vec![self.data.path().to_owned()], self.limits)?)
+        let mut sandbox =
+            Sandbox::build(self.exe.as_deref(), self.isolate, vec![self.data.path().to_owned()], self.limits)?;
+        sandbox.host_ports = self.servers.iter().filter_map(|u| salve_runner::netns::loopback_port(u)).collect();
+        Ok(sandbox)
     }
 }
 

@@ -1,6 +1,8 @@
 //! `salve __jail [--cgroup DIR]... [--landlock] [--writable DIR]... [--no-network]
-//! [--rlimit-as BYTES] [--rlimit-nproc N] [--user UID:GID] -- PROGRAM ARGS...`: applies
-//! restrictions to itself, then becomes PROGRAM.
+//! [--rlimit-as BYTES] [--rlimit-nproc N] [--user UID:GID] [--slirp PATH [--forward PORT]...]
+//! -- PROGRAM ARGS...`: applies restrictions to itself, then becomes PROGRAM. With `--slirp`
+//! (in front of bwrap) it stays PROGRAM's parent instead, to give the job a network of its own
+//! (`crate::netns`), and exits as PROGRAM did.
 //!
 //! `--user` is for a root caller's sandbox: inside bubblewrap (its own mount, PID, IPC and UTS
 //! namespaces), the jail makes the private `/tmp` and `/dev/shm` shared-writable, drops every
@@ -31,6 +33,8 @@ struct Options {
     rlimit_as: Option<u64>,
     rlimit_nproc: Option<u64>,
     user: Option<(u32, u32)>,
+    slirp: Option<PathBuf>,
+    forward: Vec<u16>,
     program: Vec<OsString>,
 }
 
@@ -44,6 +48,15 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
             Some("--landlock") => o.landlock = true,
             Some("--no-network") => o.no_network = true,
             Some("--writable") => o.writable.push(value()?.into()),
+            Some("--slirp") => o.slirp = Some(value()?.into()),
+            Some("--forward") => {
+                let v = value()?;
+                o.forward.push(
+                    v.to_str()
+                        .and_then(|t| t.parse().ok())
+                        .ok_or_else(|| format!("'{}' is not a port", v.to_string_lossy()))?,
+                );
+            }
             Some("--rlimit-as") => o.rlimit_as = Some(number(&value()?)?),
             Some("--rlimit-nproc") => o.rlimit_nproc = Some(number(&value()?)?),
             Some("--user") => {
@@ -106,6 +119,12 @@ fn run(args: &[OsString]) -> Result<Never, String> {
     }
     if o.landlock || o.no_network {
         landlock(o.landlock.then_some(o.writable.as_slice()), o.no_network)?;
+    }
+    if let Some(slirp) = &o.slirp {
+        let status = crate::netns::run(&o.program, slirp, &o.forward)?;
+        use std::os::unix::process::ExitStatusExt;
+        let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(126);
+        std::process::exit(code);
     }
 
     let err = Command::new(&o.program[0]).args(&o.program[1..]).exec();

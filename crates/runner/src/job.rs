@@ -267,6 +267,39 @@ pub enum JobError {
     Log(io::Error),
 }
 
+/// `/etc/passwd` and `/etc/group` as the job sees them: the host's, with the job's user (`salve`,
+/// its home the job's) added, so that programs which look their user up (initdb, ssh, whoami,
+/// pip) find one.
+fn user_files(run: &Path, home: &Path, (uid, gid): (u32, u32)) -> Result<Vec<(PathBuf, PathBuf)>, JobError> {
+    let mut out = Vec::new();
+    for (name, line) in [
+        ("passwd", format!("salve:x:{uid}:{gid}:Salve job:{}:/bin/bash\n", home.display())),
+        ("group", format!("salve:x:{gid}:\n")),
+    ] {
+        let host = PathBuf::from("/etc").join(name);
+        let mut text = std::fs::read_to_string(&host).unwrap_or_default();
+        let taken = |id: u32| text.lines().any(|l| l.split(':').nth(2) == Some(id.to_string().as_str()));
+        if taken(if name == "passwd" { uid } else { gid }) {
+            continue;
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        let path = run.join(name);
+        std::fs::write(&path, text).map_err(|source| JobError::Prepare { path: path.clone(), source })?;
+        out.push((path, host));
+    }
+    Ok(out)
+}
+
+/// The host loopback ports named by secrets that are URLs (`http://127.0.0.1:11434/v1`, a
+/// model server on the machine): a project's administrator put them there for its jobs, so a
+/// job with a network of its own still reaches them. A pipeline's own variables open nothing.
+fn loopback_ports(secrets: &[String]) -> Vec<u16> {
+    secrets.iter().filter_map(|v| crate::netns::loopback_port(v)).collect()
+}
+
 /// The base environment of a job: the machine's toolchain variables, a home of its own, the
 /// toolbox first on PATH. Rust installed by rustup under the launching user's home keeps working:
 /// `RUSTUP_HOME` points there while `CARGO_HOME` is the job's own (cargo writes there).
@@ -351,6 +384,7 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let on_fail = phase_files(Phase::OnFail, spec.phase_commands(Phase::OnFail))?;
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let mut base = base_env(&home, spec.toolbox.as_deref());
+    base.push(("SALVE_JOB_NETWORK".into(), spec.sandbox.job_network().as_str().into()));
     let mut writable = spec.writable.clone();
     if spec.sandbox.nested && spec.sandbox.isolation.is_none() {
         // Landlock alone cannot give the job a /tmp of its own: it gets a folder instead.
@@ -426,11 +460,19 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let argv: Vec<OsString> =
         vec!["/bin/bash".into(), "--noprofile".into(), "--norc".into(), script_path.clone().into_os_string()];
     let readable: Vec<PathBuf> = spec.readable.iter().cloned().chain(spec.toolbox.clone()).collect();
-    let mounts = Mounts { home: &home, run: &run, writable: &writable, readable: &readable };
+    let files = match user {
+        Some(ids) => user_files(&run, &home, ids)?,
+        None => Vec::new(),
+    };
+    let mounts = Mounts { home: &home, run: &run, writable: &writable, readable: &readable, files: &files };
     // The process gets only the base variables: the job's own (secrets included) are exported
     // by the script, so they never appear in bwrap's /proc/PID/environ outside the sandbox.
     let cgroup_dirs = cgroup.as_ref().map(|c| c.dirs().to_vec()).unwrap_or_default();
-    let mut cmd = spec.sandbox.command(&mounts, &base, &argv, &cgroup_dirs);
+    let mut sandbox = spec.sandbox.clone();
+    sandbox.host_ports.extend(loopback_ports(&spec.secret_values));
+    sandbox.host_ports.sort_unstable();
+    sandbox.host_ports.dedup();
+    let mut cmd = sandbox.command(&mounts, &base, &argv, &cgroup_dirs);
     let (reader, writer) = io::pipe().map_err(JobError::Spawn)?;
     let writer2 = writer.try_clone().map_err(JobError::Spawn)?;
     cmd.stdin(Stdio::from(stdin)).stdout(writer).stderr(writer2);
@@ -880,4 +922,26 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
         Ok(())
     }
     walk(rustix::fs::open(path, flags, Mode::empty())?, owner, flags, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loopback_ports;
+
+    #[test]
+    fn secrets_naming_a_loopback_url_open_its_port() {
+        let secrets: Vec<String> = [
+            "http://127.0.0.1:11434/v1",
+            "postgres://u:p@localhost:5433/db",
+            "http://[::1]:9000",
+            "https://api.example.com:443/v1",
+            "hunter2",
+            "http://127.0.0.1/no-port",
+            "http://127.0.0.1:notaport/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(loopback_ports(&secrets), vec![11434, 5433, 9000]);
+    }
 }

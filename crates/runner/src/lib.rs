@@ -1,5 +1,5 @@
 //! One job, run for real: its bash session with per-command records (`script`), its sandbox
-//! (`sandbox`, `jail`, `cgroup`), its log with secrets masked (`log`, `mask`), its limits and
+//! (`sandbox`, `jail`, `netns`, `cgroup`), its log with secrets masked (`log`, `mask`), its limits and
 //! cancel (`job`). Scheduling jobs is the engine's business, not this crate's.
 
 pub mod cgroup;
@@ -7,6 +7,7 @@ pub mod jail;
 pub mod job;
 pub mod log;
 pub mod mask;
+pub mod netns;
 pub mod sandbox;
 pub mod script;
 
@@ -14,4 +15,4 @@ pub use job::{
     CommandRecord, Epilogue, Failure, JobControl, JobError, JobFile, JobObserver, JobOutcome, JobResult, JobSpec,
     NoObserver, StopReason, run_job, verdict,
 };
-pub use sandbox::{Isolate, Isolation, Limits, Sandbox, SandboxError, find_bwrap};
+pub use sandbox::{Isolate, Isolation, JobNetwork, Limits, Sandbox, SandboxError, find_bwrap};

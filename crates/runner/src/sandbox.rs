@@ -25,6 +25,33 @@ pub struct Sandbox {
     /// Already inside a job's sandbox, where bubblewrap cannot nest: the jail alone restricts
     /// the job further with Landlock (writes only to its folders; no TCP without `network`).
     pub nested: bool,
+    /// slirp4netns, which gives each job with `network` a network namespace of its own with
+    /// outbound access (see [`crate::netns`]); without it such jobs share the host's.
+    pub slirp: Option<PathBuf>,
+    /// Ports on the host's loopback a job with a network of its own may still reach, on its
+    /// own 127.0.0.1 (the Salve server it reports to).
+    pub host_ports: Vec<u16>,
+}
+
+/// Which network a job is in; jobs see it as `SALVE_JOB_NETWORK` (`own`, `none`, `host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobNetwork {
+    /// A namespace of its own with outbound access: its loopback is its alone.
+    Own,
+    /// A namespace of its own with nothing but loopback.
+    None,
+    /// The host's (no sandbox, or no slirp4netns here).
+    Host,
+}
+
+impl JobNetwork {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobNetwork::Own => "own",
+            JobNetwork::None => "none",
+            JobNetwork::Host => "host",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +131,8 @@ pub struct Mounts<'a> {
     pub run: &'a Path,
     pub writable: &'a [PathBuf],
     pub readable: &'a [PathBuf],
+    /// Files put in place read-only: (the file, where the job sees it).
+    pub files: &'a [(PathBuf, PathBuf)],
 }
 
 /// The user and group a sandboxed job of a root process runs as (the convention for a
@@ -177,6 +206,7 @@ impl Sandbox {
                 Err(e) => return Err(e),
             },
         };
+        let slirp = if isolation.is_some() && limits.network { crate::netns::find_slirp() } else { None };
         Ok(Sandbox {
             isolation,
             jail: exe.map(|exe| vec![exe.as_os_str().to_owned(), OsString::from("__jail")]),
@@ -184,6 +214,8 @@ impl Sandbox {
             memory_bytes: limits.memory_bytes,
             max_processes: limits.max_processes,
             nested,
+            slirp,
+            host_ports: Vec::new(),
         })
     }
 }
@@ -218,7 +250,25 @@ impl Sandbox {
     }
 
     pub fn none() -> Sandbox {
-        Sandbox { isolation: None, jail: None, network: true, memory_bytes: None, max_processes: None, nested: false }
+        Sandbox {
+            isolation: None,
+            jail: None,
+            network: true,
+            memory_bytes: None,
+            max_processes: None,
+            nested: false,
+            slirp: None,
+            host_ports: Vec::new(),
+        }
+    }
+
+    /// The network this sandbox's jobs get.
+    pub fn job_network(&self) -> JobNetwork {
+        match (&self.isolation, &self.jail, &self.slirp) {
+            (Some(_), _, _) if !self.network => JobNetwork::None,
+            (Some(_), Some(_), Some(_)) => JobNetwork::Own,
+            _ => JobNetwork::Host,
+        }
     }
 
     /// The command that runs `argv` (bash and its script) for a job. The environment is cleared;
@@ -233,10 +283,18 @@ impl Sandbox {
         cgroups: &[PathBuf],
     ) -> Command {
         let mut words: Vec<OsString> = Vec::new();
-        if let Some(jail) = self.jail.as_ref().filter(|_| !cgroups.is_empty()) {
+        let network = self.job_network();
+        let slirp = self.slirp.as_ref().filter(|_| network == JobNetwork::Own);
+        if let Some(jail) = self.jail.as_ref().filter(|_| !cgroups.is_empty() || slirp.is_some()) {
             words.extend(jail.iter().cloned());
             for dir in cgroups {
                 words.extend(["--cgroup".into(), dir.into()]);
+            }
+            if let Some(slirp) = slirp {
+                words.extend(["--slirp".into(), slirp.into()]);
+                for port in &self.host_ports {
+                    words.extend(["--forward".into(), port.to_string().into()]);
+                }
             }
             words.push("--".into());
         }
@@ -250,7 +308,7 @@ impl Sandbox {
                 words.push(arg.into());
             }
             words.extend(["--unshare-cgroup-try".into(), "--die-with-parent".into(), "--new-session".into()]);
-            if !self.network {
+            if network != JobNetwork::Host {
                 words.push("--unshare-net".into());
             }
             // Hidden: Salve's data folder and the home of the user running Salve (its keys, its
@@ -291,6 +349,9 @@ impl Sandbox {
             for dir in mounts.readable {
                 mount(&mut words, "--ro-bind", dir, dir);
             }
+            for (file, dest) in mounts.files {
+                mount(&mut words, "--ro-bind", file, dest);
+            }
             // The jail helper (the salve binary) must be reachable inside even when it lives
             // under a folder the sandbox replaces (a build under /tmp).
             if let Some(exe) = self.jail.as_ref().and_then(|j| j.first()) {
@@ -314,7 +375,9 @@ impl Sandbox {
             if let Some((uid, gid)) = self.job_user() {
                 words.extend(["--user".into(), format!("{uid}:{gid}").into()]);
             }
-            if !self.network {
+            // In bubblewrap the job's network namespace cuts it off (and leaves it its own
+            // loopback, for the services it starts); nested, Landlock does.
+            if !self.network && self.isolation.is_none() {
                 words.push("--no-network".into());
             }
             if let Some(bytes) = self.memory_bytes.filter(|_| cgroups.is_empty()) {

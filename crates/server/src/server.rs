@@ -128,6 +128,7 @@ impl Server {
             // Jobs of a pipeline start as their blocks allow; this server's own slots
             // (`--jobs`) and the agents' bound how many run at once.
             parallel: PIPELINE_JOBS,
+            servers: vec![config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen))],
         };
         launch.data.prepare(config.exe.as_deref())?;
         // A machine that cannot run a job's sandbox is told now, not at the first push.

@@ -7,11 +7,14 @@ mod checkout;
 mod install_package;
 mod retry;
 mod sem_context;
+mod sem_service;
 mod sem_version;
 pub mod storage;
 mod test_results;
 
 use std::ffi::OsString;
+
+pub use sem_service::unavailable as sem_service_unavailable;
 
 /// The commands this crate provides.
 pub const COMMANDS: &[&str] = &[
@@ -22,6 +25,7 @@ pub const COMMANDS: &[&str] = &[
     "artifact",
     "sem-context",
     "sem-version",
+    "sem-service",
     "install-package",
     "test-results",
 ];
@@ -60,6 +64,7 @@ pub fn main(name: &str, args: &[OsString]) -> i32 {
         "artifact" => artifact::main(&args),
         "sem-context" => sem_context::main(&args),
         "sem-version" => sem_version::main(&args),
+        "sem-service" => sem_service::main(&args),
         "install-package" => install_package::main(&args),
         "test-results" => test_results::main(&args),
         _ => {
@@ -81,6 +86,7 @@ fn usage(name: &str) -> Option<&'static str> {
         "artifact" => artifact::USAGE,
         "sem-context" => sem_context::USAGE,
         "sem-version" => sem_version::USAGE,
+        "sem-service" => sem_service::USAGE,
         "install-package" => install_package::USAGE,
         "test-results" => test_results::USAGE,
         _ => return None,

@@ -238,17 +238,23 @@ fn find(tool: &Tool) -> Vec<Install> {
 /// The installed version that matches `wanted`: the same, or the newest one it is a prefix of
 /// (`3.11` takes `3.11.7`; `22` takes `22.3.0`).
 fn choose<'a>(installs: &'a [Install], wanted: &str) -> Option<&'a Install> {
-    let wanted = wanted.trim_start_matches('v');
-    if let Some(exact) = installs.iter().find(|i| i.version == wanted) {
-        return Some(exact);
-    }
-    installs
-        .iter()
-        .filter(|i| i.version.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('.')))
-        .max_by(|a, b| compare(&a.version, &b.version))
+    choose_version(installs, wanted, |i| &i.version)
 }
 
-fn compare(a: &str, b: &str) -> Ordering {
+/// The item whose version is `wanted`, or the newest whose version starts with it and a dot
+/// (`3.11` -> `3.11.7`).
+pub(crate) fn choose_version<'a, T>(items: &'a [T], wanted: &str, version: impl Fn(&T) -> &str) -> Option<&'a T> {
+    let wanted = wanted.trim_start_matches('v');
+    if let Some(exact) = items.iter().find(|i| version(i) == wanted) {
+        return Some(exact);
+    }
+    items
+        .iter()
+        .filter(|i| version(i).strip_prefix(wanted).is_some_and(|rest| rest.starts_with('.')))
+        .max_by(|a, b| compare_versions(version(a), version(b)))
+}
+
+pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     let parts = |v: &str| -> Vec<u64> { v.split(['.', '-']).map(|p| p.parse().unwrap_or(0)).collect() };
     parts(a).cmp(&parts(b))
 }

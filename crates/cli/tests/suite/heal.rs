@@ -694,10 +694,16 @@ printf 'GET /planted%s HTTP/1.0\r\n\r\n' "$planted" > /dev/tcp/127.0.0.1/{port}
 "#,
         port = trap.port
     );
+    // Jobs have a network of their own: the trap is a port of the host's loopback that the heal
+    // job reaches because a secret of its names it (as a model server on the machine would be).
+    let trap_url = format!("TRAP_URL=http://127.0.0.1:{}", trap.port);
+    let made = server.salve(&["secret", "create", "trap", "-e", &trap_url]);
+    assert!(made.status.success(), "{}", stderr(&made));
     let _p = project(
         &server,
         "trapped",
         &[
+            (".semaphore/selfheal.yml", &heal_with(&["trap"])),
             (".semaphore/semaphore.yml", &ci(&job("Lint", "", "sort -c list.txt"), SEED_WHEN)),
             ("list.txt", "b\na\n"),
             ("plant.sh", &plant),

@@ -581,3 +581,69 @@ fn install_package_unpacks_debian_packages_for_the_rest_of_the_job() {
 fn machine_has_all(tools: &[&str]) -> bool {
     tools.iter().all(|t| std::path::Path::new("/usr/bin").join(t).exists())
 }
+
+/// Two jobs at once each start PostgreSQL and Redis on the default ports of their own loopback
+/// (Semaphore's `sem-service`), each with its own user, database and data; services are
+/// stopped, refused when unknown, and a version the machine lacks says which ones it has.
+#[test]
+fn sem_service_gives_parallel_jobs_their_own_postgres_and_redis() {
+    let job = |name: &str| {
+        let commands = [
+            "echo \"job=$SEMAPHORE_JOB_NAME\"".to_owned(),
+            format!("sem-service start postgres --username=app --password=s3cret --db=app_{name}"),
+            "sem-service start redis".to_owned(),
+            "sem-service status postgres".to_owned(),
+            format!(
+                "PGPASSWORD=s3cret psql -h 127.0.0.1 -U app -d app_{name} -Atc \"create table t (x text); insert into t values ('{name}'); select 'rows: ' || string_agg(x, ',') from t\""
+            ),
+            format!(
+                "redis-cli -h 127.0.0.1 set who {name} && sleep 2 && echo \"redis: $(redis-cli -h 127.0.0.1 get who)\""
+            ),
+            "sem-service stop redis && (sem-service status redis || echo redis-stopped)".to_owned(),
+            "sem-service start redis 1.0 || echo refused-version".to_owned(),
+            "sem-service start oracle || echo refused-service".to_owned(),
+            "sem-service --help | head -1".to_owned(),
+        ];
+        let list: String =
+            commands.iter().map(|c| format!("            - {}\n", serde_json::to_string(c).unwrap())).collect();
+        format!("        - name: {name}\n          commands:\n{list}")
+    };
+    let yaml = format!("{HEADER}  - name: Services\n    task:\n      jobs:\n{}{}", job("one"), job("two"));
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json", "--jobs", "2"], &[]);
+    let ev = events(&out);
+    let logs: Vec<(String, String)> = ev
+        .iter()
+        .filter(|e| e["event"] == "job_finished")
+        .map(|e| {
+            let id = e["job_id"].as_str().unwrap();
+            let log = std::fs::read(data.path().join("jobs").join(id).join("log")).unwrap();
+            (e["name"].as_str().unwrap_or_default().to_owned(), String::from_utf8_lossy(&log).into_owned())
+        })
+        .collect();
+    assert_eq!(finished(&ev)["result"], "passed", "{logs:#?}\n{}", String::from_utf8_lossy(&out.stderr));
+    // Both ran at once: each had started before either ended.
+    let first_end = ev.iter().position(|e| e["event"] == "job_finished").unwrap();
+    assert_eq!(ev[..first_end].iter().filter(|e| e["event"] == "job_started").count(), 2, "{ev:#?}");
+    let mut names: Vec<bool> = logs.iter().map(|(_, l)| l.contains("job=one\n")).collect();
+    names.sort();
+    assert_eq!(names, [false, true], "one job each: {logs:#?}");
+    for (_, log) in &logs {
+        let name = if log.contains("job=one\n") { "one" } else { "two" };
+        assert!(log.contains("Starting postgres...done.\npostgres "), "{log}");
+        assert!(log.contains("is running at 127.0.0.1:5432"), "{log}");
+        assert!(log.contains(&format!("rows: {name}\n")), "only its own rows: {log}");
+        assert!(log.contains(&format!("redis: {name}\n")), "its own redis: {log}");
+        assert!(log.contains("postgres running.") && log.contains("redis-stopped"), "{log}");
+        assert!(
+            log.contains("redis 1.0 is not installed on this machine. Installed: ") && log.contains("refused-version"),
+            "{log}"
+        );
+        assert!(
+            log.contains("'oracle' is not a service sem-service knows") && log.contains("refused-service"),
+            "{log}"
+        );
+        assert!(log.contains("Usage: sem-service start SERVICE"), "{log}");
+    }
+}

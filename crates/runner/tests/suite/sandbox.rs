@@ -16,6 +16,8 @@ fn sandbox(network: bool, hide: Vec<std::path::PathBuf>) -> Sandbox {
         memory_bytes: None,
         max_processes: None,
         nested: false,
+        slirp: salve_runner::netns::find_slirp(),
+        host_ports: Vec::new(),
     }
 }
 
@@ -62,17 +64,77 @@ fn no_host_environment_or_processes_visible() {
     assert!(!log.contains("CARGO_MANIFEST_DIR"), "{log}");
 }
 
+/// The host's loopback is closed to a job (the server's port and those its secrets name are
+/// forwarded), and the network can be switched off; either way the job keeps a loopback of its
+/// own.
 #[test]
-fn network_can_be_switched_off() {
+fn a_job_reaches_only_the_host_ports_it_is_given() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let probe = format!("(exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && echo connected || echo no-network");
-    for (network, want) in [(true, "connected"), (false, "no-network")] {
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        for mut c in listener.incoming().flatten().take(2) {
+            let _ = c.write_all(b"hello from the host\n");
+        }
+    });
+    let probe = format!("(exec 3<>/dev/tcp/127.0.0.1/{port}; head -1 <&3) 2>/dev/null || echo no-host-port");
+    let own = "python3 -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 8432)); s.listen(); print('own loopback')\"";
+    let host = |network: bool, forward: bool, secret: bool| {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = spec(dir.path(), &[&probe]);
+        let mut s = spec(dir.path(), &[&probe, own, "echo network=$SALVE_JOB_NETWORK"]);
         s.sandbox = sandbox(network, Vec::new());
-        let (_, log) = run(&s);
-        assert!(log.contains(want), "network={network}: {log}");
+        // The pipeline's own variables are the pusher's: naming a port opens nothing.
+        s.env = vec![("DATABASE_URL".into(), format!("postgres://127.0.0.1:{port}/db"))];
+        if forward {
+            s.sandbox.host_ports = vec![port];
+        }
+        if secret {
+            s.secret_values = vec![format!("http://127.0.0.1:{port}/v1")];
+        }
+        let (outcome, log) = run(&s);
+        assert_eq!(outcome.result, JobResult::Passed, "{log}");
+        assert!(log.contains("own loopback\n"), "{log}");
+        log
+    };
+    let closed = host(true, false, false);
+    assert!(closed.contains("no-host-port") && closed.contains("network=own"), "{closed}");
+    let forwarded = host(true, true, false);
+    assert!(forwarded.contains("hello from the host"), "{forwarded}");
+    let named = host(true, false, true);
+    assert!(named.contains("hello from the host"), "{named}");
+    let off = host(false, true, false);
+    assert!(off.contains("no-host-port") && off.contains("network=none"), "{off}");
+    server.join().unwrap();
+}
+
+/// Two jobs at once each listen on the same port of their own 127.0.0.1 (as two jobs' databases
+/// do) and each talks to its own.
+#[test]
+fn parallel_jobs_each_have_their_own_loopback() {
+    let serve = "python3 -c \"import socket,os; s = socket.socket(); s.bind(('127.0.0.1', 5432)); s.listen(); \
+open('ready', 'w').close(); c, _ = s.accept(); c.sendall(os.environ['WHO'].encode())\" &";
+    let ask = "until [ -e ready ]; do sleep 0.05; done; sleep 0.5; \
+python3 -c \"import socket; print('answered', socket.create_connection(('127.0.0.1', 5432)).recv(64).decode())\"; wait";
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let logs: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                scope.spawn(move || {
+                    let mut s = spec(dir.path(), &[serve, ask]);
+                    s.sandbox = sandbox(true, Vec::new());
+                    s.env = vec![("WHO".into(), format!("job-{i}"))];
+                    let (outcome, log) = run(&s);
+                    assert_eq!(outcome.result, JobResult::Passed, "{log}");
+                    log
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, log) in logs.iter().enumerate() {
+        assert!(log.contains(&format!("answered job-{i}\n")), "{log}");
     }
 }
 
