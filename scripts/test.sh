@@ -11,6 +11,7 @@ command -v slirp4netns >/dev/null 2>&1 || need_apt+=(slirp4netns)
 # sem-service runs the machine's own servers inside a job (PostgreSQL comes with postgres.sh).
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
+command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 # The seed's hand-written heal recipe renders its prompt with envsubst.
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
 # The web UI's browser tests run Debian's Chromium.

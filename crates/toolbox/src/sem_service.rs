@@ -2,8 +2,8 @@
 //! (Semaphore's service helper): runs the real server of a database or cache inside the job,
 //! on its usual port of the job's own 127.0.0.1, with Semaphore's defaults (user `postgres` or
 //! `root`, no password), and returns once it accepts connections. Semaphore pulls an image; Salve
-//! runs the server the machine has installed (Debian's `postgresql`, `redis-server`,
-//! `memcached`, or `$SALVE_TOOLCHAINS/<service>/<version>/bin`). Its data lives in the job's
+//! runs the server the machine has installed (Debian's `postgresql`, `mariadb-server`,
+//! `redis-server`, `memcached`, or `$SALVE_TOOLCHAINS/<service>/<version>/bin`). Its data lives in the job's
 //! private `/tmp`, and it ends with the job (the sandbox's PID namespace ends with it).
 //!
 //! A job has a loopback of its own only when it has a network namespace of its own
@@ -23,8 +23,8 @@ pub(crate) const USAGE: &str =
     "Usage: sem-service start SERVICE [VERSION] [--username=USER] [--password=PASSWORD] [--db=NAME]
        sem-service stop SERVICE
        sem-service status SERVICE
-Runs SERVICE (postgres, postgis, redis, memcached; mysql, mongodb, rabbitmq, elasticsearch and
-opensearch are named but need their server installed) from this machine's installed servers on
+Runs SERVICE (postgres, postgis, mysql, redis, memcached; mongodb, rabbitmq, elasticsearch and
+opensearch are named, but Salve cannot run them from installed servers yet) from this machine's installed servers on
 its usual port of the job's own 127.0.0.1, until the job ends.";
 
 /// How long a service may take to accept connections.
@@ -102,7 +102,7 @@ impl Kind {
 
     /// Whether Salve knows how to run this server from its installed binaries.
     fn runnable(self) -> bool {
-        matches!(self, Kind::Postgres | Kind::Postgis | Kind::Redis | Kind::Memcached)
+        matches!(self, Kind::Postgres | Kind::Postgis | Kind::Redis | Kind::Memcached | Kind::Mysql)
     }
 }
 
@@ -255,7 +255,7 @@ fn start(kind: Kind, state: &Path, o: &Options) -> Result<i32, String> {
     if !kind.runnable() {
         return Err(format!(
             "{} {} is installed, but Salve cannot run it from its binaries yet: run the job in a container image with \
-             the service (agent.containers), or use postgres, redis or memcached",
+             the service (agent.containers), or use postgres, mysql, redis or memcached",
             kind.name(),
             install.version
         ));
@@ -289,6 +289,7 @@ fn start(kind: Kind, state: &Path, o: &Options) -> Result<i32, String> {
             state,
             Command::new(install.bin.join("memcached")).args(["-l", "127.0.0.1", "-p", "11211", "-U", "0"]),
         )?,
+        Kind::Mysql => mysql(install, state)?,
         _ => return Err(format!("{} cannot be run yet", kind.name())),
     };
     std::fs::write(state.join("pid"), child.id().to_string()).map_err(|e| format!("cannot record the PID: {e}"))?;
@@ -312,6 +313,9 @@ fn start(kind: Kind, state: &Path, o: &Options) -> Result<i32, String> {
     if matches!(kind, Kind::Postgres | Kind::Postgis) {
         postgres_setup(install, kind, o)?;
     }
+    if kind == Kind::Mysql {
+        mysql_setup(install, state, o)?;
+    }
     println!("done.");
     println!("{} {} is running at 127.0.0.1:{}", kind.name(), install.version, kind.port());
     match kind {
@@ -320,7 +324,11 @@ fn start(kind: Kind, state: &Path, o: &Options) -> Result<i32, String> {
             let password = if o.password.is_some() { "the password given" } else { "blank password" };
             println!("To access it use username '{user}' and {password}.");
         }
-        Kind::Mysql => println!("To access it use username 'root' and blank password."),
+        Kind::Mysql => {
+            let user = o.username.as_deref().unwrap_or("root");
+            let password = if o.password.is_some() { "the password given" } else { "blank password" };
+            println!("To access it use username '{user}' and {password}.");
+        }
         _ => {}
     }
     Ok(0)
@@ -364,6 +372,84 @@ fn postgres(install: &Install, state: &Path, kind: Kind) -> Result<std::process:
             .args(["-h", "127.0.0.1", "-p", "5432", "-k"])
             .arg(&socket),
     )
+}
+
+/// MariaDB (its `mariadb-install-db`) or MySQL (`mysqld --initialize-insecure`), root with no
+/// password, listening on 127.0.0.1:3306 and a socket in the state folder.
+fn mysql(install: &Install, state: &Path) -> Result<std::process::Child, String> {
+    let data = state.join("data");
+    let mariadb_setup = ["mariadb-install-db", "mysql_install_db"]
+        .iter()
+        .flat_map(|n| [install.bin.join(n), install.bin.with_file_name("bin").join(n)])
+        .find(|p| p.is_file());
+    let out = match &mariadb_setup {
+        Some(setup) => Command::new(setup)
+            .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", data.display()))
+            .output(),
+        None => Command::new(install.bin.join("mysqld"))
+            .args(["--no-defaults", "--initialize-insecure"])
+            .arg(format!("--datadir={}", data.display()))
+            .output(),
+    }
+    .map_err(|e| format!("cannot set up the database folder: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "setting up the database folder failed: {}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    spawn(
+        state,
+        Command::new(install.bin.join("mysqld"))
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", state.join("mysqld.sock").display()))
+            .arg(format!("--pid-file={}", state.join("mysqld.pid").display()))
+            .args(["--bind-address=127.0.0.1", "--port=3306", "--skip-name-resolve"]),
+    )
+}
+
+/// Root from any host with no password (as Semaphore's image has it), and the user and database
+/// asked for.
+fn mysql_setup(install: &Install, state: &Path, o: &Options) -> Result<(), String> {
+    let literal = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let ident = |s: &str| format!("`{}`", s.replace('`', "``"));
+    let mut sql = vec![
+        "CREATE USER IF NOT EXISTS 'root'@'%'".to_owned(),
+        "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION".to_owned(),
+    ];
+    let user = o.username.clone().unwrap_or_else(|| "root".into());
+    if user != "root" {
+        sql.push(format!("CREATE USER IF NOT EXISTS {}@'%'", literal(&user)));
+        sql.push(format!("GRANT ALL PRIVILEGES ON *.* TO {}@'%'", literal(&user)));
+    }
+    if let Some(p) = &o.password {
+        for host in ["'%'", "'localhost'"] {
+            if user != "root" && host == "'localhost'" {
+                continue;
+            }
+            sql.push(format!("ALTER USER {}@{host} IDENTIFIED BY {}", literal(&user), literal(p)));
+        }
+    }
+    if let Some(db) = &o.db {
+        sql.push(format!("CREATE DATABASE IF NOT EXISTS {}", ident(db)));
+    }
+    sql.push("FLUSH PRIVILEGES".into());
+    let client = ["mariadb", "mysql"].iter().map(|n| install.bin.with_file_name("bin").join(n)).find(|p| p.is_file());
+    let client = client.ok_or("no mysql client (mariadb or mysql) beside the server")?;
+    let out = Command::new(client)
+        .args(["--no-defaults", "-u", "root"])
+        .arg(format!("--socket={}", state.join("mysqld.sock").display()))
+        .arg("-e")
+        .arg(sql.join(";\n"))
+        .output()
+        .map_err(|e| format!("cannot run the mysql client: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("setting up users failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(())
 }
 
 fn postgis_installed(version: &str) -> bool {
@@ -430,6 +516,11 @@ fn ready(kind: Kind) -> bool {
         Kind::Memcached => (b"version\r\n", b"VERSION"),
         // An SSLRequest: a ready server answers one byte, S or N.
         Kind::Postgres | Kind::Postgis => (&[0, 0, 0, 8, 4, 210, 22, 47], b"N"),
+        // The server speaks first: a handshake packet, protocol version 10 after its header.
+        Kind::Mysql => {
+            let mut buf = [0u8; 64];
+            return matches!(s.read(&mut buf), Ok(n) if n > 4 && buf[4] == 10);
+        }
         _ => return true,
     };
     if s.write_all(ask).is_err() {

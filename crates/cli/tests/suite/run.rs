@@ -647,3 +647,23 @@ fn sem_service_gives_parallel_jobs_their_own_postgres_and_redis() {
         assert!(log.contains("Usage: sem-service start SERVICE"), "{log}");
     }
 }
+
+/// `sem-service start mysql` runs the machine's MariaDB: root with no password from 127.0.0.1,
+/// and the user and database asked for.
+#[test]
+fn sem_service_runs_mysql_with_the_user_and_database_asked_for() {
+    let yaml = pipeline(&[
+        "sem-service start mysql --username=app --password=s3cret --db=app_test",
+        "mysql -h 127.0.0.1 -u root -N -e 'select 40 + 2'",
+        "mysql -h 127.0.0.1 -u app -ps3cret app_test -N -e 'create table t (x int); insert into t values (7); select concat(\"rows: \", count(*)) from t'",
+        "sem-service stop mysql && (sem-service status mysql || echo mysql-stopped)",
+    ]);
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("Starting mysql...done.\nmysql ") && log.contains("is running at 127.0.0.1:3306"), "{log}");
+    assert!(log.contains("\n42\n") && log.contains("rows: 1\n") && log.contains("mysql-stopped"), "{log}");
+}
