@@ -119,6 +119,10 @@ fn run(args: &[String]) -> Result<(), String> {
             if dest.exists() {
                 remove(dest)?;
             }
+            // As Semaphore's artifact CLI does: the destination's folders are made.
+            if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot make {}: {e}", parent.display()))?;
+            }
             store.get(&source, dest)?;
             println!("Pulled '{}' from {} artifacts to '{}'.", o.path, o.scope, dest.display());
             Ok(())

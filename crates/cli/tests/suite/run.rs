@@ -12,7 +12,7 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 /// A git repository holding a copy of `src` (or the given files), one commit on `main`.
-fn repo_from(src: Option<&Path>, files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(super) fn repo_from(src: Option<&Path>, files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     if let Some(src) = src {
         let out = Command::new("cp").arg("-a").arg(format!("{}/.", src.display())).arg(dir.path()).output().unwrap();
@@ -43,11 +43,11 @@ pub fn salve_run(repo: &Path, data: &Path, args: &[&str], envs: &[(&str, &str)])
         .unwrap()
 }
 
-fn events(out: &Output) -> Vec<Value> {
+pub(super) fn events(out: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn finished(events: &[Value]) -> &Value {
+pub(super) fn finished(events: &[Value]) -> &Value {
     events.iter().rev().find(|e| e["event"] == "pipeline_finished").expect("a pipeline_finished event")
 }
 

@@ -1,0 +1,10 @@
+package cart
+
+// Total sums prices in cents.
+func Total(prices []int) int {
+	sum := 0
+	for _, p := range prices {
+		sum += p
+	}
+	return sum
+}

@@ -1,0 +1,1 @@
+test $(( 5 * 2 )) -eq 10 && echo t5 ok
