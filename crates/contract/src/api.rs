@@ -107,6 +107,110 @@ pub struct RunWorkflow {
     pub sha: Option<String>,
 }
 
+/// A parameter of a task (Semaphore's task parameters): given when the task runs, exported to
+/// its jobs as a variable of that name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskParameter {
+    pub name: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_value: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// A regular expression the whole value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex_pattern: Option<String>,
+}
+
+/// `POST /tasks`: a project's scheduled or on-demand workflow.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub project: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Default: `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Default: `.semaphore/semaphore.yml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_file: Option<String>,
+    /// A cron expression (minute hour day-of-month month day-of-week, UTC); none: on demand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default)]
+    pub parameters: Vec<TaskParameter>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Task {
+    pub id: String,
+    pub project: String,
+    pub project_id: String,
+    pub name: String,
+    pub description: String,
+    pub branch: String,
+    pub pipeline_file: String,
+    pub schedule: Option<String>,
+    pub parameters: Vec<TaskParameter>,
+    pub paused: bool,
+    /// When the schedule fires next (ms since the epoch, UTC).
+    pub next_run_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TaskList {
+    pub tasks: Vec<Task>,
+}
+
+/// One start of a task.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TaskTrigger {
+    pub triggered_ms: i64,
+    /// By the schedule, not by hand.
+    pub scheduled: bool,
+    pub branch: String,
+    pub pipeline_file: String,
+    pub workflow_id: Option<String>,
+    /// The workflow's pipeline result so far (`running` while it runs).
+    pub status: Option<String>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TaskDetail {
+    pub task: Task,
+    pub recent_triggers: Vec<TaskTrigger>,
+}
+
+/// `POST /tasks/{id}/run`: run a task now, optionally on another branch or file, with parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunTask {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_file: Option<String>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct TaskRun {
+    pub task_id: String,
+    pub task_name: String,
+    pub workflow_id: String,
+    pub pipeline_id: String,
+    pub branch: String,
+    pub pipeline_file: String,
+    pub triggered_ms: i64,
+}
+
 /// A workflow that was started.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Started {

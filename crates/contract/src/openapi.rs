@@ -436,6 +436,66 @@ pub const ROUTES: &[Route] = &[
         ..route(Delete, "/api/v1/tokens/{id}", "Delete an API token", "tokens", json(200, of::<api::Deleted>))
     },
     Route {
+        params: &[query("project", true, false, "Project name")],
+        errors: NOT_FOUND,
+        ..route(
+            Get,
+            "/api/v1/tasks",
+            "List a project's tasks (scheduled and on-demand workflows)",
+            "tasks",
+            json(200, of::<api::TaskList>),
+        )
+    },
+    Route {
+        body: Some(of::<api::NewTask>),
+        errors: &[403, 404, 409, 422],
+        ..route(
+            Post,
+            "/api/v1/tasks",
+            "Make a task: a pipeline file on a branch, run by hand or on a cron schedule (UTC)",
+            "tasks",
+            json(201, of::<api::Task>),
+        )
+    },
+    Route {
+        params: ID,
+        errors: NOT_FOUND,
+        ..route(
+            Get,
+            "/api/v1/tasks/{id}",
+            "Describe a task with its recent runs",
+            "tasks",
+            json(200, of::<api::TaskDetail>),
+        )
+    },
+    Route {
+        params: ID,
+        errors: &[403, 404],
+        ..route(Delete, "/api/v1/tasks/{id}", "Delete a task", "tasks", json(200, of::<api::Deleted>))
+    },
+    Route {
+        params: ID,
+        body: Some(of::<api::RunTask>),
+        errors: &[404, 422],
+        ..route(
+            Post,
+            "/api/v1/tasks/{id}/run",
+            "Run a task now (its branch and file, or others), with parameters",
+            "tasks",
+            json(201, of::<api::TaskRun>),
+        )
+    },
+    Route {
+        params: ID,
+        errors: &[403, 404],
+        ..route(Post, "/api/v1/tasks/{id}/pause", "Pause a task's schedule", "tasks", json(200, of::<api::Task>))
+    },
+    Route {
+        params: ID,
+        errors: &[403, 404],
+        ..route(Post, "/api/v1/tasks/{id}/resume", "Resume a task's schedule", "tasks", json(200, of::<api::Task>))
+    },
+    Route {
         params: &[
             query("project", false, false, "Project name"),
             query("branch", false, false, "Failed branch"),

@@ -29,6 +29,10 @@ pub struct Trigger {
     pub sha: String,
     pub triggered_by: String,
     pub rerun_of: Option<String>,
+    /// The pipeline file the workflow starts with.
+    pub file: String,
+    /// Its parameters (a task's), exported to its jobs.
+    pub params: BTreeMap<String, String>,
 }
 
 impl Server {
@@ -112,6 +116,8 @@ impl Server {
                 sha: u.new.clone(),
                 triggered_by: "push".into(),
                 rerun_of: None,
+                file: DEFAULT_FILE.into(),
+                params: BTreeMap::new(),
             };
             match self.start_workflow(project, &trigger).await {
                 Ok((w, p)) => {
@@ -161,7 +167,7 @@ impl Server {
                 id: uuid::Uuid::new_v4().to_string(),
                 workflow_id: workflow.id.clone(),
                 name: "Pipeline".into(),
-                file: DEFAULT_FILE.to_owned(),
+                file: trigger.file.clone(),
                 state: "done".into(),
                 result: Some("failed".into()),
                 result_reason: Some("malformed".into()),
@@ -173,7 +179,7 @@ impl Server {
                 artefact_ids: serde_json::to_string(&[uuid::Uuid::new_v4().to_string()]).unwrap_or_default(),
                 ..PipelineRow::default()
             },
-            None => self.prepare(project, &workflow, DEFAULT_FILE, BTreeMap::new(), None, None).await,
+            None => self.prepare(project, &workflow, &trigger.file, trigger.params.clone(), None, None).await,
         };
         self.store.create_pipeline(&pipeline).await?;
         self.queued(&pipeline).await;

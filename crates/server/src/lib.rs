@@ -21,6 +21,7 @@ pub mod scope;
 pub mod server;
 pub mod slots;
 pub mod storage;
+pub mod tasks;
 pub mod views;
 pub mod web;
 pub mod webhook;
@@ -159,6 +160,7 @@ pub async fn serve(config: Config, ready: impl FnOnce(&str)) -> Result<(), Serve
     server.pushes_left_over().await;
     server.reconcile_refs().await;
     tokio::spawn(server.clone().dispatch());
+    tokio::spawn(server.clone().schedule_tasks());
     ready(&server.base_url());
     let app = router(server.clone());
     let token = server.shutdown.clone();

@@ -29,6 +29,15 @@ pub async fn confine(server: &Server, own: &str, request: &mut Request) -> Resul
             None => None,
         },
         ["heals", id, ..] => server.store.heal(id).await?.map(|h| h.project_id),
+        ["tasks", id, ..] => server.store.task(id).await?.map(|t| t.project_id),
+        ["tasks"] => match param("project") {
+            Some(name) => project_of(server, name).await?,
+            None if request.method() == axum::http::Method::GET => {
+                narrow(server, own, request).await?;
+                None
+            }
+            None => None,
+        },
         ["artifacts"] => match (param("scope"), param("id")) {
             (Some(scope), Some(id)) => artifacts::scope_project(server, scope, id).await.ok(),
             _ => None,

@@ -314,3 +314,117 @@ async fn agents_register_heartbeat_and_leave_with_tokens_of_their_own() {
     );
     assert_eq!(crate::views::agent(&row, lease_ms + 1, lost_after, Vec::new()).state, salve_contract::AgentState::Lost);
 }
+
+/// Tasks: made with a schedule and parameters (bad ones refused with what to fix), listed,
+/// run by hand with parameters (exported to the pipeline) on their file and branch, fired once
+/// by the schedule however many times the servers look, paused and resumed; a pipeline's token
+/// reads its own project's tasks, runs and changes none, and never sees another project's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_by_hand_and_on_schedule() {
+    let api = Api::new().await;
+    for name in ["demo", "other"] {
+        api.send("POST", "/api/v1/projects", Some(json!({"name": name})), false).await;
+    }
+    let nightly = "version: v1.0\nname: Nightly\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: J\n          commands:\n            - echo $TARGET\n";
+    commit_to(&api, "demo", &[(".semaphore/semaphore.yml", nightly), (".semaphore/nightly.yml", nightly)]);
+    let new = |extra: Value| {
+        let mut body = json!({"project": "demo", "name": "nightly", "pipeline_file": ".semaphore/nightly.yml",
+            "schedule": "0 3 * * *",
+            "parameters": [{"name": "TARGET", "required": true, "regex_pattern": "staging|production"},
+                           {"name": "DRY_RUN", "default_value": "true"}]});
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (bad, says) in [
+        (json!({"schedule": "0 3 * *"}), "give five fields"),
+        (json!({"schedule": "0 0 30 2 *"}), "never fires"),
+        (json!({"pipeline_file": "../etc/x.yml"}), "is not a pipeline file"),
+        (json!({"branch": "-x"}), "is not a branch name"),
+        (json!({"parameters": [{"name": "1X"}]}), "is not a parameter name"),
+        (json!({"parameters": [{"name": "A", "regex_pattern": "("}]}), "is not a regular expression"),
+        (json!({"parameters": [{"name": "A", "regex_pattern": "a+", "default_value": "b"}]}), "does not match"),
+    ] {
+        let (status, err) = api.send("POST", "/api/v1/tasks", Some(new(bad.clone())), false).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {err}");
+        assert!(err.to_string().contains(says), "{bad}: {err}");
+    }
+    let (status, task) = api.send("POST", "/api/v1/tasks", Some(new(json!({}))), false).await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    let id = task["id"].as_str().expect("an id").to_owned();
+    assert!(task["next_run_ms"].as_i64().is_some_and(|n| n > salve_store::now_ms()), "{task}");
+    let (status, _) = api.send("POST", "/api/v1/tasks", Some(new(json!({}))), false).await;
+    assert_eq!(status, StatusCode::CONFLICT, "one name per project");
+    let (_, list) = api.send("GET", "/api/v1/tasks?project=demo", None, false).await;
+    assert_eq!(list["tasks"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // By hand: a required parameter, then a value its pattern refuses, then a good run.
+    let run_path = format!("/api/v1/tasks/{id}/run");
+    let run = |body: Value| api.send("POST", &run_path, Some(body), false);
+    let (status, err) = run(json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(err.to_string().contains("needs parameter 'TARGET'"), "{err}");
+    let (status, err) = run(json!({"parameters": {"TARGET": "prod"}})).await;
+    assert!(status == StatusCode::UNPROCESSABLE_ENTITY && err.to_string().contains("must match"), "{err}");
+    let (status, err) = run(json!({"branch": "nope", "parameters": {"TARGET": "staging"}})).await;
+    assert!(status == StatusCode::NOT_FOUND && err.to_string().contains("no branch nope"), "{err}");
+    let (status, ran) = run(json!({"parameters": {"TARGET": "staging"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{ran}");
+    let (_, p) = api
+        .send("GET", &format!("/api/v1/pipelines/{}", ran["pipeline_id"].as_str().expect("an id")), None, false)
+        .await;
+    assert_eq!(p["file"], ".semaphore/nightly.yml", "{p}");
+    assert_eq!(p["params"], json!({"TARGET": "staging", "DRY_RUN": "true"}), "{p}");
+    let (_, w) = api
+        .send("GET", &format!("/api/v1/workflows/{}", ran["workflow_id"].as_str().expect("an id")), None, false)
+        .await;
+    assert_eq!(w["triggered_by"], "task", "{w}");
+
+    // The schedule: its run is due now; however many times servers look, it fires once.
+    let t = api.server.store.task(&id).await.expect("the store").expect("the task");
+    assert!(api.server.store.set_task_paused(&id, false, Some(salve_store::now_ms() - 1)).await.expect("the store"));
+    let (a, b) = tokio::join!(api.server.fire_due_tasks(), api.server.fire_due_tasks());
+    let _ = (a, b, t);
+    let (_, detail) = api.send("GET", &format!("/api/v1/tasks/{id}"), None, false).await;
+    let triggers = detail["recent_triggers"].as_array().expect("triggers").clone();
+    assert_eq!(triggers.len(), 2, "one by hand, one scheduled: {detail}");
+    // Scheduled without TARGET (required, no default): kept with why it could not start.
+    assert_eq!(triggers[0]["scheduled"], true, "{detail}");
+    assert!(triggers[0]["error_message"].as_str().is_some_and(|e| e.contains("needs parameter 'TARGET'")), "{detail}");
+    assert!(detail["task"]["next_run_ms"].as_i64().is_some_and(|n| n > salve_store::now_ms()), "moved on: {detail}");
+
+    // Paused: no next run; resumed: one again.
+    let (_, paused) = api.send("POST", &format!("/api/v1/tasks/{id}/pause"), None, false).await;
+    assert_eq!((paused["paused"].as_bool(), paused["next_run_ms"].clone()), (Some(true), Value::Null), "{paused}");
+    let (_, resumed) = api.send("POST", &format!("/api/v1/tasks/{id}/resume"), None, false).await;
+    assert!(resumed["next_run_ms"].as_i64().is_some(), "{resumed}");
+
+    // A pipeline's token: reads its own project's tasks, runs and makes none, sees no other's.
+    let demo = api.server.store.project("demo").await.expect("the store").expect("demo");
+    let other = api.server.store.project("other").await.expect("the store").expect("other");
+    let (_, own) = crate::auth::create_for(&api.server.store, "pipeline d", Some(&demo.id)).await.expect("a token");
+    let (_, foreign) =
+        crate::auth::create_for(&api.server.store, "pipeline o", Some(&other.id)).await.expect("a token");
+    let (status, _) = api
+        .send_as(
+            "POST",
+            &format!("/api/v1/tasks/{id}/run"),
+            Some(json!({"parameters": {"TARGET": "production"}})),
+            Some(&own),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a job starts no workflow");
+    let (status, _) = api.send_as("GET", &format!("/api/v1/tasks/{id}"), None, Some(&own)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.send_as("POST", "/api/v1/tasks", Some(new(json!({"name": "mine"}))), Some(&own)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    for (method, path) in [("GET", format!("/api/v1/tasks/{id}")), ("GET", "/api/v1/tasks?project=demo".into())] {
+        let (status, _) = api.send_as(method, &path, Some(json!({})), Some(&foreign)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let (status, _) = api.send_as("DELETE", &format!("/api/v1/tasks/{id}"), None, Some(&own)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api.send("DELETE", &format!("/api/v1/tasks/{id}"), None, false).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -50,6 +50,25 @@ pub async fn find_project(server: &Server, name: &str) -> Result<ProjectRow, Api
         .ok_or_else(|| ApiError::not_found(format!("no project '{name}' (`salve project list` shows them)")))
 }
 
+/// A task of `project` (its name).
+pub fn task(project: &str, t: &salve_store::TaskRow) -> api::Task {
+    api::Task {
+        id: t.id.clone(),
+        project: project.to_owned(),
+        project_id: t.project_id.clone(),
+        name: t.name.clone(),
+        description: t.description.clone(),
+        branch: t.branch.clone(),
+        pipeline_file: t.pipeline_file.clone(),
+        schedule: t.schedule.clone(),
+        parameters: crate::tasks::parameters(t),
+        paused: t.paused,
+        next_run_ms: t.next_run_ms,
+        created_ms: t.created_ms,
+        updated_ms: t.updated_ms,
+    }
+}
+
 /// A workflow of `project` (its name) whose first pipeline is `initial`.
 pub fn workflow(project: &str, w: &WorkflowRow, initial: Option<String>) -> api::WorkflowSummary {
     api::WorkflowSummary {

@@ -7,10 +7,12 @@ pub mod agent_jobs;
 pub mod agents;
 pub mod heal;
 pub mod secrets;
+pub mod tasks;
 pub mod web;
 
 pub use agents::{AgentRow, AgentTypeRow};
 pub use heal::{HealRow, PullRow};
+pub use tasks::{TaskRow, TaskTriggerRow};
 pub use web::{CommentRow, SessionRow};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -30,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../migrations/0009_agents.sql")),
     (10, include_str!("../migrations/0010_agent_jobs.sql")),
     (11, include_str!("../migrations/0011_pipeline_owners.sql")),
+    (12, include_str!("../migrations/0012_tasks.sql")),
 ];
 
 #[derive(Debug, thiserror::Error)]

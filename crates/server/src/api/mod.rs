@@ -12,6 +12,7 @@ pub mod pipelines;
 pub mod projects;
 pub mod pulls;
 pub mod secrets;
+pub mod tasks;
 pub mod tokens;
 pub mod workflows;
 
@@ -84,6 +85,11 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/pulls/{project}/{number}", get(pulls::one))
         .route("/api/v1/pulls/{project}/{number}/merge", post(pulls::merge))
         .route("/api/v1/pulls/{project}/{number}/close", post(pulls::close))
+        .route("/api/v1/tasks", get(tasks::list).post(tasks::create))
+        .route("/api/v1/tasks/{id}", get(tasks::one).delete(tasks::delete))
+        .route("/api/v1/tasks/{id}/run", post(tasks::run))
+        .route("/api/v1/tasks/{id}/pause", post(tasks::pause))
+        .route("/api/v1/tasks/{id}/resume", post(tasks::resume))
         .route("/api/v1/tokens", get(tokens::list).post(tokens::create))
         .route("/api/v1/tokens/{id}", axum::routing::delete(tokens::delete))
         .route(

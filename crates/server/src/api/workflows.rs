@@ -82,6 +82,8 @@ pub async fn run(
         sha,
         triggered_by: "api".into(),
         rerun_of: None,
+        file: crate::server::DEFAULT_FILE.into(),
+        params: Default::default(),
     };
     let (w, p) = server.start_workflow(&project, &trigger).await?;
     Ok((StatusCode::CREATED, Json(api::Started { workflow_id: w.id, pipeline_id: p.id, number: w.number })))
@@ -91,6 +93,12 @@ pub async fn rerun(State(server): S, Path(id): Path<String>) -> Result<(StatusCo
     let w = server.store.workflow(&id).await?.ok_or_else(|| ApiError::not_found(format!("no workflow {id}")))?;
     let project =
         server.store.project(&w.project_id).await?.ok_or_else(|| ApiError::not_found("the project was deleted"))?;
+    // Again as it first ran: its first pipeline's file and parameters (a task's run keeps them).
+    let first = server.store.workflow_pipelines(&id).await?.into_iter().find(|i| i.pipeline.promotion_of.is_none());
+    let (file, params) = match first {
+        Some(i) => (i.pipeline.file.clone(), salve_launch::params(&i.pipeline)),
+        None => (crate::server::DEFAULT_FILE.to_owned(), Default::default()),
+    };
     let trigger = Trigger {
         ref_type: views::ref_kind(&w.ref_type),
         label: w.label.clone(),
@@ -98,6 +106,8 @@ pub async fn rerun(State(server): S, Path(id): Path<String>) -> Result<(StatusCo
         sha: w.sha.clone(),
         triggered_by: "api".into(),
         rerun_of: Some(w.id.clone()),
+        file,
+        params,
     };
     let (w, p) = server.start_workflow(&project, &trigger).await?;
     Ok((StatusCode::CREATED, Json(api::Started { workflow_id: w.id, pipeline_id: p.id, number: w.number })))

@@ -507,3 +507,77 @@ async fn agent_jobs_are_claimed_once_leased_lost_and_finished_once_on_both_backe
     })
     .await;
 }
+
+#[tokio::test]
+async fn tasks_keep_their_history_and_a_scheduled_run_is_taken_once_on_both_backends() {
+    use salve_store::{TaskRow, TaskTriggerRow};
+    each_backend(|store| async move {
+        let p = store.ensure_project("p-t", "tasks", "file:///tmp/tasks.git").await.unwrap();
+        let task = TaskRow {
+            id: "t-1".into(),
+            project_id: p.id.clone(),
+            name: "nightly".into(),
+            branch: "main".into(),
+            pipeline_file: ".semaphore/nightly.yml".into(),
+            schedule: Some("0 3 * * *".into()),
+            parameters: "[]".into(),
+            next_run_ms: Some(1_000),
+            created_ms: 1,
+            updated_ms: 1,
+            ..TaskRow::default()
+        };
+        store.create_task(&task).await.unwrap();
+        assert!(
+            store.create_task(&TaskRow { id: "t-2".into(), ..task.clone() }).await.is_err(),
+            "one name per project"
+        );
+        assert_eq!(store.task("t-1").await.unwrap().as_ref(), Some(&task));
+        assert_eq!(store.task_named(&p.id, "nightly").await.unwrap().map(|t| t.id), Some("t-1".into()));
+        assert!(store.due_tasks(999).await.unwrap().is_empty());
+        assert_eq!(store.due_tasks(1_000).await.unwrap().len(), 1);
+        // Many replicas see it due; one takes the run.
+        let takes = futures_take(&store).await;
+        assert_eq!(takes, 1, "a due run is taken once");
+        assert!(store.due_tasks(5_000).await.unwrap().is_empty(), "moved on to its next run");
+        // Paused: never due; resumed with a next run.
+        assert!(store.set_task_paused("t-1", true, None).await.unwrap());
+        assert!(store.due_tasks(i64::MAX).await.unwrap().is_empty());
+        assert!(store.set_task_paused("t-1", false, Some(10_000)).await.unwrap());
+        assert_eq!(store.due_tasks(10_000).await.unwrap().len(), 1);
+        for (i, workflow) in [(1, Some("w-a")), (2, None)] {
+            store
+                .add_task_trigger(&TaskTriggerRow {
+                    id: format!("tr-{i}"),
+                    task_id: "t-1".into(),
+                    triggered_ms: i,
+                    scheduled: i == 1,
+                    branch: "main".into(),
+                    pipeline_file: ".semaphore/nightly.yml".into(),
+                    workflow_id: workflow.map(str::to_owned),
+                    error: workflow.is_none().then(|| "no branch main".into()),
+                })
+                .await
+                .unwrap();
+        }
+        let history = store.task_triggers("t-1", 10).await.unwrap();
+        assert_eq!(history.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), ["tr-2", "tr-1"]);
+        assert!(history[1].scheduled && history[0].error.is_some());
+        assert!(store.delete_task("t-1").await.unwrap());
+        assert!(store.task("t-1").await.unwrap().is_none() && store.task_triggers("t-1", 10).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+/// Eight takers at once for the run due at 1000; how many won.
+async fn futures_take(store: &salve_store::Store) -> usize {
+    let mut handles = Vec::new();
+    for _ in 0..8 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move { s.take_task_run("t-1", 1_000, Some(86_400_000)).await.unwrap() }));
+    }
+    let mut won = 0;
+    for h in handles {
+        won += usize::from(h.await.unwrap());
+    }
+    won
+}
