@@ -14,6 +14,7 @@ mod run_cmd;
 mod secret_cmd;
 mod server_cmd;
 mod state;
+mod task_cmd;
 mod triage_cmd;
 mod when_cmd;
 
@@ -98,6 +99,12 @@ enum Command {
         #[command(subcommand)]
         command: agent_cmd::AgentTypeCommand,
     },
+    /// A project's tasks (scheduled and on-demand workflows): create, list, show, run, pause,
+    /// resume, delete.
+    Task {
+        #[command(subcommand)]
+        command: task_cmd::TaskCommand,
+    },
     /// Run a self-hosted agent (`salve agent --server URL --token REG_TOKEN --name NAME`), or
     /// list a server's agents (`salve agent list`).
     #[command(args_conflicts_with_subcommands = true)]
@@ -143,6 +150,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init_cmd::run(&args),
         Command::Pr { command } => pr_cmd::run(command),
         Command::AgentType { command } => agent_cmd::run(command),
+        Command::Task { command } => task_cmd::run(command),
         Command::Agent { command: Some(command), .. } => agent_cmd::agents(command),
         Command::Agent { command: None, run } => agent_run::run(run),
     };

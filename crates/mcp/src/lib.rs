@@ -148,7 +148,7 @@ fn encode(s: &str) -> String {
 }
 
 /// The tools that change something; listed only when switched on.
-pub const WRITE_TOOLS: &[&str] = &["workflows_run", "workflows_rerun"];
+pub const WRITE_TOOLS: &[&str] = &["workflows_run", "workflows_rerun", "tasks_run"];
 
 #[derive(Clone)]
 pub struct SalveMcp {
@@ -295,6 +295,66 @@ pub struct ProjectsSearch {
     /// 1 to 50, default 20.
     #[serde(default)]
     pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TasksList {
+    /// The project's id or name.
+    pub project_id: String,
+    pub organization_id: String,
+    /// 1 to 100, default 20.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TasksDescribe {
+    pub task_id: String,
+    pub project_id: String,
+    pub organization_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct TasksRun {
+    pub task_id: String,
+    pub project_id: String,
+    pub organization_id: String,
+    /// Another branch than the task's.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Another pipeline file than the task's.
+    #[serde(default)]
+    pub pipeline_file: Option<String>,
+    /// Parameter values by name (strings, numbers, booleans; null leaves the default).
+    #[serde(default)]
+    pub parameters: serde_json::Map<String, Value>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct JobsFullLogs {
+    pub job_id: String,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct Echo {
+    /// Any text; it comes back as it was.
+    pub message: String,
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC).
+fn rfc3339(ms: i64) -> String {
+    let (secs, millis) = (ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 fn text_result(markdown: String, structured: Value) -> CallToolResult {
@@ -708,6 +768,169 @@ impl SalveMcp {
                 json!({"workflowId": v.workflow_id, "pipelineId": v.pipeline_id, "rerunOf": p.workflow_id, "organizationId": self.api.organization_id}),
             )
         })
+    }
+
+    #[tool(
+        description = "A project's tasks: its scheduled (cron, UTC) and on-demand workflows, with their branch, pipeline file and schedule.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn tasks_list(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<TasksList>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let limit = p.limit.unwrap_or(20).clamp(1, 100) as usize;
+        let path = format!("/api/v1/tasks?project={}", encode(&p.project_id));
+        answer(self.api.get::<api::TaskList>(&ctx, &path).await, |v| {
+            let tasks: Vec<Value> = v
+                .tasks
+                .iter()
+                .take(limit)
+                .map(|t| json!({"id": t.id, "name": t.name, "description": t.description, "branch": t.branch, "pipeline_file": t.pipeline_file, "schedule": t.schedule, "paused": t.paused, "suspended": false, "updated_at": rfc3339(t.updated_ms)}))
+                .collect();
+            let mut md: Vec<String> = v
+                .tasks
+                .iter()
+                .take(limit)
+                .map(|t| {
+                    let when = t.schedule.as_deref().map_or("on demand".to_owned(), |s| format!("`{s}` UTC"));
+                    format!(
+                        "- **{}** `{}`: {} on {}, {when}{}",
+                        t.name,
+                        t.id,
+                        t.pipeline_file,
+                        t.branch,
+                        if t.paused { " (paused)" } else { "" }
+                    )
+                })
+                .collect();
+            if md.is_empty() {
+                md.push("No tasks.".into());
+            }
+            text_result(md.join("\n"), json!({"tasks": tasks}))
+        })
+    }
+
+    #[tool(
+        description = "A task: its branch, pipeline file, schedule and parameters, and its recent runs with their workflows and results.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn tasks_describe(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<TasksDescribe>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let path = format!("/api/v1/tasks/{}", encode(&p.task_id));
+        answer(self.api.get::<api::TaskDetail>(&ctx, &path).await, |d| {
+            let t = &d.task;
+            let parameters: Vec<Value> = t
+                .parameters
+                .iter()
+                .map(|q| json!({"name": q.name, "default_value": q.default_value, "required": q.required, "description": q.description, "regex_pattern": q.regex_pattern, "validate_input_format": q.regex_pattern.is_some()}))
+                .collect();
+            let triggers: Vec<Value> = d
+                .recent_triggers
+                .iter()
+                .map(|r| json!({"triggered_at": rfc3339(r.triggered_ms), "workflow_id": r.workflow_id, "status": r.status, "branch": r.branch, "pipeline_file": r.pipeline_file, "error_message": r.error_message}))
+                .collect();
+            let mut md = vec![format!(
+                "Task **{}** `{}`: {} on {}, {}",
+                t.name,
+                t.id,
+                t.pipeline_file,
+                t.branch,
+                t.schedule.as_deref().map_or("on demand".to_owned(), |s| format!("schedule `{s}` UTC"))
+            )];
+            md.extend(
+                t.parameters
+                    .iter()
+                    .map(|q| format!("- parameter `{}`{}", q.name, if q.required { " (required)" } else { "" })),
+            );
+            md.extend(d.recent_triggers.iter().map(|r| {
+                format!(
+                    "- run {}: {}",
+                    rfc3339(r.triggered_ms),
+                    r.workflow_id.as_deref().or(r.error_message.as_deref()).unwrap_or("")
+                )
+            }));
+            let task = json!({"id": t.id, "name": t.name, "description": t.description, "project_id": t.project_id, "branch": t.branch, "pipeline_file": t.pipeline_file, "schedule": t.schedule, "parameters": parameters, "paused": t.paused, "suspended": false, "created_at": rfc3339(t.created_ms), "updated_at": rfc3339(t.updated_ms)});
+            text_result(md.join("\n"), json!({"task": task, "recent_triggers": triggers}))
+        })
+    }
+
+    #[tool(
+        description = "Run a task now, on its branch and pipeline file or others, with parameter values. Switched on by the server's mcp_write_tools.",
+        annotations(read_only_hint = false, destructive_hint = false)
+    )]
+    async fn tasks_run(&self, ctx: RequestContext<RoleServer>, Parameters(p): Parameters<TasksRun>) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let mut parameters = serde_json::Map::new();
+        for (name, value) in &p.parameters {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => continue,
+                _ => return tool_error(format!("parameter '{name}' must be a string, number or boolean")),
+            };
+            parameters.insert(name.clone(), Value::String(text));
+        }
+        let body = json!({"branch": p.branch, "pipeline_file": p.pipeline_file, "parameters": parameters});
+        let path = format!("/api/v1/tasks/{}/run", encode(&p.task_id));
+        answer(self.api.post::<api::TaskRun>(&ctx, &path, body).await, |r| {
+            text_result(
+                format!(
+                    "Task **{}** started workflow `{}` on {} ({}).",
+                    r.task_name, r.workflow_id, r.branch, r.pipeline_file
+                ),
+                json!({"task_id": r.task_id, "task_name": r.task_name, "workflow_id": r.workflow_id, "branch": r.branch, "pipeline_file": r.pipeline_file, "triggered_at": rfc3339(r.triggered_ms)}),
+            )
+        })
+    }
+
+    #[tool(
+        description = "A job's whole log at once (up to 10,000 lines; jobs_logs pages through longer ones).",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn jobs_full_logs(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<JobsFullLogs>,
+    ) -> CallToolResult {
+        const MOST: u64 = 10_000;
+        let path = format!("/api/v1/jobs/{}/logs?from=0&limit={MOST}", encode(&p.job_id));
+        answer(self.api.get::<api::LogWindow>(&ctx, &path).await, |v| {
+            let lines: Vec<String> = v.lines.into_iter().map(|l| l.text).collect();
+            let truncated = v.total > lines.len() as u64;
+            let md = format!(
+                "{} of {} lines{}:\n```\n{}\n```",
+                lines.len(),
+                v.total,
+                if truncated { " (the rest: jobs_logs with a cursor)" } else { "" },
+                lines.join("\n")
+            );
+            let done = v.state == RunState::Done;
+            text_result(
+                md,
+                json!({"jobId": p.job_id, "lines": lines, "totalLines": v.total, "truncated": truncated, "Final": done}),
+            )
+        })
+    }
+
+    #[tool(
+        description = "Says back what it is given: checks that the MCP connection and its token work.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn echo(&self, Parameters(p): Parameters<Echo>) -> CallToolResult {
+        text_result(p.message.clone(), json!({"message": p.message}))
     }
 
     #[tool(

