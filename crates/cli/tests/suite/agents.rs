@@ -173,7 +173,12 @@ fn agents_run_jobs_and_a_job_whose_agent_is_killed_runs_again_elsewhere() {
     let list = server
         .wait_for("web", "the pipeline to pass", Duration::from_secs(90), |l| l.len() == 1 && l[0]["state"] == "done");
     let p = shown(&server, &pid);
-    assert_eq!(list[0]["result"], "passed", "{p:#}");
+    let failed_logs: Vec<String> = jobs(&p)
+        .iter()
+        .filter(|j| j["result"] == "failed")
+        .map(|j| log_of(&server, j["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(list[0]["result"], "passed", "{p:#}\n{failed_logs:#?}");
     let all = jobs(&p);
     assert_eq!(all.len(), 5);
     for j in &all {

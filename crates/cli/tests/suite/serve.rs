@@ -1082,6 +1082,33 @@ fn tasks_run_from_the_cli_and_mcp_with_their_parameters() {
         stdout(&shown)
     );
 
+    // The project's page lists the task and runs it with the parameters typed into its form.
+    let http = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.post(format!("{}/login", server.url)).form(&[("token", server.token.as_str())]).send().unwrap();
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = http.get(format!("{}/projects/nightly", server.url)).header("cookie", &session).send().unwrap();
+    let page = page.text().unwrap();
+    assert!(page.contains("Run report") && page.contains("schedule 0 3 * * 1-5 (UTC)"), "{page}");
+    assert!(page.contains("TARGET (required)") && page.contains("DRY_RUN=true"), "{page}");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let run_page = format!("{}/tasks/{id}/run", server.url);
+    let form = |params: &str| {
+        http.post(&run_page)
+            .header("cookie", &session)
+            .form(&[("csrf", csrf.as_str()), ("params", params)])
+            .send()
+            .unwrap()
+    };
+    let refused = form("TARGET=\nDRY_RUN=true\n");
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().unwrap().contains("needs parameter"));
+    let started = form("TARGET=production\nDRY_RUN=\n");
+    assert_eq!(started.status(), 303, "a redirect to the pipeline");
+    assert!(started.headers()["location"].to_str().unwrap().starts_with("/pipelines/"));
+    server.wait("nightly", "the page's run", |l| {
+        l.iter().filter(|p| p["name"] == "Report" && p["state"] == "done").count() == 2
+    });
+
     // MCP: the Inspector CLI over Streamable HTTP (reads) and over stdio with write tools (run).
     let npm = test_tools().join("npm/node_modules");
     let inspector = |args: &[&str]| {
@@ -1151,7 +1178,7 @@ fn tasks_run_from_the_cli_and_mcp_with_their_parameters() {
     ]);
     assert!(ok && out.contains("\"task_name\": \"report\""), "{out}");
     let list = server.wait("nightly", "the MCP run", |l| {
-        l.iter().filter(|p| p["name"] == "Report" && p["state"] == "done").count() == 2
+        l.iter().filter(|p| p["name"] == "Report" && p["state"] == "done").count() == 3
     });
     let newest = list.iter().filter(|p| p["name"] == "Report").max_by_key(|p| p["created_ms"].as_i64()).unwrap();
     let detail = server.get(&format!("/api/v1/pipelines/{}", newest["id"].as_str().unwrap()));

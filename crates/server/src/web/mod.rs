@@ -35,6 +35,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/projects/{name}/pulls/{number}/{action}", post(pages::pull_action))
         .route("/pipelines/{id}", get(pages::pipeline))
         .route("/pipelines/{id}/promote", post(pages::promote))
+        .route("/tasks/{id}/run", post(pages::run_task))
         .route("/jobs/{id}", get(pages::job))
         .route("/jobs/{id}/raw", get(pages::raw_log))
         .route("/jobs/{id}/artifacts/{*path}", get(pages::artifact))

@@ -1,5 +1,5 @@
 //! The pages: what each shows, read from the store, rendered by askama. One file per page
-//! (`projects`, `pipeline`, `job`, `heal`, `pulls`, `agents`); what they share is here.
+//! (`projects`, `pipeline`, `job`, `heal`, `pulls`, `agents`, `tasks`); what they share is here.
 
 use std::sync::Arc;
 
@@ -44,6 +44,20 @@ pub fn forbidden() -> Response {
         "The form was stale or not from this site (CSRF check): go back, reload the page and try again.",
     )
         .into_response()
+}
+
+/// A form's `NAME=VALUE` lines (blank lines skipped), or the line that is not one.
+pub(super) fn name_values(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                out.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            _ => return Err(format!("'{line}' is not NAME=VALUE.")),
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn internal(s: &SessionRow, e: impl std::fmt::Display) -> Response {
@@ -135,6 +149,7 @@ mod job;
 mod pipeline;
 mod projects;
 mod pulls;
+mod tasks;
 
 pub use agents::*;
 pub use heal::*;
@@ -142,3 +157,4 @@ pub use job::*;
 pub use pipeline::*;
 pub use projects::*;
 pub use pulls::*;
+pub use tasks::*;

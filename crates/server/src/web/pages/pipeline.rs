@@ -1,7 +1,5 @@
 //! A pipeline's page: its blocks and jobs, the promotion chain it belongs to, manual promotions.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::Extension;
 use axum::extract::{Form, Path, State};
@@ -231,22 +229,10 @@ pub async fn promote(
     if !csrf_ok(&s, &f.csrf) {
         return forbidden();
     }
-    let mut params = BTreeMap::new();
-    for line in f.params.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        match line.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => {
-                params.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-            _ => {
-                return error(
-                    &s,
-                    StatusCode::BAD_REQUEST,
-                    "Promotion not started",
-                    format!("'{line}' is not NAME=VALUE."),
-                );
-            }
-        }
-    }
+    let params = match name_values(&f.params) {
+        Ok(p) => p,
+        Err(e) => return error(&s, StatusCode::BAD_REQUEST, "Promotion not started", e),
+    };
     match server.promote_manual(&id, &f.target, &params, false, &format!("web: {}", s.token.name)).await {
         Ok(child) => Redirect::to(&format!("/pipelines/{}", child.id)).into_response(),
         Err(e) => {

@@ -113,6 +113,7 @@ pub(super) struct ProjectPage {
     pipelines: Vec<PipelineLine>,
     heals: Vec<HealLine>,
     pulls: Vec<PullLine>,
+    tasks: Vec<super::tasks::TaskLine>,
 }
 
 pub(super) async fn find_project(server: &Server, s: &SessionRow, name: &str) -> Result<ProjectRow, Response> {
@@ -133,10 +134,11 @@ pub async fn project(State(server): S, Extension(s): Sess, Path(name): Path<Stri
         let pipelines = server.store.project_pipelines(&p.id, 30).await?;
         let heals = server.store.heals(Some(&p.id), None, 0, 20).await?;
         let pulls = server.store.pulls(Some(&p.id), Some("open"), 20).await?;
-        Ok::<_, salve_store::StoreError>((card, pipelines, heals, pulls))
+        let tasks = server.store.tasks(&p.id).await?;
+        Ok::<_, salve_store::StoreError>((card, pipelines, heals, pulls, tasks))
     }
     .await;
-    let (card, pipelines, heals, pulls) = match loaded {
+    let (card, pipelines, heals, pulls, tasks) = match loaded {
         Ok(x) => x,
         Err(e) => return internal(&s, e),
     };
@@ -148,5 +150,6 @@ pub async fn project(State(server): S, Extension(s): Sess, Path(name): Path<Stri
         pipelines: pipelines.iter().map(pipeline_line).collect(),
         heals: heals.iter().map(heal_line).collect(),
         pulls: pulls.iter().map(pull_line).collect(),
+        tasks: tasks.iter().map(super::tasks::task_line).collect(),
     })
 }
