@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod api;
 pub mod openapi;
+pub mod time;
 
 /// A closed set of names the API and the store use: an enum that serialises to them, with
 /// `ALL`, `as_str`, `parse` and `Display`.

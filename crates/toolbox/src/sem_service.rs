@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env;
-use crate::sem_version::{choose_version, compare_versions};
+use crate::sem_version::{choose_version, compare_versions, subdirs};
 
 pub(crate) const USAGE: &str =
     "Usage: sem-service start SERVICE [VERSION] [--username=USER] [--password=PASSWORD] [--db=NAME]
@@ -627,18 +627,6 @@ fn first_version(text: &str) -> Option<String> {
         .map(|w| w.trim_matches('.'))
         .find(|w| w.contains('.') && w.split('.').all(|p| !p.is_empty()))
         .map(str::to_owned)
-}
-
-fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .collect();
-    out.sort();
-    out
 }
 
 #[cfg(test)]

@@ -259,7 +259,8 @@ pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     parts(a).cmp(&parts(b))
 }
 
-fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
+/// The folders in `dir` by name, sorted.
+pub(crate) fn subdirs(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()

