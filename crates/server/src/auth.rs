@@ -80,6 +80,12 @@ pub fn presented(headers: &HeaderMap) -> Option<String> {
 /// opens the storage routes and nothing else.
 pub const STORAGE_TOKEN: &str = "storage of job ";
 
+/// The storage token's name of one attempt of an agent job (a job has at most two attempts, so
+/// no name is another's prefix).
+pub fn storage_token_name(job_id: &str, attempt: i64) -> String {
+    format!("{STORAGE_TOKEN}{job_id} attempt {attempt}")
+}
+
 /// The stored API token matching what the request presents (a job's storage token is not one).
 pub async fn check(store: &Store, headers: &HeaderMap) -> Option<TokenRow> {
     check_any(store, headers).await.filter(|t| !t.name.starts_with(STORAGE_TOKEN))

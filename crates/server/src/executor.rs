@@ -240,7 +240,7 @@ pub(crate) async fn reap(server: &Server) {
                 } else {
                     tracing::warn!(job = %l.job_id, attempt = l.attempt, "agent lost again: the job failed");
                 }
-                server.drop_storage_tokens(&l.job_id).await;
+                server.drop_storage_token(&l.job_id, l.attempt).await;
                 server.waiting.reported(&l.job_id);
             }
         }

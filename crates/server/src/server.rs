@@ -188,11 +188,12 @@ impl Server {
         Ok(())
     }
 
-    /// Drops the storage tokens of an agent job's attempts (it ended, or its agent was lost).
-    pub(crate) async fn drop_storage_tokens(&self, job_id: &str) {
-        let prefix = format!("{}{job_id} ", crate::auth::STORAGE_TOKEN);
-        if let Err(e) = self.store.delete_tokens_named(&prefix).await {
-            tracing::warn!(job = %job_id, "cannot drop the job's storage tokens: {e}");
+    /// Drops the storage token of one attempt of an agent job (it ended, or its agent was lost).
+    /// Only that attempt's: the job's next attempt may hold one already (claimed between the
+    /// lost attempt's requeue and this).
+    pub(crate) async fn drop_storage_token(&self, job_id: &str, attempt: i64) {
+        if let Err(e) = self.store.delete_tokens_named(&crate::auth::storage_token_name(job_id, attempt)).await {
+            tracing::warn!(job = %job_id, attempt, "cannot drop the attempt's storage token: {e}");
         }
     }
 

@@ -428,3 +428,26 @@ async fn tasks_run_by_hand_and_on_schedule() {
     let (status, _) = api.send("DELETE", &format!("/api/v1/tasks/{id}"), None, false).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// An agent job's lost attempt drops its own storage token only: the next attempt, which may
+/// have claimed the job (and made its token) before the lost one's clean-up ran, keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_attempt_drops_its_own_storage_token_only() {
+    let api = Api::new().await;
+    let store = &api.server.store;
+    let (_, first) =
+        crate::auth::create_for(store, &crate::auth::storage_token_name("job-1", 1), None).await.expect("a token");
+    let (_, second) =
+        crate::auth::create_for(store, &crate::auth::storage_token_name("job-1", 2), None).await.expect("a token");
+    let (_, other) =
+        crate::auth::create_for(store, &crate::auth::storage_token_name("job-10", 1), None).await.expect("a token");
+    api.server.drop_storage_token("job-1", 1).await;
+    let valid = |token: String| async move {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {token}").parse().expect("a header"));
+        crate::auth::check_any(store, &headers).await.is_some()
+    };
+    assert!(!valid(first).await, "the lost attempt's token is gone");
+    assert!(valid(second).await, "the next attempt keeps its token");
+    assert!(valid(other).await, "another job's token stays");
+}

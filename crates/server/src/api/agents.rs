@@ -168,7 +168,7 @@ pub async fn claim(
                 }
             };
             job.attempt = u32::try_from(row.attempt).unwrap_or(u32::MAX);
-            let name = format!("{}{} attempt {}", auth::STORAGE_TOKEN, row.job_id, row.attempt);
+            let name = auth::storage_token_name(&row.job_id, row.attempt);
             job.storage_token = auth::create_for(&server.store, &name, Some(&job.project.id)).await?.1;
             if let Ok(mut waits) = server.metrics.agent_waits.lock() {
                 let waited = (salve_store::now_ms() - row.queued_ms).max(0) as f64 / 1000.0;
@@ -317,7 +317,7 @@ pub async fn finish(
         .await?;
     match taken {
         Finish::Stored => {
-            server.drop_storage_tokens(&job_id).await;
+            server.drop_storage_token(&job_id, attempt.into()).await;
             server.waiting.reported(&job_id);
             Ok(Json(api::JobFinished { job_id, attempt, result }))
         }
