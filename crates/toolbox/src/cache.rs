@@ -18,9 +18,50 @@ struct Meta {
     path: String,
     stored_ms: u64,
     size: u64,
+    /// When it was last restored (0: never).
+    #[serde(default)]
+    accessed_ms: u64,
 }
 
-pub(crate) const USAGE: &str = "Usage: cache store [KEY PATH] | restore [KEY[,KEY...]] | has_key KEY | delete KEY | clear | list | is_not_empty | usage";
+pub(crate) const USAGE: &str = "Usage: cache store [KEY PATH [--cleanup-by SIZE|STORE_TIME|ACCESS_TIME]] | restore [KEY[,KEY...]] | has_key KEY | delete KEY | clear | list [--sort-by SIZE|STORE_TIME|ACCESS_TIME] | is_not_empty | usage
+The project's cache holds SALVE_CACHE_SIZE_MB (default 10240) MiB; a store that does not fit
+evicts other keys: the oldest stored first (STORE_TIME, the default), the least recently
+restored (ACCESS_TIME) or the biggest (SIZE).";
+
+/// The project's cache space when the job does not say (`SALVE_CACHE_SIZE_MB`).
+const DEFAULT_SPACE_MB: u64 = 10 * 1024;
+
+/// Which keys go first when space is short, and the order `list --sort-by` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    StoreTime,
+    AccessTime,
+    Size,
+}
+
+impl Order {
+    fn parse(text: &str) -> Option<Order> {
+        match text.to_ascii_uppercase().replace('-', "_").as_str() {
+            "STORE_TIME" => Some(Order::StoreTime),
+            "ACCESS_TIME" => Some(Order::AccessTime),
+            "SIZE" => Some(Order::Size),
+            _ => None,
+        }
+    }
+
+    /// Sorts `keys` so that the first would be evicted first.
+    fn sort(self, keys: &mut [(String, Meta)]) {
+        match self {
+            Order::StoreTime => keys.sort_by_key(|(k, m)| (m.stored_ms, k.clone())),
+            Order::AccessTime => keys.sort_by_key(|(k, m)| (m.accessed_ms.max(m.stored_ms), k.clone())),
+            Order::Size => keys.sort_by(|a, b| b.1.size.cmp(&a.1.size).then_with(|| a.0.cmp(&b.0))),
+        }
+    }
+}
+
+fn space() -> u64 {
+    env("SALVE_CACHE_SIZE_MB").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(DEFAULT_SPACE_MB) * 1024 * 1024
+}
 
 pub fn main(args: &[String]) -> i32 {
     let fail_on_error = env("CACHE_FAIL_ON_ERROR").as_deref() == Some("true");
@@ -32,14 +73,24 @@ pub fn main(args: &[String]) -> i32 {
     match args.as_slice() {
         ["store"] => {
             for (key, path) in detected(true) {
-                store.store(&key, &path);
+                store.store(&key, &path, Order::StoreTime);
             }
             0
         }
-        ["store", key, path] | ["store", key, path, "--cleanup-by" | "-c", _] => {
-            store.store(key, path);
+        ["store", key, path] => {
+            store.store(key, path, Order::StoreTime);
             0
         }
+        ["store", key, path, "--cleanup-by" | "-c", by] => match Order::parse(by) {
+            Some(order) => {
+                store.store(key, path, order);
+                0
+            }
+            None => {
+                println!("Unknown cleanup order '{by}': use SIZE, STORE_TIME or ACCESS_TIME.\n{USAGE}");
+                0
+            }
+        },
         ["restore"] => {
             for (keys, _) in detected(false) {
                 store.restore(&keys);
@@ -76,8 +127,24 @@ pub fn main(args: &[String]) -> i32 {
             println!("Deleted all caches.");
             0
         }
-        ["list"] | ["list", "--sort-by" | "-s", _] => {
+        ["list"] => {
             for (key, meta) in store.keys() {
+                println!("{key}\t{}\t{}", meta.size, meta.stored_ms / 1000);
+            }
+            0
+        }
+        ["list", "--sort-by" | "-s", by] => {
+            let Some(order) = Order::parse(by) else {
+                println!("Unknown sort order '{by}': use SIZE, STORE_TIME or ACCESS_TIME.");
+                return 0;
+            };
+            let mut keys = store.keys();
+            order.sort(&mut keys);
+            // Newest, most recently used or biggest first.
+            if order != Order::Size {
+                keys.reverse();
+            }
+            for (key, meta) in keys {
                 println!("{key}\t{}\t{}", meta.size, meta.stored_ms / 1000);
             }
             0
@@ -85,6 +152,7 @@ pub fn main(args: &[String]) -> i32 {
         ["is_not_empty"] => i32::from(store.keys().is_empty()),
         ["usage"] => {
             let used: u64 = store.keys().iter().map(|(_, m)| m.size).sum();
+            println!("FREE SPACE: {} bytes", space().saturating_sub(used));
             println!("USED SPACE: {used} bytes");
             0
         }
@@ -150,7 +218,7 @@ impl Cache {
         had
     }
 
-    fn store(&self, key: &str, path: &str) {
+    fn store(&self, key: &str, path: &str, order: Order) {
         let key = normalise(key);
         if !Path::new(path).exists() {
             println!("'{path}' doesn't exist locally.");
@@ -190,13 +258,44 @@ impl Cache {
             return;
         }
         let size = counted.get();
-        let meta = Meta { path: path.to_owned(), stored_ms: now_ms(), size };
-        let recorded = serde_json::to_vec(&meta)
-            .map_err(|e| e.to_string())
-            .and_then(|b| self.store.write(Path::new(&format!("{key}.json")), b));
-        match recorded {
+        if size > space() {
+            let _ = self.store.remove(&Cache::archive(&key));
+            eprintln!(
+                "error: the archive of '{path}' ({size} bytes) is larger than the cache's space ({} bytes, SALVE_CACHE_SIZE_MB)",
+                space()
+            );
+            return;
+        }
+        let meta = Meta { path: path.to_owned(), stored_ms: now_ms(), size, accessed_ms: 0 };
+        match self.record(&key, &meta) {
             Ok(()) => println!("Uploaded '{path}' ({size} bytes) as '{key}'."),
             Err(e) => eprintln!("error: could not record key '{key}': {e}"),
+        }
+        self.make_room(&key, order);
+    }
+
+    fn record(&self, key: &str, meta: &Meta) -> Result<(), String> {
+        let bytes = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+        self.store.write(Path::new(&format!("{key}.json")), bytes)
+    }
+
+    /// Evicts other keys, first by `order`, until what is stored fits the cache's space.
+    fn make_room(&self, kept: &str, order: Order) {
+        let mut keys = self.keys();
+        let mut used: u64 = keys.iter().map(|(_, m)| m.size).sum();
+        if used <= space() {
+            return;
+        }
+        keys.retain(|(k, _)| k != kept);
+        order.sort(&mut keys);
+        for (key, meta) in keys {
+            if used <= space() {
+                break;
+            }
+            if self.remove(&key) {
+                used = used.saturating_sub(meta.size);
+                println!("Deleted '{key}' ({} bytes) to make room.", meta.size);
+            }
         }
     }
 
@@ -234,6 +333,8 @@ impl Cache {
             };
             if ok {
                 println!("Restored: '{}'.", meta.path);
+                let used = Meta { accessed_ms: now_ms(), path: meta.path.clone(), ..*meta };
+                let _ = self.record(key, &used);
             } else {
                 eprintln!("error: could not restore key '{key}'");
             }

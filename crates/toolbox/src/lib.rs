@@ -14,6 +14,7 @@ mod test_results;
 
 use std::ffi::OsString;
 
+pub use artifact::sweep_expired as sweep_expired_artifacts;
 pub use sem_service::unavailable as sem_service_unavailable;
 
 /// The commands this crate provides.

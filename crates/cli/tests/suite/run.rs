@@ -667,3 +667,45 @@ fn sem_service_runs_mysql_with_the_user_and_database_asked_for() {
     assert!(log.contains("Starting mysql...done.\nmysql ") && log.contains("is running at 127.0.0.1:3306"), "{log}");
     assert!(log.contains("\n42\n") && log.contains("rows: 1\n") && log.contains("mysql-stopped"), "{log}");
 }
+
+/// Artifacts pushed with `--expire-in` are gone once it passes (a pull finds nothing); a cache
+/// that runs out of its space (`SALVE_CACHE_SIZE_MB`) evicts the oldest keys first, refuses an
+/// archive larger than all of it, and reports free and used space.
+#[test]
+fn artifacts_expire_and_the_cache_keeps_to_its_space() {
+    let yaml = pipeline(&[
+        "echo short > short.txt && echo long > long.txt",
+        "artifact push workflow short.txt --expire-in 1s",
+        "artifact push workflow long.txt --expire-in 2w",
+        "artifact push workflow long.txt --expire-in 7x || echo refused-age",
+        "sleep 2",
+        "rm short.txt long.txt",
+        "artifact pull workflow short.txt || echo short-expired",
+        "artifact pull workflow long.txt && cat long.txt",
+        "head -c 600000 /dev/urandom > one.bin && head -c 600000 /dev/urandom > two.bin && head -c 2000000 /dev/urandom > big.bin",
+        "cache store one one.bin",
+        "cache store two two.bin",
+        "cache has_key one || echo one-evicted",
+        "cache has_key two",
+        "cache store big big.bin",
+        "cache has_key big || echo big-refused",
+        "cache usage",
+    ]);
+    let yaml = yaml.replace(
+        "        - name: J\n",
+        "        - name: J\n          env_vars:\n            - name: SALVE_CACHE_SIZE_MB\n              value: \"1\"\n",
+    );
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(log.contains("(it expires in 1s)") && log.contains("refused-age"), "{log}");
+    assert!(log.contains("'short.txt' expired and was deleted") && log.contains("short-expired"), "{log}");
+    assert!(log.contains("Pulled 'long.txt'") && log.contains("\nlong\n"), "{log}");
+    assert!(log.contains("Deleted 'one' (") && log.contains("one-evicted"), "{log}");
+    assert!(log.contains("Key 'two' exists"), "{log}");
+    assert!(log.contains("is larger than the cache's space") && log.contains("big-refused"), "{log}");
+    assert!(log.contains("FREE SPACE: ") && log.contains("USED SPACE: "), "{log}");
+}
