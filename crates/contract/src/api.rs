@@ -506,6 +506,27 @@ pub struct FailingTest {
 }
 
 /// `GET /artifacts`: the entries of a folder of a job's, workflow's or project's artifacts.
+/// `GET /artifacts/signed-url`: links that fetch one artifact file without a token, for a few
+/// minutes (Semaphore's `artifacts_signed_url`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedUrls {
+    pub project_id: String,
+    pub scope: String,
+    pub scope_id: String,
+    pub path: String,
+    pub method: String,
+    pub urls: Vec<SignedUrl>,
+    /// When the links stop working (ms since the epoch).
+    pub expires_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SignedUrl {
+    pub url: String,
+    pub method: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactList {

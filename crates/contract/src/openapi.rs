@@ -307,6 +307,22 @@ pub const ROUTES: &[Route] = &[
         )
     },
     Route {
+        params: &[
+            query("scope", true, false, "jobs, workflows or projects"),
+            query("id", true, false, "The job, workflow or project id"),
+            query("path", true, false, "A file inside the scope's artifacts"),
+            query("method", false, false, "GET (default) or HEAD"),
+        ],
+        errors: &[400, 404],
+        ..route(
+            Get,
+            "/api/v1/artifacts/signed-url",
+            "Links that fetch one artifact file without a token for five minutes",
+            "artifacts",
+            json(200, of::<api::SignedUrls>),
+        )
+    },
+    Route {
         params: &[query("pipeline_id", false, false, "Only this pipeline's events")],
         ..route(Get, "/api/v1/events", "Pipeline, block and job state changes (SSE)", "events", Answer::Events)
     },

@@ -337,6 +337,22 @@ pub struct JobsFullLogs {
 }
 
 #[derive(Deserialize, JsonSchema)]
+pub struct ArtifactsSignedUrl {
+    pub organization_id: String,
+    /// `projects`, `workflows` or `jobs`.
+    pub scope: String,
+    /// The project's, workflow's or job's id.
+    pub scope_id: String,
+    /// A file inside the scope's artifacts, relative (from `artifacts_list`).
+    pub path: String,
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// `GET` (default) or `HEAD`.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
 pub struct Echo {
     /// Any text; it comes back as it was.
     pub message: String,
@@ -906,6 +922,41 @@ impl SalveMcp {
             text_result(
                 md,
                 json!({"jobId": p.job_id, "lines": lines, "totalLines": v.total, "truncated": truncated, "Final": done}),
+            )
+        })
+    }
+
+    #[tool(
+        description = "A link that downloads one artifact file (from artifacts_list) without a token, valid for five minutes: download it once.",
+        annotations(read_only_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn artifacts_signed_url(
+        &self,
+        ctx: RequestContext<RoleServer>,
+        Parameters(p): Parameters<ArtifactsSignedUrl>,
+    ) -> CallToolResult {
+        if let Some(e) = self.wrong_org(&p.organization_id) {
+            return e;
+        }
+        let path = format!(
+            "/api/v1/artifacts/signed-url?scope={}&id={}&path={}&method={}",
+            encode(&p.scope),
+            encode(&p.scope_id),
+            encode(&p.path),
+            encode(p.method.as_deref().unwrap_or("GET"))
+        );
+        answer(self.api.get::<api::SignedUrls>(&ctx, &path).await, |v| {
+            let urls: Vec<Value> = v.urls.iter().map(|u| json!({"url": u.url, "method": u.method})).collect();
+            text_result(
+                format!(
+                    "`{}` of {} `{}`, until {}: {}",
+                    v.path,
+                    v.scope,
+                    v.scope_id,
+                    rfc3339(v.expires_ms),
+                    v.urls.first().map_or("", |u| u.url.as_str())
+                ),
+                json!({"organizationId": self.api.organization_id, "projectId": v.project_id, "scope": v.scope, "scopeId": v.scope_id, "path": v.path, "method": v.method, "urls": urls}),
             )
         })
     }

@@ -96,3 +96,22 @@ pub fn same_project(caller: &Option<axum::Extension<salve_store::TokenRow>>, pro
         _ => Ok(()),
     }
 }
+
+/// A file as a download (streamed), or 404 when it cannot be opened.
+pub(crate) async fn send_file(path: std::path::PathBuf, name: &str, content_type: &str) -> axum::response::Response {
+    match tokio::fs::File::open(&path).await {
+        Ok(f) => {
+            let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(f));
+            let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\', '\n', '\r'], "_"));
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+                    (axum::http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(_) => (axum::http::StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}

@@ -38,7 +38,7 @@ pub async fn confine(server: &Server, own: &str, request: &mut Request) -> Resul
             }
             None => None,
         },
-        ["artifacts"] => match (param("scope"), param("id")) {
+        ["artifacts"] | ["artifacts", "signed-url"] => match (param("scope"), param("id")) {
             (Some(scope), Some(id)) => artifacts::scope_project(server, scope, id).await.ok(),
             _ => None,
         },

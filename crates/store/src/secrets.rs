@@ -32,6 +32,8 @@ pub enum SecretError {
 
 pub struct Sealer {
     cipher: XChaCha20Poly1305,
+    /// The key that signs links (derived from the secrets key, so every replica shares it).
+    mac_key: [u8; 32],
 }
 
 const NONCE: usize = 24;
@@ -69,7 +71,35 @@ impl Sealer {
             }
             Err(e) => return Err(err(e)),
         };
-        Ok(Sealer { cipher: XChaCha20Poly1305::new(Key::from_slice(&key)) })
+        use sha2::Digest as _;
+        let mac_key: [u8; 32] =
+            sha2::Sha256::new().chain_update(b"salve: signed links\0").chain_update(&key).finalize().into();
+        Ok(Sealer { cipher: XChaCha20Poly1305::new(Key::from_slice(&key)), mac_key })
+    }
+
+    /// An HMAC-SHA-256 of `message` in hex, under a key only the server (and its replicas) has.
+    pub fn sign(&self, message: &str) -> String {
+        use hmac::Mac as _;
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.mac_key) else {
+            return String::new();
+        };
+        mac.update(message.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `signature` is [`Sealer::sign`]'s of `message` (compared in constant time).
+    pub fn verify(&self, message: &str, signature: &str) -> bool {
+        use hmac::Mac as _;
+        let Some(bytes) = (0..signature.len())
+            .step_by(2)
+            .map(|i| signature.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+        else {
+            return false;
+        };
+        let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.mac_key) else { return false };
+        mac.update(message.as_bytes());
+        mac.verify_slice(&bytes).is_ok()
     }
 
     pub fn seal(&self, name: &str, data: &SecretData) -> Result<Vec<u8>, SecretError> {

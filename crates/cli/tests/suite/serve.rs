@@ -822,12 +822,55 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
         assert_eq!(r.status(), 400, "{path}");
     }
 
+    // A signed link fetches one artifact file without a token; altered, for another method or
+    // another file, it fetches nothing.
+    let signed = server.get(&format!("/api/v1/artifacts/signed-url?scope=jobs&id={job}&path=test-results/junit.json"));
+    let link = signed["urls"][0]["url"].as_str().unwrap().to_owned();
+    let plain = reqwest::blocking::get(&link).unwrap();
+    assert_eq!(plain.status(), 200, "{signed}");
+    assert!(plain.text().unwrap().contains("widget broken"));
+    let last = link.chars().last().unwrap();
+    let flipped = format!("{}{}", &link[..link.len() - 1], if last == '0' { '1' } else { '0' });
+    let other_file = link.replace("junit.json", "summary.json");
+    for bad in [flipped, other_file, link.replace("method=GET", "method=HEAD")] {
+        assert_eq!(reqwest::blocking::get(&bad).unwrap().status(), 403, "{bad}");
+    }
+    let r = server
+        .http()
+        .get(format!("{}/api/v1/artifacts/signed-url", server.url))
+        .query(&[("scope", "jobs"), ("id", job.as_str()), ("path", "../../../salve.db")])
+        .bearer_auth(&server.token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
     // The MCP Inspector CLI, over Streamable HTTP and over stdio.
     let inspector = |args: &[&str]| inspector(data.path(), args);
     let mcp_url = format!("{}/mcp", server.url);
     let bearer = format!("Authorization: Bearer {}", server.token);
     let (ok, listed) = inspector(&[&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/list"]);
     assert!(ok && listed.contains("\"jobs_logs\"") && listed.contains("\"readOnlyHint\": true"), "{listed}");
+    let org = server.get("/api/v1/health")["organization_id"].as_str().unwrap().to_owned();
+    let (ok, called) = inspector(&[
+        &mcp_url,
+        "--transport",
+        "http",
+        "--header",
+        &bearer,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "artifacts_signed_url",
+        "--tool-arg",
+        &format!("organization_id={org}"),
+        "--tool-arg",
+        "scope=jobs",
+        "--tool-arg",
+        &format!("scope_id={job}"),
+        "--tool-arg",
+        "path=test-results/junit.json",
+    ]);
+    assert!(ok && called.contains("/api/v1/artifacts/download?"), "{called}");
     let (ok, called) = inspector(&[
         &mcp_url,
         "--transport",

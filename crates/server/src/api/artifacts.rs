@@ -117,6 +117,111 @@ pub async fn list(
     Ok(Json(api::ArtifactList { scope: q.scope, scope_id: q.id, path: q.path, artifacts, page }))
 }
 
+/// How long a signed link works.
+const SIGNED_FOR_MS: i64 = 5 * 60 * 1000;
+
+#[derive(Deserialize)]
+pub struct SignQuery {
+    scope: String,
+    id: String,
+    path: String,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+/// What a link signs: the method, the scope, its id, the file and when the link ends.
+fn signed_message(method: &str, scope: &str, id: &str, path: &str, expires_ms: i64) -> String {
+    format!("{method}\n{scope}\n{id}\n{path}\n{expires_ms}")
+}
+
+/// An artifact file of a scope, if it is one: no `..`, nothing through a symbolic link.
+async fn artifact_file(server: &Server, scope: &str, id: &str, path: &str) -> Result<PathBuf, ApiError> {
+    let rel = inside(path)?;
+    let root = scope_dir(server, scope, id).await?;
+    let full = root.join(&rel);
+    let (r, f) = (root.clone(), full.clone());
+    let ok = blocking(move || {
+        let mut at = r.clone();
+        let no_link = rel.components().all(|c| {
+            at.push(c);
+            at.symlink_metadata().is_ok_and(|m| !m.file_type().is_symlink())
+        });
+        no_link && f.symlink_metadata().is_ok_and(|m| m.is_file())
+    })
+    .await?;
+    if ok { Ok(full) } else { Err(ApiError::not_found(format!("no artifact file '{path}' in {scope} {id}"))) }
+}
+
+/// `GET /api/v1/artifacts/signed-url?scope=&id=&path=[&method=GET|HEAD]`: a link to one artifact
+/// file that works without a token for five minutes.
+pub async fn signed_url(
+    State(server): State<Arc<Server>>,
+    q: Result<Query<SignQuery>, QueryRejection>,
+) -> Result<Json<api::SignedUrls>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad(format!("bad query parameters: {}", e.body_text())))?;
+    let method = q.method.clone().unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+    if method != "GET" && method != "HEAD" {
+        return Err(ApiError::bad(format!("method '{method}': a link is for GET or HEAD")));
+    }
+    artifact_file(&server, &q.scope, &q.id, &q.path).await?;
+    let project_id = scope_project(&server, &q.scope, &q.id).await?;
+    let expires_ms = salve_store::now_ms() + SIGNED_FOR_MS;
+    let sig = server.sealer.sign(&signed_message(&method, &q.scope, &q.id, &q.path, expires_ms));
+    let enc = crate::web::html::encode_query;
+    let url = format!(
+        "{}/api/v1/artifacts/download?scope={}&id={}&path={}&method={method}&expires={expires_ms}&sig={sig}",
+        server.base_url(),
+        enc(&q.scope),
+        enc(&q.id),
+        enc(&q.path)
+    );
+    Ok(Json(api::SignedUrls {
+        project_id,
+        scope: q.scope,
+        scope_id: q.id,
+        path: q.path,
+        method: method.clone(),
+        urls: vec![api::SignedUrl { url, method }],
+        expires_ms,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct DownloadQuery {
+    scope: String,
+    id: String,
+    path: String,
+    method: String,
+    expires: i64,
+    sig: String,
+}
+
+/// `GET /api/v1/artifacts/download?…&expires=&sig=`: the file a signed link names, with no token;
+/// a link that was altered or has expired is refused (403).
+pub async fn download(
+    State(server): State<Arc<Server>>,
+    method: axum::http::Method,
+    q: Result<Query<DownloadQuery>, QueryRejection>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let refused = |why: &str| (axum::http::StatusCode::FORBIDDEN, why.to_owned()).into_response();
+    let Ok(Query(q)) = q else { return refused("not a signed link: ask artifacts/signed-url for one") };
+    let message = signed_message(&q.method, &q.scope, &q.id, &q.path, q.expires);
+    if !server.sealer.verify(&message, &q.sig) || q.method != method.as_str() {
+        return refused("this link was not signed by this server, or it was altered");
+    }
+    if q.expires <= salve_store::now_ms() {
+        return refused("this link has expired: ask for a new one");
+    }
+    match artifact_file(&server, &q.scope, &q.id, &q.path).await {
+        Ok(file) => {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            crate::http::send_file(file, &name, "application/octet-stream").await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// `GET /api/v1/jobs/{id}/test-results`: the JUnit report the job published
 /// (`test-results publish`), as JSON, with its summary.
 pub async fn job_test_results(

@@ -47,6 +47,8 @@ pub fn router(server: Arc<Server>) -> Router {
             }),
         )
         .route("/api/v1/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        // A signed link carries its own proof (artifacts::download checks it).
+        .route("/api/v1/artifacts/download", get(artifacts::download))
         // Agents authenticate with their own tokens, checked by these handlers.
         .route("/api/v1/agents/register", post(agents::register))
         .route("/api/v1/agents/heartbeat", post(agents::heartbeat))
@@ -69,6 +71,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/api/v1/jobs/{id}/test-results", get(artifacts::job_test_results))
         .route("/api/v1/pipelines/{id}/test-results", get(artifacts::pipeline_test_results))
         .route("/api/v1/artifacts", get(artifacts::list))
+        .route("/api/v1/artifacts/signed-url", get(artifacts::signed_url))
         .route("/api/v1/jobs/{id}/logs", get(live::log_window))
         .route("/api/v1/jobs/{id}/logs/stream", get(live::log_stream))
         .route("/api/v1/jobs/{id}/failure", get(live::failure))

@@ -5,7 +5,7 @@
 //! session's CSRF token. The pages read the store directly and act through the same functions
 //! as the API.
 
-mod html;
+pub(crate) mod html;
 mod pages;
 
 use std::sync::Arc;

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use askama::Template;
 use axum::Extension;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use salve_runner::log::LogReader;
 use salve_store::{JobRow, PipelineInfo, SessionRow};
 use serde::Deserialize;
@@ -234,23 +233,11 @@ pub(super) fn size(n: u64) -> String {
     }
 }
 
-pub(super) async fn send_file(path: PathBuf, name: &str, content_type: &str) -> Response {
-    match tokio::fs::File::open(&path).await {
-        Ok(f) => {
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
-            let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\', '\n', '\r'], "_"));
-            ([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body)
-                .into_response()
-        }
-        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
-    }
-}
-
 pub async fn raw_log(State(server): S, Extension(s): Sess, Path(id): Path<String>) -> Response {
     match job_and_project(&server, &s, &id).await {
         Ok((job, _)) => {
             let path = PathBuf::from(&job.log_dir).join(salve_runner::log::LOG_FILE);
-            send_file(path, &format!("{id}.log"), "text/plain; charset=utf-8").await
+            crate::http::send_file(path, &format!("{id}.log"), "text/plain; charset=utf-8").await
         }
         Err(r) => r,
     }
@@ -276,5 +263,5 @@ pub async fn artifact(State(server): S, Extension(s): Sess, Path((id, path)): Pa
         return error(&s, StatusCode::NOT_FOUND, "No such artifact", format!("The job has no artifact {path}."));
     }
     let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    send_file(full, &name, "application/octet-stream").await
+    crate::http::send_file(full, &name, "application/octet-stream").await
 }
