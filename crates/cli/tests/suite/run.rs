@@ -148,6 +148,17 @@ fn pipeline(commands: &[&str]) -> String {
     format!("{HEADER}  - name: B\n    task:\n      jobs:\n        - name: J\n          commands:\n{}", list.concat())
 }
 
+/// `yaml` committed alone and run with `salve run --json`: the events, the first finished job's
+/// log and what salve printed on stderr.
+fn run_yaml(yaml: &str) -> (Vec<Value>, String, String) {
+    let repo = repo_from(None, &[(".semaphore/semaphore.yml", yaml)]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
+    let ev = events(&out);
+    let log = job_log(data.path(), &ev);
+    (ev, log, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 fn job_log(data: &Path, ev: &[Value]) -> String {
     let id = ev.iter().find(|e| e["event"] == "job_finished").unwrap()["job_id"].as_str().unwrap().to_owned();
     String::from_utf8_lossy(&std::fs::read(data.join("jobs").join(id).join("log")).unwrap()).into_owned()
@@ -658,12 +669,8 @@ fn sem_service_runs_mysql_with_the_user_and_database_asked_for() {
         "mysql -h 127.0.0.1 -u app -ps3cret app_test -N -e 'create table t (x int); insert into t values (7); select concat(\"rows: \", count(*)) from t'",
         "sem-service stop mysql && (sem-service status mysql || echo mysql-stopped)",
     ]);
-    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
-    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
-    let ev = events(&out);
-    let log = job_log(data.path(), &ev);
-    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (ev, log, err) = run_yaml(&yaml);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{err}");
     assert!(log.contains("Starting mysql...done.\nmysql ") && log.contains("is running at 127.0.0.1:3306"), "{log}");
     assert!(log.contains("\n42\n") && log.contains("rows: 1\n") && log.contains("mysql-stopped"), "{log}");
 }
@@ -695,12 +702,8 @@ fn artifacts_expire_and_the_cache_keeps_to_its_space() {
         "        - name: J\n",
         "        - name: J\n          env_vars:\n            - name: SALVE_CACHE_SIZE_MB\n              value: \"1\"\n",
     );
-    let repo = repo_from(None, &[(".semaphore/semaphore.yml", &yaml)]);
-    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let out = salve_run(repo.path(), data.path(), &["--json"], &[]);
-    let ev = events(&out);
-    let log = job_log(data.path(), &ev);
-    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{}", String::from_utf8_lossy(&out.stderr));
+    let (ev, log, err) = run_yaml(&yaml);
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{err}");
     assert!(log.contains("(it expires in 1s)") && log.contains("refused-age"), "{log}");
     assert!(log.contains("'short.txt' expired and was deleted") && log.contains("short-expired"), "{log}");
     assert!(log.contains("Pulled 'long.txt'") && log.contains("\nlong\n"), "{log}");

@@ -851,39 +851,15 @@ fn mcp_clients_read_a_failed_job_through_the_servers_mcp_endpoint() {
     let (ok, listed) = inspector(&[&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/list"]);
     assert!(ok && listed.contains("\"jobs_logs\"") && listed.contains("\"readOnlyHint\": true"), "{listed}");
     let org = server.get("/api/v1/health")["organization_id"].as_str().unwrap().to_owned();
-    let (ok, called) = inspector(&[
-        &mcp_url,
-        "--transport",
-        "http",
-        "--header",
-        &bearer,
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "artifacts_signed_url",
-        "--tool-arg",
-        &format!("organization_id={org}"),
-        "--tool-arg",
-        "scope=jobs",
-        "--tool-arg",
-        &format!("scope_id={job}"),
-        "--tool-arg",
-        "path=test-results/junit.json",
-    ]);
+    let args = [
+        format!("organization_id={org}"),
+        "scope=jobs".into(),
+        format!("scope_id={job}"),
+        "path=test-results/junit.json".into(),
+    ];
+    let (ok, called) = call_tool(data.path(), &mcp_url, &bearer, "artifacts_signed_url", &args);
     assert!(ok && called.contains("/api/v1/artifacts/download?"), "{called}");
-    let (ok, called) = inspector(&[
-        &mcp_url,
-        "--transport",
-        "http",
-        "--header",
-        &bearer,
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "failure_summary",
-        "--tool-arg",
-        &format!("job_id={job}"),
-    ]);
+    let (ok, called) = call_tool(data.path(), &mcp_url, &bearer, "failure_summary", &[format!("job_id={job}")]);
     assert!(ok && called.contains("error: the widget is broken"), "{called}");
     // Over stdio: `salve mcp [FLAGS]` with the token and server in its environment.
     let token_env = format!("SALVE_TOKEN={}", server.token);
@@ -1057,6 +1033,16 @@ fn inspector(home: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Calls MCP tool `tool` at `url` over Streamable HTTP with the Inspector CLI, each of `args` a
+/// `NAME=VALUE`.
+fn call_tool(home: &Path, url: &str, bearer: &str, tool: &str, args: &[String]) -> (bool, String) {
+    let mut all = vec![url, "--transport", "http", "--header", bearer, "--method", "tools/call", "--tool-name", tool];
+    for a in args {
+        all.extend(["--tool-arg", a.as_str()]);
+    }
+    inspector(home, &all)
+}
+
 pub(super) fn test_tools() -> PathBuf {
     let tools = std::env::var_os("SALVE_TEST_TOOLS")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools"), PathBuf::from);
@@ -1160,21 +1146,8 @@ fn tasks_run_from_the_cli_and_mcp_with_their_parameters() {
     let inspector = |args: &[&str]| inspector(data.path(), args);
     let mcp_url = format!("{}/mcp", server.url);
     let bearer = format!("Authorization: Bearer {}", server.token);
-    let org = {
-        let args = [&mcp_url, "--transport", "http", "--header", &bearer, "--method", "tools/call"];
-        let (_, o) = inspector(&[&args[..], &["--tool-name", "organizations_list"]].concat());
-        let v: Value = serde_json::from_str(&o).unwrap();
-        v["structuredContent"]["organizations"][0]["id"].as_str().unwrap().to_owned()
-    };
-    let call = |tool: &str, args: &[String]| {
-        let mut all = vec![mcp_url.clone(), "--transport".into(), "http".into(), "--header".into(), bearer.clone()];
-        all.extend(["--method".into(), "tools/call".into(), "--tool-name".into(), tool.into()]);
-        for a in args {
-            all.extend(["--tool-arg".into(), a.clone()]);
-        }
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        inspector(&refs)
-    };
+    let org = server.get("/api/v1/health")["organization_id"].as_str().unwrap().to_owned();
+    let call = |tool: &str, args: &[String]| call_tool(data.path(), &mcp_url, &bearer, tool, args);
     let (ok, out) = call("tasks_list", &["project_id=nightly".to_string(), format!("organization_id={org}")]);
     assert!(ok && out.contains("\"pipeline_file\": \".semaphore/report.yml\"") && out.contains("0 3 * * 1-5"), "{out}");
     let (ok, out) = call(
