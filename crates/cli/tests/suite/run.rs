@@ -712,3 +712,53 @@ fn artifacts_expire_and_the_cache_keeps_to_its_space() {
     assert!(log.contains("is larger than the cache's space") && log.contains("big-refused"), "{log}");
     assert!(log.contains("FREE SPACE: ") && log.contains("USED SPACE: "), "{log}");
 }
+
+/// `sem-version` with the toolchains this machine has: Python (pyenv) switched for the rest of
+/// the job, Node and Rust at their installed versions, and versions it lacks refused.
+#[test]
+fn sem_version_switches_the_python_node_and_rust_installed_here() {
+    let version = |cmd: &str, arg: &str| {
+        let out = Command::new(cmd).arg(arg).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v: String = text
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .find(|w| w.contains('.'))
+            .unwrap_or_default()
+            .to_owned();
+        v.split('.').take(2).collect::<Vec<_>>().join(".")
+    };
+    let (node, rust, python) =
+        (version("node", "--version"), version("rustc", "--version"), version("python3", "--version"));
+    // A pyenv version other than the default python3, when there is one.
+    let pyenv = std::env::var_os("PYENV_ROOT").map(|r| Path::new(&r).join("versions"));
+    let other: Option<String> = pyenv
+        .and_then(|d| std::fs::read_dir(d).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().split('.').take(2).collect::<Vec<_>>().join("."))
+        .filter(|v| v.starts_with("3.") && *v != python)
+        .max();
+    let node_major = node.split('.').next().unwrap_or_default().to_owned();
+    let mut commands = vec![
+        format!("sem-version node {node_major} && node --version"),
+        format!("sem-version rust {rust} && rustc --version"),
+        "sem-version rust 1.2 || echo refused-rust".to_owned(),
+    ];
+    if let Some(py) = &other {
+        commands.push(format!("sem-version python {py}"));
+        commands.push("python --version && python3 --version".to_owned());
+    }
+    let refs: Vec<&str> = commands.iter().map(String::as_str).collect();
+    let (ev, log, err) = run_yaml(&pipeline(&refs));
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{err}");
+    assert!(log.contains(&format!("\nv{node}")), "{log}");
+    assert!(log.contains(&format!("\nrustc {rust}")), "{log}");
+    assert!(
+        log.contains("rust 1.2 is not installed on this machine. Installed: ") && log.contains("refused-rust"),
+        "{log}"
+    );
+    if let Some(py) = other {
+        assert_eq!(log.matches(&format!("Python {py}.")).count(), 2, "the switch persists: {log}");
+    }
+}
