@@ -78,10 +78,12 @@ fn a_job_reaches_only_the_host_ports_it_is_given() {
         }
     });
     let probe = format!("(exec 3<>/dev/tcp/127.0.0.1/{port}; head -1 <&3) 2>/dev/null || echo no-host-port");
+    // slirp4netns's gateway is where the host's loopback would be reachable; it is closed.
+    let gateway = format!("(exec 3<>/dev/tcp/10.0.2.2/{port}) 2>/dev/null && echo GATEWAY-OPEN || echo no-gateway");
     let own = "python3 -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 8432)); s.listen(); print('own loopback')\"";
     let host = |network: bool, forward: bool, secret: bool| {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = spec(dir.path(), &[&probe, own, "echo network=$SALVE_JOB_NETWORK"]);
+        let mut s = spec(dir.path(), &[&probe, own, "echo network=$SALVE_JOB_NETWORK", &gateway]);
         s.sandbox = sandbox(network, Vec::new());
         // The pipeline's own variables are the pusher's: naming a port opens nothing.
         s.env = vec![("DATABASE_URL".into(), format!("postgres://127.0.0.1:{port}/db"))];
@@ -98,6 +100,7 @@ fn a_job_reaches_only_the_host_ports_it_is_given() {
     };
     let closed = host(true, false, false);
     assert!(closed.contains("no-host-port") && closed.contains("network=own"), "{closed}");
+    assert!(closed.contains("no-gateway") && !closed.contains("GATEWAY-OPEN"), "{closed}");
     let forwarded = host(true, true, false);
     assert!(forwarded.contains("hello from the host"), "{forwarded}");
     let named = host(true, false, true);
