@@ -12,6 +12,7 @@ command -v slirp4netns >/dev/null 2>&1 || need_apt+=(slirp4netns)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
 # The seed's hand-written heal recipe renders its prompt with envsubst.
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
 # The web UI's browser tests run Debian's Chromium.

@@ -23,7 +23,7 @@ pub(crate) const USAGE: &str =
     "Usage: sem-service start SERVICE [VERSION] [--username=USER] [--password=PASSWORD] [--db=NAME]
        sem-service stop SERVICE
        sem-service status SERVICE
-Runs SERVICE (postgres, postgis, mysql, redis, memcached; mongodb, rabbitmq, elasticsearch and
+Runs SERVICE (postgres, postgis, mysql, redis, memcached, rabbitmq; mongodb, elasticsearch and
 opensearch are named, but Salve cannot run them from installed servers yet) from this machine's installed servers on
 its usual port of the job's own 127.0.0.1, until the job ends.";
 
@@ -102,7 +102,7 @@ impl Kind {
 
     /// Whether Salve knows how to run this server from its installed binaries.
     fn runnable(self) -> bool {
-        matches!(self, Kind::Postgres | Kind::Postgis | Kind::Redis | Kind::Memcached | Kind::Mysql)
+        matches!(self, Kind::Postgres | Kind::Postgis | Kind::Redis | Kind::Memcached | Kind::Mysql | Kind::Rabbitmq)
     }
 }
 
@@ -255,7 +255,7 @@ fn start(kind: Kind, state: &Path, o: &Options) -> Result<i32, String> {
     if !kind.runnable() {
         return Err(format!(
             "{} {} is installed, but Salve cannot run it from its binaries yet: run the job in a container image with \
-             the service (agent.containers), or use postgres, mysql, redis or memcached",
+             the service (agent.containers), or use postgres, mysql, redis, memcached or rabbitmq",
             kind.name(),
             install.version
         ));
@@ -290,6 +290,18 @@ fn start(kind: Kind, state: &Path, o: &Options) -> Result<i32, String> {
             Command::new(install.bin.join("memcached")).args(["-l", "127.0.0.1", "-p", "11211", "-U", "0"]),
         )?,
         Kind::Mysql => mysql(install, state)?,
+        Kind::Rabbitmq => {
+            let mut conf = String::new();
+            if let Some(u) = &o.username {
+                conf.push_str(&format!("default_user = {u}\n"));
+            }
+            if let Some(p) = &o.password {
+                conf.push_str(&format!("default_pass = {p}\n"));
+            }
+            std::fs::write(state.join("rabbitmq.conf"), conf)
+                .map_err(|e| format!("cannot write its configuration: {e}"))?;
+            rabbitmq(install, state)?
+        }
         _ => return Err(format!("{} cannot be run yet", kind.name())),
     };
     std::fs::write(state.join("pid"), child.id().to_string()).map_err(|e| format!("cannot record the PID: {e}"))?;
@@ -411,6 +423,26 @@ fn mysql(install: &Install, state: &Path) -> Result<std::process::Child, String>
     )
 }
 
+/// RabbitMQ (the broker script itself, not Debian's wrapper that switches user): its node, data,
+/// logs and Erlang cookie in the state folder, listening on 127.0.0.1:5672; `--username` and
+/// `--password` become its default user (otherwise guest/guest).
+fn rabbitmq(install: &Install, state: &Path) -> Result<std::process::Child, String> {
+    let mut cmd = Command::new(install.bin.join("rabbitmq-server"));
+    let at = |name: &str| state.join(name);
+    cmd.env("HOME", state)
+        .env("RABBITMQ_MNESIA_BASE", at("mnesia"))
+        .env("RABBITMQ_LOG_BASE", at("logs"))
+        .env("RABBITMQ_NODENAME", "rabbit@localhost")
+        .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+        .env("RABBITMQ_NODE_PORT", "5672")
+        .env("RABBITMQ_ENABLED_PLUGINS_FILE", at("enabled_plugins"))
+        .env("RABBITMQ_PID_FILE", at("rabbitmq.pid"))
+        .env("RABBITMQ_CONF_ENV_FILE", at("rabbitmq-env.conf"))
+        .env("RABBITMQ_CONFIG_FILE", at("rabbitmq"))
+        .env("RABBITMQ_ADVANCED_CONFIG_FILE", at("advanced.config"));
+    spawn(state, &mut cmd)
+}
+
 /// Root from any host with no password (as Semaphore's image has it), and the user and database
 /// asked for.
 fn mysql_setup(install: &Install, state: &Path, o: &Options) -> Result<(), String> {
@@ -516,6 +548,8 @@ fn ready(kind: Kind) -> bool {
         Kind::Memcached => (b"version\r\n", b"VERSION"),
         // An SSLRequest: a ready server answers one byte, S or N.
         Kind::Postgres | Kind::Postgis => (&[0, 0, 0, 8, 4, 210, 22, 47], b"N"),
+        // AMQP 0-9-1: the header, answered by a method frame (Connection.Start).
+        Kind::Rabbitmq => (b"AMQP\x00\x00\x09\x01", &[1u8][..]),
         // The server speaks first: a handshake packet, protocol version 10 after its header.
         Kind::Mysql => {
             let mut buf = [0u8; 64];
@@ -587,7 +621,17 @@ fn find(kind: Kind) -> Vec<Install> {
             }
         }
     }
-    if matches!(kind, Kind::Postgres | Kind::Postgis) {
+    if kind == Kind::Rabbitmq {
+        // Debian's: /usr/lib/rabbitmq/bin with its version in lib/rabbitmq_server-<version>.
+        let root = Path::new("/usr/lib/rabbitmq");
+        for (name, _) in subdirs(&root.join("lib")) {
+            if let Some(version) = name.strip_prefix("rabbitmq_server-")
+                && root.join("bin/rabbitmq-server").is_file()
+            {
+                out.push(Install { version: version.to_owned(), bin: root.join("bin") });
+            }
+        }
+    } else if matches!(kind, Kind::Postgres | Kind::Postgis) {
         for (_, dir) in subdirs(Path::new("/usr/lib/postgresql")) {
             let bin = dir.join("bin");
             if bin.join("postgres").is_file()

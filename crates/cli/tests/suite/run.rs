@@ -762,3 +762,22 @@ fn sem_version_switches_the_python_node_and_rust_installed_here() {
         assert_eq!(log.matches(&format!("Python {py}.")).count(), 2, "the switch persists: {log}");
     }
 }
+
+/// `sem-service start rabbitmq` runs the machine's RabbitMQ in the job: an AMQP client is
+/// answered on 127.0.0.1:5672 with the user asked for.
+#[test]
+fn sem_service_runs_rabbitmq() {
+    let amqp = "python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', 5672)); s.sendall(b'AMQP\\x00\\x00\\x09\\x01'); print('amqp frame', s.recv(1)[0])\"";
+    let (ev, log, err) = run_yaml(&pipeline(&[
+        "sem-service start rabbitmq --username=app --password=s3cret",
+        amqp,
+        "sem-service status rabbitmq",
+        "sem-service stop rabbitmq && (sem-service status rabbitmq || echo rabbitmq-stopped)",
+    ]));
+    assert_eq!(finished(&ev)["result"], "passed", "{log}\n{err}");
+    assert!(log.contains("Starting rabbitmq...done.\nrabbitmq ") && log.contains("127.0.0.1:5672"), "{log}");
+    assert!(
+        log.contains("amqp frame 1\n") && log.contains("rabbitmq running.") && log.contains("rabbitmq-stopped"),
+        "{log}"
+    );
+}
