@@ -100,6 +100,8 @@ pub fn run(bwrap: &[OsString], slirp: &Path, forward: &[u16]) -> Result<ExitStat
     drop(block_write);
     let status = job.wait().map_err(|e| format!("cannot wait for the job: {e}"))?;
     let (mut slirp_child, exit_write) = kept;
+    // Its exit fd closed, slirp4netns ends, and the kernel takes down the job's namespace with
+    // its tap device (some 20 ms, the most of what a network of its own costs a job).
     drop(exit_write);
     let _ = slirp_child.wait();
     Ok(status)
