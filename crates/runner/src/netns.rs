@@ -45,9 +45,6 @@ const SLIRP_DNS: &str = "10.0.2.3";
 pub fn run(bwrap: &[OsString], slirp: &Path, forward: &[u16]) -> Result<ExitStatus, String> {
     let (info_read, info_write) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
     let (block_read, block_write) = std::io::pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
-    let inherit = |fd: &dyn AsFd| {
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(|e| format!("cannot pass a pipe on: {e}"))
-    };
     inherit(&info_write)?;
     inherit(&block_read)?;
     let (program, args) = bwrap.split_first().ok_or("no bwrap to run")?;
@@ -107,6 +104,11 @@ pub fn run(bwrap: &[OsString], slirp: &Path, forward: &[u16]) -> Result<ExitStat
     Ok(status)
 }
 
+/// Lets a child process inherit `fd` (pipes are made close-on-exec).
+fn inherit(fd: &impl AsFd) -> Result<(), String> {
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(|e| format!("cannot pass a pipe on: {e}"))
+}
+
 /// The job's PID from bwrap's `--info-fd` JSON (`{"child-pid": N, ...}`).
 fn child_pid(mut info: std::io::PipeReader) -> Result<u32, String> {
     let mut text = Vec::new();
@@ -158,9 +160,8 @@ fn wait_until_blocked(pid: u32, fd: i32) {
 fn start_slirp(slirp: &Path, pid: u32) -> Result<(std::process::Child, OwnedFd), String> {
     let (mut ready_read, ready_write) = std::io::pipe().map_err(|e| e.to_string())?;
     let (exit_read, exit_write) = std::io::pipe().map_err(|e| e.to_string())?;
-    for fd in [ready_write.as_fd(), exit_read.as_fd()] {
-        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty()).map_err(|e| e.to_string())?;
-    }
+    inherit(&ready_write)?;
+    inherit(&exit_read)?;
     let child = Command::new(slirp)
         .args(["--configure", "--mtu=65520", "--disable-host-loopback", "--enable-sandbox", "--enable-seccomp"])
         .arg(format!("--ready-fd={}", ready_write.as_raw_fd()))

@@ -112,6 +112,12 @@ fn host_of(authority: &str) -> String {
 }
 
 impl Config {
+    /// The URL people and jobs reach the server at: the public URL, else the listen address.
+    pub fn base_url(&self) -> String {
+        let url = self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen));
+        url.trim_end_matches('/').to_owned()
+    }
+
     /// The `Host` values `/mcp` answers: loopback, the listen address, the public URL's host and
     /// `mcp_allowed_hosts`.
     pub fn mcp_hosts(&self) -> Vec<String> {

@@ -30,14 +30,6 @@ pub async fn confine(server: &Server, own: &str, request: &mut Request) -> Resul
         },
         ["heals", id, ..] => server.store.heal(id).await?.map(|h| h.project_id),
         ["tasks", id, ..] => server.store.task(id).await?.map(|t| t.project_id),
-        ["tasks"] => match param("project") {
-            Some(name) => project_of(server, name).await?,
-            None if request.method() == axum::http::Method::GET => {
-                narrow(server, own, request).await?;
-                None
-            }
-            None => None,
-        },
         ["artifacts"] | ["artifacts", "signed-url"] => match (param("scope"), param("id")) {
             (Some(scope), Some(id)) => artifacts::scope_project(server, scope, id).await.ok(),
             _ => None,
@@ -46,7 +38,7 @@ pub async fn confine(server: &Server, own: &str, request: &mut Request) -> Resul
             Some(id) => pipeline_project(server, id).await?,
             None => return Err(refusal("follows one pipeline's events: add ?pipeline_id=ID")),
         },
-        ["workflows" | "pipelines" | "heals" | "pulls"] => match (param("project"), param("workflow_id")) {
+        ["workflows" | "pipelines" | "heals" | "pulls" | "tasks"] => match (param("project"), param("workflow_id")) {
             (Some(name), _) => project_of(server, name).await?,
             (None, Some(id)) => server.store.workflow(id).await?.map(|w| w.project_id),
             (None, None) => {

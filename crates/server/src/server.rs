@@ -128,7 +128,7 @@ impl Server {
             // Jobs of a pipeline start as their blocks allow; this server's own slots
             // (`--jobs`) and the agents' bound how many run at once.
             parallel: PIPELINE_JOBS,
-            servers: vec![config.public_url.clone().unwrap_or_else(|| format!("http://{}", config.listen))],
+            servers: vec![config.base_url()],
         };
         launch.data.prepare(config.exe.as_deref())?;
         // A machine that cannot run a job's sandbox is told now, not at the first push.
@@ -161,8 +161,7 @@ impl Server {
 
     /// The URL people and jobs reach the server at.
     pub fn base_url(&self) -> String {
-        let url = self.config.public_url.clone().unwrap_or_else(|| format!("http://{}", self.config.listen));
-        url.trim_end_matches('/').to_owned()
+        self.config.base_url()
     }
 
     /// Fires the promotions a previous server did not get to and drops the tokens of pipelines

@@ -121,7 +121,7 @@ async fn handle(
 }
 
 /// True when no component of `target` below `root` is a symbolic link.
-fn no_link_between(root: &Path, target: &Path) -> bool {
+pub(crate) fn no_link_between(root: &Path, target: &Path) -> bool {
     let Ok(rest) = target.strip_prefix(root) else { return false };
     let mut at = root.to_path_buf();
     for c in rest.components() {

@@ -381,26 +381,6 @@ impl Server {
         }
     }
 
-    /// Deletes the artifacts whose `--expire-in` has passed, in every project's storage.
-    pub async fn sweep_artifacts(&self) {
-        let root = self.launch.data.path().join("artifacts");
-        let swept = tokio::task::spawn_blocking(move || {
-            let now = u64::try_from(salve_store::now_ms()).unwrap_or(0);
-            std::fs::read_dir(&root)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| salve_toolbox::sweep_expired_artifacts(&e.path(), now))
-                .sum::<usize>()
-        })
-        .await
-        .unwrap_or(0);
-        if swept > 0 {
-            tracing::info!(artifacts = swept, "expired artifacts deleted");
-        }
-    }
-
     /// Looks for due scheduled runs every few seconds, and expired artifacts every minute, for
     /// as long as the server runs.
     pub async fn schedule_tasks(self: Arc<Self>) {

@@ -151,7 +151,7 @@ pub fn main(args: &[String]) -> i32 {
         }
         ["is_not_empty"] => i32::from(store.keys().is_empty()),
         ["usage"] => {
-            let used: u64 = store.keys().iter().map(|(_, m)| m.size).sum();
+            let used = store.used();
             println!("FREE SPACE: {} bytes", space().saturating_sub(used));
             println!("USED SPACE: {used} bytes");
             0
@@ -192,6 +192,12 @@ impl Cache {
     fn meta(&self, key: &str) -> Option<Meta> {
         let bytes = self.store.read(Path::new(&format!("{key}.json")))?;
         serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The bytes the archives take, from one listing (a key's recorded size is its archive's).
+    fn used(&self) -> u64 {
+        let listed = self.store.list(Path::new("")).unwrap_or_default();
+        listed.iter().filter(|e| !e.dir && e.name.ends_with(".tar.gz")).map(|e| e.size).sum()
     }
 
     /// Keys with their metadata, most recently stored first.
@@ -281,11 +287,12 @@ impl Cache {
 
     /// Evicts other keys, first by `order`, until what is stored fits the cache's space.
     fn make_room(&self, kept: &str, order: Order) {
-        let mut keys = self.keys();
-        let mut used: u64 = keys.iter().map(|(_, m)| m.size).sum();
+        let mut used = self.used();
         if used <= space() {
             return;
         }
+        // Short of space: only now is every key's record read.
+        let mut keys = self.keys();
         keys.retain(|(k, _)| k != kept);
         order.sort(&mut keys);
         for (key, meta) in keys {

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::env;
-use crate::sem_version::{choose_version, compare_versions, subdirs};
+use crate::sem_version::{choose_version, compare_versions, subdirs, system_version, which};
 
 pub(crate) const USAGE: &str =
     "Usage: sem-service start SERVICE [VERSION] [--username=USER] [--password=PASSWORD] [--db=NAME]
@@ -155,9 +155,7 @@ pub fn unavailable(service: &str) -> Option<String> {
     let Some(kind) = Kind::parse(service) else {
         return Some(format!("'{service}' is not a service sem-service knows"));
     };
-    let on_path =
-        |p: &str| std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(p).is_file());
-    if !on_path("slirp4netns") {
+    if which("slirp4netns").is_none() {
         return Some("jobs here get no network of their own (slirp4netns is not installed), so sem-service refuses to start services".into());
     }
     let (program, package) = kind.server();
@@ -641,11 +639,10 @@ fn find(kind: Kind) -> Vec<Install> {
             }
         }
     } else {
-        let path = env("PATH").unwrap_or_default();
-        let found = std::env::split_paths(&path)
-            .chain(["/usr/sbin", "/usr/bin"].map(PathBuf::from))
-            .map(|d| d.join(program))
-            .find(|p| p.is_file());
+        // Servers live in sbin, which a job's PATH may leave out.
+        let found = which(program).or_else(|| {
+            ["/usr/sbin", "/usr/bin"].map(|d| Path::new(d).join(program)).into_iter().find(|p| p.is_file())
+        });
         if let Some(exe) = found
             && let Some(version) = version_of(&exe)
             && let Some(bin) = exe.parent()
@@ -657,35 +654,26 @@ fn find(kind: Kind) -> Vec<Install> {
     out
 }
 
-/// The first dotted number in `PROGRAM --version` (`redis-server -v`, `memcached -V` print it
-/// too), e.g. "postgres (PostgreSQL) 15.14" -> 15.14, "Redis server v=7.0.15" -> 7.0.15.
+/// The version `PROGRAM --version` (`memcached -V`) prints.
 fn version_of(exe: &Path) -> Option<String> {
-    let name = exe.file_name()?.to_string_lossy().into_owned();
-    let flag = if name == "memcached" { "-V" } else { "--version" };
-    let out = Command::new(exe).arg(flag).stdin(Stdio::null()).output().ok()?;
-    first_version(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn first_version(text: &str) -> Option<String> {
-    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map(|w| w.trim_matches('.'))
-        .find(|w| w.contains('.') && w.split('.').all(|p| !p.is_empty()))
-        .map(str::to_owned)
+    let flag = if exe.file_name().is_some_and(|n| n == "memcached") { "-V" } else { "--version" };
+    system_version(exe, &[flag])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sem_version::version_in;
 
     #[test]
     fn versions_are_read_from_the_servers_own_words() {
-        assert_eq!(first_version("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)").as_deref(), Some("15.14"));
+        assert_eq!(version_in("postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)").as_deref(), Some("15.14"));
         assert_eq!(
-            first_version("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64").as_deref(),
+            version_in("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64").as_deref(),
             Some("7.0.15")
         );
-        assert_eq!(first_version("memcached 1.6.18").as_deref(), Some("1.6.18"));
-        assert_eq!(first_version("no version here"), None);
+        assert_eq!(version_in("memcached 1.6.18").as_deref(), Some("1.6.18"));
+        assert_eq!(version_in("no version here"), None);
     }
 
     #[test]

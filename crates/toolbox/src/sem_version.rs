@@ -283,15 +283,19 @@ fn files(dir: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn which(binary: &str) -> Option<PathBuf> {
+pub(crate) fn which(binary: &str) -> Option<PathBuf> {
     let path = env("PATH")?;
     path.split(':').map(|d| Path::new(d).join(binary)).find(|p| p.is_file())
 }
 
 /// The first version-like word `binary args` prints (`go version go1.19.8` → `1.19.8`).
-fn system_version(binary: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(binary).args(args).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+pub(crate) fn system_version(binary: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new(binary).args(args).stdin(std::process::Stdio::null()).output().ok()?;
+    version_in(&(String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The first version-like word of `text` ("postgres (PostgreSQL) 15.14" → `15.14`).
+pub(crate) fn version_in(text: &str) -> Option<String> {
     text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
         .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
         .map(|w| w.trim_end_matches('.').to_owned())

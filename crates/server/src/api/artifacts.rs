@@ -22,10 +22,16 @@ const MAX_ENTRIES: usize = 1000;
 
 /// The folder of one scope's artifacts, after checking the scope exists.
 async fn scope_dir(server: &Server, scope: &str, id: &str) -> Result<PathBuf, ApiError> {
+    Ok(scope_place(server, scope, id).await?.1)
+}
+
+/// The project a scope belongs to, and the folder of its artifacts.
+async fn scope_place(server: &Server, scope: &str, id: &str) -> Result<(String, PathBuf), ApiError> {
     let project_id = scope_project(server, scope, id).await?;
     // Ids come from the store, but a project's own id names the folder of its jobs and workflows.
     let id = if scope == "projects" { project_id.clone() } else { id.to_owned() };
-    Ok(folder(server, &project_id, scope, &id))
+    let dir = folder(server, &project_id, scope, &id);
+    Ok((project_id, dir))
 }
 
 /// The project that a scope's id (a job, a workflow, a project) belongs to.
@@ -53,6 +59,28 @@ pub async fn scope_project(server: &Server, scope: &str, id: &str) -> Result<Str
 /// Where one scope's artifacts of a project live: `<data>/artifacts/<project id>/<scope>/<id>`.
 pub fn folder(server: &Server, project_id: &str, scope: &str, id: &str) -> PathBuf {
     server.config.data_dir.join("artifacts").join(project_id).join(scope).join(id)
+}
+
+impl Server {
+    /// Deletes the artifacts whose `--expire-in` has passed, in every project's storage.
+    pub async fn sweep_artifacts(&self) {
+        let root = self.config.data_dir.join("artifacts");
+        let swept = tokio::task::spawn_blocking(move || {
+            let now = u64::try_from(salve_store::now_ms()).unwrap_or(0);
+            std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| salve_toolbox::sweep_expired_artifacts(&e.path(), now))
+                .sum::<usize>()
+        })
+        .await
+        .unwrap_or(0);
+        if swept > 0 {
+            tracing::info!(artifacts = swept, "expired artifacts deleted");
+        }
+    }
 }
 
 /// A relative path inside a scope: no `..`, no root, no prefix.
@@ -134,22 +162,21 @@ fn signed_message(method: &str, scope: &str, id: &str, path: &str, expires_ms: i
     format!("{method}\n{scope}\n{id}\n{path}\n{expires_ms}")
 }
 
-/// An artifact file of a scope, if it is one: no `..`, nothing through a symbolic link.
-async fn artifact_file(server: &Server, scope: &str, id: &str, path: &str) -> Result<PathBuf, ApiError> {
+/// An artifact file of a scope, if it is one (no `..`, nothing through a symbolic link), with
+/// the scope's project.
+async fn artifact_file(server: &Server, scope: &str, id: &str, path: &str) -> Result<(String, PathBuf), ApiError> {
     let rel = inside(path)?;
-    let root = scope_dir(server, scope, id).await?;
+    let (project_id, root) = scope_place(server, scope, id).await?;
     let full = root.join(&rel);
-    let (r, f) = (root.clone(), full.clone());
-    let ok = blocking(move || {
-        let mut at = r.clone();
-        let no_link = rel.components().all(|c| {
-            at.push(c);
-            at.symlink_metadata().is_ok_and(|m| !m.file_type().is_symlink())
-        });
-        no_link && f.symlink_metadata().is_ok_and(|m| m.is_file())
-    })
-    .await?;
-    if ok { Ok(full) } else { Err(ApiError::not_found(format!("no artifact file '{path}' in {scope} {id}"))) }
+    let f = full.clone();
+    let ok =
+        blocking(move || crate::storage::no_link_between(&root, &f) && f.symlink_metadata().is_ok_and(|m| m.is_file()))
+            .await?;
+    if ok {
+        Ok((project_id, full))
+    } else {
+        Err(ApiError::not_found(format!("no artifact file '{path}' in {scope} {id}")))
+    }
 }
 
 /// `GET /api/v1/artifacts/signed-url?scope=&id=&path=[&method=GET|HEAD]`: a link to one artifact
@@ -163,8 +190,7 @@ pub async fn signed_url(
     if method != "GET" && method != "HEAD" {
         return Err(ApiError::bad(format!("method '{method}': a link is for GET or HEAD")));
     }
-    artifact_file(&server, &q.scope, &q.id, &q.path).await?;
-    let project_id = scope_project(&server, &q.scope, &q.id).await?;
+    let (project_id, _) = artifact_file(&server, &q.scope, &q.id, &q.path).await?;
     let expires_ms = salve_store::now_ms() + SIGNED_FOR_MS;
     let sig = server.sealer.sign(&signed_message(&method, &q.scope, &q.id, &q.path, expires_ms));
     let enc = crate::web::html::encode_query;
@@ -214,7 +240,7 @@ pub async fn download(
         return refused("this link has expired: ask for a new one");
     }
     match artifact_file(&server, &q.scope, &q.id, &q.path).await {
-        Ok(file) => {
+        Ok((_, file)) => {
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             crate::http::send_file(file, &name, "application/octet-stream").await
         }
