@@ -451,3 +451,26 @@ async fn a_lost_attempt_drops_its_own_storage_token_only() {
     assert!(valid(second).await, "the next attempt keeps its token");
     assert!(valid(other).await, "another job's token stays");
 }
+
+/// Hostile task names and parameter names are refused with what to fix; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_task_names_are_refused() {
+    let api = Api::new().await;
+    api.send("POST", "/api/v1/projects", Some(json!({"name": "demo"})), false).await;
+    let long = "x".repeat(101);
+    for (name, param) in [
+        ("a\nb", "OK"),
+        ("\u{1b}[31mred", "OK"),
+        ("   ", "OK"),
+        (long.as_str(), "OK"),
+        ("fine", "$(id)"),
+        ("fine", "A B"),
+    ] {
+        let body = json!({"project": "demo", "name": name, "parameters": [{"name": param}]});
+        let (status, err) = api.send("POST", "/api/v1/tasks", Some(body), false).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{name:?} {param:?}: {err}");
+        assert!(err.to_string().contains("name"), "{err}");
+    }
+    let (_, list) = api.send("GET", "/api/v1/tasks?project=demo", None, false).await;
+    assert_eq!(list["tasks"].as_array().map(Vec::len), Some(0), "{list}");
+}

@@ -1195,3 +1195,40 @@ fn tasks_run_from_the_cli_and_mcp_with_their_parameters() {
     let log = server.get(&format!("/api/v1/jobs/{job}/logs"));
     assert!(log.to_string().contains("target=production dry=false"), "{log}");
 }
+
+/// A task's parameter value is data: quotes, `$(…)`, backticks and newlines reach the job's
+/// variable as they were, and nothing in them runs.
+#[test]
+fn a_task_parameter_value_never_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path());
+    assert!(server.salve(&["project", "create", "param"]).status.success());
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    let ci = "version: v1.0\nname: Echo\nagent:\n  machine:\n    type: e1-standard-2\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: echo\n          commands:\n            - printf '[%s]\\n' \"$NOTE\"\n            - test ! -e pwned && echo nothing-ran\n";
+    commit(r, &[(".semaphore/semaphore.yml", Some(ci))], "ci");
+    server.push(r, "param", "main");
+    server.wait("param", "the push's pipeline", |l| l.len() == 1 && l[0]["state"] == "done");
+    assert!(server.salve(&["task", "create", "--project", "param", "echo", "--param", "NOTE"]).status.success());
+    let id = server.get("/api/v1/tasks?project=param")["tasks"][0]["id"].as_str().unwrap().to_owned();
+    let hostile = "a'b\"c $(touch pwned) `touch pwned`; touch pwned\nsecond line";
+    let ran = server.salve(&["task", "run", &id, "--param", &format!("NOTE={hostile}")]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let list = server.wait("param", "the task's run", |l| l.len() == 2 && l.iter().all(|p| p["state"] == "done"));
+    let newest = list.iter().max_by_key(|p| p["created_ms"].as_i64()).unwrap();
+    assert_eq!(newest["result"], "passed", "{newest}");
+    let detail = server.get(&format!("/api/v1/pipelines/{}", newest["id"].as_str().unwrap()));
+    let job = detail["blocks"][0]["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let lines: Vec<String> = server.get(&format!("/api/v1/jobs/{job}/logs"))["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        lines[..3],
+        [format!("[{}", hostile.lines().next().unwrap()), "second line]".to_owned(), "nothing-ran".to_owned()],
+        "{lines:?}"
+    );
+}
