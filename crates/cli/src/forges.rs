@@ -41,6 +41,19 @@ pub fn detect(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<Forge> 
     None
 }
 
+/// The forge of the repository a CI job runs for, from the variables GitHub Actions
+/// (`GITHUB_REPOSITORY`, `GITHUB_API_URL`) and GitLab CI (`CI_PROJECT_PATH`, `CI_API_V4_URL`) set.
+pub fn from_ci(env: &dyn Fn(&str) -> Option<String>) -> Option<Forge> {
+    if let Some((owner, repo)) = env("GITHUB_REPOSITORY").as_deref().and_then(|r| r.split_once('/')) {
+        let api = env("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
+        return Some(Forge::GitHub { api, owner: owner.into(), repo: repo.into() });
+    }
+    let path = env("CI_PROJECT_PATH")?;
+    let api =
+        env("CI_API_V4_URL").or_else(|| env("CI_SERVER_URL").map(|s| format!("{}/api/v4", s.trim_end_matches('/'))))?;
+    Some(Forge::GitLab { api, path })
+}
+
 impl Forge {
     pub fn name(&self) -> &'static str {
         match self {
@@ -54,6 +67,33 @@ impl Forge {
         match self {
             Forge::GitHub { .. } => env("GITHUB_TOKEN").or_else(|| env("GH_TOKEN")),
             Forge::GitLab { .. } => env("GITLAB_TOKEN"),
+        }
+    }
+
+    /// The name of the variable its token is read from.
+    pub fn token_variable(&self) -> &'static str {
+        match self {
+            Forge::GitHub { .. } => "GITHUB_TOKEN",
+            Forge::GitLab { .. } => "GITLAB_TOKEN",
+        }
+    }
+
+    /// The repository's HTTPS clone URL (where a heal pushes with a token when the checkout's
+    /// origin is an SSH URL): the web host of the API's.
+    pub fn https_url(&self, env: &dyn Fn(&str) -> Option<String>) -> String {
+        match self {
+            Forge::GitHub { api, owner, repo } => {
+                let web = env("GITHUB_SERVER_URL").unwrap_or_else(|| match api.as_str() {
+                    "https://api.github.com" => "https://github.com".into(),
+                    other => other.trim_end_matches('/').trim_end_matches("/api/v3").to_owned(),
+                });
+                format!("{}/{owner}/{repo}.git", web.trim_end_matches('/'))
+            }
+            Forge::GitLab { api, path } => {
+                let web = env("CI_SERVER_URL")
+                    .unwrap_or_else(|| api.trim_end_matches('/').trim_end_matches("/api/v4").to_owned());
+                format!("{}/{path}.git", web.trim_end_matches('/'))
+            }
         }
     }
 
@@ -85,6 +125,49 @@ impl Forge {
         }
     }
 
+    /// How many pull (merge) requests are open from branches whose names start with `prefix`.
+    pub fn open_pulls_from(&self, token: &str, prefix: &str) -> Result<usize, String> {
+        let (url, head) = match self {
+            Forge::GitHub { api, owner, repo } => {
+                (format!("{api}/repos/{owner}/{repo}/pulls?state=open&per_page=100"), "/head/ref")
+            }
+            Forge::GitLab { api, path } => {
+                (format!("{api}/projects/{}/merge_requests?state=opened&per_page=100", encode(path)), "/source_branch")
+            }
+        };
+        let v = self.send(token, |h| h.get(&url))?;
+        let list = v.as_array().ok_or_else(|| format!("{}'s list of pull requests is not a list", self.name()))?;
+        Ok(list
+            .iter()
+            .filter(|p| p.pointer(head).and_then(Value::as_str).is_some_and(|h| h.starts_with(prefix)))
+            .count())
+    }
+
+    /// One call to the forge's API with `token`: its JSON answer, or why not.
+    fn send(
+        &self,
+        token: &str,
+        request: impl FnOnce(&reqwest::blocking::Client) -> reqwest::blocking::RequestBuilder,
+    ) -> Result<Value, String> {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .user_agent("salve")
+            .build()
+            .map_err(|e| e.to_string())?;
+        let r = match self {
+            Forge::GitHub { .. } => request(&http).bearer_auth(token).header("accept", "application/vnd.github+json"),
+            Forge::GitLab { .. } => request(&http).header("private-token", token),
+        };
+        let response = r.send().map_err(|e| format!("cannot reach {}: {}", self.name(), e.without_url()))?;
+        let status = response.status();
+        let v: Value = response.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            let m = v["message"].as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            return Err(format!("{} said {}: {m}", self.name(), status.as_u16()));
+        }
+        Ok(v)
+    }
+
     /// Opens a pull (merge) request, or finds the open one of `head`: its number, its web URL,
     /// and whether it is new.
     pub fn open(
@@ -95,32 +178,13 @@ impl Forge {
         title: &str,
         body: &str,
     ) -> Result<(i64, String, bool), String> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .user_agent("salve")
-            .build()
-            .map_err(|e| e.to_string())?;
-        let auth = |r: reqwest::blocking::RequestBuilder| match self {
-            Forge::GitHub { .. } => r.bearer_auth(token).header("accept", "application/vnd.github+json"),
-            Forge::GitLab { .. } => r.header("private-token", token),
-        };
         let number = |v: &Value| v["number"].as_i64().or_else(|| v["iid"].as_i64()).unwrap_or(0);
         let url = |v: &Value| v["html_url"].as_str().or_else(|| v["web_url"].as_str()).unwrap_or("").to_owned();
         let (find, create, payload) = self.requests(head, base, title, body);
-        let send = |r: reqwest::blocking::RequestBuilder| -> Result<Value, String> {
-            let response = auth(r).send().map_err(|e| format!("cannot reach {}: {}", self.name(), e.without_url()))?;
-            let status = response.status();
-            let v: Value = response.json().unwrap_or(Value::Null);
-            if !status.is_success() {
-                let m = v["message"].as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-                return Err(format!("{} said {}: {m}", self.name(), status.as_u16()));
-            }
-            Ok(v)
-        };
-        if let Some(open) = send(http.get(&find))?.as_array().and_then(|a| a.first()) {
+        if let Some(open) = self.send(token, |h| h.get(&find))?.as_array().and_then(|a| a.first()) {
             return Ok((number(open), url(open), false));
         }
-        let made = send(http.post(&create).json(&payload))?;
+        let made = self.send(token, |h| h.post(&create).json(&payload))?;
         Ok((number(&made), url(&made), true))
     }
 }

@@ -1,6 +1,8 @@
 //! `salve heal`: run inside a heal pipeline's job after `checkout`. Reads the failed pipeline
 //! through the server's API, runs the heal (crates/heal), records the attempt, keeps the
-//! report as a job artifact. `salve heal list` shows the attempts.
+//! report as a job artifact. `salve heal list` shows the attempts. In another CI (Semaphore,
+//! GitHub Actions, GitLab CI) or with the failure given on the command line, the failure is
+//! read there instead and the record kept on the remote (`crate::outside`).
 
 use std::path::PathBuf;
 
@@ -8,7 +10,10 @@ use salve_contract::{HealOutcome, HealState, ProjectKind, RunResult, RunState, a
 use salve_heal::{Ci, CiError, Claimed, FailedJob, Failure};
 use salve_logs::classify::Class;
 
+use salve_logs::excerpt::Baseline;
+
 use crate::client::{Client, ServerArgs, encode};
+use crate::outside::{self, Host};
 use crate::{err, out};
 
 #[derive(clap::Args)]
@@ -33,9 +38,38 @@ enum HealCommand {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The failed pipeline, or a pipeline promoted from it (default: $SEMAPHORE_PIPELINE_ID).
+    /// Where the failure is read from.
+    #[arg(long = "for", value_enum, default_value = "auto")]
+    host: Host,
+    /// The failed pipeline, or a pipeline promoted from it (default: $SEMAPHORE_PIPELINE_ID; in
+    /// GitHub Actions the run, $GITHUB_RUN_ID; in GitLab CI $CI_PIPELINE_ID).
     #[arg(long, env = "SEMAPHORE_PIPELINE_ID")]
     pipeline: Option<String>,
+    /// The failed run's output (repeatable, in order): the failure given directly (`--for local`).
+    #[arg(long, value_name = "FILE")]
+    log: Vec<PathBuf>,
+    /// A failed command, run again to verify a fix (repeatable, in order). With another CI's
+    /// API, these replace the commands read from its workflow file.
+    #[arg(long, value_name = "CMD")]
+    command: Vec<String>,
+    /// The output of a passing run of the same job (repeatable): its lines are not evidence.
+    #[arg(long, value_name = "FILE")]
+    baseline: Vec<PathBuf>,
+    /// The failed job's name, for the report (`--for local`).
+    #[arg(long, default_value = "failed job")]
+    job: String,
+    /// The branch that failed (`--for local`; default: the CI's variables, else the checkout's).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Where the fix is pushed, outside Salve (default: the checkout's origin).
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    /// Write the heal's report (JSON) here, outside Salve.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// The time limit of each verification run (`--for local`).
+    #[arg(long, default_value_t = 60)]
+    time_limit_minutes: u64,
     /// The repository, checked out at the failed commit (default: the current folder).
     #[arg(long)]
     repo: Option<PathBuf>,
@@ -100,19 +134,8 @@ fn list(project: Option<&str>, server: &ServerArgs) -> u8 {
 }
 
 fn heal(args: &RunArgs) -> u8 {
-    let client = match Client::new(&args.server) {
-        Ok(c) => c,
-        Err(e) => {
-            err!("salve heal: {e}");
-            return 2;
-        }
-    };
-    let Some(pipeline) = args.pipeline.clone().filter(|p| !p.is_empty()) else {
-        err!(
-            "salve heal: say which pipeline failed: --pipeline ID (in a heal pipeline's job, SEMAPHORE_PIPELINE_ID says it)"
-        );
-        return 2;
-    };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let host = args.host.resolve(&env, !args.log.is_empty() || (args.host == Host::Auto && !args.command.is_empty()));
     let repo = match args.repo.clone().map_or_else(std::env::current_dir, Ok) {
         Ok(r) => r,
         Err(e) => {
@@ -134,6 +157,113 @@ fn heal(args: &RunArgs) -> u8 {
         err!("salve heal: cannot create {}: {e}", scratch.display());
         return 2;
     }
+    let code = match host {
+        Host::Auto | Host::Salve => in_salve(args, repo, &scratch),
+        _ => outside(args, host, repo, &scratch),
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    code
+}
+
+/// The heal in another CI, or of a failure given on the command line.
+fn outside(args: &RunArgs, host: Host, repo: PathBuf, scratch: &std::path::Path) -> u8 {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut baseline = Baseline::default();
+    for b in &args.baseline {
+        let added = std::fs::File::open(b).and_then(|f| baseline.add_reader(f));
+        if let Err(e) = added {
+            err!("salve heal: cannot read the baseline {}: {e}", b.display());
+            return 2;
+        }
+    }
+    let pipeline = args.pipeline.as_deref().filter(|p| !p.is_empty());
+    let read = match host {
+        Host::Semaphore => outside::semaphore::read(&env, pipeline),
+        Host::Github => outside::github::read(&env, pipeline, &repo, &baseline),
+        Host::Gitlab => outside::gitlab::read(&env, pipeline, &repo, &baseline),
+        _ => {
+            let given = outside::local::Given {
+                logs: &args.log,
+                commands: &args.command,
+                job: &args.job,
+                branch: args.branch.as_deref(),
+                time_limit: std::time::Duration::from_secs(args.time_limit_minutes.max(1) * 60),
+            };
+            outside::local::read(&given, &repo, scratch, &baseline, &env)
+        }
+    };
+    let mut read = match read {
+        Ok(r) => r,
+        Err(e) => {
+            err!("salve heal: {}: {e}", host.name());
+            return 1;
+        }
+    };
+    if host != Host::Local && !args.command.is_empty() {
+        for j in &mut read.failure.jobs {
+            let time_limit = j.rerun.as_ref().map_or(std::time::Duration::from_secs(3600), |r| r.time_limit);
+            j.rerun = Some(salve_heal::verify::JobCommands {
+                name: j.name.clone(),
+                commands: args.command.clone(),
+                env: Vec::new(),
+                time_limit,
+            });
+        }
+    }
+    let target = match outside::target(&repo, scratch, args.remote.as_deref(), &env) {
+        Ok(t) => t,
+        Err(e) => {
+            err!("salve heal: {e}");
+            return 2;
+        }
+    };
+    let remote = match salve_git::remote::Remote::open(
+        &target.url,
+        target.auth.as_deref(),
+        target.secret.as_deref(),
+        &scratch.join("remote"),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            err!("salve heal: {e}");
+            return 2;
+        }
+    };
+    let report = args.report.as_ref().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()));
+    let ci = outside::Outside { read, remote, forge: target.forge, report, host };
+    let say = |line: &str| out!("{line}");
+    let options = salve_heal::Options {
+        repo,
+        scratch: scratch.to_owned(),
+        env: std::env::vars().collect(),
+        writable: Vec::new(),
+        no_sandbox: args.no_sandbox,
+        push_url: target.url,
+        push_auth: target.auth,
+        push_secret: target.secret,
+        agent_command: args.agent_command.clone(),
+        say: &say,
+    };
+    let outcome = salve_heal::heal(&ci, &options);
+    if outcome.ok() { 0 } else { 1 }
+}
+
+/// The heal in a Salve server's heal pipeline.
+fn in_salve(args: &RunArgs, repo: PathBuf, scratch: &std::path::Path) -> u8 {
+    let client = match Client::new(&args.server) {
+        Ok(c) => c,
+        Err(e) => {
+            err!("salve heal: {e}");
+            return 2;
+        }
+    };
+    let Some(pipeline) = args.pipeline.clone().filter(|p| !p.is_empty()) else {
+        err!(
+            "salve heal: say which pipeline failed: --pipeline ID (in a heal pipeline's job, SEMAPHORE_PIPELINE_ID says it)"
+        );
+        return 2;
+    };
+    let scratch = scratch.to_owned();
     let ci = HttpCi { client, pipeline, failed: Default::default() };
     let server = args.server.server.trim_end_matches('/').to_owned();
     let say = |line: &str| out!("{line}");
@@ -170,7 +300,6 @@ fn heal(args: &RunArgs) -> u8 {
     if let Some(t) = &outcome.transcript {
         keep(&scratch, "transcript.json", t);
     }
-    let _ = std::fs::remove_dir_all(&scratch);
     if outcome.ok() { 0 } else { 1 }
 }
 
@@ -273,6 +402,7 @@ impl Ci for HttpCi {
                 failing_command,
                 excerpt,
                 id: j.id.clone(),
+                rerun: None,
             });
         }
         let summary = &p.pipeline;

@@ -8,6 +8,7 @@ mod forges;
 mod heal_cmd;
 mod init_cmd;
 mod installation;
+mod outside;
 mod pipeline_cmd;
 mod pr_cmd;
 mod run_cmd;

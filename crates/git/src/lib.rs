@@ -7,6 +7,7 @@ use std::process::Command;
 
 pub mod files;
 pub mod protected;
+pub mod remote;
 
 pub use protected::Protected;
 

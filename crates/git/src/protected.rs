@@ -119,24 +119,8 @@ impl Protected {
 
     /// A git command on the protected folder and the work tree, hardened (see the module).
     fn git(&self) -> Command {
-        let mut cmd = Command::new("git");
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
-            .env("LANG", "C.UTF-8")
-            .env("HOME", &self.home)
-            .env("XDG_CONFIG_HOME", &self.home)
-            .env("GIT_DIR", &self.git_dir)
-            .env("GIT_WORK_TREE", &self.work)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_ATTR_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_NO_REPLACE_OBJECTS", "1")
-            .env("GIT_PROTOCOL_FROM_USER", "0")
-            .current_dir(&self.home);
-        for setting in HARDENING {
-            cmd.args(["-c", setting]);
-        }
+        let mut cmd = hardened(&self.home);
+        cmd.env("GIT_DIR", &self.git_dir).env("GIT_WORK_TREE", &self.work);
         cmd
     }
 
@@ -291,6 +275,28 @@ impl Drop for Protected {
             let _ = std::fs::remove_dir_all(&self.git_dir);
         }
     }
+}
+
+/// git with the module's hardening, `home` as its home and working folder: no configuration but
+/// Salve's, no hooks, helpers or transports but http(s) and files, an environment of its own.
+pub(crate) fn hardened(home: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .env("LANG", "C.UTF-8")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_ATTR_NOSYSTEM", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_NO_REPLACE_OBJECTS", "1")
+        .env("GIT_PROTOCOL_FROM_USER", "0")
+        .current_dir(home);
+    for setting in HARDENING {
+        cmd.args(["-c", setting]);
+    }
+    cmd
 }
 
 fn io(what: &str, e: std::io::Error) -> GitError {

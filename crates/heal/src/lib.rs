@@ -63,6 +63,9 @@ pub struct FailedJob {
     pub failing_command: String,
     /// The excerpt's lines, joined.
     pub excerpt: String,
+    /// How to run the job again, when the CI says it (another CI's workflow file, commands given
+    /// on the command line); `None`: the job of that name in the Semaphore pipeline file.
+    pub rerun: Option<verify::JobCommands>,
 }
 
 pub enum Claimed {
@@ -344,8 +347,7 @@ fn attempt(
         Ok(r) => r,
         Err(e) => return (HealOutcome::Failed, format!("no sandbox to run commands in: {e}"), json!({})),
     };
-    let names: Vec<String> = failure.jobs.iter().map(|j| j.name.clone()).collect();
-    let jobs = match verify::failed_jobs(&opts.repo, &failure.file, &names) {
+    let jobs = match rerun_jobs(&opts.repo, failure) {
         Ok(j) => j,
         Err(e) => return (HealOutcome::Failed, format!("cannot find the failed jobs' commands: {e}"), json!({})),
     };
@@ -478,6 +480,15 @@ fn attempt(
         Some(end) => (end.0, end.1, merge(extra, end.2)),
         None => (HealOutcome::Failed, "the agent's change did not fix the failed job(s)".into(), extra),
     }
+}
+
+/// How each failed job runs again: as its CI said, else from the pipeline file.
+fn rerun_jobs(repo: &Path, failure: &Failure) -> Result<Vec<verify::JobCommands>, String> {
+    let from_file: Vec<String> = failure.jobs.iter().filter(|j| j.rerun.is_none()).map(|j| j.name.clone()).collect();
+    let mut read =
+        if from_file.is_empty() { Vec::new() } else { verify::failed_jobs(repo, &failure.file, &from_file)? }
+            .into_iter();
+    Ok(failure.jobs.iter().filter_map(|j| j.rerun.clone().or_else(|| read.next())).collect())
 }
 
 /// One heal at work: what it knows of the failure and what it runs commands with.
@@ -639,11 +650,13 @@ fn candidate(
     let model = provenance.model.as_deref().unwrap_or("none");
     let message = format!(
         "selfheal CI: {summary}\n\nThe failed pipeline {} ({} at {}) passes its failed job(s) with this change.\n\n\
-         Selfheal-Pipeline: {}\nSelfheal-Tier: {tier_name}\nSelfheal-Model: {model}\nSelfheal-Tokens: {}\n",
+         Selfheal-Pipeline: {}\nSelfheal-Branch: {}\nSelfheal-Tier: {tier_name}\nSelfheal-Model: {model}\n\
+         Selfheal-Tokens: {}\n",
         failure.pipeline_id,
         failure.branch,
         short(&failure.sha),
         failure.pipeline_id,
+        failure.branch,
         provenance.tokens,
     );
     let commit = match repo.commit(&message, "Salve", "salve@localhost") {

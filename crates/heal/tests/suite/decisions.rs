@@ -78,6 +78,7 @@ fn failure(branch: &str, class: Class) -> Failure {
             fingerprint: "f".into(),
             failing_command: "make test".into(),
             excerpt: "make: gcc: No such file or directory".into(),
+            rerun: None,
         }],
     }
 }
