@@ -10,15 +10,19 @@ use crate::{err, out};
 
 #[derive(Subcommand)]
 pub enum PrCommand {
-    /// Open a pull request (or find the open one of the same head branch).
+    /// Open a pull request (or find the open one of the same head branch). Outside Salve (in
+    /// GitHub Actions, GitLab CI, Semaphore), with --forge github|gitlab or a forge token and no
+    /// SALVE_TOKEN, it is opened on the checkout's forge.
     Create {
-        /// The branch to merge into.
+        /// The branch to merge into [default: the head commit's `Selfheal-Branch:` trailer].
         #[arg(long, short = 'B')]
-        base: String,
+        base: Option<String>,
+        /// [default: the head commit's subject]
         #[arg(long, short = 't')]
-        title: String,
-        #[arg(long, short = 'b', default_value = "")]
-        body: String,
+        title: Option<String>,
+        /// [default: the head commit's message body, when the title is not given]
+        #[arg(long, short = 'b')]
+        body: Option<String>,
         /// The branch with the change (default: $SEMAPHORE_GIT_BRANCH, else the current branch).
         #[arg(long, short = 'H')]
         head: Option<String>,
@@ -79,7 +83,7 @@ impl At {
 
 pub fn run(command: PrCommand) -> u8 {
     let result = match command {
-        PrCommand::Create { base, title, body, head, forge, at } => create(&at, &base, &title, &body, head, &forge),
+        PrCommand::Create { base, title, body, head, forge, at } => create(&at, base, title, body, head, &forge),
         PrCommand::List { state, at } => list(&at, &state),
         PrCommand::Show { number, at } => show(&at, number),
         PrCommand::Merge { number, at } => end(&at, number, "merge"),
@@ -94,40 +98,59 @@ pub fn run(command: PrCommand) -> u8 {
     }
 }
 
-fn create(at: &At, base: &str, title: &str, body: &str, head: Option<String>, forge: &str) -> Result<(), String> {
+/// What a pull request says, with the head commit's message filling what was not given (as
+/// `gh pr create --fill` does); the base from a heal commit's `Selfheal-Branch:` trailer.
+fn filled(
+    base: Option<String>,
+    title: Option<String>,
+    body: Option<String>,
+) -> Result<(String, String, String), String> {
+    let scratch = std::env::temp_dir().join(format!("salve-pr-{}", std::process::id()));
+    let head = salve_git::remote::checkout_head(std::path::Path::new("."), &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let message = head.map(|h| h.message).unwrap_or_default();
+    let (subject, rest) = message.split_once('\n').unwrap_or((&message, ""));
+    let trailer = message.lines().find_map(|l| l.strip_prefix("Selfheal-Branch:")).map(|b| b.trim().to_owned());
+    let base = base.or(trailer).filter(|b| !b.is_empty()).ok_or(
+        "say which branch to merge into: --base BRANCH (a heal's commit says it in its Selfheal-Branch trailer)",
+    )?;
+    let body = body.unwrap_or_else(|| if title.is_none() { rest.trim().to_owned() } else { String::new() });
+    let title = title
+        .or_else(|| Some(subject.trim().to_owned()))
+        .filter(|t| !t.is_empty())
+        .ok_or("say what the pull request is: --title TEXT (or run in a checkout of the head commit)")?;
+    Ok((base, title, body))
+}
+
+fn create(
+    at: &At,
+    base: Option<String>,
+    title: Option<String>,
+    body: Option<String>,
+    head: Option<String>,
+    forge: &str,
+) -> Result<(), String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let head = head
-        .or_else(|| std::env::var("SEMAPHORE_GIT_BRANCH").ok())
-        .filter(|h| !h.is_empty())
+        .or_else(|| crate::outside::local::ci_branch(&env))
         .or_else(|| salve_git::Repo::new(".").current_branch())
         .ok_or("say which branch has the change: --head BRANCH")?;
+    let (base, title, body) = filled(base, title, body)?;
+    let in_salve = env("SALVE_TOKEN").is_some() && at.project.as_deref().is_some_and(|p| !p.is_empty());
+    if let Some(f) = outside_forge(forge, in_salve, &env)? {
+        return open_on(&f, &head, &base, &title, &body);
+    }
     let (client, project) = at.open("in a job, SEMAPHORE_PROJECT_NAME says it")?;
     if let Some(f) = external_forge(&client, &project, forge)? {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let token = f.token(&env).ok_or_else(|| {
-            format!(
-                "a {} pull request needs a token: set {} (from a secret)",
-                f.name(),
-                match f {
-                    Forge::GitHub { .. } => "GITHUB_TOKEN",
-                    Forge::GitLab { .. } => "GITLAB_TOKEN",
-                }
-            )
-        })?;
-        let (number, url, new) = f.open(&token, &head, base, title, body)?;
-        match new {
-            true => out!("opened {} pull request #{number}: {title} ({head} -> {base})", f.name()),
-            false => out!("{} pull request #{number} from {head} is open already", f.name()),
-        }
-        out!("{url}");
-        return Ok(());
+        return open_on(&f, &head, &base, &title, &body);
     }
     let by = std::env::var("SEMAPHORE_PIPELINE_ID").map_or_else(|_| "cli".to_owned(), |p| format!("pipeline {p}"));
     let new = api::NewPull {
         project: project.clone(),
         head: head.clone(),
-        base: base.to_owned(),
-        title: title.to_owned(),
-        body: body.to_owned(),
+        base: base.clone(),
+        title: title.clone(),
+        body,
         created_by: Some(by),
     };
     let (status, v) = client.post_any("/api/v1/pulls", &new)?;
@@ -143,6 +166,48 @@ fn create(at: &At, base: &str, title: &str, body: &str, head: Option<String>, fo
     }
     out!("{}", url(at, &project, pull.number));
     Ok(())
+}
+
+/// Opens the pull request on GitHub or GitLab, or finds the open one.
+fn open_on(f: &Forge, head: &str, base: &str, title: &str, body: &str) -> Result<(), String> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let token = f.token(&env).ok_or_else(|| {
+        format!("a {} pull request needs a token: set {} (from a secret)", f.name(), f.token_variable())
+    })?;
+    let (number, url, new) = f.open(&token, head, base, title, body)?;
+    match new {
+        true => out!("opened {} pull request #{number}: {title} ({head} -> {base})", f.name()),
+        false => out!("{} pull request #{number} from {head} is open already", f.name()),
+    }
+    out!("{url}");
+    Ok(())
+}
+
+/// The forge when the pull request is opened outside Salve (no Salve token and project: another
+/// CI, a terminal): `--forge github|gitlab`, or `auto` in GitHub Actions or GitLab CI; found from
+/// the CI's variables, else the checkout's origin.
+fn outside_forge(forced: &str, in_salve: bool, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Forge>, String> {
+    let outside = !in_salve
+        && match forced {
+            "github" | "gitlab" => true,
+            "auto" => forges::from_ci(env).is_some(),
+            _ => false,
+        };
+    if !outside {
+        return Ok(None);
+    }
+    let scratch = std::env::temp_dir().join(format!("salve-pr-{}", std::process::id()));
+    let origin = salve_git::remote::origin_url(std::path::Path::new("."), &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let forge = forges::from_ci(env).or_else(|| origin.as_deref().and_then(|o| forges::detect(o, env))).ok_or(
+        "no GitHub or GitLab repository here: run in its checkout, or in its CI (GITHUB_REPOSITORY, CI_PROJECT_PATH)",
+    )?;
+    match (forced, &forge) {
+        ("github", Forge::GitLab { .. }) | ("gitlab", Forge::GitHub { .. }) => {
+            Err(format!("this repository is on {}, not --forge {forced}", forge.name()))
+        }
+        _ => Ok(Some(forge)),
+    }
 }
 
 /// The project's external forge, when its pull requests go there.

@@ -77,6 +77,9 @@ impl Protected {
             copy_tree(&dot_git, &git_dir).map_err(|e| io("copy .git", e))?;
             std::fs::remove_dir_all(&dot_git).map_err(|e| io("remove .git", e))?;
         }
+        // The checkout's own config comes back when the heal is done (its remotes, for the job's
+        // later commands); the heal's git never reads it.
+        let _ = std::fs::copy(git_dir.join("config"), private.join("config.checkout"));
         let p = Protected { git_dir, work: work.to_owned(), home };
         p.sanitize()?;
         p.refresh()?;
@@ -271,6 +274,9 @@ impl Drop for Protected {
     fn drop(&mut self) {
         let scratch = self.work.join(".git");
         let _ = std::fs::remove_dir_all(&scratch).or_else(|_| std::fs::remove_file(&scratch));
+        if let Some(private) = self.git_dir.parent() {
+            let _ = std::fs::rename(private.join("config.checkout"), self.git_dir.join("config"));
+        }
         if std::fs::rename(&self.git_dir, &scratch).is_err() && copy_tree(&self.git_dir, &scratch).is_ok() {
             let _ = std::fs::remove_dir_all(&self.git_dir);
         }

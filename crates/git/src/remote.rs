@@ -151,7 +151,8 @@ impl Remote {
 
 /// The URL of a checkout's `origin`, read from its config file alone (no includes, nothing run).
 pub fn origin_url(work: &Path, scratch: &Path) -> Option<String> {
-    let config = work.join(".git").join("config");
+    // git runs in `scratch`: a relative path would name a file there.
+    let config = std::path::absolute(work).ok()?.join(".git").join("config");
     if !std::fs::symlink_metadata(&config).is_ok_and(|m| m.is_file()) {
         return None;
     }
@@ -172,7 +173,7 @@ pub struct Head {
 /// The HEAD of the checkout at `work`, read with the hardened git (nothing its config names
 /// runs).
 pub fn checkout_head(work: &Path, scratch: &Path) -> Option<Head> {
-    let dot_git = work.join(".git");
+    let dot_git = std::path::absolute(work).ok()?.join(".git");
     if !std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir()) {
         return None;
     }

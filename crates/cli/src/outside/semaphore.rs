@@ -87,6 +87,19 @@ struct Promotion {
     scheduled_pipeline_id: String,
 }
 
+/// The API's `{"events": [...]}` as the agent's log file has them, one JSON event per line
+/// (what [`salve_logs::semaphore::Events`] reads); another answer as it is.
+fn events_log(body: &[u8]) -> Vec<u8> {
+    #[derive(Deserialize)]
+    struct Log {
+        events: Vec<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Log>(body) {
+        Ok(log) => log.events.iter().flat_map(|e| format!("{e}\n").into_bytes()).collect(),
+        Err(_) => body.to_vec(),
+    }
+}
+
 pub fn read(env: &dyn Fn(&str) -> Option<String>, pipeline: Option<&str>) -> Result<Read, CiError> {
     let org = env("SEMAPHORE_ORGANIZATION_URL").ok_or_else(|| {
         CiError::NotHealable(
@@ -148,7 +161,7 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>, pipeline: Option<&str>) -> Res
             if !j.result.eq_ignore_ascii_case("failed") && !timed_out {
                 continue;
             }
-            let log = api.bytes(&format!("/logs/{}", encode(&j.job_id)))?;
+            let log = events_log(&api.bytes(&format!("/logs/{}", encode(&j.job_id)))?);
             let (job, tail) = analysed(&j.job_id, &j.name, &log, &Baseline::default(), timed_out.then_some("timeout"));
             logs.insert(j.job_id.clone(), tail);
             jobs.push(job);

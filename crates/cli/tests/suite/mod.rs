@@ -4,6 +4,7 @@ mod change_in;
 mod commands;
 mod corpus;
 mod heal;
+mod outside;
 mod pipelines;
 mod run;
 mod security;
