@@ -179,7 +179,12 @@ fn demo(args: &DemoArgs) -> Result<(), String> {
         }
         std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
-    crate::init_cmd::self_heal(&work, "main")?;
+    crate::init_cmd::self_heal(
+        &work,
+        "main",
+        crate::init_cmd::SELFHEAL_YML,
+        &crate::init_cmd::selfheal_pr_yml("main"),
+    )?;
     out!("  init        salve init --self-heal: the two promotions, selfheal.yml, selfheal-pr.yml");
     if logic_bug {
         // The heal job gets the model through the secret (the commented lines init wrote).

@@ -522,3 +522,71 @@ fn anywhere_logs_and_commands_given_directly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--command"), "{}", stderr(&o));
 }
+
+/// `salve init --self-heal --for …` writes each CI's files: Semaphore's pass `salve lint`,
+/// GitHub's workflow runs on the repository's CI workflows, GitLab's jobs sit in `.post`; each
+/// install line stops with a message that says what to set when salve cannot be had.
+#[test]
+fn init_writes_each_cis_self_heal_files() {
+    let t = tempfile::tempdir().unwrap();
+    let h = home(t.path());
+    let (_, sem, _) = repository(&t.path().join("sem"), &[(".semaphore/semaphore.yml", SEMAPHORE_YML)]);
+    // The file has the seed's heal promotion already: only the pull request's is added.
+    let o = salve_in(&sem, &h, &["init", "--self-heal", "--for", "semaphore"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let heal = std::fs::read_to_string(sem.join(".semaphore/selfheal.yml")).unwrap();
+    assert!(heal.contains("salve heal --for semaphore") && heal.contains("name: salve-selfheal"), "{heal}");
+    let pr = std::fs::read_to_string(sem.join(".semaphore/selfheal-pr.yml")).unwrap();
+    assert!(pr.contains("salve pr create --base main"), "{pr}");
+    let lint = salve_in(
+        &sem,
+        &h,
+        &["lint", ".semaphore/semaphore.yml", ".semaphore/selfheal.yml", ".semaphore/selfheal-pr.yml"],
+        &[],
+    );
+    assert!(lint.status.success(), "{}{}", stdout(&lint), stderr(&lint));
+    let main = std::fs::read_to_string(sem.join(".semaphore/semaphore.yml")).unwrap();
+    assert!(main.contains("pipeline_file: selfheal-pr.yml"), "{main}");
+
+    let (_, gh, _) = repository(&t.path().join("gh"), &[(".github/workflows/ci.yml", GITHUB_WORKFLOW)]);
+    let o = salve_in(&gh, &h, &["init", "--self-heal", "--for", "github"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wf = std::fs::read_to_string(gh.join(".github/workflows/selfheal.yml")).unwrap();
+    assert!(wf.contains("workflows: ['CI']") && wf.contains("salve heal --for github"), "{wf}");
+    assert!(wf.contains("--head \"${{ github.event.workflow_run.head_branch }}\""), "{wf}");
+    let again = salve_in(&gh, &h, &["init", "--self-heal", "--for", "github"], &[]);
+    assert!(stdout(&again).contains("kept    .github/workflows/selfheal.yml"), "{}", stdout(&again));
+
+    let (_, gl, _) = repository(
+        &t.path().join("gl"),
+        &[(".gitlab-ci.yml", "stages: [test]\nlint:\n  script:\n    - shellcheck run.sh\n")],
+    );
+    let o = salve_in(&gl, &h, &["init", "--self-heal", "--for", "gitlab"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ci = std::fs::read_to_string(gl.join(".gitlab-ci.yml")).unwrap();
+    assert!(ci.starts_with("stages: [test]\nlint:") && ci.contains("salve-heal:\n  stage: .post"), "{ci}");
+    let again = salve_in(&gl, &h, &["init", "--self-heal", "--for", "gitlab"], &[]);
+    assert!(stdout(&again).contains("kept    .gitlab-ci.yml"), "{}", stdout(&again));
+    assert_eq!(std::fs::read_to_string(gl.join(".gitlab-ci.yml")).unwrap(), ci);
+    // No CI file yet: say what to write first.
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    for ci in ["github", "gitlab"] {
+        let o = salve_in(&empty, &h, &["init", "--self-heal", "--for", ci], &[]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains("first"), "{}", stderr(&o));
+    }
+    // The install line, on a machine with no salve and nothing set, stops and says what to set.
+    let line = heal.lines().find(|l| l.contains("command -v salve")).unwrap().trim();
+    let line = line.trim_start_matches("- '").trim_end_matches('\'');
+    let install = Command::new("bash")
+        .args(["-c", &format!("{line}\necho unreachable")])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &h)
+        .output()
+        .unwrap();
+    assert!(!install.status.success());
+    assert!(stderr(&install).contains("set SALVE_SOURCE"), "{}", stderr(&install));
+    assert!(!stdout(&install).contains("unreachable"));
+}
