@@ -279,7 +279,7 @@ pub fn run(args: &InitArgs) -> u8 {
     let base =
         args.base.clone().or_else(|| salve_git::Repo::new(&args.dir).current_branch()).unwrap_or_else(|| "main".into());
     let result = match args.ci {
-        InitFor::Salve => self_heal(&args.dir, &base, &SELFHEAL_YML, &selfheal_pr_yml(&base)),
+        InitFor::Salve => self_heal(&args.dir, &base, SELFHEAL_YML, &selfheal_pr_yml(&base)),
         InitFor::Semaphore => self_heal(&args.dir, &base, &semaphore_selfheal_yml(), &semaphore_selfheal_pr_yml(&base)),
         InitFor::Github => github(&args.dir, &base),
         InitFor::Gitlab => gitlab(&args.dir, &base),
