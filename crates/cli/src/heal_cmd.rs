@@ -27,6 +27,9 @@ pub struct HealArgs {
 
 #[derive(clap::Subcommand)]
 enum HealCommand {
+    /// Run the heal's tiers over past failures, pushing nowhere: what self-healing would have
+    /// done, per failure class, with tokens, cost and time.
+    Replay(crate::replay::ReplayArgs),
     /// Heal attempts, newest first.
     List {
         #[arg(long)]
@@ -87,6 +90,7 @@ struct RunArgs {
 pub fn run(args: HealArgs) -> u8 {
     match args.command {
         Some(HealCommand::List { project, server }) => list(project.as_deref(), &server),
+        Some(HealCommand::Replay(args)) => crate::replay::run(&args),
         None => heal(&args.run),
     }
 }
@@ -336,6 +340,11 @@ fn keep(scratch: &std::path::Path, name: &str, value: &impl serde::Serialize) {
             ["push", "job", &path.to_string_lossy(), "-d", &dest, "-f"].iter().map(Into::into).collect();
         salve_toolbox::main("artifact", &args);
     }
+}
+
+/// The heal's view of a failed pipeline on a Salve server.
+pub(crate) fn server_ci(client: Client, pipeline: String) -> impl Ci {
+    HttpCi { client, pipeline, failed: Default::default() }
 }
 
 struct HttpCi {

@@ -11,6 +11,7 @@ mod installation;
 mod outside;
 mod pipeline_cmd;
 mod pr_cmd;
+mod replay;
 mod run_cmd;
 mod secret_cmd;
 mod server_cmd;

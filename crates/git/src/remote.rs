@@ -59,8 +59,16 @@ impl Remote {
 
     /// git on the scratch repository, with the token as a header when there is one.
     fn run(&self, args: &[&str]) -> Result<String, GitError> {
+        self.run_in(&self.dir, None, args)
+    }
+
+    /// git on `git_dir` (and `work`), the token as a header, masked in errors.
+    fn run_in(&self, git_dir: &Path, work: Option<&Path>, args: &[&str]) -> Result<String, GitError> {
         let mut cmd = hardened(&self.home);
-        cmd.env("GIT_DIR", &self.dir);
+        cmd.env("GIT_DIR", git_dir);
+        if let Some(w) = work {
+            cmd.env("GIT_WORK_TREE", w);
+        }
         if let Some(a) = &self.auth {
             cmd.env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
@@ -136,6 +144,20 @@ impl Remote {
             })
             .filter(|t| !t.branch.is_empty())
             .collect())
+    }
+
+    /// A new work tree at `dest` with the remote's branches and `sha` checked out (detached).
+    pub fn check_out(&self, sha: &str, dest: &Path) -> Result<(), GitError> {
+        if sha.starts_with('-') || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(GitError::Failed { args: "checkout".into(), stderr: format!("'{sha}' is not a commit") });
+        }
+        std::fs::create_dir_all(dest).map_err(|e| io("create the work tree", e))?;
+        let git_dir = dest.join(".git");
+        let git = |args: &[&str]| self.run_in(&git_dir, Some(dest), args);
+        git(&["init", "--quiet"])?;
+        git(&["fetch", "--quiet", "--no-tags", "--", &self.url, "+refs/heads/*:refs/remotes/origin/*"])?;
+        git(&["checkout", "--quiet", "--detach", sha])?;
+        Ok(())
     }
 
     /// Pushes `sha` of the repository at `git_dir` to `branch` on the remote.

@@ -89,6 +89,11 @@ impl Runner {
         std::fs::create_dir_all(&home).map_err(|e| format!("cannot create {}: {e}", home.display()))?;
         let mut env: Vec<(String, String)> =
             env.into_iter().filter(|(k, _)| !secret_looking(k) && !PER_PROCESS.contains(&k.as_str())).collect();
+        // The job's PATH (a toolchain sem-version chose stays), the heal's toolbox first: the
+        // commands find `cache`, `artifact` and the rest outside a Salve job too.
+        for (_, v) in env.iter_mut().filter(|(k, _)| k == "PATH") {
+            *v = format!("{}:{v}", toolbox.display());
+        }
         let home_str = home.to_string_lossy().into_owned();
         env.push(("HOME".into(), home_str.clone()));
         env.push(("CARGO_HOME".into(), format!("{home_str}/.cargo")));

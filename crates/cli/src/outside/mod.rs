@@ -172,7 +172,19 @@ impl Http {
 /// A failed job read from its log: class, fingerprint, failing command and excerpt, as a Salve
 /// server would report them; and the log's last lines.
 pub fn analysed(id: &str, name: &str, log: &[u8], baseline: &Baseline, hint: Option<&str>) -> (FailedJob, String) {
-    let inputs = salve_logs::report::Inputs { baseline: Some(baseline), hint, ..Default::default() };
+    analysed_with(id, name, log, baseline, hint, &[])
+}
+
+/// [`analysed`], with where each command's output is in the log when that is known.
+pub fn analysed_with(
+    id: &str,
+    name: &str,
+    log: &[u8],
+    baseline: &Baseline,
+    hint: Option<&str>,
+    commands: &[salve_logs::excerpt::CommandSpan],
+) -> (FailedJob, String) {
+    let inputs = salve_logs::report::Inputs { baseline: Some(baseline), hint, commands, ..Default::default() };
     let report = if salve_logs::semaphore::is_events(log) {
         let mut text = Vec::new();
         let _ = std::io::Read::read_to_end(&mut salve_logs::semaphore::Events::new(log), &mut text);

@@ -590,3 +590,54 @@ fn init_writes_each_cis_self_heal_files() {
     assert!(stderr(&install).contains("set SALVE_SOURCE"), "{}", stderr(&install));
     assert!(!stdout(&install).contains("unreachable"));
 }
+
+/// `salve heal replay` over a folder of cases (a repository at the failed commit, its failed
+/// jobs' logs, the project's cache): each heal runs, pushes nowhere, and the per-class table
+/// says how they ended, against what each case expects.
+#[test]
+fn replay_prints_what_healing_would_have_done_per_class() {
+    let t = tempfile::tempdir().unwrap();
+    let h = home(t.path());
+    let cases = t.path().join("cases");
+    let case = |name: &str, yml_command: &str, log: &str, toml: &str| -> PathBuf {
+        let folder = cases.join(name);
+        let yml = SEMAPHORE_YML.replace("shellcheck run.sh", yml_command);
+        let (remote, work, _) = repository(&folder, &[(".semaphore/semaphore.yml", &yml)]);
+        std::fs::remove_dir_all(remote).unwrap();
+        std::fs::create_dir_all(folder.join("logs")).unwrap();
+        std::fs::write(folder.join("logs/shellcheck.log"), log).unwrap();
+        std::fs::write(folder.join("case.toml"), toml).unwrap();
+        work
+    };
+    let shell = case("format", "shellcheck run.sh", "", "kind = \"mechanical\"\nexpect = \"pushed\"\n");
+    let output = shellcheck_output(&shell);
+    std::fs::write(cases.join("format/logs/shellcheck.log"), format!("$ shellcheck run.sh\n{output}")).unwrap();
+    // A network failure whose rerun finds what the failed run left in the project's cache.
+    let flaky_log = "$ test -e \"$SALVE_CACHE_DIR/fetched\"\ncurl: (7) Failed to connect to registry.internal port 443 after 3 ms: Couldn't connect to server\n";
+    case("network", "test -e \"$SALVE_CACHE_DIR/fetched\"", flaky_log, "expect = \"flaky\"\n");
+    std::fs::create_dir_all(cases.join("network/cache")).unwrap();
+    std::fs::write(cases.join("network/cache/fetched"), "").unwrap();
+    let env_log = "$ protoc-gen-lint --check proto/\nbash: line 1: protoc-gen-lint: command not found\n";
+    case("missing-tool", "protoc-gen-lint --check proto/", env_log, "expect = \"skipped\"\n");
+    // A case that is not one says why and the others still run.
+    std::fs::create_dir_all(cases.join("not-a-case")).unwrap();
+    let json = t.path().join("replay.json");
+    let o = salve_in(t.path(), &h, &["heal", "replay", "--cases", "cases", "--json", &json.to_string_lossy()], &[]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(stderr(&o).contains("not-a-case"), "{}", stderr(&o));
+    for row in [
+        "| environment | 1 | 0 (0%) | 0 | 0 | 0 | 1 | 1/1 |",
+        "| lint_format | 1 | 1 (100%) | 0 | 0 | 0 | 0 | 1/1 |",
+        "| network_infrastructure | 1 | 0 (0%) | 1 | 0 | 0 | 0 | 1/1 |",
+        "| all | 3 | 1 (33%) | 1 | 0 | 0 | 1 | 3/3 |",
+    ] {
+        assert!(out.contains(row), "{row} in:\n{out}");
+    }
+    let results: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let format = results.as_array().unwrap().iter().find(|r| r["name"] == "format").unwrap();
+    assert_eq!(format["report"]["heal_branch"].as_str().map(|b| b.starts_with("selfheal-")), Some(true), "{format:#}");
+    // The cases are as they were: the fix went to a scratch copy.
+    assert_eq!(std::fs::read_to_string(shell.join("run.sh")).unwrap(), SCRIPT);
+    assert!(git_out(&shell, &["branch", "--list"]).trim() == "* main");
+}
