@@ -145,6 +145,9 @@ jobs:
         env:
           GITHUB_TOKEN: ${{{{ secrets.SELFHEAL_TOKEN || secrets.GITHUB_TOKEN }}}}
         run: |
+          # The heal runs every command in bubblewrap (Ubuntu restricts the user namespaces it needs).
+          command -v bwrap >/dev/null || sudo apt-get install -y -qq bubblewrap
+          sudo sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0 || true
           {indented}
           salve heal --for github
   pull-request:
@@ -174,7 +177,9 @@ pub fn gitlab_jobs(base: &str) -> String {
 # sandbox and pushes it to selfheal-<sha>. When the pipeline passes on a selfheal-* branch,
 # salve-merge-request opens the merge request to {base} (once). Give GITLAB_TOKEN (a project
 # access token, api and write_repository scopes) and SALVE_DOWNLOAD_URL or SALVE_SOURCE as
-# masked CI/CD variables.
+# masked CI/CD variables. The heal runs every command in bubblewrap: the jobs' image needs it (and
+# a runner that allows user namespaces); in a container that is the only boundary, `salve heal
+# --no-sandbox` runs without it.
 salve-heal:
   stage: .post
   rules:
