@@ -14,6 +14,7 @@ mod pr_cmd;
 mod replay;
 mod run_cmd;
 mod secret_cmd;
+mod server_ci;
 mod server_cmd;
 mod state;
 mod task_cmd;

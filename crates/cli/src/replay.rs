@@ -423,7 +423,7 @@ fn from_server(server: &ServerArgs, project: &str, limit: usize, scratch: &Path)
     let url = format!("{}/git/{project}.git", server.server.trim_end_matches('/'));
     let mut cases = Vec::new();
     for p in list.pipelines.iter().filter(|p| p.result == Some(RunResult::Failed)).take(limit) {
-        let ci = crate::heal_cmd::server_ci(Client::new(server)?, p.id.clone());
+        let ci = crate::server_ci::server_ci(Client::new(server)?, p.id.clone());
         let failure = match ci.failure() {
             Ok(f) if !f.branch.starts_with(salve_heal::HEAL_PREFIX) && !f.jobs.is_empty() => f,
             _ => continue,
