@@ -641,3 +641,30 @@ fn replay_prints_what_healing_would_have_done_per_class() {
     assert_eq!(std::fs::read_to_string(shell.join("run.sh")).unwrap(), SCRIPT);
     assert!(git_out(&shell, &["branch", "--list"]).trim() == "* main");
 }
+
+/// `salve heal replay --project` over a Salve server's failed pipelines: the failure read through
+/// the API, the commit checked out from the server's git with the token in a header, the fix
+/// pushed nowhere (the server's repository keeps its branches).
+#[test]
+fn replay_reads_a_servers_failed_pipelines() {
+    let t = tempfile::tempdir().unwrap();
+    let server = super::serve::Server::start(&t.path().join("data"));
+    let created = server.salve(&["project", "create", "lint"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let (_, work, sha) = repository(&t.path().join("p"), &[(".semaphore/semaphore.yml", SEMAPHORE_YML)]);
+    server.push(&work, "lint", "HEAD:refs/heads/main");
+    server.wait("lint", "CI to fail", |l| l.iter().any(|p| p["name"] == "CI" && p["state"] == "done"));
+    let h = home(t.path());
+    let o = Command::new(env!("CARGO_BIN_EXE_salve"))
+        .args(["heal", "replay", "--project", "lint", "--server", &server.url])
+        .env("SALVE_TOKEN", &server.token)
+        .env("HOME", &h)
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}\n{}", stderr(&o));
+    assert!(out.contains(&format!("main {}", &sha[..7])), "{out}");
+    assert!(out.contains("| lint_format | 1 | 1 (100%) |"), "{out}");
+    let repo = t.path().join("data/repos/lint.git");
+    assert_eq!(git_out(&repo, &["branch", "--list", "selfheal-*"]).trim(), "", "a replay pushes nothing");
+}
