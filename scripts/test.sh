@@ -13,6 +13,9 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need_apt+=(rabbitmq-server)
+# Jobs in containers (agent.containers) run with Podman; runc where crun cannot (hybrid cgroups).
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 # The seed's hand-written heal recipe renders its prompt with envsubst.
 command -v envsubst >/dev/null 2>&1 || need_apt+=(gettext-base)
 # The web UI's browser tests run Debian's Chromium.

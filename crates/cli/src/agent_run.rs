@@ -405,6 +405,18 @@ impl Agent {
             toolbox: self.settings.exe.as_ref().map(|_| data.toolbox()),
             writable: Vec::new(),
             readable: vec![mirror],
+            containers: job
+                .containers
+                .iter()
+                .map(|c| salve_runner::container::Container {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    command: c.command.clone(),
+                    entrypoint: c.entrypoint.clone(),
+                    user: c.user.clone(),
+                    env: c.env.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
+                })
+                .collect(),
         })
     }
 

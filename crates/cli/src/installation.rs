@@ -26,6 +26,11 @@ pub fn warnings(plan: &Plan, file: &str, text: &str) -> Vec<Diagnostic> {
             .unwrap_or((1, 1));
         out.push(Diagnostic { file: file.to_owned(), line, column, path, severity: Severity::Warning, message });
     };
+    let podman = if plan.blocks.iter().any(|b| !b.agent.containers.is_empty()) {
+        salve_runner::container::Podman::find()
+    } else {
+        None
+    };
     let blocks = plan
         .blocks
         .iter()
@@ -33,15 +38,30 @@ pub fn warnings(plan: &Plan, file: &str, text: &str) -> Vec<Diagnostic> {
         .chain(plan.after_pipeline.iter().map(|a| (plan.blocks.len(), &a.agent, &a.jobs)));
     for (bi, agent, jobs) in blocks {
         if let Some(c) = agent.containers.first() {
-            warn(
-                format!("#/blocks/{bi}"),
-                "containers",
-                format!(
-                    "agent.containers ({}): this Salve runs jobs on the machine itself and starts no containers yet; \
-                     the job's commands run without the image and its service containers",
-                    c.image
+            match &podman {
+                None => warn(
+                    format!("#/blocks/{bi}"),
+                    "containers",
+                    format!(
+                        "agent.containers ({}): Salve runs containers with Podman, which this machine does not have: \
+                         the job will fail at start (Debian: apt-get install podman)",
+                        c.image
+                    ),
                 ),
-            );
+                Some(p) => {
+                    for c in agent.containers.iter().filter(|c| !p.has_image(&c.image)) {
+                        warn(
+                            format!("#/blocks/{bi}"),
+                            &c.image,
+                            format!(
+                                "image '{}' is not on this machine: Podman pulls it when the job starts (a registry must be reachable), \
+                                 or build it here first",
+                                c.image
+                            ),
+                        );
+                    }
+                }
+            }
         }
         for job in jobs {
             let all = job

@@ -897,6 +897,22 @@ pub struct AgentJob {
     /// A token that opens the project's cache and artifact storage (`/api/v1/storage/…`) and
     /// nothing else, for this attempt only; the job gets it as `SALVE_STORAGE_TOKEN`.
     pub storage_token: String,
+    /// The job's containers (`agent.containers`): the first runs its commands, the others are
+    /// its services. Empty: the job runs in the agent's sandbox.
+    #[serde(default)]
+    pub containers: Vec<AgentContainer>,
+}
+
+/// A container of a job an agent runs with Podman.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentContainer {
+    pub name: String,
+    pub image: String,
+    pub command: Option<String>,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    /// Its variables, its secrets' included.
+    pub env: Vec<AgentVariable>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -599,7 +599,8 @@ impl Engine<'_> {
         };
         let all_jobs = plan.blocks.iter().flat_map(|b| &b.jobs).chain(plan.after_pipeline.iter().flat_map(|a| &a.jobs));
         let mut secrets = BTreeMap::new();
-        for name in all_jobs.flat_map(|j| &j.secrets) {
+        let containers = plan.blocks.iter().flat_map(|b| &b.agent.containers).flat_map(|c| &c.secrets);
+        for name in all_jobs.flat_map(|j| &j.secrets).chain(containers) {
             if secrets.contains_key(name) {
                 continue;
             }
@@ -677,6 +678,7 @@ impl Engine<'_> {
             readable: self.readable.clone(),
             // A job (or its block, or its pipeline through `global_job_config`) may ask for lower limits.
             sandbox: self.sandbox.with_job_limits(job.env_vars.iter().map(|v| (v.name.as_str(), v.value.as_str()))),
+            containers: containers(&agent.containers, secrets)?,
         })
     }
 
@@ -843,4 +845,30 @@ fn pipeline_result(blocks: &[BlockRun], stopped: Option<StopReason>) -> (RunResu
         return (RunResult::Canceled, b.result_reason.clone());
     }
     (RunResult::Passed, None)
+}
+
+/// The job's containers as the runner runs them: each with its variables and its secrets'.
+fn containers(
+    list: &[salve_pipeline::compile::PlanContainer],
+    secrets: &BTreeMap<String, Secret>,
+) -> Result<Vec<salve_runner::container::Container>, String> {
+    list.iter()
+        .map(|c| {
+            let mut env: Vec<(String, String)> = c.env_vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect();
+            for name in &c.secrets {
+                let secret = secrets
+                    .get(name)
+                    .ok_or_else(|| format!("secret '{name}' of container '{}' was not read", c.name))?;
+                env.extend(secret.env_vars.iter().cloned());
+            }
+            Ok(salve_runner::container::Container {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                command: c.command.clone(),
+                entrypoint: c.entrypoint.clone(),
+                user: c.user.clone(),
+                env,
+            })
+        })
+        .collect()
 }

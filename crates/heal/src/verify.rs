@@ -192,6 +192,7 @@ impl Runner {
             writable,
             readable: self.readable.clone(),
             sandbox,
+            containers: Vec::new(),
         };
         let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)
             .map_err(|e| format!("cannot run {name}: {e}"))?;

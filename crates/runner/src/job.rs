@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::Cgroup;
 use crate::log::{LogWriter, unix_ms};
 use crate::mask::{MIN_SECRET_LEN, Masker};
-use crate::sandbox::{HOST_VARIABLES, Mounts, Sandbox};
+use crate::sandbox::{HOST_VARIABLES, JobNetwork, Mounts, Sandbox};
 use crate::script::{Marker, MarkerSplitter, Phase, Piece, Preamble, Script, valid_name};
 
 #[derive(Debug, Clone, Default)]
@@ -56,6 +56,9 @@ pub struct JobSpec {
     /// Extra folders the job may read although they are hidden (the repository it clones).
     pub readable: Vec<PathBuf>,
     pub sandbox: Sandbox,
+    /// The job's containers (`agent.containers`): the first runs its commands, the others are
+    /// its services. Empty: the job runs in the sandbox on this machine.
+    pub containers: Vec<crate::container::Container>,
 }
 
 impl JobSpec {
@@ -367,6 +370,26 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
         return early(log, JobOutcome::new(JobResult::Failed, None, failure, message), started_ms);
     }
 
+    // A job in containers: its pod and services first; what is missing fails the job here.
+    let pod = match spec.containers.first() {
+        None => None,
+        Some(main) => match start_pod(spec, main) {
+            Ok(p) => {
+                let services: Vec<String> =
+                    spec.containers.iter().skip(1).map(|c| format!("{} ({})", c.name, c.image)).collect();
+                let with =
+                    if services.is_empty() { String::new() } else { format!("; services: {}", services.join(", ")) };
+                log.note(&format!("running in container '{}' ({}){with}", main.name, main.image))
+                    .map_err(JobError::Log)?;
+                Some(p)
+            }
+            Err(message) => {
+                let failure = Some(Failure::Setup { message: message.clone() });
+                return early(log, JobOutcome::new(JobResult::Failed, None, failure, message), started_ms);
+            }
+        },
+    };
+
     let phase_files = |phase: Phase, commands: &[String]| -> Result<Vec<String>, JobError> {
         commands
             .iter()
@@ -383,8 +406,12 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     let on_pass = phase_files(Phase::OnPass, spec.phase_commands(Phase::OnPass))?;
     let on_fail = phase_files(Phase::OnFail, spec.phase_commands(Phase::OnFail))?;
     let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let mut base = base_env(&home, spec.toolbox.as_deref());
-    base.push(("SALVE_JOB_NETWORK".into(), spec.sandbox.job_network().as_str().into()));
+    let mut base = match &pod {
+        Some((_, image_path)) => container_env(&home, spec.toolbox.as_deref(), image_path),
+        None => base_env(&home, spec.toolbox.as_deref()),
+    };
+    let network = if pod.is_some() { container_network(&spec.sandbox) } else { spec.sandbox.job_network() };
+    base.push(("SALVE_JOB_NETWORK".into(), network.as_str().into()));
     let mut writable = spec.writable.clone();
     if spec.sandbox.nested && spec.sandbox.isolation.is_none() {
         // Landlock alone cannot give the job a /tmp of its own: it gets a folder instead.
@@ -397,7 +424,7 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     env.extend(spec.env.iter().cloned());
     // Secret files live in the job's private /tmp (a tmpfs that dies with the sandbox); with no
     // sandbox, in a folder of memory (/dev/shm) or of the job, removed when the job ends.
-    let files_dir = if spec.sandbox.isolation.is_some() {
+    let files_dir = if spec.sandbox.isolation.is_some() || pod.is_some() {
         PathBuf::from("/tmp/.salve-files")
     } else {
         let shm = Path::new("/dev/shm");
@@ -448,9 +475,13 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
         return early(log, JobOutcome::new(JobResult::Stopped, Some(reason), None, summary), started_ms);
     }
 
+    // Podman limits a container job itself.
     let cgroup = Cgroup::create(&format!("salve-{}", spec.id), spec.sandbox.memory_bytes, spec.sandbox.max_processes)
-        .filter(|_| spec.sandbox.jail.is_some());
-    if (spec.sandbox.memory_bytes.is_some() || spec.sandbox.max_processes.is_some()) && cgroup.is_none() {
+        .filter(|_| spec.sandbox.jail.is_some() && pod.is_none());
+    if (spec.sandbox.memory_bytes.is_some() || spec.sandbox.max_processes.is_some())
+        && cgroup.is_none()
+        && pod.is_none()
+    {
         let how = if spec.sandbox.jail.is_some() { "rlimits" } else { "nothing (no jail helper)" };
         log.note(&format!(
             "no cgroup could be created on this machine; memory and process limits are enforced by {how}"
@@ -472,7 +503,24 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     sandbox.host_ports.extend(loopback_ports(&spec.secret_values));
     sandbox.host_ports.sort_unstable();
     sandbox.host_ports.dedup();
-    let mut cmd = sandbox.command(&mounts, &base, &argv, &cgroup_dirs);
+    let mut cmd = match (&pod, spec.containers.first()) {
+        (Some((pod, _)), Some(container)) => {
+            let mut rw = vec![home.clone(), run.clone()];
+            rw.extend(writable.iter().cloned());
+            let ro: Vec<PathBuf> = readable.iter().cloned().chain(toolbox_targets(spec.toolbox.as_deref())).collect();
+            pod.main_command(&crate::container::Main {
+                container,
+                writable: &rw,
+                readable: &ro,
+                workdir: &home,
+                env: &base,
+                argv: &argv,
+                memory_bytes: sandbox.memory_bytes,
+                max_processes: sandbox.max_processes,
+            })
+        }
+        _ => sandbox.command(&mounts, &base, &argv, &cgroup_dirs),
+    };
     let (reader, writer) = io::pipe().map_err(JobError::Spawn)?;
     let writer2 = writer.try_clone().map_err(JobError::Spawn)?;
     cmd.stdin(Stdio::from(stdin)).stdout(writer).stderr(writer2);
@@ -600,6 +648,59 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
 }
 
 /// Ends a job that never ran: its summary as the log's last line.
+/// The pod of a job in containers, and the PATH of its main image.
+fn start_pod(spec: &JobSpec, main: &crate::container::Container) -> Result<(crate::container::Pod, String), String> {
+    let podman = spec.sandbox.podman.as_ref().ok_or_else(|| {
+        format!(
+            "job failed: it runs in containers (image '{}'), and Salve runs containers with Podman, which this \
+             machine does not have: install it (Debian: apt-get install podman) or drop agent.containers",
+            main.image
+        )
+    })?;
+    let pod = crate::container::Pod::start(podman, &spec.id, &spec.containers, container_network(&spec.sandbox))
+        .map_err(|e| format!("job failed: {e}"))?;
+    let path = pod
+        .image_path(&main.image)
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    Ok((pod, path))
+}
+
+/// A container job's network: the pod's own, or none.
+fn container_network(sandbox: &Sandbox) -> JobNetwork {
+    if sandbox.network { JobNetwork::Own } else { JobNetwork::None }
+}
+
+/// A container job's base environment: its home, the toolbox before the image's PATH; nothing of
+/// the host's.
+fn container_env(home: &Path, toolbox: Option<&Path>, image_path: &str) -> Vec<(String, String)> {
+    let path = match toolbox {
+        Some(t) => format!("{}:{image_path}", t.display()),
+        None => image_path.to_owned(),
+    };
+    let home = home.to_string_lossy().into_owned();
+    vec![
+        ("PATH".into(), path),
+        ("HOME".into(), home.clone()),
+        ("CARGO_HOME".into(), format!("{home}/.cargo")),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("SHELL".into(), "/bin/bash".into()),
+    ]
+}
+
+/// What the toolbox's links point at (the salve binary): mounted in a container with them.
+fn toolbox_targets(toolbox: Option<&Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = toolbox
+        .and_then(|t| std::fs::read_dir(t).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::canonicalize(e.path()).ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn early(mut log: LogWriter, mut outcome: JobOutcome, started_ms: u64) -> Result<JobOutcome, JobError> {
     log.note(&outcome.summary).map_err(JobError::Log)?;
     let (log_lines, log_bytes) = log.finish().map_err(JobError::Log)?;

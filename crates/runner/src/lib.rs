@@ -1,8 +1,9 @@
 //! One job, run for real: its bash session with per-command records (`script`), its sandbox
-//! (`sandbox`, `jail`, `netns`, `cgroup`), its log with secrets masked (`log`, `mask`), its limits and
+//! (`sandbox`, `jail`, `netns`, `cgroup`; `container` for jobs in Podman containers), its log with secrets masked (`log`, `mask`), its limits and
 //! cancel (`job`). Scheduling jobs is the engine's business, not this crate's.
 
 pub mod cgroup;
+pub mod container;
 pub mod jail;
 pub mod job;
 pub mod log;

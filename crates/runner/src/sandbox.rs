@@ -31,6 +31,8 @@ pub struct Sandbox {
     /// Ports on the host's loopback a job with a network of its own may still reach, on its
     /// own 127.0.0.1 (the Salve server it reports to).
     pub host_ports: Vec<u16>,
+    /// Podman, for jobs in containers (`agent.containers`); without it such jobs fail at start.
+    pub podman: Option<crate::container::Podman>,
 }
 
 /// Which network a job is in; jobs see it as `SALVE_JOB_NETWORK` (`own`, `none`, `host`).
@@ -216,6 +218,7 @@ impl Sandbox {
             nested,
             slirp,
             host_ports: Vec::new(),
+            podman: crate::container::Podman::find(),
         })
     }
 }
@@ -259,6 +262,7 @@ impl Sandbox {
             nested: false,
             slirp: None,
             host_ports: Vec::new(),
+            podman: None,
         }
     }
 

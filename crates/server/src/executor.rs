@@ -129,6 +129,22 @@ impl Jobs<'_> {
             time_limit_seconds: spec.time_limit.map(|t| t.as_secs()),
             lease_seconds: 0,
             storage_token: String::new(),
+            containers: spec
+                .containers
+                .iter()
+                .map(|c| api::AgentContainer {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    command: c.command.clone(),
+                    entrypoint: c.entrypoint.clone(),
+                    user: c.user.clone(),
+                    env: c
+                        .env
+                        .iter()
+                        .map(|(name, value)| api::AgentVariable { name: name.clone(), value: value.clone() })
+                        .collect(),
+                })
+                .collect(),
         }
     }
 

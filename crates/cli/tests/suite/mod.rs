@@ -2,6 +2,7 @@ mod agents;
 mod bad_input;
 mod change_in;
 mod commands;
+mod containers;
 mod corpus;
 mod heal;
 mod outside;

@@ -18,6 +18,7 @@ pub fn spec(dir: &Path, commands: &[&str]) -> JobSpec {
         writable: Vec::new(),
         readable: Vec::new(),
         sandbox: Sandbox::none(),
+        containers: Vec::new(),
     }
 }
 

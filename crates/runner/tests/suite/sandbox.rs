@@ -18,6 +18,7 @@ fn sandbox(network: bool, hide: Vec<std::path::PathBuf>) -> Sandbox {
         nested: false,
         slirp: salve_runner::netns::find_slirp(),
         host_ports: Vec::new(),
+        podman: None,
     }
 }
 

@@ -1,0 +1,232 @@
+//! Jobs in containers (`agent.containers`) through Podman, with images built here from this
+//! machine's own files (no registry): the job's commands in the first image (`checkout`, the
+//! toolbox), a PostgreSQL service container reachable on 127.0.0.1 and by its name, two parallel
+//! jobs each with a database of its own on the same port, every container removed afterwards;
+//! and without Podman, a job that fails at start saying what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use super::serve::{commit, git};
+use super::{stderr, stdout};
+
+const MAIN_IMAGE: &str = "localhost/salve-test-main:1";
+const PG_IMAGE: &str = "localhost/salve-test-postgres:1";
+
+/// The PostgreSQL version folder of this machine (`/usr/lib/postgresql/N`).
+fn postgres_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("scripts/postgres.sh installs PostgreSQL")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("bin/postgres").is_file())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL server under /usr/lib/postgresql")
+}
+
+/// A root file system of `paths` (files, and folders copied whole) and the libraries the files
+/// load, as `ldd` lists them.
+fn rootfs(root: &Path, paths: &[PathBuf]) {
+    std::fs::create_dir_all(root).unwrap();
+    let copy = |p: &Path| {
+        let out = Command::new("cp").args(["-r", "-L", "--parents"]).arg(p).arg(root).output().unwrap();
+        assert!(out.status.success(), "cp {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+    };
+    for p in paths {
+        copy(p);
+        if p.is_file() {
+            let ldd = Command::new("ldd").arg(p).output().unwrap();
+            for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+                copy(Path::new(lib));
+            }
+        }
+    }
+    for dir in ["tmp", "etc"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    Command::new("chmod").arg("1777").arg(root.join("tmp")).status().unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/bash\npostgres:x:70:70::/tmp:/bin/bash\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\npostgres:x:70:\n").unwrap();
+}
+
+fn which(tool: &str) -> PathBuf {
+    let out = Command::new("bash").args(["-c", &format!("type -P {tool}")]).output().unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Podman's environment for Salve here: runc where it is installed (crun cannot run on hybrid
+/// cgroups).
+fn podman_env() -> Vec<(&'static str, String)> {
+    let runc = which("runc");
+    if runc.as_os_str().is_empty() { Vec::new() } else { vec![("SALVE_PODMAN_RUNTIME", "runc".to_owned())] }
+}
+
+fn podman(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("podman");
+    if !podman_env().is_empty() {
+        cmd.args(["--runtime", "runc"]);
+    }
+    cmd.args(args).output().expect("scripts/test.sh installs podman")
+}
+
+/// Builds the two images once (an image from a tar of files: `podman import`).
+fn images() -> &'static Result<(), String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let pg = postgres_dir();
+        let work = tempfile::tempdir().unwrap();
+        let tools = ["bash", "sh", "cat", "ls", "sleep", "env", "id", "head", "git", "test"];
+        let mut main: Vec<PathBuf> = tools.iter().map(|t| which(t)).filter(|p| !p.as_os_str().is_empty()).collect();
+        main.extend([pg.join("bin/psql"), pg.join("bin/pg_isready"), PathBuf::from("/usr/lib/git-core")]);
+        // The toolbox is the salve binary, mounted into the job's container: its libraries.
+        main.push(PathBuf::from(env!("CARGO_BIN_EXE_salve")));
+        let mut server: Vec<PathBuf> = ["bash", "sh"].iter().map(|t| which(t)).collect();
+        server.extend(["bin/postgres", "bin/initdb", "lib"].iter().map(|p| pg.join(p)));
+        let version = pg.file_name().unwrap().to_string_lossy().into_owned();
+        server.push(PathBuf::from(format!("/usr/share/postgresql/{version}")));
+        let path = format!("ENV PATH={}/bin:/usr/bin:/bin", pg.display());
+        for (name, files) in [(MAIN_IMAGE, main), (PG_IMAGE, server)] {
+            let root = work.path().join(name.replace(['/', ':'], "-"));
+            rootfs(&root, &files);
+            let tar = root.with_extension("tar");
+            let t = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().unwrap();
+            assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+            let out = podman(&["import", "--quiet", "--change", &path, &tar.to_string_lossy(), name]);
+            if !out.status.success() {
+                return Err(format!("podman import: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        Ok(())
+    })
+}
+
+const PIPELINE: &str = r#"version: v1.0
+name: Containers
+agent:
+  machine:
+    type: e1-standard-2
+  containers:
+    - name: main
+      image: MAIN
+      env_vars:
+        - name: FROM_CONTAINER
+          value: set-on-main
+    - name: db
+      image: PG
+      user: postgres
+      command: bash -c "initdb -D /tmp/pg -U postgres --auth=trust >/dev/null && exec postgres -D /tmp/pg -k /tmp -c listen_addresses=127.0.0.1"
+blocks:
+  - name: Test
+    task:
+      prologue:
+        commands:
+          - checkout
+          - for i in {1..150}; do pg_isready -q -h 127.0.0.1 && break; sleep 0.2; done
+      jobs:
+        - name: one
+          commands:
+            - psql -h db -U postgres -v ON_ERROR_STOP=1 -tA -c 'create table t (x int); insert into t values (1); select 40 + count(*) + 1 from t'
+            - test -f app.txt && echo "$FROM_CONTAINER $SEMAPHORE_AGENT_MACHINE_ENVIRONMENT_TYPE"
+        - name: two
+          commands:
+            - psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -tA -c 'create table t (x int); select 2'
+"#;
+
+fn run_pipeline(extra_env: &[(&str, String)]) -> (tempfile::TempDir, std::process::Output, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("app");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let yml = PIPELINE.replace("MAIN", MAIN_IMAGE).replace("PG", PG_IMAGE);
+    commit(&repo, &[(".semaphore/semaphore.yml", Some(&yml)), ("app.txt", Some("app\n"))], "containers");
+    let data = t.path().join("data");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_salve"));
+    cmd.args(["run", "--jobs", "2"]).current_dir(&repo).env("SALVE_DATA_DIR", &data);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (t, out, data)
+}
+
+fn job_log(data: &Path, job: &str) -> String {
+    let mut text = String::new();
+    for dir in std::fs::read_dir(data.join("jobs")).unwrap().flatten() {
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        if log.contains(job) {
+            text.push_str(&log);
+        }
+    }
+    text
+}
+
+#[test]
+fn a_container_job_runs_in_its_image_with_a_postgres_service_of_its_own() {
+    if let Err(e) = images() {
+        panic!("the test images cannot be built here: {e}");
+    }
+    let (_t, out, data) = run_pipeline(&podman_env());
+    let (o, e) = (stdout(&out), stderr(&out));
+    let logs = job_log(&data, "");
+    // A machine whose Podman cannot start any container (no usable runtime): the job must fail
+    // at start with Podman's own words, not run its commands somewhere else.
+    let probe =
+        podman(&["run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", MAIN_IMAGE, "true"]);
+    if !probe.status.success() {
+        eprintln!("Podman cannot run containers here: {}", String::from_utf8_lossy(&probe.stderr));
+        assert!(!out.status.success() && logs.contains("did not start"), "{o}\n{e}\n{logs}");
+        assert!(!logs.contains("$ checkout"), "{logs}");
+        return;
+    }
+    assert!(out.status.success(), "{o}\n{e}\n{logs}");
+    // Each job's own database: both created table t on 127.0.0.1:5432.
+    assert!(logs.contains("\n42\n"), "{logs}");
+    assert!(logs.contains("\n2\n"), "{logs}");
+    assert!(logs.contains("set-on-main container"), "{logs}");
+    assert!(logs.contains(&format!("running in container 'main' ({MAIN_IMAGE}); services: db ({PG_IMAGE})")), "{logs}");
+    // Nothing of the jobs is left running.
+    let left = podman(&["ps", "--all", "--format", "{{.Names}}"]);
+    let names = String::from_utf8_lossy(&left.stdout);
+    assert!(!names.lines().any(|n| n.starts_with("salve-")), "containers left: {names}");
+}
+
+#[test]
+fn without_podman_a_container_job_fails_at_start_saying_what_is_missing() {
+    let (_t, out, data) = run_pipeline(&[("SALVE_PODMAN", "/nonexistent/podman".to_owned())]);
+    assert!(!out.status.success());
+    let logs = job_log(&data, "");
+    assert!(
+        logs.contains("it runs in containers (image 'localhost/salve-test-main:1'), and Salve runs containers with Podman, which this machine does not have"),
+        "{logs}\n{}",
+        stdout(&out)
+    );
+    assert!(!logs.contains("$ checkout"), "no command ran: {logs}");
+}
+
+#[test]
+fn a_missing_image_fails_the_job_at_start() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("app");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let yml = "version: v1.0\nname: C\nagent:\n  machine:\n    type: e1-standard-2\n  containers:\n    - name: main\n      image: localhost/salve-no-such-image:0\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: j\n          commands:\n            - echo never\n";
+    commit(&repo, &[(".semaphore/semaphore.yml", Some(yml))], "c");
+    let data = t.path().join("data");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_salve"));
+    cmd.args(["run"]).current_dir(&repo).env("SALVE_DATA_DIR", &data);
+    for (k, v) in podman_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success());
+    let logs = job_log(&data, "");
+    assert!(
+        logs.contains(
+            "image 'localhost/salve-no-such-image:0' (container 'main') is not on this machine and could not be pulled"
+        ),
+        "{logs}"
+    );
+    assert!(!logs.contains("never"), "{logs}");
+}

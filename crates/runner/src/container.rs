@@ -1,0 +1,335 @@
+//! Jobs in containers (`agent.containers`), through Podman: the first container's image runs
+//! the job's bash session, the others run as its services, all in one network namespace of the
+//! job's own (the first service's, which the others join: services answer on 127.0.0.1 and by
+//! their names, and no other job shares it). The job's folders are mounted at the paths they have on the host, so its script,
+//! workspace, toolbox and records are what they are for any job; the log and command records come
+//! from the same bash session. Every container of the job is removed when it ends, whatever
+//! ended it.
+//!
+//! Podman is found on PATH (or at `SALVE_PODMAN`); `SALVE_PODMAN_RUNTIME` picks its OCI runtime
+//! (e.g. `runc` where crun cannot run). Containers get no more open files or processes than
+//! Salve itself may have, and no new privileges.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::sandbox::JobNetwork;
+
+/// A container of a job, as the pipeline names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    /// Its command (a string, split as a shell would, without expansions).
+    pub command: Option<String>,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    /// Its variables (the container's `env_vars` and its secrets').
+    pub env: Vec<(String, String)>,
+}
+
+/// The Podman this machine runs containers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Podman {
+    pub program: PathBuf,
+    /// The OCI runtime (`--runtime`), when not Podman's default.
+    pub runtime: Option<String>,
+}
+
+impl Podman {
+    /// `SALVE_PODMAN`, else `podman` on PATH.
+    pub fn find() -> Option<Podman> {
+        let runtime = std::env::var("SALVE_PODMAN_RUNTIME").ok().filter(|r| !r.trim().is_empty());
+        if let Some(p) = std::env::var_os("SALVE_PODMAN").filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            return p.is_file().then_some(Podman { program: p, runtime });
+        }
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join("podman"))
+            .find(|p| p.is_file())
+            .map(|program| Podman { program, runtime })
+    }
+
+    /// Whether `image` is on this machine.
+    pub fn has_image(&self, image: &str) -> bool {
+        !image.starts_with('-') && self.run(&["image", "exists", image]).is_ok()
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        if let Some(r) = &self.runtime {
+            c.args(["--runtime", r]);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs podman with `args`; its standard output, or what it said on failure.
+    fn run(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.cmd().args(args).output().map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(err.trim().lines().last().unwrap_or("").trim_start_matches("Error: ").to_owned())
+        }
+    }
+}
+
+/// Splits a container's `command` as a shell splits words: whitespace, single and double quotes,
+/// backslashes; nothing is expanded.
+pub fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('"'), '\\') => word.extend(chars.next()),
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '\\') => {
+                word.extend(chars.next());
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// A job's containers: its services started, all removed when dropped.
+#[derive(Debug)]
+pub struct Pod {
+    podman: Podman,
+    /// The container whose network namespace the others join (the first service), if any.
+    network_of: Option<String>,
+    network: JobNetwork,
+    /// Every container the job may have left.
+    containers: Vec<String>,
+}
+
+/// What the main container mounts and runs.
+pub struct Main<'a> {
+    pub container: &'a Container,
+    /// Folders mounted read-write, at the same paths.
+    pub writable: &'a [PathBuf],
+    /// Folders (or files) mounted read-only, at the same paths.
+    pub readable: &'a [PathBuf],
+    pub workdir: &'a Path,
+    /// The base environment (no secrets: the script exports the job's variables).
+    pub env: &'a [(String, String)],
+    pub argv: &'a [OsString],
+    pub memory_bytes: Option<u64>,
+    pub max_processes: Option<u64>,
+}
+
+/// A name Podman accepts, from a job id and a container's name.
+fn podman_name(s: &str) -> String {
+    let n: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') { c } else { '-' }).collect();
+    n.trim_start_matches(['-', '.', '_']).chars().take(120).collect()
+}
+
+/// A service container's name as a host name in the pod.
+fn host_name(s: &str) -> Option<String> {
+    let h: String = s.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let h = h.trim_matches('-').to_owned();
+    (!h.is_empty() && h.len() <= 63).then_some(h)
+}
+
+/// `--ulimit` values: open files as this process may have them (Podman's default of a million
+/// fails where Salve's own limit is lower), processes at Podman's default of 32768 unless this
+/// process may have fewer.
+fn ulimits() -> Vec<String> {
+    use rustix::process::{Resource, getrlimit};
+    let mut out = Vec::new();
+    for (name, r, cap) in [("nofile", Resource::Nofile, u64::MAX), ("nproc", Resource::Nproc, 32768)] {
+        let l = getrlimit(r);
+        let max = l.maximum.unwrap_or(u64::MAX).min(cap);
+        let cur = l.current.unwrap_or(u64::MAX).min(max);
+        if max != u64::MAX {
+            out.push(format!("{name}={cur}:{max}"));
+        }
+    }
+    out
+}
+
+impl Pod {
+    /// Makes sure every image is here (pulling one that is not), and starts the services in a
+    /// network namespace of the job's own (`network`). Errors say what is missing and how to
+    /// get it.
+    pub fn start(podman: &Podman, job_id: &str, containers: &[Container], network: JobNetwork) -> Result<Pod, String> {
+        for c in containers {
+            if c.image.trim().is_empty() || c.image.starts_with('-') {
+                return Err(format!("container '{}' names no image", c.name));
+            }
+            if podman.run(&["image", "exists", &c.image]).is_err() {
+                podman.run(&["pull", "--quiet", &c.image]).map_err(|e| {
+                    format!(
+                        "image '{}' (container '{}') is not on this machine and could not be pulled ({e}): \
+                         build or load it here (podman build -t {} ., podman load)",
+                        c.image, c.name, c.image
+                    )
+                })?;
+            }
+        }
+        let name = podman_name(&format!("salve-{job_id}"));
+        let names: Vec<String> = containers.iter().map(|c| podman_name(&format!("{name}-{}", c.name))).collect();
+        let mut pod = Pod { podman: podman.clone(), network_of: None, network, containers: names };
+        // Containers left by a crash of an earlier run of the same job are not this job's.
+        pod.remove();
+        let hosts: Vec<String> =
+            containers.iter().skip(1).filter_map(|c| host_name(&c.name)).map(|h| format!("{h}:127.0.0.1")).collect();
+        for (i, c) in containers.iter().enumerate().skip(1) {
+            let mut args: Vec<String> =
+                vec!["run".into(), "--detach".into(), "--name".into(), pod.containers[i].clone()];
+            args.extend(pod.network_args(&hosts));
+            args.extend(common_args());
+            for (k, v) in &c.env {
+                args.extend(["--env".into(), format!("{k}={v}")]);
+            }
+            if let Some(u) = &c.user {
+                args.extend(["--user".into(), u.clone()]);
+            }
+            if let Some(e) = &c.entrypoint {
+                args.extend(["--entrypoint".into(), e.clone()]);
+            }
+            args.push("--".into());
+            args.push(c.image.clone());
+            args.extend(c.command.as_deref().map(split_words).unwrap_or_default());
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            podman
+                .run(&refs)
+                .map_err(|e| format!("service container '{}' ({}) did not start: {e}", c.name, c.image))?;
+            if pod.network_of.is_none() {
+                pod.network_of = Some(pod.containers[i].clone());
+            }
+        }
+        Ok(pod)
+    }
+
+    /// The network a container of the job joins: the first service's, else its own.
+    fn network_args(&self, hosts: &[String]) -> Vec<String> {
+        if let Some(first) = &self.network_of {
+            return vec!["--network".into(), format!("container:{first}")];
+        }
+        let mut args = match self.network {
+            JobNetwork::None => vec!["--network".into(), "none".into()],
+            JobNetwork::Host => vec!["--network".into(), "host".into()],
+            JobNetwork::Own => Vec::new(),
+        };
+        for h in hosts {
+            args.extend(["--add-host".into(), h.clone()]);
+        }
+        args
+    }
+
+    /// The PATH `image` sets for its processes, if it sets one.
+    pub fn image_path(&self, image: &str) -> Option<String> {
+        let format = "{{range .Config.Env}}{{println .}}{{end}}";
+        let env = self.podman.run(&["image", "inspect", "--format", format, "--", image]).ok()?;
+        env.lines().find_map(|l| l.strip_prefix("PATH=")).map(str::to_owned)
+    }
+
+    /// The command that runs the job's bash session in the main container.
+    pub fn main_command(&self, m: &Main<'_>) -> Command {
+        let mut cmd = self.podman.cmd();
+        // `--interactive`: the job's variables and files come on standard input.
+        cmd.args(["run", "--rm", "--interactive", "--name"]).arg(&self.containers[0]);
+        cmd.args(self.network_args(&[]));
+        cmd.args(common_args());
+        cmd.arg("--workdir").arg(m.workdir);
+        if let Some(b) = m.memory_bytes {
+            cmd.arg(format!("--memory={b}"));
+        }
+        if let Some(n) = m.max_processes {
+            cmd.arg(format!("--pids-limit={n}"));
+        }
+        let mut volume = |path: &Path, mode: &str| {
+            let p = path.to_string_lossy();
+            // A path with a colon cannot be said in `--volume`; such a folder is not mounted.
+            if !p.contains(':') {
+                cmd.arg("--volume").arg(format!("{p}:{p}:{mode}"));
+            }
+        };
+        for w in m.writable {
+            volume(w, "rw");
+        }
+        for r in m.readable {
+            volume(r, "ro");
+        }
+        for (k, v) in m.env.iter().chain(&m.container.env) {
+            cmd.arg("--env").arg(format!("{k}={v}"));
+        }
+        if let Some(u) = &m.container.user {
+            cmd.args(["--user", u]);
+        }
+        // The job's bash session, not the image's entrypoint, is the main container's process.
+        cmd.args(["--entrypoint", ""]).arg("--").arg(&m.container.image).args(m.argv);
+        cmd
+    }
+
+    /// Removes every container of the job, running or not.
+    fn remove(&self) {
+        let mut args = vec!["rm", "--force", "--ignore", "--time", "0"];
+        args.extend(self.containers.iter().map(String::as_str));
+        let _ = self.podman.run(&args);
+    }
+}
+
+/// What every container of a job runs with: no new privileges, no more open files or processes
+/// than Salve may have.
+fn common_args() -> Vec<String> {
+    let mut args = vec!["--security-opt".into(), "no-new-privileges".into()];
+    for u in ulimits() {
+        args.extend(["--ulimit".into(), u]);
+    }
+    args
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_split_as_a_shell_would_without_expanding() {
+        assert_eq!(split_words("postgres -c 'fsync=off' -c \"a b\""), ["postgres", "-c", "fsync=off", "-c", "a b"]);
+        assert_eq!(split_words("  echo $HOME\\ x  "), ["echo", "$HOME x"]);
+        assert_eq!(split_words("''"), [""]);
+        assert!(split_words("   ").is_empty());
+    }
+
+    #[test]
+    fn names_podman_accepts() {
+        assert_eq!(podman_name("salve-1f/x y"), "salve-1f-x-y");
+        assert_eq!(podman_name("--rm"), "rm");
+        assert_eq!(host_name("My DB"), Some("my-db".into()));
+        assert_eq!(host_name("!!"), None);
+    }
+}
