@@ -417,6 +417,15 @@ impl Agent {
                     env: c.env.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
                 })
                 .collect(),
+            pull_credentials: job
+                .pull_credentials
+                .iter()
+                .map(|c| salve_runner::container::PullCredential {
+                    registry: c.registry.clone(),
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                })
+                .collect(),
         })
     }
 

@@ -901,6 +901,17 @@ pub struct AgentJob {
     /// its services. Empty: the job runs in the agent's sandbox.
     #[serde(default)]
     pub containers: Vec<AgentContainer>,
+    /// What pulls of those images log in with (`image_pull_secrets`).
+    #[serde(default)]
+    pub pull_credentials: Vec<AgentPullCredential>,
+}
+
+/// A registry login for pulling a job's images.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AgentPullCredential {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// A container of a job an agent runs with Podman.

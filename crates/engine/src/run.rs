@@ -600,7 +600,8 @@ impl Engine<'_> {
         let all_jobs = plan.blocks.iter().flat_map(|b| &b.jobs).chain(plan.after_pipeline.iter().flat_map(|a| &a.jobs));
         let mut secrets = BTreeMap::new();
         let containers = plan.blocks.iter().flat_map(|b| &b.agent.containers).flat_map(|c| &c.secrets);
-        for name in all_jobs.flat_map(|j| &j.secrets).chain(containers) {
+        let pulls = plan.blocks.iter().flat_map(|b| &b.agent.image_pull_secrets);
+        for name in all_jobs.flat_map(|j| &j.secrets).chain(containers).chain(pulls) {
             if secrets.contains_key(name) {
                 continue;
             }
@@ -679,6 +680,14 @@ impl Engine<'_> {
             // A job (or its block, or its pipeline through `global_job_config`) may ask for lower limits.
             sandbox: self.sandbox.with_job_limits(job.env_vars.iter().map(|v| (v.name.as_str(), v.value.as_str()))),
             containers: containers(&agent.containers, secrets)?,
+            pull_credentials: agent
+                .image_pull_secrets
+                .iter()
+                .map(|name| {
+                    let s = secrets.get(name).ok_or_else(|| format!("image pull secret '{name}' was not read"))?;
+                    salve_runner::container::PullCredential::from_secret(name, &s.env_vars, &s.files)
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -193,6 +193,7 @@ impl Runner {
             readable: self.readable.clone(),
             sandbox,
             containers: Vec::new(),
+            pull_credentials: Vec::new(),
         };
         let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)
             .map_err(|e| format!("cannot run {name}: {e}"))?;

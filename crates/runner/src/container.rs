@@ -29,6 +29,87 @@ pub struct Container {
     pub env: Vec<(String, String)>,
 }
 
+/// Credentials Podman pulls a job's images with (`image_pull_secrets`), from a secret of
+/// Semaphore's kinds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullCredential {
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for PullCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PullCredential {{ registry: {:?}, username: {:?}, password: [MASKED] }}",
+            self.registry, self.username
+        )
+    }
+}
+
+impl PullCredential {
+    /// The credential in secret `name` (its variables and files), by its
+    /// `DOCKER_CREDENTIAL_TYPE`: `DockerHub` (`DOCKERHUB_USERNAME`, `DOCKERHUB_PASSWORD`),
+    /// `GenericDocker` (`DOCKER_URL`, `DOCKER_USERNAME`, `DOCKER_PASSWORD`) or `GCR`
+    /// (`GCR_HOSTNAME` and the key file `/tmp/gcr/keyfile.json`).
+    pub fn from_secret(
+        name: &str,
+        env: &[(String, String)],
+        files: &[(String, Vec<u8>)],
+    ) -> Result<PullCredential, String> {
+        let var = |k: &str| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("image pull secret '{name}' has no {k}"))
+        };
+        let kind = var("DOCKER_CREDENTIAL_TYPE")?;
+        match kind.as_str() {
+            "DockerHub" => Ok(PullCredential {
+                registry: "docker.io".into(),
+                username: var("DOCKERHUB_USERNAME")?,
+                password: var("DOCKERHUB_PASSWORD")?,
+            }),
+            "GenericDocker" => Ok(PullCredential {
+                registry: var("DOCKER_URL")?,
+                username: var("DOCKER_USERNAME")?,
+                password: var("DOCKER_PASSWORD")?,
+            }),
+            "GCR" => {
+                let key = files
+                    .iter()
+                    .find(|(p, _)| p.ends_with("gcr/keyfile.json"))
+                    .map(|(_, c)| String::from_utf8_lossy(c).into_owned())
+                    .ok_or_else(|| format!("image pull secret '{name}' (GCR) has no file /tmp/gcr/keyfile.json"))?;
+                Ok(PullCredential { registry: var("GCR_HOSTNAME")?, username: "_json_key".into(), password: key })
+            }
+            other => Err(format!(
+                "image pull secret '{name}': DOCKER_CREDENTIAL_TYPE '{other}' is not one Salve can use \
+                 (DockerHub, GenericDocker, GCR; for ECR, log Podman in on the machine)"
+            )),
+        }
+    }
+}
+
+/// A Podman auth file (`--authfile`) with `creds`.
+pub fn auth_file(creds: &[PullCredential]) -> String {
+    use base64::Engine as _;
+    let auths: serde_json::Map<String, serde_json::Value> = creds
+        .iter()
+        .map(|c| {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+            (
+                c.registry.trim_start_matches("https://").trim_end_matches('/').to_owned(),
+                serde_json::json!({"auth": auth}),
+            )
+        })
+        .collect();
+    serde_json::json!({ "auths": auths }).to_string()
+}
+
 /// The Podman this machine runs containers with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Podman {
@@ -178,13 +259,32 @@ impl Pod {
     /// Makes sure every image is here (pulling one that is not), and starts the services in a
     /// network namespace of the job's own (`network`). Errors say what is missing and how to
     /// get it.
-    pub fn start(podman: &Podman, job_id: &str, containers: &[Container], network: JobNetwork) -> Result<Pod, String> {
+    /// `creds` log the pulls in (through an auth file in `private`, removed after).
+    pub fn start(
+        podman: &Podman,
+        job_id: &str,
+        containers: &[Container],
+        network: JobNetwork,
+        creds: &[PullCredential],
+        private: &Path,
+    ) -> Result<Pod, String> {
         for c in containers {
             if c.image.trim().is_empty() || c.image.starts_with('-') {
                 return Err(format!("container '{}' names no image", c.name));
             }
-            if podman.run(&["image", "exists", &c.image]).is_err() {
-                podman.run(&["pull", "--quiet", &c.image]).map_err(|e| {
+            if !podman.has_image(&c.image) {
+                let authfile = private.join("podman-auth.json");
+                let mut args = vec!["pull".to_owned(), "--quiet".to_owned()];
+                if !creds.is_empty() {
+                    crate::job::write_private(&authfile, auth_file(creds).as_bytes())
+                        .map_err(|e| format!("cannot write the registry credentials: {e}"))?;
+                    args.extend(["--authfile".to_owned(), authfile.to_string_lossy().into_owned()]);
+                }
+                args.extend(["--".to_owned(), c.image.clone()]);
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let pulled = podman.run(&refs);
+                let _ = std::fs::remove_file(&authfile);
+                pulled.map_err(|e| {
                     format!(
                         "image '{}' (container '{}') is not on this machine and could not be pulled ({e}): \
                          build or load it here (podman build -t {} ., podman load)",
@@ -323,6 +423,38 @@ mod tests {
         assert_eq!(split_words("  echo $HOME\\ x  "), ["echo", "$HOME x"]);
         assert_eq!(split_words("''"), [""]);
         assert!(split_words("   ").is_empty());
+    }
+
+    #[test]
+    fn pull_secrets_of_semaphores_kinds() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let hub =
+            env(&[("DOCKER_CREDENTIAL_TYPE", "DockerHub"), ("DOCKERHUB_USERNAME", "u"), ("DOCKERHUB_PASSWORD", "p")]);
+        let c = PullCredential::from_secret("hub", &hub, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.registry.as_str(), c.username.as_str(), c.password.as_str()), ("docker.io", "u", "p"));
+        assert!(!format!("{c:?}").contains("\"p\""), "the password never prints");
+        let generic = env(&[
+            ("DOCKER_CREDENTIAL_TYPE", "GenericDocker"),
+            ("DOCKER_URL", "registry.example.com"),
+            ("DOCKER_USERNAME", "me"),
+            ("DOCKER_PASSWORD", "s3cret"),
+        ]);
+        let g = PullCredential::from_secret("g", &generic, &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            auth_file(&[g]),
+            r#"{"auths":{"registry.example.com":{"auth":"bWU6czNjcmV0"}}}"#,
+            "me:s3cret in base64, as Podman's auth file has it"
+        );
+        let gcr = env(&[("DOCKER_CREDENTIAL_TYPE", "GCR"), ("GCR_HOSTNAME", "gcr.io")]);
+        let key = vec![("/tmp/gcr/keyfile.json".to_owned(), b"{\"k\":1}".to_vec())];
+        let c = PullCredential::from_secret("gcr", &gcr, &key).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("_json_key", "{\"k\":1}"));
+        let e = PullCredential::from_secret("x", &env(&[("DOCKER_CREDENTIAL_TYPE", "AWS_ECR")]), &[]).err();
+        assert!(e.is_some_and(|e| e.contains("'AWS_ECR' is not one Salve can use")));
+        let e = PullCredential::from_secret("x", &env(&[("DOCKER_CREDENTIAL_TYPE", "DockerHub")]), &[]).err();
+        assert!(e.is_some_and(|e| e.contains("has no DOCKERHUB_USERNAME")));
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub struct JobSpec {
     /// The job's containers (`agent.containers`): the first runs its commands, the others are
     /// its services. Empty: the job runs in the sandbox on this machine.
     pub containers: Vec<crate::container::Container>,
+    /// What pulls its images log in with (`image_pull_secrets`).
+    pub pull_credentials: Vec<crate::container::PullCredential>,
 }
 
 impl JobSpec {
@@ -657,8 +659,15 @@ fn start_pod(spec: &JobSpec, main: &crate::container::Container) -> Result<(crat
             main.image
         )
     })?;
-    let pod = crate::container::Pod::start(podman, &spec.id, &spec.containers, container_network(&spec.sandbox))
-        .map_err(|e| format!("job failed: {e}"))?;
+    let pod = crate::container::Pod::start(
+        podman,
+        &spec.id,
+        &spec.containers,
+        container_network(&spec.sandbox),
+        &spec.pull_credentials,
+        &spec.dir,
+    )
+    .map_err(|e| format!("job failed: {e}"))?;
     let path = pod
         .image_path(&main.image)
         .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
@@ -945,7 +954,7 @@ fn first_line(command: &str) -> String {
 }
 
 /// Writes a file readable by its owner only (the script holds secret values).
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;

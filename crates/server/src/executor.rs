@@ -145,6 +145,15 @@ impl Jobs<'_> {
                         .collect(),
                 })
                 .collect(),
+            pull_credentials: spec
+                .pull_credentials
+                .iter()
+                .map(|c| api::AgentPullCredential {
+                    registry: c.registry.clone(),
+                    username: c.username.clone(),
+                    password: c.password.clone(),
+                })
+                .collect(),
         }
     }
 

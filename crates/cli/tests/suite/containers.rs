@@ -230,3 +230,64 @@ fn a_missing_image_fails_the_job_at_start() {
     );
     assert!(!logs.contains("never"), "{logs}");
 }
+
+/// `image_pull_secrets`: a secret of a kind Salve cannot log in with fails the job at start
+/// with which kinds it can; one it can is given to the pull and gone afterwards.
+#[test]
+fn image_pull_secrets_log_the_pull_in_or_say_why_not() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("app");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let yml = "version: v1.0\nname: C\nagent:\n  machine:\n    type: e1-standard-2\n  containers:\n    - name: main\n      image: 127.0.0.1:9/private/app:1\n  image_pull_secrets:\n    - name: pull\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: j\n          commands:\n            - echo never\n";
+    commit(&repo, &[(".semaphore/semaphore.yml", Some(yml))], "c");
+    let data = t.path().join("data");
+    let salve = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_salve"));
+        cmd.args(args).current_dir(&repo).env("SALVE_DATA_DIR", &data);
+        for (k, v) in podman_env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let made = salve(&["secret", "create", "pull", "-e", "DOCKER_CREDENTIAL_TYPE=AWS_ECR", "-e", "AWS_REGION=x"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = salve(&["run"]);
+    assert!(!out.status.success());
+    let all = format!("{}{}{}", stdout(&out), stderr(&out), job_log(&data, ""));
+    assert!(all.contains("DOCKER_CREDENTIAL_TYPE 'AWS_ECR' is not one Salve can use"), "{all}");
+    // A kind it can use: the pull is tried with it (nothing listens there) and the job says so.
+    let gone = salve(&["secret", "delete", "pull"]);
+    assert!(gone.status.success(), "{}", stderr(&gone));
+    let made = salve(&[
+        "secret",
+        "create",
+        "pull",
+        "-e",
+        "DOCKER_CREDENTIAL_TYPE=GenericDocker",
+        "-e",
+        "DOCKER_URL=127.0.0.1:9",
+        "-e",
+        "DOCKER_USERNAME=me",
+        "-e",
+        "DOCKER_PASSWORD=pull-secret-value",
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out = salve(&["run"]);
+    assert!(!out.status.success());
+    let logs = job_log(&data, "");
+    assert!(
+        logs.contains(
+            "image '127.0.0.1:9/private/app:1' (container 'main') is not on this machine and could not be pulled"
+        ),
+        "{logs}"
+    );
+    assert!(!logs.contains("pull-secret-value"), "{logs}");
+    let left: Vec<PathBuf> = std::fs::read_dir(data.join("jobs"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("podman-auth.json"))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(left.is_empty(), "the auth file is removed: {left:?}");
+}

@@ -19,6 +19,7 @@ pub fn spec(dir: &Path, commands: &[&str]) -> JobSpec {
         readable: Vec::new(),
         sandbox: Sandbox::none(),
         containers: Vec::new(),
+        pull_credentials: Vec::new(),
     }
 }
 
