@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Run jobs without isolation (no bubblewrap, no Landlock): they can read and write anything you can.
     #[arg(long)]
     no_sandbox: bool,
+    /// Run jobs with `agent.containers` on this machine, ignoring their images, service
+    /// containers and pull secrets (the machine must have what the images would).
+    #[arg(long)]
+    no_containers: bool,
     /// Cut jobs off from the network.
     #[arg(long)]
     no_network: bool,
@@ -293,6 +297,7 @@ fn settings(args: &RunArgs, data: &Path) -> Result<Settings, String> {
         },
         parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
         servers: Vec::new(),
+        run_containers: !args.no_containers,
     };
     settings.sandbox().map_err(|e| e.to_string())?;
     settings.data.prepare(settings.exe.as_deref()).map_err(|e| format!("cannot prepare Salve's data folder: {e}"))?;

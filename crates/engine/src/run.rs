@@ -264,6 +264,9 @@ pub struct Engine<'a> {
     pub toolbox: Option<PathBuf>,
     pub writable: Vec<PathBuf>,
     pub readable: Vec<PathBuf>,
+    /// Whether jobs with `agent.containers` run in them (through Podman); `false`: on this
+    /// machine, their images, services and pull secrets ignored (`salve run --no-containers`).
+    pub run_containers: bool,
     /// Variables of this installation every job gets after the platform ones (where the
     /// toolbox keeps caches and artifacts).
     pub extra_env: Vec<(String, String)>,
@@ -599,8 +602,9 @@ impl Engine<'_> {
         };
         let all_jobs = plan.blocks.iter().flat_map(|b| &b.jobs).chain(plan.after_pipeline.iter().flat_map(|a| &a.jobs));
         let mut secrets = BTreeMap::new();
-        let containers = plan.blocks.iter().flat_map(|b| &b.agent.containers).flat_map(|c| &c.secrets);
-        let pulls = plan.blocks.iter().flat_map(|b| &b.agent.image_pull_secrets);
+        let agents = plan.blocks.iter().map(|b| &b.agent).filter(|_| self.run_containers);
+        let containers = agents.clone().flat_map(|a| &a.containers).flat_map(|c| &c.secrets);
+        let pulls = agents.flat_map(|a| &a.image_pull_secrets);
         for name in all_jobs.flat_map(|j| &j.secrets).chain(containers).chain(pulls) {
             if secrets.contains_key(name) {
                 continue;
@@ -679,10 +683,11 @@ impl Engine<'_> {
             readable: self.readable.clone(),
             // A job (or its block, or its pipeline through `global_job_config`) may ask for lower limits.
             sandbox: self.sandbox.with_job_limits(job.env_vars.iter().map(|v| (v.name.as_str(), v.value.as_str()))),
-            containers: containers(&agent.containers, secrets)?,
+            containers: if self.run_containers { containers(&agent.containers, secrets)? } else { Vec::new() },
             pull_credentials: agent
                 .image_pull_secrets
                 .iter()
+                .filter(|_| self.run_containers)
                 .map(|name| {
                     let s = secrets.get(name).ok_or_else(|| format!("image pull secret '{name}' was not read"))?;
                     salve_runner::container::PullCredential::from_secret(name, &s.env_vars, &s.files)

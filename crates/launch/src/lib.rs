@@ -97,6 +97,8 @@ pub struct Settings {
     /// The Salve servers jobs report to (the API, git, storage): where one is on this machine's
     /// loopback, jobs with a network of their own still reach its port.
     pub servers: Vec<String>,
+    /// Whether jobs with `agent.containers` run in them (`false`: `salve run --no-containers`).
+    pub run_containers: bool,
 }
 
 impl Settings {
@@ -184,6 +186,7 @@ impl Launch<'_> {
             toolbox: self.settings.exe.as_ref().map(|_| data.toolbox()),
             writable: vec![cache, artifacts],
             readable: vec![self.source.mirror.to_owned()],
+            run_containers: self.settings.run_containers,
             extra_env,
             secret_env: self.secret_env.clone(),
             secrets: &secrets,

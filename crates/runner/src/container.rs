@@ -14,8 +14,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::sandbox::JobNetwork;
-
 /// A container of a job, as the pipeline names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
@@ -198,13 +196,22 @@ pub fn split_words(s: &str) -> Vec<String> {
     words
 }
 
+/// The network a job's containers get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A namespace of the job's own, with outbound access (Podman's default network).
+    Own,
+    /// A namespace of the job's own with nothing but loopback.
+    None,
+}
+
 /// A job's containers: its services started, all removed when dropped.
 #[derive(Debug)]
 pub struct Pod {
     podman: Podman,
     /// The container whose network namespace the others join (the first service), if any.
     network_of: Option<String>,
-    network: JobNetwork,
+    network: Network,
     /// Every container the job may have left.
     containers: Vec<String>,
 }
@@ -264,7 +271,7 @@ impl Pod {
         podman: &Podman,
         job_id: &str,
         containers: &[Container],
-        network: JobNetwork,
+        network: Network,
         creds: &[PullCredential],
         private: &Path,
     ) -> Result<Pod, String> {
@@ -276,7 +283,7 @@ impl Pod {
                 let authfile = private.join("podman-auth.json");
                 let mut args = vec!["pull".to_owned(), "--quiet".to_owned()];
                 if !creds.is_empty() {
-                    crate::job::write_private(&authfile, auth_file(creds).as_bytes())
+                    write_private(&authfile, auth_file(creds).as_bytes())
                         .map_err(|e| format!("cannot write the registry credentials: {e}"))?;
                     args.extend(["--authfile".to_owned(), authfile.to_string_lossy().into_owned()]);
                 }
@@ -334,9 +341,8 @@ impl Pod {
             return vec!["--network".into(), format!("container:{first}")];
         }
         let mut args = match self.network {
-            JobNetwork::None => vec!["--network".into(), "none".into()],
-            JobNetwork::Host => vec!["--network".into(), "host".into()],
-            JobNetwork::Own => Vec::new(),
+            Network::None => vec!["--network".into(), "none".into()],
+            Network::Own => Vec::new(),
         };
         for h in hosts {
             args.extend(["--add-host".into(), h.clone()]);
@@ -395,6 +401,14 @@ impl Pod {
         args.extend(self.containers.iter().map(String::as_str));
         let _ = self.podman.run(&args);
     }
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
 }
 
 /// What every container of a job runs with: no new privileges, no more open files or processes

@@ -663,7 +663,7 @@ fn start_pod(spec: &JobSpec, main: &crate::container::Container) -> Result<(crat
         podman,
         &spec.id,
         &spec.containers,
-        container_network(&spec.sandbox),
+        if spec.sandbox.network { crate::container::Network::Own } else { crate::container::Network::None },
         &spec.pull_credentials,
         &spec.dir,
     )
@@ -954,7 +954,7 @@ fn first_line(command: &str) -> String {
 }
 
 /// Writes a file readable by its owner only (the script holds secret values).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;

@@ -128,6 +128,7 @@ impl Server {
             // Jobs of a pipeline start as their blocks allow; this server's own slots
             // (`--jobs`) and the agents' bound how many run at once.
             parallel: PIPELINE_JOBS,
+            run_containers: true,
             servers: vec![config.base_url()],
         };
         launch.data.prepare(config.exe.as_deref())?;
