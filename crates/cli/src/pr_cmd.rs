@@ -184,29 +184,27 @@ fn open_on(f: &Forge, head: &str, base: &str, title: &str, body: &str) -> Result
 }
 
 /// The forge when the pull request is opened outside Salve (no Salve token and project: another
-/// CI, a terminal): `--forge github|gitlab`, or `auto` in GitHub Actions or GitLab CI; found from
-/// the CI's variables, else the checkout's origin.
+/// CI such as Semaphore, GitHub Actions or GitLab CI, or a terminal): `--forge github|gitlab`, or
+/// `auto` when the CI's variables or the checkout's origin name GitHub or GitLab.
 fn outside_forge(forced: &str, in_salve: bool, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Forge>, String> {
-    let outside = !in_salve
-        && match forced {
-            "github" | "gitlab" => true,
-            "auto" => forges::from_ci(env).is_some(),
-            _ => false,
-        };
-    if !outside {
+    if in_salve || !matches!(forced, "github" | "gitlab" | "auto") {
         return Ok(None);
     }
     let scratch = std::env::temp_dir().join(format!("salve-pr-{}", std::process::id()));
     let origin = salve_git::remote::origin_url(std::path::Path::new("."), &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
-    let forge = forges::from_ci(env).or_else(|| origin.as_deref().and_then(|o| forges::detect(o, env))).ok_or(
-        "no GitHub or GitLab repository here: run in its checkout, or in its CI (GITHUB_REPOSITORY, CI_PROJECT_PATH)",
-    )?;
-    match (forced, &forge) {
-        ("github", Forge::GitLab { .. }) | ("gitlab", Forge::GitHub { .. }) => {
-            Err(format!("this repository is on {}, not --forge {forced}", forge.name()))
+    let forge = forges::from_ci(env).or_else(|| origin.as_deref().and_then(|o| forges::detect(o, env)));
+    match (forced, forge) {
+        // Nothing here names a forge: a Salve server's project, which says what it needs.
+        ("auto", None) => Ok(None),
+        (_, None) => Err(
+            "no GitHub or GitLab repository here: run in its checkout, or in its CI (GITHUB_REPOSITORY, CI_PROJECT_PATH)"
+                .into(),
+        ),
+        ("github", Some(f @ Forge::GitLab { .. })) | ("gitlab", Some(f @ Forge::GitHub { .. })) => {
+            Err(format!("this repository is on {}, not --forge {forced}", f.name()))
         }
-        _ => Ok(Some(forge)),
+        (_, Some(f)) => Ok(Some(f)),
     }
 }
 

@@ -414,6 +414,28 @@ fn semaphore_the_heal_pipeline_reads_the_failed_pipeline_through_the_public_api(
     let o = salve_in(&work, &h, &["heal", "--for", "semaphore"], &vars[..1]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("SEMAPHORE_API_TOKEN"), "{}", stderr(&o));
+
+    // The second promotion, as `salve init --for semaphore` writes it: `salve pr create --base
+    // main` in a checkout of the heal branch whose origin is on GitHub (Semaphore's deploy-key
+    // URL), with no Salve server: the pull request is opened there, once.
+    let forge = github_api(sha.clone(), "main", String::new(), Arc::default());
+    let pr_work = t.path().join("pr");
+    git(t.path(), &["clone", "-q", "-b", &branch, &remote.to_string_lossy(), &pr_work.to_string_lossy()]);
+    git(&pr_work, &["remote", "set-url", "origin", "git@github.com:acme/web.git"]);
+    let pr_vars = [
+        ("SEMAPHORE_GIT_BRANCH", branch.as_str()),
+        ("SEMAPHORE_PROJECT_NAME", "web"),
+        ("GITHUB_TOKEN", "ghp_pr_token"),
+        ("GITHUB_API_URL", forge.url.as_str()),
+    ];
+    for _ in 0..2 {
+        let o = salve_in(&pr_work, &h, &["pr", "create", "--base", "main"], &pr_vars);
+        assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    }
+    let made: Vec<Request> = forge.requests().into_iter().filter(|r| r.method == "POST").collect();
+    assert_eq!(made.len(), 1, "one pull request: {made:#?}");
+    let body: Value = serde_json::from_str(&made[0].body).unwrap();
+    assert_eq!((body["head"].as_str(), body["base"].as_str()), (Some(branch.as_str()), Some("main")));
 }
 
 const GITLAB_CI: &str = "stages: [test, heal]\nlint:\n  stage: test\n  script:\n    - shellcheck run.sh\nselfheal:\n  stage: heal\n  when: on_failure\n  script:\n    - salve heal\n";
