@@ -122,21 +122,29 @@ impl Remote {
                 stderr: format!("'{prefix}' is not a branch prefix"),
             });
         }
-        if self.heads(prefix)?.is_empty() {
+        self.fetched(&format!("refs/heads/{prefix}"), "refs/tips/")
+    }
+
+    /// The refs under `remote` (a prefix such as `refs/heads/selfheal-`), fetched one commit
+    /// deep under `local`: each named by what follows `local`.
+    fn fetched(&self, remote: &str, local: &str) -> Result<Vec<Tip>, GitError> {
+        let listed = self.run(&["ls-remote", "--", &self.url, &format!("{remote}*")])?;
+        if listed.trim().is_empty() {
             return Ok(Vec::new());
         }
-        let spec = format!("+refs/heads/{prefix}*:refs/tips/{prefix}*");
+        let last = remote.rsplit('/').next().unwrap_or("");
+        let spec = format!("+{remote}*:{local}{last}*");
         self.run(&["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1", "--", &self.url, &spec])?;
         let out = self.run(&[
             "for-each-ref",
-            "--format=%(refname:strip=2)%00%(objectname)%00%(committerdate:unix)%00%(contents)%00%00",
-            "refs/tips/",
+            "--format=%(refname)%00%(objectname)%00%(committerdate:unix)%00%(contents)%00%00",
+            local,
         ])?;
         Ok(out
             .split("\0\0\n")
             .filter_map(|rec| {
                 let mut f = rec.trim_start_matches('\n').splitn(4, '\0');
-                let branch = f.next()?.to_owned();
+                let branch = f.next()?.strip_prefix(local)?.to_owned();
                 let sha = f.next()?.to_owned();
                 let time = f.next()?.parse().ok()?;
                 let message = f.next().unwrap_or("").trim_end_matches('\0').to_owned();
@@ -144,6 +152,27 @@ impl Remote {
             })
             .filter(|t| !t.branch.is_empty())
             .collect())
+    }
+
+    /// Keeps a record on the remote: a commit of Salve's own (no files, `message`) at
+    /// `refs/selfheal/attempts/<name>`, replacing one of the same name.
+    pub fn record(&self, name: &str, message: &str) -> Result<(), GitError> {
+        if name.is_empty() || !crate::valid_branch_name(name) || name.contains('/') {
+            return Err(GitError::Failed { args: "record".into(), stderr: format!("'{name}' is not a record name") });
+        }
+        let mut mktree = hardened(&self.home);
+        mktree.env("GIT_DIR", &self.dir).arg("mktree").stdin(std::process::Stdio::null());
+        let tree = crate::finish(&mut mktree, "mktree")?;
+        let mut commit = hardened(&self.home);
+        commit.env("GIT_DIR", &self.dir).args(["commit-tree", &tree, "-m", message]);
+        let sha = crate::finish(crate::by(&mut commit, "Salve", "salve@localhost"), "commit-tree")?;
+        let refspec = format!("+{sha}:refs/selfheal/attempts/{name}");
+        self.run(&["push", "--quiet", "--no-verify", "--", &self.url, &refspec]).map(drop)
+    }
+
+    /// The records kept with [`Remote::record`], by name, with their time and message.
+    pub fn records(&self) -> Result<Vec<Tip>, GitError> {
+        self.fetched("refs/selfheal/attempts/", "refs/attempts/")
     }
 
     /// A new work tree at `dest` with the remote's branches and `sha` checked out (detached).
@@ -258,6 +287,18 @@ mod tests {
         assert!(tips[0].time > 1_600_000_000);
         assert_eq!(tips[1].message.trim(), "fix b");
         assert!(r.tips("none-")?.is_empty());
+        assert!(r.records()?.is_empty());
+        r.record("abc1234-f00d", "Selfheal-Branch: main\n")?;
+        r.record("abc1234-f00d", "Selfheal-Branch: main\nSelfheal-Outcome: failed\n")?;
+        r.record("def5678-beef", "Selfheal-Branch: dev\n")?;
+        assert!(r.record("../x", "m").is_err());
+        let mut records = r.records()?;
+        records.sort_by(|a, b| a.branch.cmp(&b.branch));
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[0].branch, "abc1234-f00d");
+        assert!(records[0].message.contains("Selfheal-Outcome: failed"), "the later record replaces: {records:?}");
+        // Records are no branches: the tips of heal branches are as they were.
+        assert_eq!(r.tips("selfheal-")?.len(), 2);
         Ok(())
     }
 

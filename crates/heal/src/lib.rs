@@ -21,6 +21,7 @@ pub mod guards;
 pub mod template;
 pub mod verify;
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -285,7 +286,13 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
         Err(e) => return end(HealOutcome::Failed, format!("cannot claim the heal: {e}"), base),
     };
     let mut record = Record { tiers: Vec::new(), started: Instant::now(), ran: Vec::new(), stat: None };
+    let owner = std::fs::metadata(&opts.repo).ok().map(|m| (m.uid(), m.gid()));
     let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
+    // A root caller's sandboxed commands ran as the job user, which owned the checkout for them:
+    // it goes back to its owner (the CI job's later steps, git among them, expect that).
+    if let Some((uid, gid)) = owner.filter(|(uid, _)| *uid != salve_runner::sandbox::JOB_UID) {
+        give_back(&opts.repo, uid, gid);
+    }
     // The agent's transcript goes to the job's artifacts, not into the record.
     let mut extra = extra;
     let transcript = extra.as_object_mut().and_then(|r| r.remove("transcript")).filter(|t| !t.is_null());
@@ -681,6 +688,28 @@ fn candidate(
             "model": provenance.model, "tokens": provenance.tokens,
         }),
     ))
+}
+
+/// Gives what the job user owns under `dir` (links themselves, not their targets) to `uid:gid`.
+fn give_back(dir: &Path, uid: u32, gid: u32) {
+    let job = salve_runner::sandbox::JOB_UID;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        if std::fs::symlink_metadata(&d).is_ok_and(|m| m.uid() == job) {
+            let _ = std::os::unix::fs::lchown(&d, Some(uid), Some(gid));
+        }
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                _ => {
+                    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.uid() == job) {
+                        let _ = std::os::unix::fs::lchown(&path, Some(uid), Some(gid));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A diff for the record: at most 64 KiB (the commit has all of it).

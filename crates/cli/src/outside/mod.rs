@@ -1,8 +1,10 @@
 //! `salve heal` outside a Salve server: the failure read from the CI the heal runs in
 //! (Semaphore's public API, GitHub Actions' REST API, GitLab's jobs API) or given on the command
 //! line (`--log`, `--command`), and the heal's record kept where that CI's team looks: on the
-//! checkout's remote. A heal there is its branch, `selfheal-<sha>`, whose commit names the branch
-//! it heals (`Selfheal-Branch:`); open heal pull requests are counted on the forge.
+//! checkout's remote: every heal leaves a record there (`refs/selfheal/attempts/<sha>-<failure>`,
+//! a commit of no files whose message names the branch, the commit, the failure and how the heal
+//! ended), and a heal that fixed it its branch, `selfheal-<sha>`, whose commit names the branch it
+//! heals (`Selfheal-Branch:`); open heal pull requests are counted on the forge.
 //!
 //! The HTTP clients here are what a user runs against the real services; the tests run them
 //! against local servers that speak the same endpoints and field names.
@@ -230,6 +232,13 @@ pub struct Outside {
     /// Where the report is written, besides the job's output.
     pub report: Option<PathBuf>,
     pub host: Host,
+    /// This heal's record on the remote (its name and first lines), once claimed.
+    pub claimed: std::cell::RefCell<Option<(String, String)>>,
+}
+
+/// A record's name: the failed commit and the failure's fingerprint.
+fn record_name(sha: &str, fingerprint: &str) -> String {
+    format!("{}-{}", &sha[..sha.len().min(7)], &format!("{:x}", md5::compute(fingerprint))[..8])
 }
 
 impl Ci for Outside {
@@ -238,15 +247,45 @@ impl Ci for Outside {
     }
 
     fn claim(&self, failure: &Failure, fingerprint: &str) -> Result<Claimed, CiError> {
+        let unreadable =
+            |e: salve_git::GitError| CiError::Unreachable(format!("cannot read the remote's heal records: {e}"));
         let branch = format!("{HEAL_PREFIX}{}", &failure.sha[..failure.sha.len().min(7)]);
-        match self.remote.head(&branch) {
-            Ok(Some(sha)) => Ok(Claimed::Taken(format!("{branch} is on the remote at {}", &sha[..sha.len().min(7)]))),
-            Ok(None) => Ok(Claimed::Mine(format!("{}:{}:{fingerprint}", self.host.name(), failure.pipeline_id))),
-            Err(e) => Err(CiError::Unreachable(format!("cannot read the remote's branches: {e}"))),
+        if let Some(sha) = self.remote.head(&branch).map_err(unreadable)? {
+            return Ok(Claimed::Taken(format!("{branch} is on the remote at {}", &sha[..sha.len().min(7)])));
         }
+        let name = record_name(&failure.sha, fingerprint);
+        if let Some(r) = self.remote.records().map_err(unreadable)?.into_iter().find(|r| r.branch == name) {
+            let ended = r.message.lines().find_map(|l| l.strip_prefix("Selfheal-Outcome: ")).unwrap_or("unknown");
+            return Ok(Claimed::Taken(format!(
+                "a heal of this failure ended {ended} (refs/selfheal/attempts/{name} on the remote)"
+            )));
+        }
+        let head = format!(
+            "selfheal attempt of {} at {}\n\nSelfheal-Branch: {}\nSelfheal-Commit: {}\nSelfheal-Fingerprint: {fingerprint}\nSelfheal-CI: {}\n",
+            failure.branch,
+            &failure.sha[..failure.sha.len().min(7)],
+            failure.branch,
+            failure.sha,
+            self.host.name()
+        );
+        // Without a record (a remote that refuses refs outside branches) the heal still runs;
+        // its budget then counts the heal branches it pushed.
+        match self.remote.record(&name, &format!("{head}Selfheal-Outcome: running\n")) {
+            Ok(()) => *self.claimed.borrow_mut() = Some((name, head)),
+            Err(e) => crate::err!(
+                "salve heal: cannot keep a record of this heal on the remote ({e}); heals that push nothing are not counted"
+            ),
+        }
+        Ok(Claimed::Mine(format!("{}:{}:{fingerprint}", self.host.name(), failure.pipeline_id)))
     }
 
     fn finish(&self, _heal_id: &str, outcome: HealOutcome, report: &HealReport) -> Result<(), CiError> {
+        if let Some((name, head)) = self.claimed.borrow().as_ref() {
+            let message = format!("{head}Selfheal-Outcome: {outcome}\n");
+            if let Err(e) = self.remote.record(name, &message) {
+                crate::err!("salve heal: cannot record how the heal ended on the remote: {e}");
+            }
+        }
         if let Some(path) = &self.report {
             let text = serde_json::to_string_pretty(report).unwrap_or_default();
             std::fs::write(path, text)
@@ -275,12 +314,26 @@ impl Ci for Outside {
     }
 
     fn heals_since(&self, branch: &str, since_ms: i64) -> Result<usize, CiError> {
-        let tips = self
+        let unreadable =
+            |e: salve_git::GitError| CiError::Unreachable(format!("cannot read the remote's heal records: {e}"));
+        let trailer = format!("Selfheal-Branch: {branch}");
+        let of_branch =
+            |t: &salve_git::remote::Tip| t.time * 1000 >= since_ms && t.message.lines().any(|l| l.trim() == trailer);
+        // Every heal's record; and heal branches pushed where no record could be kept.
+        let records: Vec<String> =
+            self.remote.records().map_err(unreadable)?.into_iter().filter(of_branch).map(|r| r.branch).collect();
+        let pushed = self
             .remote
             .tips(HEAL_PREFIX)
-            .map_err(|e| CiError::Unreachable(format!("cannot read the remote's heal branches: {e}")))?;
-        let trailer = format!("Selfheal-Branch: {branch}");
-        Ok(tips.iter().filter(|t| t.time * 1000 >= since_ms && t.message.lines().any(|l| l.trim() == trailer)).count())
+            .map_err(unreadable)?
+            .into_iter()
+            .filter(of_branch)
+            .filter(|t| {
+                let sha7 = t.branch.trim_start_matches(HEAL_PREFIX);
+                !records.iter().any(|r| r.starts_with(&format!("{sha7}-")))
+            })
+            .count();
+        Ok(records.len() + pushed)
     }
 
     fn open_heal_pulls(&self) -> Result<usize, CiError> {

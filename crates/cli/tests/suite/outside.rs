@@ -539,10 +539,45 @@ fn anywhere_logs_and_commands_given_directly() {
     let log_arg = log.to_string_lossy().into_owned();
     let o = salve_in(&work, &h, &["heal", "--log", &log_arg, "--command", "shellcheck run.sh", "--job", "lint"], &[]);
     assert_healed(&o, &remote, &sha, &format!("local-{}", &sha[..7]));
+    let records =
+        git_out(&remote, &["for-each-ref", "--format=%(refname) %(contents:body)", "refs/selfheal/attempts/"]);
+    assert!(records.contains(&format!("refs/selfheal/attempts/{}-", &sha[..7])), "{records}");
+    assert!(records.contains("Selfheal-Outcome: pushed"), "{records}");
     // Misuse says what is missing.
     let o = salve_in(&work, &h, &["heal", "--log", &log_arg], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--command"), "{}", stderr(&o));
+}
+
+/// Outside Salve every heal leaves a record on the remote, pushed or not: a failure no tier
+/// fixes is not healed again, and such heals count toward the branch's daily cap.
+#[test]
+fn anywhere_failed_heals_are_recorded_and_capped() {
+    let t = tempfile::tempdir().unwrap();
+    let (remote, work, _) = repository(t.path(), &[]);
+    let h = home(t.path());
+    let broken = t.path().join("broken.log");
+    std::fs::write(&broken, "$ ./check.sh\nerror: the frobnicator is misaligned\n").unwrap();
+    let broken_arg = broken.to_string_lossy().into_owned();
+    let args = ["heal", "--log", &broken_arg, "--command", "echo 'error: the frobnicator is misaligned'; exit 3"];
+    let first = salve_in(&work, &h, &args, &[]);
+    assert_eq!(first.status.code(), Some(1), "{}", stdout(&first));
+    let again = salve_in(&work, &h, &args, &[]);
+    assert!(again.status.success(), "{}", stdout(&again));
+    assert!(stdout(&again).contains("a heal of this failure ended failed"), "{}", stdout(&again));
+    let records = git_out(&remote, &["for-each-ref", "--format=%(refname)", "refs/selfheal/attempts/"]);
+    assert_eq!(records.lines().count(), 1, "{records}");
+    assert!(git_out(&remote, &["log", "-1", "--format=%B", records.trim()]).contains("Selfheal-Outcome: failed"));
+    // The checkout is its owner's again (the sandboxed commands ran as the job user).
+    git(&work, &["status", "--porcelain"]);
+    // One heal of main today: with a cap of one, another failure is not healed.
+    std::fs::write(work.join("salve.toml"), "[heal]\nmax_attempts_per_day = 1\n").unwrap();
+    let other = t.path().join("other.log");
+    std::fs::write(&other, "$ ./other.sh\nerror: another thing\n").unwrap();
+    let other_arg = other.to_string_lossy().into_owned();
+    let capped = salve_in(&work, &h, &["heal", "--log", &other_arg, "--command", "exit 4"], &[]);
+    assert!(capped.status.success(), "{}", stdout(&capped));
+    assert!(stdout(&capped).contains("1 heal(s) of 'main' in the last 24 hours"), "{}", stdout(&capped));
 }
 
 /// `salve init --self-heal --for …` writes each CI's files: Semaphore's pass `salve lint`,
