@@ -1,6 +1,8 @@
 //! A failure given on the command line, in any checkout and any CI: the failed commands
 //! (`--command`, run again to verify a fix) and their output (`--log`, read as a Salve server
-//! reads a job's log, with `--baseline` logs of passing runs as its baseline).
+//! reads a job's log, with `--baseline` logs of passing runs as its baseline). In the failing job
+//! itself (a GitHub Actions step with `if: failure()`, a GitLab job's `after_script`), the
+//! commands default to that job's own, from the CI's file.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,26 @@ pub fn ci_branch(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     .find_map(|k| env(k).filter(|v| !v.is_empty()))
 }
 
+/// The commands of the CI job this runs in, from its file: GitHub Actions' `GITHUB_JOB` of the
+/// workflow `GITHUB_WORKFLOW_REF` names, GitLab CI's `CI_JOB_NAME` of `.gitlab-ci.yml`.
+fn this_job(repo: &Path, env: &dyn Fn(&str) -> Option<String>) -> Option<Result<JobCommands, String>> {
+    if env("GITHUB_ACTIONS").as_deref() == Some("true") {
+        let job = env("GITHUB_JOB")?;
+        // `owner/repo/.github/workflows/ci.yml@refs/heads/main`
+        let reference = env("GITHUB_WORKFLOW_REF")?;
+        let path = reference.split('@').next()?.splitn(3, '/').nth(2)?.to_owned();
+        return Some(super::workflows::github_job(repo, &path, &job));
+    }
+    if env("GITLAB_CI").as_deref() == Some("true") {
+        let job = env("CI_JOB_NAME")?;
+        let file = env("CI_CONFIG_PATH")
+            .filter(|f| !f.contains("://") && !f.contains('@'))
+            .unwrap_or_else(|| ".gitlab-ci.yml".into());
+        return Some(super::workflows::gitlab_job(repo, &file, &job));
+    }
+    None
+}
+
 pub fn read(
     given: &Given<'_>,
     repo: &Path,
@@ -55,12 +77,23 @@ pub fn read(
     baseline: &Baseline,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Read, CiError> {
-    if given.commands.iter().all(|c| c.trim().is_empty()) {
-        return Err(CiError::NotHealable(
-            "say how the failed job runs: --command 'CMD' (repeatable, in order); a fix is verified by running them"
-                .into(),
-        ));
-    }
+    let commands: Vec<String> = given.commands.iter().filter(|c| !c.trim().is_empty()).cloned().collect();
+    let rerun = if commands.is_empty() {
+        match this_job(repo, env) {
+            Some(Ok(job)) => job,
+            Some(Err(e)) => {
+                return Err(CiError::NotHealable(format!("{e}; or say how the failed job runs: --command 'CMD'")));
+            }
+            None => {
+                return Err(CiError::NotHealable(
+                    "say how the failed job runs: --command 'CMD' (repeatable, in order); a fix is verified by running them"
+                        .into(),
+                ));
+            }
+        }
+    } else {
+        JobCommands { name: given.job.to_owned(), commands, env: Vec::new(), time_limit: given.time_limit }
+    };
     if given.logs.is_empty() {
         return Err(CiError::NotHealable(
             "give the failed run's output: --log FILE (e.g. `cargo test 2>&1 | tee test.log`)".into(),
@@ -81,12 +114,7 @@ pub fn read(
     }
     let id = "local".to_owned();
     let (mut job, tail) = analysed(&id, given.job, &log, baseline, None);
-    job.rerun = Some(JobCommands {
-        name: given.job.to_owned(),
-        commands: given.commands.iter().filter(|c| !c.trim().is_empty()).cloned().collect(),
-        env: Vec::new(),
-        time_limit: given.time_limit,
-    });
+    job.rerun = Some(rerun);
     let project = repo.file_name().map_or_else(|| "repository".into(), |n| n.to_string_lossy().into_owned());
     Ok(Read {
         failure: Failure {

@@ -80,6 +80,7 @@ pub fn github_job(repo: &Path, workflow: &str, name: &str) -> Result<JobCommands
     literal_env(job.get("env"), &mut env);
     let default_dir =
         job.pointer("/defaults/run/working-directory").or_else(|| doc.pointer("/defaults/run/working-directory"));
+    let default_shell = job.pointer("/defaults/run/shell").or_else(|| doc.pointer("/defaults/run/shell"));
     let mut commands = Vec::new();
     for (i, step) in job.get("steps").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let Some(run) = step.get("run").and_then(Value::as_str) else { continue };
@@ -99,15 +100,27 @@ pub fn github_job(repo: &Path, workflow: &str, name: &str) -> Result<JobCommands
         let mut step_env = Vec::new();
         literal_env(step.get("env"), &mut step_env);
         let dir = step.get("working-directory").or(default_dir).and_then(Value::as_str);
+        // Each step is a script of its own, run as GitHub runs it: `bash -e` when no shell is
+        // named, `bash -eo pipefail` for `shell: bash`, `sh -e` for `sh`.
+        let shell = step.get("shell").or(default_shell).and_then(Value::as_str);
+        let program = match shell {
+            None => "bash --noprofile --norc -e",
+            Some("bash") => "bash --noprofile --norc -eo pipefail",
+            Some("sh") => "sh -e",
+            Some(other) => {
+                return Err(format!(
+                    "job '{key}' step '{step_name}' runs in `{other}`, which Salve does not rerun: give the job's commands with --command"
+                ));
+            }
+        };
         let mut command = String::new();
         for (k, v) in &step_env {
-            command.push_str(&format!("export {k}={}; ", salve_heal::verify::shell_quote(v)));
+            command.push_str(&format!("{k}={} ", salve_heal::verify::shell_quote(v)));
         }
-        command.push_str(run.trim_end());
+        command.push_str(&format!("{program} -c {}", salve_heal::verify::shell_quote(run.trim_end())));
         commands.push(match dir {
             Some(d) if !d.contains("${{") => format!("(cd {} && {command})", salve_heal::verify::shell_quote(d)),
-            _ if step_env.is_empty() => command,
-            _ => format!("({command})"),
+            _ => command,
         });
     }
     if commands.is_empty() {
@@ -264,6 +277,7 @@ jobs:
         run: cargo fmt --check
       - name: Lint
         working-directory: crates/app
+        shell: bash
         env:
           LEVEL: "2"
         run: |
@@ -279,8 +293,9 @@ jobs:
         assert_eq!(
             j.commands,
             vec![
-                "cargo fmt --check".to_owned(),
-                "(cd 'crates/app' && export LEVEL='2'; cargo clippy\necho done)".to_owned()
+                "bash --noprofile --norc -e -c 'cargo fmt --check'".to_owned(),
+                "(cd 'crates/app' && LEVEL='2' bash --noprofile --norc -eo pipefail -c 'cargo clippy\necho done')"
+                    .to_owned()
             ]
         );
         assert_eq!(
@@ -303,6 +318,8 @@ jobs:
         assert!(e.contains("${{ }}") && e.contains("--command"), "{e}");
         let d = repo("w.yml", "jobs:\n  t:\n    steps:\n      - uses: a/b@v1\n")?;
         assert!(github_job(d.path(), "w.yml", "t").err().ok_or("an error was expected")?.contains("no run steps"));
+        let d = repo("w.yml", "jobs:\n  t:\n    steps:\n      - run: Get-Item .\n        shell: pwsh\n")?;
+        assert!(github_job(d.path(), "w.yml", "t").err().ok_or("an error was expected")?.contains("runs in `pwsh`"));
         let d = repo("w.yml", "jobs: [\n")?;
         assert!(github_job(d.path(), "w.yml", "t").err().ok_or("an error was expected")?.contains("not valid YAML"));
         Ok(())

@@ -725,3 +725,32 @@ fn replay_reads_a_servers_failed_pipelines() {
     let repo = t.path().join("data/repos/lint.git");
     assert_eq!(git_out(&repo, &["branch", "--list", "selfheal-*"]).trim(), "", "a replay pushes nothing");
 }
+
+/// In the failing GitHub Actions job itself (a last step with `if: failure()`), `salve heal --log
+/// FILE` reruns that job's own `run:` steps from its workflow (`GITHUB_JOB`,
+/// `GITHUB_WORKFLOW_REF`), each as GitHub runs it: with `shell: bash`, a failing command before
+/// `| tee` fails the step (pipefail), so the rerun before the fix fails and after it passes.
+#[test]
+fn github_actions_the_failing_job_heals_itself_from_its_log() {
+    let workflow = "name: CI\non: [push]\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n      - name: Lint\n        shell: bash\n        run: shellcheck run.sh 2>&1 | tee lint.log\n      - name: Heal\n        if: failure()\n        run: salve heal --log lint.log\n";
+    let t = tempfile::tempdir().unwrap();
+    let (remote, work, sha) = repository(t.path(), &[(".github/workflows/ci.yml", workflow)]);
+    let h = home(t.path());
+    std::fs::write(t.path().join("lint.log"), format!("$ shellcheck run.sh\n{}", shellcheck_output(&work))).unwrap();
+    let log = t.path().join("lint.log").to_string_lossy().into_owned();
+    let vars = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_JOB", "lint"),
+        ("GITHUB_WORKFLOW_REF", "acme/web/.github/workflows/ci.yml@refs/heads/main"),
+        ("GITHUB_REF_NAME", "main"),
+    ];
+    let o = salve_in(&work, &h, &["heal", "--log", &log, "--remote", &remote.to_string_lossy()], &vars);
+    let out = stdout(&o);
+    assert_healed(&o, &remote, &sha, &format!("local-{}", &sha[..7]));
+    // The rerun before the fix failed: tier 0 (an unknown failure may be flaky) did not pass it.
+    assert!(!out.contains("heal flaky"), "{out}");
+    // Without the job's name, it says what to give.
+    let o = salve_in(&work, &h, &["heal", "--log", &log], &vars[2..]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--command"), "{}", stderr(&o));
+}
