@@ -754,3 +754,23 @@ fn github_actions_the_failing_job_heals_itself_from_its_log() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--command"), "{}", stderr(&o));
 }
+
+/// An API that names another commit than the checkout's (a wrong `ref:`, or a hostile answer:
+/// an option, a path) heals nothing and says what to check out.
+#[test]
+fn a_failure_of_another_commit_than_the_checkout_is_not_healed() {
+    let t = tempfile::tempdir().unwrap();
+    let (remote, work, _) = repository(t.path(), &[(".github/workflows/ci.yml", GITHUB_WORKFLOW)]);
+    let h = home(t.path());
+    for sha in ["0123456789abcdef0123456789abcdef01234567", "--output=/tmp/x", "../../etc"] {
+        let api = github_api(sha.to_owned(), "main", github_log(&shellcheck_output(&work)), Arc::default());
+        let o = salve_in(&work, &h, &["heal", "--for", "github"], &github_env(&api.url, "main"));
+        assert_eq!(o.status.code(), Some(2), "{}\n{}", stdout(&o), stderr(&o));
+        assert!(stderr(&o).contains("but the checkout is at"), "{}", stderr(&o));
+    }
+    assert_eq!(
+        git_out(&remote, &["for-each-ref", "refs/selfheal/", "refs/heads/selfheal-*"]).trim(),
+        "",
+        "nothing pushed"
+    );
+}
