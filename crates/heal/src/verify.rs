@@ -216,8 +216,9 @@ impl Runner {
 /// variables (matrix values included). Secrets are not there: a command that needs one fails
 /// here as it would without it.
 pub fn failed_jobs(repo: &Path, file: &str, names: &[String]) -> Result<Vec<JobCommands>, String> {
-    let bytes = std::fs::read(repo.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
     let tree = salve_git::files::WorkTree::new(repo);
+    // The file's path may come from a CI's answer: only a file of the repository is read.
+    let bytes = salve_pipeline::FileSource::read(&tree, file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let analysis = salve_pipeline::analyze(file, &bytes, &tree, &Default::default(), salve_pipeline::Mode::Compile);
     let errors = analysis.has_errors();
     let plan = analysis.plan.filter(|_| !errors).ok_or_else(|| format!("{file} does not compile"))?;

@@ -13,7 +13,9 @@ use serde_json::{Map, Value};
 
 /// A YAML file of the checkout, as JSON.
 fn load(repo: &Path, file: &str) -> Result<Value, String> {
-    let bytes = std::fs::read(repo.join(file)).map_err(|e| format!("cannot read {file}: {e}"))?;
+    // The file's path may come from an API's answer: only a file of the repository is read.
+    use salve_pipeline::FileSource as _;
+    let bytes = salve_git::files::WorkTree::new(repo).read(file).map_err(|e| format!("cannot read {file}: {e}"))?;
     let mut sink = salve_pipeline::diag::Sink::new(file);
     let node = salve_pipeline::yaml::load(&bytes, &mut sink);
     match (node, sink.diags.iter().find(|d| d.severity == salve_pipeline::Severity::Error)) {
@@ -320,6 +322,8 @@ jobs:
         assert!(github_job(d.path(), "w.yml", "t").err().ok_or("an error was expected")?.contains("no run steps"));
         let d = repo("w.yml", "jobs:\n  t:\n    steps:\n      - run: Get-Item .\n        shell: pwsh\n")?;
         assert!(github_job(d.path(), "w.yml", "t").err().ok_or("an error was expected")?.contains("runs in `pwsh`"));
+        let e = github_job(d.path(), "/etc/passwd", "t").err().ok_or("an error was expected")?;
+        assert!(e.contains("outside the repository"), "{e}");
         let d = repo("w.yml", "jobs: [\n")?;
         assert!(github_job(d.path(), "w.yml", "t").err().ok_or("an error was expected")?.contains("not valid YAML"));
         Ok(())
