@@ -300,7 +300,8 @@ fn github_actions_a_failed_run_is_healed_and_its_pull_request_opened_once_when_g
     let report: Value = serde_json::from_slice(&std::fs::read(work.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["heal_branch"], branch.as_str(), "{report:#}");
     assert_eq!(report["tokens"], 0);
-    // The same failure again: its branch is there; nothing pushed.
+    // The same failure again (a rerun checks the failed commit out afresh): its branch is there.
+    git(&work, &["reset", "-q", "--hard", &sha]);
     let again = salve_in(&work, &h, &["heal"], &vars);
     assert_claimed(&again, &branch);
 
@@ -409,6 +410,7 @@ fn semaphore_the_heal_pipeline_reads_the_failed_pipeline_through_the_public_api(
     );
     assert!(!stdout(&o).contains("sem_api_secret"));
     let branch = format!("selfheal-{}", &sha[..7]);
+    git(&work, &["reset", "-q", "--hard", &sha]);
     assert_claimed(&salve_in(&work, &h, &["heal"], &vars), &branch);
     // Without a token the heal says which secret it needs.
     let o = salve_in(&work, &h, &["heal", "--for", "semaphore"], &vars[..1]);
@@ -513,6 +515,7 @@ fn gitlab_ci_an_on_failure_job_heals_and_its_merge_request_is_opened_once() {
     assert!(stdout(&o).contains("1 failed job(s)"), "a job allowed to fail is not healed: {}", stdout(&o));
     let requests = api.requests();
     assert!(requests.iter().all(|r| r.headers.get("private-token").map(String::as_str) == Some("glpat-heal-secret")));
+    git(&work, &["reset", "-q", "--hard", &sha]);
     assert_claimed(&salve_in(&work, &h, &["heal"], &pairs(&main_vars)), &branch);
 
     let pr_work = t.path().join("mr");
