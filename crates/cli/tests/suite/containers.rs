@@ -37,9 +37,8 @@ fn rootfs(root: &Path, paths: &[PathBuf]) {
     for p in paths {
         copy(p);
         if p.is_file() {
-            let ldd = Command::new("ldd").arg(p).output().unwrap();
-            for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
-                copy(Path::new(lib));
+            for lib in libraries(p) {
+                copy(&lib);
             }
         }
     }
@@ -49,6 +48,12 @@ fn rootfs(root: &Path, paths: &[PathBuf]) {
     Command::new("chmod").arg("1777").arg(root.join("tmp")).status().unwrap();
     std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/bash\npostgres:x:70:70::/tmp:/bin/bash\n").unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\npostgres:x:70:\n").unwrap();
+}
+
+/// The shared libraries `file` loads, as `ldd` lists them.
+fn libraries(file: &Path) -> Vec<PathBuf> {
+    let ldd = Command::new("ldd").arg(file).output().unwrap();
+    String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')).map(PathBuf::from).collect()
 }
 
 fn which(tool: &str) -> PathBuf {
@@ -79,9 +84,13 @@ fn images() -> &'static Result<(), String> {
         let work = tempfile::tempdir().unwrap();
         let tools = ["bash", "sh", "cat", "ls", "sleep", "env", "id", "head", "git", "test"];
         let mut main: Vec<PathBuf> = tools.iter().map(|t| which(t)).filter(|p| !p.as_os_str().is_empty()).collect();
-        main.extend([pg.join("bin/psql"), pg.join("bin/pg_isready"), PathBuf::from("/usr/lib/git-core")]);
+        main.extend([pg.join("bin/psql"), pg.join("bin/pg_isready")]);
+        // What `checkout` (git clone of a local mirror) runs of git's own programs.
+        let exec = Command::new("git").arg("--exec-path").output().unwrap();
+        let exec = PathBuf::from(String::from_utf8_lossy(&exec.stdout).trim());
+        main.extend(["git", "git-upload-pack"].iter().map(|p| exec.join(p)).filter(|p| p.exists()));
         // The toolbox is the salve binary, mounted into the job's container: its libraries.
-        main.push(PathBuf::from(env!("CARGO_BIN_EXE_salve")));
+        main.extend(libraries(Path::new(env!("CARGO_BIN_EXE_salve"))));
         let mut server: Vec<PathBuf> = ["bash", "sh"].iter().map(|t| which(t)).collect();
         server.extend(["bin/postgres", "bin/initdb", "lib"].iter().map(|p| pg.join(p)));
         let version = pg.file_name().unwrap().to_string_lossy().into_owned();
@@ -93,9 +102,15 @@ fn images() -> &'static Result<(), String> {
             let tar = root.with_extension("tar");
             let t = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").output().unwrap();
             assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
+            // The image of an earlier run goes once this one is in (each is a few hundred MB).
+            let old = podman(&["image", "inspect", "--format", "{{.Id}}", name]);
             let out = podman(&["import", "--quiet", "--change", &path, &tar.to_string_lossy(), name]);
             if !out.status.success() {
                 return Err(format!("podman import: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            let old = String::from_utf8_lossy(&old.stdout).trim().to_owned();
+            if !old.is_empty() && !String::from_utf8_lossy(&out.stdout).contains(&old) {
+                let _ = podman(&["rmi", &old]);
             }
         }
         Ok(())
