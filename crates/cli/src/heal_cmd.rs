@@ -220,8 +220,8 @@ fn outside(args: &RunArgs, host: Host, repo: PathBuf, scratch: &std::path::Path)
             j.rerun = Some(salve_heal::verify::JobCommands {
                 name: j.name.clone(),
                 commands: args.command.clone(),
-                env: Vec::new(),
                 time_limit,
+                ..Default::default()
             });
         }
     }

@@ -383,8 +383,8 @@ fn folder_case(path: &Path, name: &str) -> Result<Case, String> {
             j.rerun = Some(salve_heal::verify::JobCommands {
                 name: job.clone(),
                 commands: spec.commands.clone(),
-                env: Vec::new(),
                 time_limit: std::time::Duration::from_secs(3600),
+                ..Default::default()
             });
         }
         texts.insert(job, tail);

@@ -8,13 +8,16 @@ use std::path::{Path, PathBuf};
 use salve_runner::{Epilogue, Isolate, JobControl, JobResult, JobSpec, Limits, NoObserver, Sandbox};
 
 /// A job of the failed pipeline, as the heal re-runs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct JobCommands {
     pub name: String,
     pub commands: Vec<String>,
     pub env: Vec<(String, String)>,
     /// The job's own execution time limit: a rerun gets no more (and no less) time than CI gave.
     pub time_limit: std::time::Duration,
+    /// The job's containers (`agent.containers`, without their secrets): a rerun runs in them
+    /// where Podman can (not inside another job's sandbox).
+    pub containers: Vec<salve_runner::container::Container>,
 }
 
 /// What one run did.
@@ -147,7 +150,10 @@ impl Runner {
     pub fn rerun(&self, job: &JobCommands, repo: &Path) -> Result<Ran, String> {
         let limits = self.sandbox.with_job_limits(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let sandbox = Sandbox { network: true, ..limits };
-        self.run_in(&job.name, repo, &job.commands, &job.env, sandbox, job.time_limit)
+        // In the job's image where Podman can run it: a fix must pass where CI runs it.
+        let containers =
+            if self.sandbox.nested || self.sandbox.podman.is_none() { &[][..] } else { &job.containers[..] };
+        self.run_in(&job.name, repo, &job.commands, &job.env, sandbox, job.time_limit, containers)
     }
 
     /// Runs `commands` in `repo` (one bash session, stop at the first failure).
@@ -159,7 +165,7 @@ impl Runner {
         env: &[(String, String)],
         network: bool,
     ) -> Result<Ran, String> {
-        self.run_in(name, repo, commands, env, Sandbox { network, ..self.sandbox.clone() }, self.time_limit)
+        self.run_in(name, repo, commands, env, Sandbox { network, ..self.sandbox.clone() }, self.time_limit, &[])
     }
 
     fn run_in(
@@ -170,12 +176,17 @@ impl Runner {
         env: &[(String, String)],
         sandbox: Sandbox,
         time_limit: std::time::Duration,
+        containers: &[salve_runner::container::Container],
     ) -> Result<Ran, String> {
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.scratch.join(format!("run-{n}"));
         let mut all = vec![format!("cd {}", shell_quote(&repo.to_string_lossy()))];
         all.extend(commands.iter().cloned());
         let mut vars = self.env.clone();
+        if !containers.is_empty() {
+            // The image's own PATH (with the toolbox) and home, not this machine's.
+            vars.retain(|(k, _)| !matches!(k.as_str(), "PATH" | "HOME" | "CARGO_HOME" | "RUSTUP_HOME"));
+        }
         vars.extend(env.iter().cloned());
         let mut writable = self.writable.clone();
         writable.push(repo.to_owned());
@@ -192,7 +203,7 @@ impl Runner {
             writable,
             readable: self.readable.clone(),
             sandbox,
-            containers: Vec::new(),
+            containers: containers.to_vec(),
             pull_credentials: Vec::new(),
         };
         let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)
@@ -224,17 +235,30 @@ pub fn failed_jobs(repo: &Path, file: &str, names: &[String]) -> Result<Vec<JobC
     let plan = analysis.plan.filter(|_| !errors).ok_or_else(|| format!("{file} does not compile"))?;
     let mut out = Vec::new();
     for name in names {
-        let job = plan
+        let (block, job) = plan
             .blocks
             .iter()
-            .flat_map(|b| &b.jobs)
-            .find(|j| &j.name == name)
+            .flat_map(|b| b.jobs.iter().map(move |j| (b, j)))
+            .find(|(_, j)| &j.name == name)
             .ok_or_else(|| format!("{file} has no job named '{name}' any more"))?;
         out.push(JobCommands {
             name: name.clone(),
             commands: job.commands.iter().filter(|c| !is_checkout(c)).cloned().collect(),
             env: job.env_vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
             time_limit: std::time::Duration::from_secs(job.execution_time_limit_minutes.max(1) * 60),
+            containers: block
+                .agent
+                .containers
+                .iter()
+                .map(|c| salve_runner::container::Container {
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    command: c.command.clone(),
+                    entrypoint: c.entrypoint.clone(),
+                    user: c.user.clone(),
+                    env: c.env_vars.iter().map(|v| (v.name.clone(), v.value.clone())).collect(),
+                })
+                .collect(),
         });
     }
     Ok(out)

@@ -490,8 +490,10 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
         ))
         .map_err(JobError::Log)?;
     }
+    // In an image, bash is wherever its PATH has it (not every image links /bin to /usr/bin).
+    let bash = if pod.is_some() { "bash" } else { "/bin/bash" };
     let argv: Vec<OsString> =
-        vec!["/bin/bash".into(), "--noprofile".into(), "--norc".into(), script_path.clone().into_os_string()];
+        vec![bash.into(), "--noprofile".into(), "--norc".into(), script_path.clone().into_os_string()];
     let readable: Vec<PathBuf> = spec.readable.iter().cloned().chain(spec.toolbox.clone()).collect();
     let files = match user {
         Some(ids) => user_files(&run, &home, ids)?,

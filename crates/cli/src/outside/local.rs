@@ -92,7 +92,7 @@ pub fn read(
             }
         }
     } else {
-        JobCommands { name: given.job.to_owned(), commands, env: Vec::new(), time_limit: given.time_limit }
+        JobCommands { name: given.job.to_owned(), commands, time_limit: given.time_limit, ..Default::default() }
     };
     if given.logs.is_empty() {
         return Err(CiError::NotHealable(

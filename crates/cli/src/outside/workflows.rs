@@ -129,7 +129,13 @@ pub fn github_job(repo: &Path, workflow: &str, name: &str) -> Result<JobCommands
         return Err(format!("job '{key}' of {workflow} has no run steps to rerun: give them with --command"));
     }
     let minutes = job.get("timeout-minutes").and_then(Value::as_u64).unwrap_or(360);
-    Ok(JobCommands { name: name.to_owned(), commands, env, time_limit: Duration::from_secs(minutes.max(1) * 60) })
+    Ok(JobCommands {
+        name: name.to_owned(),
+        commands,
+        env,
+        time_limit: Duration::from_secs(minutes.max(1) * 60),
+        ..Default::default()
+    })
 }
 
 /// GitLab's keywords that are not jobs.
@@ -203,7 +209,7 @@ pub fn gitlab_job(repo: &Path, file: &str, name: &str) -> Result<JobCommands, St
     commands.extend(own);
     let limit =
         job.get("timeout").and_then(Value::as_str).and_then(gitlab_duration).unwrap_or(Duration::from_secs(3600));
-    Ok(JobCommands { name: name.to_owned(), commands, env, time_limit: limit })
+    Ok(JobCommands { name: name.to_owned(), commands, env, time_limit: limit, ..Default::default() })
 }
 
 trait PointerGet {
