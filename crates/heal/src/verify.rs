@@ -151,9 +151,10 @@ impl Runner {
         let limits = self.sandbox.with_job_limits(job.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let sandbox = Sandbox { network: true, ..limits };
         // In the job's image where Podman can run it: a fix must pass where CI runs it.
-        let containers =
-            if self.sandbox.nested || self.sandbox.podman.is_none() { &[][..] } else { &job.containers[..] };
-        self.run_in(&job.name, repo, &job.commands, &job.env, sandbox, job.time_limit, containers)
+        if self.sandbox.nested || self.sandbox.podman.is_none() {
+            return self.run_in(&JobCommands { containers: Vec::new(), ..job.clone() }, repo, sandbox);
+        }
+        self.run_in(job, repo, sandbox)
     }
 
     /// Runs `commands` in `repo` (one bash session, stop at the first failure).
@@ -165,19 +166,18 @@ impl Runner {
         env: &[(String, String)],
         network: bool,
     ) -> Result<Ran, String> {
-        self.run_in(name, repo, commands, env, Sandbox { network, ..self.sandbox.clone() }, self.time_limit, &[])
+        let job = JobCommands {
+            name: name.to_owned(),
+            commands: commands.to_vec(),
+            env: env.to_vec(),
+            time_limit: self.time_limit,
+            containers: Vec::new(),
+        };
+        self.run_in(&job, repo, Sandbox { network, ..self.sandbox.clone() })
     }
 
-    fn run_in(
-        &self,
-        name: &str,
-        repo: &Path,
-        commands: &[String],
-        env: &[(String, String)],
-        sandbox: Sandbox,
-        time_limit: std::time::Duration,
-        containers: &[salve_runner::container::Container],
-    ) -> Result<Ran, String> {
+    fn run_in(&self, job: &JobCommands, repo: &Path, sandbox: Sandbox) -> Result<Ran, String> {
+        let JobCommands { name, commands, env, time_limit, containers } = job;
         let n = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.scratch.join(format!("run-{n}"));
         let mut all = vec![format!("cd {}", shell_quote(&repo.to_string_lossy()))];
@@ -197,13 +197,13 @@ impl Runner {
             env: vars,
             files: Vec::new(),
             secret_values: Vec::new(),
-            time_limit: Some(time_limit),
+            time_limit: Some(*time_limit),
             dir: dir.clone(),
             toolbox: Some(self.toolbox.clone()),
             writable,
             readable: self.readable.clone(),
             sandbox,
-            containers: containers.to_vec(),
+            containers: containers.clone(),
             pull_credentials: Vec::new(),
         };
         let outcome = salve_runner::run_job(&spec, &JobControl::new(), &NoObserver)
