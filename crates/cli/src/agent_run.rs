@@ -111,6 +111,7 @@ pub fn run(args: AgentArgs) -> u8 {
         },
         parallel: 1,
         run_containers: true,
+        os_images: Default::default(),
         servers: server.split(',').map(|u| u.trim().to_owned()).collect(),
     };
     if let Err(e) = settings.data.prepare(settings.exe.as_deref()) {

@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// containers and pull secrets (the machine must have what the images would).
     #[arg(long)]
     no_containers: bool,
+    /// Run jobs whose `agent.machine.os_image` is NAME in IMAGE, through Podman (repeatable).
+    #[arg(long, value_name = "NAME=IMAGE")]
+    os_image: Vec<String>,
     /// Cut jobs off from the network.
     #[arg(long)]
     no_network: bool,
@@ -298,6 +301,16 @@ fn settings(args: &RunArgs, data: &Path) -> Result<Settings, String> {
         parallel: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from)),
         servers: Vec::new(),
         run_containers: !args.no_containers,
+        os_images: args
+            .os_image
+            .iter()
+            .map(|m| {
+                m.split_once('=')
+                    .filter(|(n, i)| !n.is_empty() && !i.is_empty())
+                    .map(|(n, i)| (n.to_owned(), i.to_owned()))
+                    .ok_or_else(|| format!("--os-image {m}: give NAME=IMAGE (ubuntu2204=localhost/ubuntu:22.04)"))
+            })
+            .collect::<Result<_, _>>()?,
     };
     settings.sandbox().map_err(|e| e.to_string())?;
     settings.data.prepare(settings.exe.as_deref()).map_err(|e| format!("cannot prepare Salve's data folder: {e}"))?;

@@ -90,6 +90,7 @@ pub fn serve(args: ServeArgs) -> u8 {
     }
     config.agent_pool = args.agent_pool.or(file.agent_pool);
     config.toolchains_dir = args.toolchains.or(file.toolchains_dir).and_then(|d| std::path::absolute(d).ok());
+    config.os_images = file.os_images.clone().unwrap_or_default();
     if let Some(pool) = &config.agent_pool
         && !salve_contract::valid_agent_type_name(pool)
     {

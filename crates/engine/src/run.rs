@@ -267,6 +267,8 @@ pub struct Engine<'a> {
     /// Whether jobs with `agent.containers` run in them (through Podman); `false`: on this
     /// machine, their images, services and pull secrets ignored (`salve run --no-containers`).
     pub run_containers: bool,
+    /// `os_image` name → the image a job of that machine (without `agent.containers`) runs in.
+    pub os_images: BTreeMap<String, String>,
     /// Variables of this installation every job gets after the platform ones (where the
     /// toolbox keeps caches and artifacts).
     pub extra_env: Vec<(String, String)>,
@@ -683,7 +685,25 @@ impl Engine<'_> {
             readable: self.readable.clone(),
             // A job (or its block, or its pipeline through `global_job_config`) may ask for lower limits.
             sandbox: self.sandbox.with_job_limits(job.env_vars.iter().map(|v| (v.name.as_str(), v.value.as_str()))),
-            containers: if self.run_containers { containers(&agent.containers, secrets)? } else { Vec::new() },
+            containers: match (self.run_containers, agent.containers.is_empty()) {
+                (false, _) => Vec::new(),
+                (true, false) => containers(&agent.containers, secrets)?,
+                // A machine whose image this installation has: the job runs in it.
+                (true, true) => agent
+                    .os_image
+                    .as_ref()
+                    .and_then(|os| self.os_images.get(os))
+                    .map(|image| salve_runner::container::Container {
+                        name: "main".into(),
+                        image: image.clone(),
+                        command: None,
+                        entrypoint: None,
+                        user: None,
+                        env: Vec::new(),
+                    })
+                    .into_iter()
+                    .collect(),
+            },
             pull_credentials: agent
                 .image_pull_secrets
                 .iter()

@@ -99,6 +99,8 @@ pub struct Settings {
     pub servers: Vec<String>,
     /// Whether jobs with `agent.containers` run in them (`false`: `salve run --no-containers`).
     pub run_containers: bool,
+    /// `os_image` name → the image jobs of that machine run in (through Podman).
+    pub os_images: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -187,6 +189,7 @@ impl Launch<'_> {
             writable: vec![cache, artifacts],
             readable: vec![self.source.mirror.to_owned()],
             run_containers: self.settings.run_containers,
+            os_images: self.settings.os_images.clone(),
             extra_env,
             secret_env: self.secret_env.clone(),
             secrets: &secrets,

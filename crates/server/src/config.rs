@@ -43,6 +43,9 @@ pub struct Config {
     pub mcp_allowed_hosts: Vec<String>,
     /// List the MCP tools that start workflows.
     pub mcp_write_tools: bool,
+    /// `agent.machine.os_image` names run in these images (through Podman), as Semaphore's
+    /// machines run their images: `ubuntu2204 = "localhost/ubuntu:22.04"`.
+    pub os_images: std::collections::BTreeMap<String, String>,
 }
 
 /// The keys `salve.toml` may hold. Unknown keys are errors.
@@ -72,6 +75,8 @@ pub struct FileConfig {
     pub mcp_allowed_hosts: Option<Vec<String>>,
     /// List the MCP tools that start workflows (off by default).
     pub mcp_write_tools: Option<bool>,
+    /// `os_image` name → the image its jobs run in (`[os_images] ubuntu2204 = "…"`).
+    pub os_images: Option<std::collections::BTreeMap<String, String>>,
     /// A repository's heal settings (`salve heal` reads them; the server ignores them), so one
     /// salve.toml can hold both.
     pub heal: Option<toml::Value>,
@@ -153,6 +158,7 @@ impl Config {
             exe: None,
             mcp_allowed_hosts: Vec::new(),
             mcp_write_tools: false,
+            os_images: Default::default(),
         }
     }
 }
@@ -170,4 +176,19 @@ pub fn default_job_memory() -> Option<u64> {
 
 pub fn default_database(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("salve.db").display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_images_map_machine_names_to_images() {
+        let text = "[os_images]\nubuntu2204 = \"localhost/ubuntu:22.04\"\n";
+        let file: FileConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        let images = file.os_images.unwrap_or_default();
+        assert_eq!(images.get("ubuntu2204").map(String::as_str), Some("localhost/ubuntu:22.04"));
+        let wrong: Result<FileConfig, _> = toml::from_str("os_images = \"ubuntu\"\n");
+        assert!(wrong.is_err(), "a table, not a string");
+    }
 }

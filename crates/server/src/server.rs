@@ -129,6 +129,7 @@ impl Server {
             // (`--jobs`) and the agents' bound how many run at once.
             parallel: PIPELINE_JOBS,
             run_containers: true,
+            os_images: config.os_images.clone(),
             servers: vec![config.base_url()],
         };
         launch.data.prepare(config.exe.as_deref())?;

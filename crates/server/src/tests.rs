@@ -40,6 +40,7 @@ impl Api {
             exe: None,
             mcp_allowed_hosts: Vec::new(),
             mcp_write_tools: false,
+            os_images: Default::default(),
         };
         let server = Server::new(config, store).await.expect("a server");
         let (_, token) = crate::auth::create(&server.store, "admin").await.expect("a token");

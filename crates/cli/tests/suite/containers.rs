@@ -371,3 +371,33 @@ fn a_heal_verifies_a_container_job_in_its_image() {
     let left = podman(&["ps", "--all", "--format", "{{.Names}}"]);
     assert!(!String::from_utf8_lossy(&left.stdout).lines().any(|n| n.starts_with("salve-heal-")), "no container left");
 }
+
+/// `os_image` names an image this installation maps (`salve run --os-image NAME=IMAGE`, the
+/// server's `[os_images]`): the job runs in it; unmapped, on the machine.
+#[test]
+fn an_os_image_this_installation_maps_runs_the_job_in_that_image() {
+    if let Err(e) = images() {
+        panic!("the test images cannot be built here: {e}");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("app");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let yml = "version: v1.0\nname: C\nagent:\n  machine:\n    type: e1-standard-2\n    os_image: ubuntu2204\nblocks:\n  - name: B\n    task:\n      jobs:\n        - name: j\n          commands:\n            - checkout\n            - test -f /etc/salve-test-image\n";
+    commit(&repo, &[(".semaphore/semaphore.yml", Some(yml))], "c");
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_salve"));
+        cmd.arg("run").args(extra).current_dir(&repo).env("SALVE_DATA_DIR", t.path().join("data"));
+        for (k, v) in podman_env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let mapped = run(&["--os-image", &format!("ubuntu2204={MAIN_IMAGE}")]);
+    assert!(mapped.status.success(), "{}\n{}", stdout(&mapped), stderr(&mapped));
+    let unmapped = run(&[]);
+    assert!(!unmapped.status.success(), "on the machine, there is no image marker: {}", stdout(&unmapped));
+    let bad = run(&["--os-image", "ubuntu2204"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("give NAME=IMAGE"), "{}", stderr(&bad));
+}
