@@ -138,6 +138,9 @@ impl Podman {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.program);
+        // Podman's own warnings (a namespace it retries, a cleanup it redoes) stay out of the
+        // job's log; what makes a command fail is still said.
+        c.arg("--log-level=fatal");
         if let Some(r) = &self.runtime {
             c.args(["--runtime", r]);
         }
