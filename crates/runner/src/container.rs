@@ -138,9 +138,10 @@ impl Podman {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(&self.program);
-        // Podman's own warnings (a namespace it retries, a cleanup it redoes) stay out of the
-        // job's log; what makes a command fail is still said.
-        c.arg("--log-level=fatal");
+        // Podman's own warnings stay out of the job's log; its errors, and what makes a command
+        // fail, are still said. (conmon refuses the levels above `error` with a warning of its
+        // own in every job's log.)
+        c.arg("--log-level=error");
         if let Some(r) = &self.runtime {
             c.args(["--runtime", r]);
         }
@@ -217,6 +218,8 @@ pub struct Pod {
     network: Network,
     /// Every container the job may have left.
     containers: Vec<String>,
+    /// The job's memory (bytes) and process limits, each container's.
+    limits: (Option<u64>, Option<u64>),
 }
 
 /// What the main container mounts and runs.
@@ -230,8 +233,6 @@ pub struct Main<'a> {
     /// The base environment (no secrets: the script exports the job's variables).
     pub env: &'a [(String, String)],
     pub argv: &'a [OsString],
-    pub memory_bytes: Option<u64>,
-    pub max_processes: Option<u64>,
 }
 
 /// A name Podman accepts, from a job id and a container's name.
@@ -275,6 +276,7 @@ impl Pod {
         job_id: &str,
         containers: &[Container],
         network: Network,
+        limits: (Option<u64>, Option<u64>),
         creds: &[PullCredential],
         private: &Path,
     ) -> Result<Pod, String> {
@@ -305,7 +307,7 @@ impl Pod {
         }
         let name = podman_name(&format!("salve-{job_id}"));
         let names: Vec<String> = containers.iter().map(|c| podman_name(&format!("{name}-{}", c.name))).collect();
-        let mut pod = Pod { podman: podman.clone(), network_of: None, network, containers: names };
+        let mut pod = Pod { podman: podman.clone(), network_of: None, network, containers: names, limits };
         // Containers left by a crash of an earlier run of the same job are not this job's.
         pod.remove();
         let hosts: Vec<String> =
@@ -314,15 +316,16 @@ impl Pod {
             let mut args: Vec<String> =
                 vec!["run".into(), "--detach".into(), "--name".into(), pod.containers[i].clone()];
             args.extend(pod.network_args(&hosts));
-            args.extend(common_args());
+            args.extend(pod.common_args());
+            // Values the pipeline gives are joined to their flag: never a flag of their own.
             for (k, v) in &c.env {
-                args.extend(["--env".into(), format!("{k}={v}")]);
+                args.push(format!("--env={k}={v}"));
             }
             if let Some(u) = &c.user {
-                args.extend(["--user".into(), u.clone()]);
+                args.push(format!("--user={u}"));
             }
             if let Some(e) = &c.entrypoint {
-                args.extend(["--entrypoint".into(), e.clone()]);
+                args.push(format!("--entrypoint={e}"));
             }
             args.push("--".into());
             args.push(c.image.clone());
@@ -366,14 +369,8 @@ impl Pod {
         // `--interactive`: the job's variables and files come on standard input.
         cmd.args(["run", "--rm", "--interactive", "--name"]).arg(&self.containers[0]);
         cmd.args(self.network_args(&[]));
-        cmd.args(common_args());
+        cmd.args(self.common_args());
         cmd.arg("--workdir").arg(m.workdir);
-        if let Some(b) = m.memory_bytes {
-            cmd.arg(format!("--memory={b}"));
-        }
-        if let Some(n) = m.max_processes {
-            cmd.arg(format!("--pids-limit={n}"));
-        }
         let mut volume = |path: &Path, mode: &str| {
             let p = path.to_string_lossy();
             // A path with a colon cannot be said in `--volume`; such a folder is not mounted.
@@ -388,10 +385,10 @@ impl Pod {
             volume(r, "ro");
         }
         for (k, v) in m.env.iter().chain(&m.container.env) {
-            cmd.arg("--env").arg(format!("{k}={v}"));
+            cmd.arg(format!("--env={k}={v}"));
         }
         if let Some(u) = &m.container.user {
-            cmd.args(["--user", u]);
+            cmd.arg(format!("--user={u}"));
         }
         // The job's bash session, not the image's entrypoint, is the main container's process.
         cmd.args(["--entrypoint", ""]).arg("--").arg(&m.container.image).args(m.argv);
@@ -414,14 +411,23 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?.write_all(bytes)
 }
 
-/// What every container of a job runs with: no new privileges, no more open files or processes
-/// than Salve may have.
-fn common_args() -> Vec<String> {
-    let mut args = vec!["--security-opt".into(), "no-new-privileges".into()];
-    for u in ulimits() {
-        args.extend(["--ulimit".into(), u]);
+impl Pod {
+    /// What every container of the job runs with: no new privileges, no more open files or
+    /// processes than Salve may have, the job's memory and process limits (a service is no way
+    /// around them).
+    fn common_args(&self) -> Vec<String> {
+        let mut args = vec!["--security-opt".into(), "no-new-privileges".into()];
+        for u in ulimits() {
+            args.extend(["--ulimit".into(), u]);
+        }
+        if let Some(b) = self.limits.0 {
+            args.push(format!("--memory={b}"));
+        }
+        if let Some(n) = self.limits.1 {
+            args.push(format!("--pids-limit={n}"));
+        }
+        args
     }
-    args
 }
 
 impl Drop for Pod {
@@ -472,6 +478,40 @@ mod tests {
         assert!(e.is_some_and(|e| e.contains("'AWS_ECR' is not one Salve can use")));
         let e = PullCredential::from_secret("x", &env(&[("DOCKER_CREDENTIAL_TYPE", "DockerHub")]), &[]).err();
         assert!(e.is_some_and(|e| e.contains("has no DOCKERHUB_USERNAME")));
+    }
+
+    #[test]
+    fn every_container_of_a_job_gets_its_limits() {
+        let podman = Podman { program: PathBuf::from("/bin/false"), runtime: None };
+        let pod = Pod {
+            podman,
+            network_of: None,
+            network: Network::Own,
+            containers: vec!["salve-j-main".into(), "salve-j-db".into()],
+            limits: (Some(512 * 1024 * 1024), Some(100)),
+        };
+        let args = pod.common_args();
+        for want in ["no-new-privileges", "--memory=536870912", "--pids-limit=100"] {
+            assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+        }
+        // Services are started with the same arguments as the main container.
+        let main = Container {
+            name: "main".into(),
+            image: "img".into(),
+            command: None,
+            entrypoint: None,
+            user: Some("--privileged".into()),
+            env: Vec::new(),
+        };
+        let argv: Vec<OsString> = vec!["bash".into()];
+        let m =
+            Main { container: &main, writable: &[], readable: &[], workdir: Path::new("/w"), env: &[], argv: &argv };
+        let cmd = pod.main_command(&m);
+        let all: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert!(all.iter().any(|a| a == "--pids-limit=100"), "{all:?}");
+        // A hostile `user` is the value of --user, never a flag of its own.
+        assert!(all.iter().any(|a| a == "--user=--privileged"), "{all:?}");
+        assert!(!all.iter().any(|a| a == "--privileged"), "{all:?}");
     }
 
     #[test]

@@ -519,8 +519,6 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
                 workdir: &home,
                 env: &base,
                 argv: &argv,
-                memory_bytes: sandbox.memory_bytes,
-                max_processes: sandbox.max_processes,
             })
         }
         _ => sandbox.command(&mounts, &base, &argv, &cgroup_dirs),
@@ -666,6 +664,7 @@ fn start_pod(spec: &JobSpec, main: &crate::container::Container) -> Result<(crat
         &spec.id,
         &spec.containers,
         if spec.sandbox.network { crate::container::Network::Own } else { crate::container::Network::None },
+        (spec.sandbox.memory_bytes, spec.sandbox.max_processes),
         &spec.pull_credentials,
         &spec.dir,
     )

@@ -236,6 +236,7 @@ fn a_container_job_runs_in_its_image_with_a_postgres_service_of_its_own() {
     assert!(logs.contains("\n42\n"), "{logs}");
     assert!(logs.contains("\n2\n"), "{logs}");
     assert!(logs.contains("set-on-main container"), "{logs}");
+    assert!(!logs.contains("invalid logging spec"), "Podman's log level is one conmon takes: {logs}");
     assert!(logs.contains(&format!("running in container 'main' ({MAIN_IMAGE}); services: db ({PG_IMAGE})")), "{logs}");
     // Nothing of the jobs is left running.
     let left = podman(&["ps", "--all", "--format", "{{.Names}}"]);
