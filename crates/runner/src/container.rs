@@ -200,22 +200,14 @@ pub fn split_words(s: &str) -> Vec<String> {
     words
 }
 
-/// The network a job's containers get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Network {
-    /// A namespace of the job's own, with outbound access (Podman's default network).
-    Own,
-    /// A namespace of the job's own with nothing but loopback.
-    None,
-}
-
 /// A job's containers: its services started, all removed when dropped.
 #[derive(Debug)]
 pub struct Pod {
     podman: Podman,
     /// The container whose network namespace the others join (the first service), if any.
     network_of: Option<String>,
-    network: Network,
+    /// Outbound access (Podman's default network) or loopback alone.
+    network: bool,
     /// Every container the job may have left.
     containers: Vec<String>,
     /// The job's memory (bytes) and process limits, each container's.
@@ -275,7 +267,7 @@ impl Pod {
         podman: &Podman,
         job_id: &str,
         containers: &[Container],
-        network: Network,
+        network: bool,
         limits: (Option<u64>, Option<u64>),
         creds: &[PullCredential],
         private: &Path,
@@ -346,10 +338,7 @@ impl Pod {
         if let Some(first) = &self.network_of {
             return vec!["--network".into(), format!("container:{first}")];
         }
-        let mut args = match self.network {
-            Network::None => vec!["--network".into(), "none".into()],
-            Network::Own => Vec::new(),
-        };
+        let mut args = if self.network { Vec::new() } else { vec!["--network".into(), "none".into()] };
         for h in hosts {
             args.extend(["--add-host".into(), h.clone()]);
         }
@@ -486,7 +475,7 @@ mod tests {
         let pod = Pod {
             podman,
             network_of: None,
-            network: Network::Own,
+            network: true,
             containers: vec!["salve-j-main".into(), "salve-j-db".into()],
             limits: (Some(512 * 1024 * 1024), Some(100)),
         };

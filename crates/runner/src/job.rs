@@ -649,7 +649,6 @@ pub fn run_job(spec: &JobSpec, control: &JobControl, observer: &dyn JobObserver)
     Ok(outcome)
 }
 
-/// Ends a job that never ran: its summary as the log's last line.
 /// The pod of a job in containers, and the PATH of its main image.
 fn start_pod(spec: &JobSpec, main: &crate::container::Container) -> Result<(crate::container::Pod, String), String> {
     let podman = spec.sandbox.podman.as_ref().ok_or_else(|| {
@@ -663,7 +662,7 @@ fn start_pod(spec: &JobSpec, main: &crate::container::Container) -> Result<(crat
         podman,
         &spec.id,
         &spec.containers,
-        if spec.sandbox.network { crate::container::Network::Own } else { crate::container::Network::None },
+        spec.sandbox.network,
         (spec.sandbox.memory_bytes, spec.sandbox.max_processes),
         &spec.pull_credentials,
         &spec.dir,
@@ -711,6 +710,7 @@ fn toolbox_targets(toolbox: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
+/// Ends a job that never ran: its summary as the log's last line.
 fn early(mut log: LogWriter, mut outcome: JobOutcome, started_ms: u64) -> Result<JobOutcome, JobError> {
     log.note(&outcome.summary).map_err(JobError::Log)?;
     let (log_lines, log_bytes) = log.finish().map_err(JobError::Log)?;
