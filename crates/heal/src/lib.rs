@@ -289,8 +289,11 @@ pub fn heal(ci: &dyn Ci, opts: &Options<'_>) -> Outcome {
     let owner = std::fs::metadata(&opts.repo).ok().map(|m| (m.uid(), m.gid()));
     let (outcome, summary, extra) = attempt(ci, opts, &config, &failure, &mut record);
     // A root caller's sandboxed commands ran as the job user, which owned the checkout for them:
-    // it goes back to its owner (the CI job's later steps, git among them, expect that).
-    if let Some((uid, gid)) = owner.filter(|(uid, _)| *uid != salve_runner::sandbox::JOB_UID) {
+    // it goes back to its owner (the CI job's later steps, git among them, expect that). Only
+    // then: the runner chowns the checkout's root with the rest.
+    let job = salve_runner::sandbox::JOB_UID;
+    let taken = std::fs::metadata(&opts.repo).is_ok_and(|m| m.uid() == job);
+    if let Some((uid, gid)) = owner.filter(|(uid, _)| *uid != job && taken) {
         give_back(&opts.repo, uid, gid);
     }
     // The agent's transcript goes to the job's artifacts, not into the record.
@@ -723,4 +726,35 @@ fn cut(diff: &str) -> String {
         end -= 1;
     }
     format!("{}\n... (cut at 64 KiB)\n", &diff[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the job user owns in the tree goes back; a link out of it is changed itself, never
+    /// what it points at.
+    #[test]
+    fn give_back_stays_in_the_tree_and_follows_no_link() {
+        if !std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+            return; // Changing owners needs root (CI runs as root).
+        }
+        let job = salve_runner::sandbox::JOB_UID;
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let tree = t.path().join("tree");
+        let outside = t.path().join("outside");
+        std::fs::create_dir_all(tree.join("sub")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(tree.join("sub/f"), "x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&outside, "host").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&outside, tree.join("sub/link")).unwrap_or_else(|e| panic!("{e}"));
+        for p in [tree.clone(), tree.join("sub"), tree.join("sub/f"), outside.clone()] {
+            std::os::unix::fs::lchown(&p, Some(job), Some(job)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::os::unix::fs::lchown(tree.join("sub/link"), Some(job), Some(job)).unwrap_or_else(|e| panic!("{e}"));
+        give_back(&tree, 0, 0);
+        for p in [tree.clone(), tree.join("sub"), tree.join("sub/f"), tree.join("sub/link")] {
+            assert_eq!(std::fs::symlink_metadata(&p).map(|m| m.uid()).ok(), Some(0), "{}", p.display());
+        }
+        assert_eq!(std::fs::metadata(&outside).map(|m| m.uid()).ok(), Some(job), "the link's target is not the tree's");
+    }
 }
