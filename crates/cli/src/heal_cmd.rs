@@ -245,7 +245,15 @@ fn outside(args: &RunArgs, host: Host, repo: PathBuf, scratch: &std::path::Path)
         }
     };
     let report = args.report.as_ref().map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()));
-    let ci = outside::Outside { read, remote, forge: target.forge, report, host, claimed: Default::default() };
+    let ci = outside::Outside {
+        read,
+        remote,
+        forge: target.forge,
+        report,
+        host,
+        claimed: Default::default(),
+        records: Default::default(),
+    };
     let say = |line: &str| out!("{line}");
     let options = salve_heal::Options {
         repo,

@@ -234,11 +234,27 @@ pub struct Outside {
     pub host: Host,
     /// This heal's record on the remote (its name and first lines), once claimed.
     pub claimed: std::cell::RefCell<Option<(String, String)>>,
+    /// The remote's heal records as they were when this heal began, fetched once.
+    pub records: std::cell::OnceCell<Vec<salve_git::remote::Tip>>,
 }
 
 /// A record's name: the failed commit and the failure's fingerprint.
 fn record_name(sha: &str, fingerprint: &str) -> String {
     format!("{}-{}", &sha[..sha.len().min(7)], &format!("{:x}", md5::compute(fingerprint))[..8])
+}
+
+impl Outside {
+    /// The remote's records of earlier heals (the cap and the claim both read them).
+    fn records(&self) -> Result<&[salve_git::remote::Tip], CiError> {
+        if let Some(r) = self.records.get() {
+            return Ok(r);
+        }
+        let r = self
+            .remote
+            .records()
+            .map_err(|e| CiError::Unreachable(format!("cannot read the remote's heal records: {e}")))?;
+        Ok(self.records.get_or_init(|| r))
+    }
 }
 
 impl Ci for Outside {
@@ -254,7 +270,7 @@ impl Ci for Outside {
             return Ok(Claimed::Taken(format!("{branch} is on the remote at {}", &sha[..sha.len().min(7)])));
         }
         let name = record_name(&failure.sha, fingerprint);
-        if let Some(r) = self.remote.records().map_err(unreadable)?.into_iter().find(|r| r.branch == name) {
+        if let Some(r) = self.records()?.iter().find(|r| r.branch == name) {
             let ended = r.message.lines().find_map(|l| l.strip_prefix("Selfheal-Outcome: ")).unwrap_or("unknown");
             return Ok(Claimed::Taken(format!(
                 "a heal of this failure ended {ended} (refs/selfheal/attempts/{name} on the remote)"
@@ -320,8 +336,7 @@ impl Ci for Outside {
         let of_branch =
             |t: &salve_git::remote::Tip| t.time * 1000 >= since_ms && t.message.lines().any(|l| l.trim() == trailer);
         // Every heal's record; and heal branches pushed where no record could be kept.
-        let records: Vec<String> =
-            self.remote.records().map_err(unreadable)?.into_iter().filter(of_branch).map(|r| r.branch).collect();
+        let records: Vec<&str> = self.records()?.iter().filter(|t| of_branch(t)).map(|r| r.branch.as_str()).collect();
         let pushed = self
             .remote
             .tips(HEAL_PREFIX)
