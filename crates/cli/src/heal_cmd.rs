@@ -202,8 +202,12 @@ fn outside(args: &RunArgs, host: Host, repo: PathBuf, scratch: &std::path::Path)
             return 1;
         }
     };
-    // The heal fixes the checkout: it must be the commit that failed.
-    let head = salve_git::remote::checkout_head(&repo, &scratch.join("head")).map(|h| h.sha);
+    // The heal fixes the checkout: it must be the commit that failed (a local failure is the
+    // checkout's by construction).
+    let head = match host {
+        Host::Local => Some(read.failure.sha.clone()),
+        _ => salve_git::remote::checkout_head(&repo, &scratch.join("head")).map(|h| h.sha),
+    };
     if head.as_deref() != Some(read.failure.sha.as_str()) {
         err!(
             "salve heal: {} says commit '{}' failed, but the checkout is at {}: check that commit out first \

@@ -98,7 +98,7 @@ impl Http {
     ) -> Result<Http, CiError> {
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
-            .user_agent(if name == "Semaphore" { "SemaphoreCI v2.0 Client" } else { "salve" })
+            .user_agent("salve")
             .build()
             .map_err(|e| CiError::Unreachable(format!("cannot start an HTTP client: {e}")))?;
         Ok(Http { name, base: base.trim_end_matches('/').to_owned(), headers, secret: secret.to_owned(), http })

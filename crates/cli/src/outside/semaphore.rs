@@ -119,7 +119,7 @@ pub fn read(env: &dyn Fn(&str) -> Option<String>, pipeline: Option<&str>) -> Res
     let api = Http::new(
         "Semaphore",
         &format!("{}/api/v1alpha", org.trim_end_matches('/')),
-        vec![("authorization", format!("Token {token}"))],
+        vec![("authorization", format!("Token {token}")), ("user-agent", "SemaphoreCI v2.0 Client".into())],
         &token,
     )?;
     let describe = |id: &str| api.get::<Described>(&format!("/pipelines/{}?detailed=true", encode(id)));
