@@ -106,7 +106,6 @@ blocks:
 
 pub fn github_workflow(ci: &[String], base: &str) -> String {
     let names = ci.iter().map(|n| format!("'{}'", n.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-    let indented = INSTALL;
     format!(
         r#"# Written by `salve init --self-heal --for github`. When the CI workflow fails on a branch that
 # is not a heal branch, `salve heal` reads the failed run through the Actions API, tries the
@@ -148,7 +147,7 @@ jobs:
           # The heal runs every command in bubblewrap (Ubuntu restricts the user namespaces it needs).
           command -v bwrap >/dev/null || sudo apt-get install -y -qq bubblewrap
           sudo sysctl -q -w kernel.apparmor_restrict_unprivileged_userns=0 || true
-          {indented}
+          {INSTALL}
           salve heal --for github
   pull-request:
     if: github.event.workflow_run.conclusion == 'success' && startsWith(github.event.workflow_run.head_branch, 'selfheal-')
@@ -162,7 +161,7 @@ jobs:
         env:
           GITHUB_TOKEN: ${{{{ secrets.SELFHEAL_TOKEN || secrets.GITHUB_TOKEN }}}}
         run: |
-          {indented}
+          {INSTALL}
           salve pr create --forge github --base {base} --head "${{{{ github.event.workflow_run.head_branch }}}}"
 "#
     )
