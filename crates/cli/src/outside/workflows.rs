@@ -195,7 +195,7 @@ pub fn gitlab_job(repo: &Path, file: &str, name: &str) -> Result<JobCommands, St
     let mut commands = Vec::new();
     let before = job
         .get("before_script")
-        .or_else(|| doc.pointer_get("default", "before_script"))
+        .or_else(|| doc.get("default").and_then(|d| d.get("before_script")))
         .or_else(|| doc.get("before_script"));
     script(before, &mut commands);
     let mut own = Vec::new();
@@ -210,16 +210,6 @@ pub fn gitlab_job(repo: &Path, file: &str, name: &str) -> Result<JobCommands, St
     let limit =
         job.get("timeout").and_then(Value::as_str).and_then(gitlab_duration).unwrap_or(Duration::from_secs(3600));
     Ok(JobCommands { name: name.to_owned(), commands, env, time_limit: limit, ..Default::default() })
-}
-
-trait PointerGet {
-    fn pointer_get(&self, a: &str, b: &str) -> Option<&Value>;
-}
-
-impl PointerGet for Map<String, Value> {
-    fn pointer_get(&self, a: &str, b: &str) -> Option<&Value> {
-        self.get(a)?.get(b)
-    }
 }
 
 /// GitLab's `timeout: 1h 30m` (hours, minutes, seconds).
