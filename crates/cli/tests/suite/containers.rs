@@ -218,7 +218,13 @@ fn a_container_job_runs_in_its_image_with_a_postgres_service_of_its_own() {
     if let Err(e) = images() {
         panic!("the test images cannot be built here: {e}");
     }
-    let (_t, out, data) = run_pipeline(&podman_env());
+    let (mut _t, mut out, mut data) = run_pipeline(&podman_env());
+    // Podman 4.3 here now and then fails to start a container while others start at once (its
+    // network namespace): the machine's, not this test's; once more.
+    if !out.status.success() && job_log(&data, "").contains("its shell did not start") && podman_cannot_run().is_none()
+    {
+        (_t, out, data) = run_pipeline(&podman_env());
+    }
     let (o, e) = (stdout(&out), stderr(&out));
     let logs = job_log(&data, "");
     // A machine whose Podman cannot start any container (no usable runtime): the jobs must fail
@@ -374,15 +380,23 @@ fn a_heal_verifies_a_container_job_in_its_image() {
     std::fs::write(case.join("case.toml"), "expect = \"pushed\"\n").unwrap();
     let home = t.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_salve"));
-    cmd.args(["heal", "replay", "--cases", "cases", "--json", "r.json"]).current_dir(t.path()).env("HOME", &home);
-    for (k, v) in podman_env() {
-        cmd.env(k, v);
+    let replay = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_salve"));
+        cmd.args(["heal", "replay", "--cases", "cases", "--json", "r.json"]).current_dir(t.path()).env("HOME", &home);
+        for (k, v) in podman_env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out, std::fs::read_to_string(t.path().join("r.json")).unwrap_or_default())
+    };
+    let (mut out, mut report) = replay();
+    // Podman 4.3 here now and then fails to start a container while others start at once (its
+    // network namespace); that is the machine's, not what this test is about: once more.
+    if report.contains("its shell did not start") {
+        (out, report) = replay();
     }
-    let out = cmd.output().unwrap();
     let o = stdout(&out);
     assert!(out.status.success(), "{o}\n{}", stderr(&out));
-    let report = std::fs::read_to_string(t.path().join("r.json")).unwrap_or_default();
     assert!(o.contains("pushed (unknown): selfheal CI: apply make it good"), "{o}\n{report}");
     let left = podman(&["ps", "--all", "--format", "{{.Names}}"]);
     assert!(!String::from_utf8_lossy(&left.stdout).lines().any(|n| n.starts_with("salve-heal-")), "no container left");
@@ -409,7 +423,11 @@ fn an_os_image_this_installation_maps_runs_the_job_in_that_image() {
         }
         cmd.output().unwrap()
     };
-    let mapped = run(&["--os-image", &format!("ubuntu2204={MAIN_IMAGE}")]);
+    let mut mapped = run(&["--os-image", &format!("ubuntu2204={MAIN_IMAGE}")]);
+    if stdout(&mapped).contains("its shell did not start") {
+        // Podman's occasional failure to start a container here (see above): once more.
+        mapped = run(&["--os-image", &format!("ubuntu2204={MAIN_IMAGE}")]);
+    }
     assert!(mapped.status.success(), "{}\n{}", stdout(&mapped), stderr(&mapped));
     let unmapped = run(&[]);
     assert!(!unmapped.status.success(), "on the machine, there is no image marker: {}", stdout(&unmapped));
