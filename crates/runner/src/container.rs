@@ -323,9 +323,16 @@ impl Pod {
             args.push(c.image.clone());
             args.extend(c.command.as_deref().map(split_words).unwrap_or_default());
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            podman
-                .run(&refs)
-                .map_err(|e| format!("service container '{}' ({}) did not start: {e}", c.name, c.image))?;
+            // The OCI runtime now and then fails to set a container up while other namespaces
+            // are made at once: the half-made container goes, and it is started once more.
+            let started = podman.run(&refs).or_else(|e| {
+                if !e.contains("OCI") {
+                    return Err(e);
+                }
+                let _ = podman.run(&["rm", "--force", "--ignore", "--time", "0", &pod.containers[i]]);
+                podman.run(&refs)
+            });
+            started.map_err(|e| format!("service container '{}' ({}) did not start: {e}", c.name, c.image))?;
             if pod.network_of.is_none() {
                 pod.network_of = Some(pod.containers[i].clone());
             }
